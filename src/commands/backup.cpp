@@ -1,0 +1,53 @@
+#include <fmt/format.h>
+
+#include "commands/command.hpp"
+#include "commands/registry.hpp"
+#include "domain/backup_job.hpp"
+
+namespace pgward::commands {
+namespace {
+
+class BackupCommand : public Command {
+  public:
+    const char* name() const override { return "backup"; }
+    const char* summary() const override {
+        return "one backup now: pg_dump -Fc into the backup directory, atomically";
+    }
+
+    void setup(CLI::App& app) override {
+        add_connection_options(options_, app);
+        options_.add(app, "dir", "--dir", "POSTGRES_BACKUP_DIR",
+                     "backup directory (default /backups)");
+        options_.add(app, "retention", "--retention", "POSTGRES_BACKUP_RETENTION_COUNT",
+                     "after success, keep only the newest N backups of the database");
+        options_.add(
+            app, "pg_bin", "--pg-bin", "PGWARD_PG_BIN",
+            "directory of pg_dump and pg_restore (default: PATH, then pg_config --bindir)");
+    }
+
+    int run() override {
+        BackupRequest request;
+        request.connection = options_.connection();
+        request.dir = options_.get_or("dir", "/backups");
+        if (auto retention = options_.get_number("retention", 1, 1000000)) {
+            request.retention = static_cast<size_t>(*retention);
+        }
+        if (auto pg_bin = options_.get("pg_bin")) {
+            request.pg_bin = pg_bin->value;
+        }
+        BackupResult result = run_backup_job(request);
+        std::fprintf(stdout, "%s\n", result.dump_path.string().c_str());
+        return 0;
+    }
+
+  private:
+    OptionTable options_;
+};
+
+}  // namespace
+
+std::unique_ptr<Command> make_backup_command() {
+    return std::make_unique<BackupCommand>();
+}
+
+}  // namespace pgward::commands

@@ -1,0 +1,96 @@
+#include <nlohmann/json.hpp>
+
+#include <fmt/format.h>
+
+#include "commands/command.hpp"
+#include "commands/registry.hpp"
+#include "domain/inspect.hpp"
+#include "util/time.hpp"
+
+namespace pgward::commands {
+namespace {
+
+std::string human_size(uint64_t bytes) {
+    const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double value = static_cast<double>(bytes);
+    size_t unit = 0;
+    while (value >= 1024 && unit + 1 < std::size(units)) {
+        value /= 1024;
+        ++unit;
+    }
+    return unit == 0 ? fmt::format("{} B", bytes) : fmt::format("{:.1f} {}", value, units[unit]);
+}
+
+class ListCommand : public Command {
+  public:
+    const char* name() const override { return "list"; }
+    const char* summary() const override {
+        return "the backups in the directory: name, size, UTC time, age, checksum state";
+    }
+
+    void setup(CLI::App& app) override {
+        options_.add(app, "dir", "--dir", "POSTGRES_BACKUP_DIR",
+                     "backup directory (default /backups)");
+        options_.add(app, "dbname", "-d,--dbname", "", "only this database's backups");
+        app.add_flag("--json", json_, "print a JSON array");
+        app.add_flag("--verify", verify_, "re-hash every dump and compare with its manifest");
+    }
+
+    int run() override {
+        BackupRepository repo(options_.get_or("dir", "/backups"));
+        std::vector<BackupEntry> entries = repo.list(database_name(options_));
+        TimePoint now = now_seconds();
+        nlohmann::ordered_json out = nlohmann::ordered_json::array();
+        bool all_good = true;
+        if (!json_) {
+            fmt::print("{:<48} {:>10}  {:<20}  {:>8}  {}\n", "NAME", "SIZE", "STARTED (UTC)", "AGE",
+                       "CHECKSUM");
+        }
+        for (const BackupEntry& entry : entries) {
+            ChecksumCheck check = check_checksum(repo, entry, verify_);
+            all_good = all_good && check.good();
+            auto age = std::chrono::duration_cast<std::chrono::seconds>(now - entry.id.started);
+            if (json_) {
+                nlohmann::ordered_json item;
+                item["file"] = entry.id.dump_file();
+                item["database"] = entry.id.database;
+                item["size_bytes"] = entry.size_bytes;
+                item["started_at"] = format_iso_utc(entry.id.started);
+                item["age_seconds"] = age.count();
+                item["checksum"] = to_string(check.state);
+                if (!check.detail.empty()) {
+                    item["checksum_detail"] = check.detail;
+                }
+                item["manifest"] = entry.has_manifest
+                                       ? nlohmann::ordered_json(entry.id.manifest_file())
+                                       : nlohmann::ordered_json();
+                out.push_back(std::move(item));
+            } else {
+                fmt::print("{:<48} {:>10}  {:<20}  {:>8}  {}{}\n", entry.id.dump_file(),
+                           human_size(entry.size_bytes), format_iso_utc(entry.id.started),
+                           format_age(age), to_string(check.state),
+                           check.detail.empty() ? "" : " (" + check.detail + ")");
+            }
+        }
+        if (json_) {
+            fmt::print("{}\n", out.dump(2));
+        } else if (entries.empty()) {
+            fmt::print("(no backups in {})\n", repo.dir().string());
+        }
+        // A listing that found a damaged or unmatched dump is a failed check.
+        return all_good ? 0 : 1;
+    }
+
+  private:
+    OptionTable options_;
+    bool json_ = false;
+    bool verify_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<Command> make_list_command() {
+    return std::make_unique<ListCommand>();
+}
+
+}  // namespace pgward::commands

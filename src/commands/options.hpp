@@ -1,0 +1,53 @@
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "pg/connection.hpp"
+
+namespace pgward::commands {
+
+// A value and where it came from ("--retention" or
+// "POSTGRES_BACKUP_RETENTION_COUNT"), so an error names what the user set.
+struct Setting {
+    std::string value;
+    std::string origin;
+    bool from_flag = false;
+};
+
+// The one option table: each option is a flag and, optionally, the
+// environment variable behind it. Precedence: flag > variable > default. An
+// empty variable counts as unset (compose files often pass VAR= through).
+class OptionTable {
+  public:
+    void add(CLI::App& app, const std::string& key, const std::string& flags,
+             const std::string& env, const std::string& help);
+
+    std::optional<Setting> get(const std::string& key) const;
+    std::string get_or(const std::string& key, const std::string& fallback) const;
+
+    // A whole number in [min, max]; anything else is a usage error naming the origin.
+    std::optional<uint64_t> get_number(const std::string& key, uint64_t min, uint64_t max) const;
+
+    pg::ConnectionOptions connection() const;
+
+  private:
+    struct Entry {
+        std::string flag;
+        std::string env;
+        std::optional<std::string> value;
+    };
+    std::map<std::string, std::unique_ptr<Entry>> entries_;
+};
+
+// Registers -h/-p/-U/-d and their POSTGRES_* variables.
+void add_connection_options(OptionTable& table, CLI::App& app);
+
+uint64_t parse_number(const Setting& setting, uint64_t min, uint64_t max);
+
+}  // namespace pgward::commands

@@ -1,0 +1,85 @@
+#include <fmt/format.h>
+
+#include "commands/command.hpp"
+#include "commands/registry.hpp"
+#include "domain/repository.hpp"
+#include "domain/retention.hpp"
+#include "util/error.hpp"
+#include "util/log.hpp"
+
+namespace pgward::commands {
+namespace {
+
+class PruneCommand : public Command {
+  public:
+    const char* name() const override { return "prune"; }
+    const char* summary() const override {
+        return "keep the newest N backups of the database, delete the rest and their sidecars";
+    }
+
+    void setup(CLI::App& app) override {
+        options_.add(app, "dir", "--dir", "POSTGRES_BACKUP_DIR",
+                     "backup directory (default /backups)");
+        options_.add(app, "keep", "--keep", "POSTGRES_BACKUP_RETENTION_COUNT",
+                     "how many of the newest backups to keep");
+        options_.add(
+            app, "dbname", "-d,--dbname", "POSTGRES_DB",
+            "the database whose backups to prune (default: the only one in the directory)");
+        app.add_flag("--dry-run", dry_run_, "print the plan, delete nothing");
+    }
+
+    int run() override {
+        auto keep = options_.get_number("keep", 1, 1000000);
+        if (!keep) {
+            throw usage_error("prune needs --keep N (or POSTGRES_BACKUP_RETENTION_COUNT)",
+                              "say how many of the newest backups to keep");
+        }
+        BackupRepository repo(options_.get_or("dir", "/backups"));
+        std::string database = resolve_database(repo);
+        std::optional<FileLock> lock;
+        if (!dry_run_) {
+            lock.emplace(repo.lock(database));
+            repo.remove_leftovers(database);
+        }
+        std::vector<BackupId> ids;
+        for (const BackupEntry& entry : repo.list(database)) {
+            ids.push_back(entry.id);
+        }
+        auto plan = plan_retention(ids, static_cast<size_t>(*keep));
+        auto deleted = repo.apply(plan, dry_run_);
+        log::info(dry_run_ ? "prune plan" : "prune done",
+                  {{"database", database},
+                   {"kept", std::to_string(plan.size() - deleted.size())},
+                   {dry_run_ ? "would_delete" : "deleted", std::to_string(deleted.size())}});
+        return 0;
+    }
+
+  private:
+    std::string resolve_database(const BackupRepository& repo) const {
+        if (auto name = database_name(options_)) {
+            return *name;
+        }
+        std::vector<std::string> names = repo.databases();
+        if (names.size() == 1) {
+            return names.front();
+        }
+        if (names.empty()) {
+            throw failure(fmt::format("no backups in {}", repo.dir().string()),
+                          "check --dir / POSTGRES_BACKUP_DIR");
+        }
+        throw usage_error(fmt::format("{} holds backups of {} databases; name one",
+                                      repo.dir().string(), names.size()),
+                          "pass --dbname (or set POSTGRES_DB)");
+    }
+
+    OptionTable options_;
+    bool dry_run_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<Command> make_prune_command() {
+    return std::make_unique<PruneCommand>();
+}
+
+}  // namespace pgward::commands

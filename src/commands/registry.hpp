@@ -1,0 +1,18 @@
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "commands/command.hpp"
+
+namespace pgward::commands {
+
+std::unique_ptr<Command> make_backup_command();
+std::unique_ptr<Command> make_list_command();
+std::unique_ptr<Command> make_prune_command();
+std::unique_ptr<Command> make_version_command();
+
+// Every command, in the order `pgward --help` lists them.
+std::vector<std::unique_ptr<Command>> make_commands();
+
+}  // namespace pgward::commands

@@ -1,0 +1,336 @@
+#include "domain/backup_job.hpp"
+
+#include <chrono>
+#include <exception>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "domain/repository.hpp"
+#include "domain/retention.hpp"
+#include "pg/tools.hpp"
+#include "util/error.hpp"
+#include "util/files.hpp"
+#include "util/log.hpp"
+#include "util/process.hpp"
+#include "util/sha256.hpp"
+#include "util/time.hpp"
+
+namespace pgward {
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+constexpr auto kProgressInterval = std::chrono::seconds(10);
+
+// The tables whose data pg_dump writes: ordinary tables (partitions hold the
+// data of partitioned ones), permanent or unlogged, outside the system
+// schemas, not members of an extension.
+constexpr const char* kTablesQuery = R"SQL(
+SELECT n.nspname, c.relname
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r'
+  AND c.relpersistence IN ('p', 'u')
+  AND n.nspname <> 'information_schema'
+  AND n.nspname NOT LIKE 'pg\_%'
+  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                  WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                    AND d.objid = c.oid AND d.deptype = 'e')
+ORDER BY 1, 2
+)SQL";
+
+// The connection that exports the dump's snapshot and, while pg_dump runs,
+// counts every table's rows in that same snapshot on a thread of its own.
+class SnapshotSession {
+  public:
+    explicit SnapshotSession(pg::Connection conn) : conn_(std::move(conn)) {}
+    SnapshotSession(const SnapshotSession&) = delete;
+    SnapshotSession& operator=(const SnapshotSession&) = delete;
+
+    ~SnapshotSession() {
+        if (worker_.joinable()) {
+            // Interrupted: stop a long count(*) instead of waiting for it.
+            if (PGcancel* cancel = PQgetCancel(conn_.raw())) {
+                char buffer[256];
+                PQcancel(cancel, buffer, sizeof buffer);
+                PQfreeCancel(cancel);
+            }
+            worker_.join();
+        }
+    }
+
+    std::string begin() {
+        conn_.exec("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY");
+        std::string snapshot = conn_.query_value("SELECT pg_catalog.pg_export_snapshot()").value();
+        pg::Result rows = conn_.exec(kTablesQuery);
+        for (int i = 0; i < rows.rows(); ++i) {
+            tables_.push_back(
+                TableEntry{rows.get(i, 0), rows.get(i, 1), std::nullopt, std::nullopt});
+        }
+        auto version_table =
+            conn_.query_value("SELECT pg_catalog.to_regclass('alembic_version') IS NOT NULL");
+        if (version_table == "t") {
+            schema_version_ = conn_.query_value(
+                "SELECT pg_catalog.string_agg(version_num::text, ',' ORDER BY version_num) "
+                "FROM alembic_version");
+        }
+        return snapshot;
+    }
+
+    void start_counting() {
+        worker_ = std::thread([this] {
+            try {
+                for (TableEntry& table : tables_) {
+                    auto count = conn_.query_value(fmt::format(
+                        "SELECT pg_catalog.count(*) FROM {}.{}", pg::quote_identifier(table.schema),
+                        pg::quote_identifier(table.name)));
+                    table.rows = std::stoull(count.value_or("0"));
+                }
+            } catch (...) {
+                error_ = std::current_exception();
+            }
+        });
+    }
+
+    // Call after pg_dump exited: the exported snapshot is valid only while
+    // this transaction is open, and pg_dump may import it late.
+    std::vector<TableEntry> finish() {
+        worker_.join();
+        if (error_) {
+            std::rethrow_exception(error_);
+        }
+        conn_.exec("COMMIT");
+        return tables_;
+    }
+
+    const std::optional<std::string>& schema_version() const { return schema_version_; }
+    pg::Connection& connection() { return conn_; }
+
+  private:
+    pg::Connection conn_;
+    std::vector<TableEntry> tables_;
+    std::optional<std::string> schema_version_;
+    std::thread worker_;
+    std::exception_ptr error_;
+};
+
+// pg_dump's stderr, re-logged line by line at the level its text names.
+class DumpStderr {
+  public:
+    void relay(std::string_view line) {
+        if (line.empty()) {
+            return;
+        }
+        std::string_view text = line;
+        if (text.rfind("pg_dump: ", 0) == 0) {
+            text.remove_prefix(9);
+        }
+        if (text.rfind("error: ", 0) == 0) {
+            level_ = log::Level::Error;
+            last_error_ = std::string(text.substr(7));
+        } else if (text.rfind("warning: ", 0) == 0) {
+            level_ = log::Level::Warn;
+        } else if (text.rfind("detail: ", 0) == 0 || text.rfind("hint: ", 0) == 0) {
+            // continues the previous line at its level
+            if (level_ == log::Level::Error) {
+                last_error_ += "; " + std::string(text);
+            }
+        } else {
+            level_ = log::Level::Info;
+        }
+        log::write(level_, "pg_dump", {{"line", std::string(line)}});
+    }
+
+    const std::string& last_error() const { return last_error_; }
+
+  private:
+    log::Level level_ = log::Level::Info;
+    std::string last_error_;
+};
+
+void check_client_against_server(const pg::Tool& pg_dump, const pg::Connection& conn) {
+    pg::Version server{conn.server_version_num()};
+    if (pg_dump.version.major_key() < server.major_key()) {
+        throw failure(
+            fmt::format("{} is version {} but the server is PostgreSQL {}: pg_dump cannot dump a "
+                        "server newer than itself",
+                        pg_dump.path.string(), pg_dump.version.text(), conn.server_version_text()),
+            fmt::format("install postgresql-client-{} (or newer) and point --pg-bin / "
+                        "PGWARD_PG_BIN at its bin directory",
+                        server.major_text()));
+    }
+}
+
+// A name no other backup has: the UTC second the dump starts, moved on to the
+// next second if a backup of this database already took that one.
+BackupId choose_backup_id(const BackupRepository& repo, const std::string& database) {
+    for (;;) {
+        BackupId id{database, now_seconds()};
+        bool taken = false;
+        for (const std::string& name : {id.dump_file(), id.manifest_file()}) {
+            std::error_code ec;
+            taken = taken || std::filesystem::symlink_status(repo.path_of(name), ec).type() !=
+                                 std::filesystem::file_type::not_found;
+        }
+        if (!taken) {
+            return id;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+}
+
+void check_archive(const std::filesystem::path& tmp, const std::string& magic,
+                   const pg::Tool& pg_restore) {
+    if (magic != "PGDMP") {
+        throw failure(fmt::format("pg_dump exited 0 but {} is not a custom-format archive (it "
+                                  "does not start with PGDMP)",
+                                  tmp.string()),
+                      "check the pg_dump in use (--pg-bin / PGWARD_PG_BIN)");
+    }
+    CapturedRun run =
+        run_captured(Command{{pg_restore.path.string(), "--list", tmp.string()}, {}, {}});
+    if (!run.status.ok()) {
+        std::string first = run.err.substr(0, run.err.find('\n'));
+        throw failure(fmt::format("the new archive does not pass pg_restore --list ({}): {}",
+                                  run.status.describe(), first),
+                      "the dump is damaged; nothing was published");
+    }
+}
+
+}  // namespace
+
+BackupResult run_backup_job(const BackupRequest& request) {
+    auto clock_start = SteadyClock::now();
+    pg::ToolFinder finder(request.pg_bin);
+    pg::Tool pg_dump = finder.find("pg_dump");
+    pg::Tool pg_restore = finder.find("pg_restore");
+
+    ensure_directory(request.dir);
+    BackupRepository repo(request.dir);
+
+    pg::Connection conn = pg::Connection::open(request.connection, "pgward backup");
+    check_client_against_server(pg_dump, conn);
+    const std::string database = conn.database();
+    const std::string target = conn.target();
+    const std::string child_conninfo = conn.child_conninfo();
+    const std::optional<std::string> password = conn.password_used();
+    const std::string server_version = conn.server_version_text();
+
+    FileLock lock = repo.lock(database);
+    repo.remove_leftovers(database);
+
+    BackupId id = choose_backup_id(repo, database);
+    TimePoint started = id.started;
+    std::filesystem::path dump_path = repo.path_of(id.dump_file());
+
+    SnapshotSession snapshot(std::move(conn));
+    std::string snapshot_id = snapshot.begin();
+
+    Command command;
+    command.argv = {pg_dump.path.string(), "--format=custom", "--no-password",
+                    "--snapshot=" + snapshot_id, "--dbname=" + child_conninfo};
+    command.set_env = {{"PGTZ", "UTC"}};
+    if (password) {
+        command.set_env.emplace_back("PGPASSWORD", *password);
+    }
+    command.unset_env = {"POSTGRES_PASSWORD", "POSTGRES_PASSWORD_FILE"};
+
+    log::info("backup begin", {{"database", database},
+                               {"file", dump_path.string()},
+                               {"server_version", server_version},
+                               {"pg_dump", pg_dump.version.text()},
+                               {"target", target}});
+
+    AtomicFile dump(dump_path, AtomicFile::Publish::NoReplace);
+    Sha256 hash;
+    std::string magic;
+    DumpStderr dump_stderr;
+    auto last_progress = SteadyClock::now();
+
+    Child child = Child::spawn(command);
+    snapshot.start_counting();
+    PumpHandlers handlers;
+    handlers.on_stdout = [&](const char* data, size_t size) {
+        if (magic.size() < 5) {
+            magic.append(data, std::min(size, 5 - magic.size()));
+        }
+        hash.update(data, size);
+        dump.write(data, size);
+    };
+    handlers.on_stderr_line = [&](std::string_view line) { dump_stderr.relay(line); };
+    handlers.on_tick = [&] {
+        auto now = SteadyClock::now();
+        if (now - last_progress >= kProgressInterval) {
+            last_progress = now;
+            double seconds = std::chrono::duration<double>(now - clock_start).count();
+            log::info("backup in progress",
+                      {{"file", dump_path.filename().string()},
+                       {"bytes", std::to_string(dump.bytes_written())},
+                       {"seconds", fmt::format("{:.0f}", seconds)},
+                       {"mib_per_second",
+                        fmt::format("{:.1f}", static_cast<double>(dump.bytes_written()) /
+                                                  1048576.0 / std::max(seconds, 0.001))}});
+        }
+    };
+    ExitStatus status = pump(child, handlers);
+    if (!status.ok()) {
+        std::string reason =
+            dump_stderr.last_error().empty() ? "no error message" : dump_stderr.last_error();
+        throw failure(fmt::format("pg_dump of \"{}\" failed ({}) after {} bytes: {}", database,
+                                  status.describe(), dump.bytes_written(), reason),
+                      "nothing was published; see pg_dump's messages above");
+    }
+    std::vector<TableEntry> tables = snapshot.finish();
+
+    check_archive(dump.temp_path(), magic, pg_restore);
+
+    auto finished = now_seconds();
+    Manifest manifest;
+    manifest.database = database;
+    manifest.file = id.dump_file();
+    manifest.size_bytes = dump.bytes_written();
+    manifest.sha256 = hash.hex_digest();
+    manifest.started_at = format_iso_utc(started);
+    manifest.finished_at = format_iso_utc(finished);
+    manifest.duration_seconds =
+        std::round(std::chrono::duration<double>(SteadyClock::now() - clock_start).count() * 1000) /
+        1000;
+    manifest.server_version = server_version;
+    manifest.pg_dump_version = pg_dump.version_line;
+    manifest.schema_version = snapshot.schema_version();
+    manifest.pgward_version = PGWARD_VERSION;
+    manifest.tables = std::move(tables);
+
+    // The manifest is published first: a crash between the two renames leaves
+    // a manifest without a dump (removed by the next run), never a dump
+    // without its manifest.
+    write_file_atomically(repo.path_of(id.manifest_file()),
+                          manifest_to_json(manifest).dump(2) + "\n",
+                          AtomicFile::Publish::NoReplace);
+    dump.commit();
+
+    log::info("backup end", {{"database", database},
+                             {"file", dump_path.string()},
+                             {"bytes", std::to_string(manifest.size_bytes)},
+                             {"seconds", fmt::format("{:.3f}", manifest.duration_seconds)},
+                             {"tables", std::to_string(manifest.tables.size())},
+                             {"sha256", manifest.sha256}});
+
+    BackupResult result{id, dump_path, std::move(manifest), {}};
+    if (request.retention) {
+        auto plan = plan_retention(
+            [&] {
+                std::vector<BackupId> ids;
+                for (const BackupEntry& e : repo.list(database)) {
+                    ids.push_back(e.id);
+                }
+                return ids;
+            }(),
+            *request.retention);
+        result.pruned = repo.apply(plan, false);
+    }
+    return result;
+}
+
+}  // namespace pgward

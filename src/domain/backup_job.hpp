@@ -1,0 +1,36 @@
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "domain/manifest.hpp"
+#include "domain/naming.hpp"
+#include "pg/connection.hpp"
+
+namespace pgward {
+
+struct BackupRequest {
+    pg::ConnectionOptions connection;
+    std::filesystem::path dir;
+    std::optional<std::filesystem::path> pg_bin;
+    std::optional<size_t> retention;  // prune to this many after success
+};
+
+struct BackupResult {
+    BackupId id;
+    std::filesystem::path dump_path;
+    Manifest manifest;
+    std::vector<BackupId> pruned;
+};
+
+// One backup, as `pgward backup`, the service and the drill take it:
+// preflight (connect, versions, lock), pg_dump -Fc streamed through pgward
+// (hashed as it streams) into <name>.dump.tmp, the archive checked, the
+// manifest published, the dump fsynced and renamed into place, and retention
+// applied only after all of that succeeded. Any failure throws and leaves no
+// new file behind.
+BackupResult run_backup_job(const BackupRequest& request);
+
+}  // namespace pgward

@@ -1,0 +1,86 @@
+#include "domain/manifest.hpp"
+
+#include "util/error.hpp"
+#include "util/files.hpp"
+
+namespace pgward {
+
+nlohmann::ordered_json manifest_to_json(const Manifest& m) {
+    nlohmann::ordered_json doc;
+    doc["format"] = kManifestFormat;
+    doc["database"] = m.database;
+    doc["file"] = m.file;
+    doc["size_bytes"] = m.size_bytes;
+    doc["sha256"] = m.sha256;
+    doc["started_at"] = m.started_at;
+    doc["finished_at"] = m.finished_at;
+    doc["duration_seconds"] = m.duration_seconds;
+    doc["server_version"] = m.server_version;
+    doc["pg_dump_version"] = m.pg_dump_version;
+    doc["schema_version"] =
+        m.schema_version ? nlohmann::ordered_json(*m.schema_version) : nlohmann::ordered_json();
+    doc["pgward_version"] = m.pgward_version;
+    nlohmann::ordered_json tables = nlohmann::ordered_json::array();
+    for (const TableEntry& t : m.tables) {
+        nlohmann::ordered_json entry;
+        entry["schema"] = t.schema;
+        entry["name"] = t.name;
+        entry["rows"] = t.rows ? nlohmann::ordered_json(*t.rows) : nlohmann::ordered_json();
+        entry["fingerprint"] =
+            t.fingerprint ? nlohmann::ordered_json(*t.fingerprint) : nlohmann::ordered_json();
+        tables.push_back(std::move(entry));
+    }
+    doc["tables"] = std::move(tables);
+    return doc;
+}
+
+Manifest manifest_from_json(const nlohmann::json& doc, const std::string& source) {
+    try {
+        if (!doc.is_object() || doc.value("format", "") != kManifestFormat) {
+            throw failure("manifest " + source + " is not a " + kManifestFormat + " document");
+        }
+        Manifest m;
+        m.database = doc.at("database").get<std::string>();
+        m.file = doc.at("file").get<std::string>();
+        m.size_bytes = doc.at("size_bytes").get<uint64_t>();
+        m.sha256 = doc.at("sha256").get<std::string>();
+        m.started_at = doc.at("started_at").get<std::string>();
+        m.finished_at = doc.at("finished_at").get<std::string>();
+        m.duration_seconds = doc.at("duration_seconds").get<double>();
+        m.server_version = doc.at("server_version").get<std::string>();
+        m.pg_dump_version = doc.at("pg_dump_version").get<std::string>();
+        if (doc.contains("schema_version") && !doc.at("schema_version").is_null()) {
+            m.schema_version = doc.at("schema_version").get<std::string>();
+        }
+        m.pgward_version = doc.value("pgward_version", "");
+        for (const auto& t : doc.at("tables")) {
+            TableEntry entry;
+            entry.schema = t.at("schema").get<std::string>();
+            entry.name = t.at("name").get<std::string>();
+            if (t.contains("rows") && !t.at("rows").is_null()) {
+                entry.rows = t.at("rows").get<uint64_t>();
+            }
+            if (t.contains("fingerprint") && !t.at("fingerprint").is_null()) {
+                entry.fingerprint = t.at("fingerprint").get<std::string>();
+            }
+            m.tables.push_back(std::move(entry));
+        }
+        return m;
+    } catch (const nlohmann::json::exception& e) {
+        throw failure("manifest " + source + " is malformed: " + e.what(),
+                      "the sidecar was edited or damaged; `pgward verify --deep` still reads the "
+                      "archive itself");
+    }
+}
+
+Manifest read_manifest(const std::filesystem::path& path) {
+    std::string text = read_file(path);
+    nlohmann::json doc = nlohmann::json::parse(text, nullptr, false);
+    if (doc.is_discarded()) {
+        throw failure("manifest " + path.string() + " is not valid JSON",
+                      "the sidecar was edited or damaged");
+    }
+    return manifest_from_json(doc, path.string());
+}
+
+}  // namespace pgward

@@ -1,0 +1,48 @@
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace pgward {
+
+inline constexpr const char* kManifestFormat = "pgward-manifest/1";
+
+struct TableEntry {
+    std::string schema;
+    std::string name;
+    std::optional<uint64_t> rows;            // counted in the dump's snapshot
+    std::optional<std::string> fingerprint;  // fp1, when computed
+
+    bool operator==(const TableEntry&) const = default;
+};
+
+// The sidecar <stem>.json that describes one dump. Self-describing: `format`
+// names its version.
+struct Manifest {
+    std::string database;
+    std::string file;
+    uint64_t size_bytes = 0;
+    std::string sha256;
+    std::string started_at;
+    std::string finished_at;
+    double duration_seconds = 0;
+    std::string server_version;
+    std::string pg_dump_version;
+    std::optional<std::string> schema_version;
+    std::string pgward_version;
+    std::vector<TableEntry> tables;
+
+    bool operator==(const Manifest&) const = default;
+};
+
+nlohmann::ordered_json manifest_to_json(const Manifest& manifest);
+// Throws a failure naming `source` when the document is not a valid manifest.
+Manifest manifest_from_json(const nlohmann::json& document, const std::string& source);
+Manifest read_manifest(const std::filesystem::path& path);
+
+}  // namespace pgward

@@ -1,0 +1,170 @@
+#include "domain/repository.hpp"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "util/error.hpp"
+#include "util/files.hpp"
+#include "util/log.hpp"
+
+namespace pgward {
+namespace {
+
+bool is_regular_file_not_link(const std::filesystem::path& path, uint64_t* size = nullptr) {
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+        return false;
+    }
+    if (size != nullptr) {
+        *size = static_cast<uint64_t>(st.st_size);
+    }
+    return true;
+}
+
+}  // namespace
+
+std::vector<BackupRepository::Listed> BackupRepository::scan() const {
+    std::vector<Listed> out;
+    std::error_code ec;
+    std::filesystem::directory_iterator it(dir_, ec);
+    if (ec) {
+        throw os_error("cannot read backup directory", dir_.string(), ec.value(),
+                       ec.value() == ENOENT ? "check --dir / POSTGRES_BACKUP_DIR" : "");
+    }
+    for (const auto& entry : it) {
+        std::string name = entry.path().filename().string();
+        if (auto parsed = parse_backup_file_name(name)) {
+            out.push_back(Listed{std::move(name), *parsed});
+        }
+    }
+    return out;
+}
+
+std::vector<BackupEntry> BackupRepository::list(const std::optional<std::string>& database) const {
+    std::vector<Listed> files = scan();
+    std::set<std::string> manifests;
+    for (const Listed& f : files) {
+        if (f.parsed.role == FileRole::Manifest && !f.parsed.temporary) {
+            manifests.insert(f.name);
+        }
+    }
+    std::vector<BackupEntry> out;
+    for (const Listed& f : files) {
+        if (f.parsed.role != FileRole::Dump || f.parsed.temporary) {
+            continue;
+        }
+        if (database && f.parsed.id.database != *database) {
+            continue;
+        }
+        BackupEntry entry;
+        entry.id = f.parsed.id;
+        entry.dump_path = dir_ / f.name;
+        if (!is_regular_file_not_link(entry.dump_path, &entry.size_bytes)) {
+            continue;  // a directory or symlink with a backup's name is not ours
+        }
+        entry.has_manifest = manifests.count(entry.id.manifest_file()) > 0;
+        out.push_back(std::move(entry));
+    }
+    std::sort(out.begin(), out.end(), [](const BackupEntry& a, const BackupEntry& b) {
+        if (a.id.started != b.id.started) {
+            return a.id.started > b.id.started;
+        }
+        return a.id.database < b.id.database;
+    });
+    return out;
+}
+
+std::vector<std::string> BackupRepository::databases() const {
+    std::set<std::string> names;
+    for (const BackupEntry& entry : list()) {
+        names.insert(entry.id.database);
+    }
+    return {names.begin(), names.end()};
+}
+
+FileLock BackupRepository::lock(const std::string& database) const {
+    std::filesystem::path path = dir_ / lock_file_name(database);
+    std::optional<FileLock> lock = FileLock::try_acquire(path);
+    if (!lock) {
+        throw failure(fmt::format("previous run still active for database \"{}\" in {} (lock {})",
+                                  database, dir_.string(), path.filename().string()),
+                      "wait for it to finish; a crashed run releases the lock by itself");
+    }
+    return std::move(*lock);
+}
+
+std::vector<std::string> BackupRepository::remove_leftovers(const std::string& database) const {
+    std::vector<Listed> files = scan();
+    std::set<std::string> dumps;
+    for (const Listed& f : files) {
+        if (f.parsed.role == FileRole::Dump && !f.parsed.temporary) {
+            dumps.insert(f.parsed.id.stem());
+        }
+    }
+    std::vector<std::string> removed;
+    for (const Listed& f : files) {
+        if (f.parsed.id.database != database) {
+            continue;
+        }
+        bool orphan_sidecar = !f.parsed.temporary && f.parsed.role != FileRole::Dump &&
+                              dumps.count(f.parsed.id.stem()) == 0;
+        if (!f.parsed.temporary && !orphan_sidecar) {
+            continue;
+        }
+        std::filesystem::path path = dir_ / f.name;
+        struct stat st {};
+        // A symlink with our name is removed as a link; its target is never touched.
+        if (::lstat(path.c_str(), &st) != 0 || S_ISDIR(st.st_mode)) {
+            continue;
+        }
+        remove_file(path);
+        log::info(f.parsed.temporary ? "removed leftover temp file of an interrupted run"
+                                     : "removed sidecar whose dump is gone",
+                  {{"file", f.name}});
+        removed.push_back(f.name);
+    }
+    if (!removed.empty()) {
+        fsync_directory(dir_);
+    }
+    return removed;
+}
+
+std::vector<std::filesystem::path> BackupRepository::files_of(const BackupId& id) const {
+    std::vector<std::filesystem::path> out;
+    for (const std::string& name : {id.dump_file(), id.manifest_file(), id.globals_file()}) {
+        if (is_regular_file_not_link(dir_ / name)) {
+            out.push_back(dir_ / name);
+        }
+    }
+    return out;
+}
+
+void BackupRepository::remove_backup(const BackupId& id) const {
+    for (const std::filesystem::path& path : files_of(id)) {
+        remove_file(path);
+    }
+    fsync_directory(dir_);
+}
+
+std::vector<BackupId> BackupRepository::apply(const std::vector<RetentionDecision>& plan,
+                                              bool dry_run) const {
+    std::vector<BackupId> deleted;
+    for (const RetentionDecision& decision : plan) {
+        std::string action = decision.keep ? "keep" : (dry_run ? "would delete" : "delete");
+        log::info(action, {{"file", decision.id.dump_file()}, {"reason", decision.reason}});
+        if (!decision.keep) {
+            if (!dry_run) {
+                remove_backup(decision.id);
+            }
+            deleted.push_back(decision.id);
+        }
+    }
+    return deleted;
+}
+
+}  // namespace pgward

@@ -1,0 +1,64 @@
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "domain/naming.hpp"
+#include "domain/retention.hpp"
+#include "util/lock.hpp"
+
+namespace pgward {
+
+struct BackupEntry {
+    BackupId id;
+    std::filesystem::path dump_path;
+    uint64_t size_bytes = 0;
+    bool has_manifest = false;
+};
+
+// The backup directory: which files are backups (strictly named, regular
+// files; anything else is foreign and never touched), the per-database lock,
+// cleanup of leftovers, and deletion of a backup with its sidecars.
+class BackupRepository {
+  public:
+    explicit BackupRepository(std::filesystem::path dir) : dir_(std::move(dir)) {}
+
+    const std::filesystem::path& dir() const { return dir_; }
+    std::filesystem::path path_of(const std::string& file_name) const { return dir_ / file_name; }
+
+    // Newest first. With a database, only that database's dumps.
+    std::vector<BackupEntry> list(const std::optional<std::string>& database = {}) const;
+    std::vector<std::string> databases() const;
+
+    // Throws "previous run still active" when another pgward holds it.
+    FileLock lock(const std::string& database) const;
+
+    // Removes `.tmp` files of this database left by a crashed or killed run,
+    // and sidecars whose dump is gone. Call only under the lock. Returns the
+    // names removed.
+    std::vector<std::string> remove_leftovers(const std::string& database) const;
+
+    // Existing files that belong to a backup: its dump and its sidecars.
+    std::vector<std::filesystem::path> files_of(const BackupId& id) const;
+
+    // Deletes the dump first, then its sidecars, so a crash in between never
+    // leaves a dump without its manifest.
+    void remove_backup(const BackupId& id) const;
+
+    // Applies a retention plan; returns the deleted backups.
+    std::vector<BackupId> apply(const std::vector<RetentionDecision>& plan, bool dry_run) const;
+
+  private:
+    struct Listed {
+        std::string name;
+        ParsedFileName parsed;
+    };
+    std::vector<Listed> scan() const;
+
+    std::filesystem::path dir_;
+};
+
+}  // namespace pgward

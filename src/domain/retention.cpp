@@ -1,0 +1,29 @@
+#include "domain/retention.hpp"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+namespace pgward {
+
+std::vector<RetentionDecision> plan_retention(std::vector<BackupId> backups, size_t keep) {
+    std::sort(backups.begin(), backups.end(), [](const BackupId& a, const BackupId& b) {
+        if (a.started != b.started) {
+            return a.started > b.started;
+        }
+        return a.database < b.database;
+    });
+    std::vector<RetentionDecision> plan;
+    plan.reserve(backups.size());
+    for (size_t i = 0; i < backups.size(); ++i) {
+        RetentionDecision decision{backups[i], i < keep, {}};
+        decision.reason =
+            decision.keep ? fmt::format("newest {} of {} (keep {})", i + 1, backups.size(), keep)
+                          : fmt::format("older than the newest {} (number {} of {})", keep, i + 1,
+                                        backups.size());
+        plan.push_back(std::move(decision));
+    }
+    return plan;
+}
+
+}  // namespace pgward

@@ -1,0 +1,262 @@
+#include "pg/connection.hpp"
+
+#include <fmt/format.h>
+
+#include <cstdlib>
+#include <string_view>
+
+#include "util/error.hpp"
+#include "util/log.hpp"
+
+namespace pgward::pg {
+namespace {
+
+std::string one_line(std::string text) {
+    std::string out;
+    bool space = false;
+    for (char c : text) {
+        if (c == '\n' || c == '\r' || c == '\t' || c == ' ') {
+            space = true;
+            continue;
+        }
+        if (space && !out.empty()) {
+            out += ' ';
+        }
+        space = false;
+        out += c;
+    }
+    return out;
+}
+
+std::string connection_hint(const std::string& message) {
+    if (message.find("password authentication failed") != std::string::npos ||
+        message.find("no password supplied") != std::string::npos) {
+        return "check POSTGRES_PASSWORD (or POSTGRES_PASSWORD_FILE, PGPASSWORD, the passfile) for "
+               "this user";
+    }
+    if (message.find("database") != std::string::npos &&
+        message.find("does not exist") != std::string::npos) {
+        return "check the database name (--dbname / POSTGRES_DB)";
+    }
+    if (message.find("role") != std::string::npos &&
+        message.find("does not exist") != std::string::npos) {
+        return "check the user name (--username / POSTGRES_USER)";
+    }
+    if (message.find("Connection refused") != std::string::npos ||
+        message.find("No such file or directory") != std::string::npos ||
+        message.find("could not translate host name") != std::string::npos ||
+        message.find("timeout expired") != std::string::npos) {
+        return "is the server running and reachable at that host and port? check --host/--port "
+               "(POSTGRES_HOST/POSTGRES_PORT)";
+    }
+    if (message.find("SSL") != std::string::npos) {
+        return "check sslmode (PGSSLMODE) against the server's TLS setup";
+    }
+    return "check the connection settings (--host, --port, --username, --dbname)";
+}
+
+std::string query_hint(const char* sqlstate) {
+    std::string state = sqlstate == nullptr ? "" : sqlstate;
+    if (state == "42501") {
+        return "the user lacks a privilege; connect as the database owner or a superuser";
+    }
+    if (state.rfind("08", 0) == 0) {
+        return "the connection broke; is the server still running?";
+    }
+    if (state.rfind("53", 0) == 0) {
+        return "the server is out of resources (disk, memory or connections)";
+    }
+    if (state == "57P01" || state == "57P02" || state == "57P03") {
+        return "the server is shutting down or restarting";
+    }
+    return {};
+}
+
+// Server notices become log lines instead of raw text on stderr.
+void relay_notice(void*, const char* message) {
+    std::string text = one_line(message);
+    if (text.rfind("WARNING:", 0) == 0) {
+        log::warn("server warning", {{"message", text}});
+    } else {
+        log::info("server notice", {{"message", text}});
+    }
+}
+
+}  // namespace
+
+ConnectionOptions ConnectionOptions::with_dbname(const std::string& name) const {
+    ConnectionOptions copy = *this;
+    copy.dbname = Setting{name, true};
+    return copy;
+}
+
+std::optional<std::string> Result::get_optional(int row, int column) const {
+    if (is_null(row, column)) {
+        return std::nullopt;
+    }
+    return get(row, column);
+}
+
+std::string describe_target(PGconn* conn) {
+    auto text = [](const char* value) { return value == nullptr ? std::string() : value; };
+    return fmt::format("host={} port={} dbname={} user={}", text(PQhost(conn)), text(PQport(conn)),
+                       text(PQdb(conn)), text(PQuser(conn)));
+}
+
+Connection Connection::open(const ConnectionOptions& options, const std::string& application_name) {
+    std::vector<const char*> keywords;
+    std::vector<const char*> values;
+    auto add = [&](const char* key, const std::optional<ConnectionOptions::Setting>& setting,
+                   bool from_flag) {
+        if (setting && setting->from_flag == from_flag) {
+            keywords.push_back(key);
+            values.push_back(setting->value.c_str());
+        }
+    };
+    // Order gives the precedence: variables, then a conninfo/URI in dbname
+    // (expanded in place), then flags; for the same keyword the last wins.
+    add("host", options.host, false);
+    add("port", options.port, false);
+    add("user", options.user, false);
+    if (options.dbname) {
+        keywords.push_back("dbname");
+        values.push_back(options.dbname->value.c_str());
+    }
+    add("host", options.host, true);
+    add("port", options.port, true);
+    add("user", options.user, true);
+    if (options.password) {
+        keywords.push_back("password");
+        values.push_back(options.password->c_str());
+    }
+    keywords.push_back("application_name");
+    values.push_back(application_name.c_str());
+    keywords.push_back(nullptr);
+    values.push_back(nullptr);
+
+    PGconn* raw = PQconnectdbParams(keywords.data(), values.data(), 1);
+    if (raw == nullptr) {
+        throw failure("cannot connect: out of memory");
+    }
+    Connection conn(raw);
+    PQsetNoticeProcessor(raw, &relay_notice, nullptr);
+    if (PQstatus(raw) != CONNECTION_OK) {
+        std::string message = one_line(PQerrorMessage(raw));
+        throw failure(fmt::format("cannot connect to {}: {}", describe_target(raw), message),
+                      connection_hint(message));
+    }
+    return conn;
+}
+
+Result Connection::exec(const std::string& sql, const std::vector<std::string>& params) {
+    std::vector<const char*> values;
+    values.reserve(params.size());
+    for (const std::string& p : params) {
+        values.push_back(p.c_str());
+    }
+    // Without parameters, the simple protocol: it accepts several statements.
+    PGresult* raw = params.empty()
+                        ? PQexec(conn_.get(), sql.c_str())
+                        : PQexecParams(conn_.get(), sql.c_str(), static_cast<int>(values.size()),
+                                       nullptr, values.data(), nullptr, nullptr, 0);
+    Result result(raw);
+    ExecStatusType status = PQresultStatus(raw);
+    if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
+        const char* sqlstate = raw == nullptr ? nullptr : PQresultErrorField(raw, PG_DIAG_SQLSTATE);
+        std::string message =
+            one_line(raw == nullptr ? PQerrorMessage(conn_.get()) : PQresultErrorMessage(raw));
+        throw failure(fmt::format("query failed on {}: {}", target(), message),
+                      query_hint(sqlstate));
+    }
+    return result;
+}
+
+std::optional<std::string> Connection::query_value(const std::string& sql,
+                                                   const std::vector<std::string>& params) {
+    Result result = exec(sql, params);
+    if (result.rows() != 1 || result.columns() != 1) {
+        throw failure(fmt::format("query returned {} rows and {} columns, expected one value: {}",
+                                  result.rows(), result.columns(), sql));
+    }
+    return result.get_optional(0, 0);
+}
+
+std::string Connection::server_version_text() const {
+    const char* text = PQparameterStatus(conn_.get(), "server_version");
+    return text == nullptr ? std::string() : text;
+}
+
+std::string Connection::target() const {
+    return describe_target(conn_.get());
+}
+
+std::string Connection::child_conninfo() const {
+    PQconninfoOption* options = PQconninfo(conn_.get());
+    if (options == nullptr) {
+        throw failure("cannot read the connection's settings: out of memory");
+    }
+    std::string out;
+    for (PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
+        std::string key = o->keyword;
+        if (o->val == nullptr || *o->val == '\0' || key == "password" || key == "host" ||
+            key == "hostaddr" || key == "port" || key == "application_name") {
+            continue;
+        }
+        // Only what differs from what the child would pick by itself (its
+        // compiled default or the PG* variable it inherits): an older
+        // client's libpq rejects option names it does not know.
+        if (o->compiled != nullptr && std::string_view(o->val) == o->compiled) {
+            continue;
+        }
+        if (o->envvar != nullptr) {
+            const char* inherited = std::getenv(o->envvar);
+            if (inherited != nullptr && std::string_view(o->val) == inherited) {
+                continue;
+            }
+        }
+        out += key + "=" + quote_conninfo_value(o->val) + " ";
+    }
+    PQconninfoFree(options);
+    // The host and port libpq actually connected to, so the child reaches
+    // the very server the preflight checked (not another of a host list).
+    out += "host=" + quote_conninfo_value(PQhost(conn_.get())) + " ";
+    if (const char* addr = PQhostaddr(conn_.get()); addr != nullptr && *addr != '\0') {
+        out += "hostaddr=" + quote_conninfo_value(addr) + " ";
+    }
+    out += "port=" + quote_conninfo_value(PQport(conn_.get()));
+    return out;
+}
+
+std::optional<std::string> Connection::password_used() const {
+    const char* pass = PQpass(conn_.get());
+    if (pass == nullptr || *pass == '\0') {
+        return std::nullopt;
+    }
+    return std::string(pass);
+}
+
+std::string quote_identifier(const std::string& name) {
+    std::string out = "\"";
+    for (char c : name) {
+        if (c == '"') {
+            out += '"';
+        }
+        out += c;
+    }
+    out += '"';
+    return out;
+}
+
+std::string quote_conninfo_value(const std::string& value) {
+    std::string out = "'";
+    for (char c : value) {
+        if (c == '\'' || c == '\\') {
+            out += '\\';
+        }
+        out += c;
+    }
+    out += '\'';
+    return out;
+}
+
+}  // namespace pgward::pg

@@ -1,0 +1,86 @@
+#pragma once
+
+#include <libpq-fe.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace pgward::pg {
+
+// What the user chose for the connection: flags and POSTGRES_* variables.
+// Anything left unset is libpq's to decide (PG* variables, then its
+// defaults), so pgward honours PGHOST, PGSSLMODE, PGPASSFILE... as libpq does.
+struct ConnectionOptions {
+    struct Setting {
+        std::string value;
+        bool from_flag = false;  // a flag outranks a conninfo/URI given as dbname
+    };
+    std::optional<Setting> host;
+    std::optional<Setting> port;
+    std::optional<Setting> user;
+    std::optional<Setting> dbname;  // a name, a key=value string or a URI
+    std::optional<std::string> password;
+
+    // The same connection, to another database of the same server.
+    ConnectionOptions with_dbname(const std::string& name) const;
+};
+
+class Result {
+  public:
+    explicit Result(PGresult* result) : result_(result, &PQclear) {}
+
+    int rows() const { return PQntuples(result_.get()); }
+    int columns() const { return PQnfields(result_.get()); }
+    bool is_null(int row, int column) const { return PQgetisnull(result_.get(), row, column); }
+    std::string get(int row, int column) const { return PQgetvalue(result_.get(), row, column); }
+    std::optional<std::string> get_optional(int row, int column) const;
+
+  private:
+    std::unique_ptr<PGresult, void (*)(PGresult*)> result_;
+};
+
+// One libpq connection, closed with the object. Errors are pgward::Error with
+// the target named ("host=... port=... dbname=... user=...") and a hint
+// chosen from the SQLSTATE or libpq's message.
+class Connection {
+  public:
+    static Connection open(const ConnectionOptions& options, const std::string& application_name);
+
+    Connection(Connection&&) noexcept = default;
+    Connection& operator=(Connection&&) noexcept = default;
+
+    Result exec(const std::string& sql, const std::vector<std::string>& params = {});
+    // Exactly one row and one column, else an error.
+    std::optional<std::string> query_value(const std::string& sql,
+                                           const std::vector<std::string>& params = {});
+
+    int server_version_num() const { return PQserverVersion(conn_.get()); }
+    std::string server_version_text() const;
+    std::string database() const { return PQdb(conn_.get()); }
+    std::string user() const { return PQuser(conn_.get()); }
+    std::string target() const;
+
+    // The conninfo string a child tool (pg_dump) needs to reach exactly this
+    // server and database, without the password, and the password libpq
+    // used, if any (it goes to the child's environment only).
+    std::string child_conninfo() const;
+    std::optional<std::string> password_used() const;
+
+    PGconn* raw() const { return conn_.get(); }
+
+  private:
+    explicit Connection(PGconn* conn) : conn_(conn, &PQfinish) {}
+    std::unique_ptr<PGconn, void (*)(PGconn*)> conn_;
+};
+
+// host/port/dbname/user as libpq resolved them, for messages.
+std::string describe_target(PGconn* conn);
+
+// A SQL identifier, double-quoted and escaped, e.g. "Mixed ""Case""".
+std::string quote_identifier(const std::string& name);
+// A conninfo value, single-quoted and escaped.
+std::string quote_conninfo_value(const std::string& value);
+
+}  // namespace pgward::pg

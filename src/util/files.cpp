@@ -1,0 +1,163 @@
+#include "util/files.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "util/error.hpp"
+
+namespace pgward {
+namespace {
+
+int open_exclusive(const fs::path& path) {
+    return ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+}
+
+}  // namespace
+
+void write_all(int fd, const void* data, size_t size, const fs::path& path) {
+    const char* p = static_cast<const char*>(data);
+    while (size > 0) {
+        ssize_t n = ::write(fd, p, size);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            throw os_error("cannot write", path.string(), errno);
+        }
+        p += n;
+        size -= static_cast<size_t>(n);
+    }
+}
+
+AtomicFile::AtomicFile(fs::path final_path, Publish publish)
+    : final_path_(std::move(final_path)), publish_(publish) {
+    temp_path_ = final_path_;
+    temp_path_ += ".tmp";
+    fd_ = open_exclusive(temp_path_);
+    if (fd_ < 0 && errno == EEXIST) {
+        // A temp file left by a crashed run (callers hold the directory's
+        // lock). If it is a symlink, unlink removes the link, not its target.
+        remove_file(temp_path_);
+        fd_ = open_exclusive(temp_path_);
+    }
+    if (fd_ < 0) {
+        throw os_error("cannot create", temp_path_.string(), errno);
+    }
+}
+
+AtomicFile::~AtomicFile() {
+    if (fd_ >= 0) {
+        ::close(fd_);
+    }
+    if (!committed_) {
+        ::unlink(temp_path_.c_str());
+    }
+}
+
+void AtomicFile::write(const void* data, size_t size) {
+    write_all(fd_, data, size, temp_path_);
+    bytes_written_ += size;
+}
+
+void AtomicFile::commit() {
+    if (::fsync(fd_) != 0) {
+        // Never retry a failed fsync: the page cache may have dropped the
+        // dirty pages, so a second fsync could succeed over lost data.
+        throw os_error("cannot fsync", temp_path_.string(), errno);
+    }
+    int fd = fd_;
+    fd_ = -1;
+    if (::close(fd) != 0) {
+        throw os_error("cannot close", temp_path_.string(), errno);
+    }
+    if (publish_ == Publish::NoReplace) {
+        rename_no_replace(temp_path_, final_path_);
+    } else if (::rename(temp_path_.c_str(), final_path_.c_str()) != 0) {
+        throw os_error("cannot rename into place", final_path_.string(), errno);
+    }
+    committed_ = true;
+    fsync_directory(final_path_.parent_path());
+}
+
+void write_file_atomically(const fs::path& path, std::string_view content,
+                           AtomicFile::Publish publish) {
+    AtomicFile file(path, publish);
+    file.write(content);
+    file.commit();
+}
+
+void fsync_directory(const fs::path& dir) {
+    fs::path target = dir.empty() ? fs::path(".") : dir;
+    int fd = ::open(target.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        throw os_error("cannot open directory", target.string(), errno);
+    }
+    int rc = ::fsync(fd);
+    int saved = errno;
+    ::close(fd);
+    if (rc != 0) {
+        throw os_error("cannot fsync directory", target.string(), saved);
+    }
+}
+
+void ensure_directory(const fs::path& dir) {
+    struct stat st {};
+    if (::stat(dir.c_str(), &st) == 0) {
+        if (!S_ISDIR(st.st_mode)) {
+            throw failure("backup directory " + dir.string() + " is not a directory",
+                          "point --dir/POSTGRES_BACKUP_DIR at a directory");
+        }
+        return;
+    }
+    if (errno != ENOENT) {
+        throw os_error("cannot access", dir.string(), errno);
+    }
+    if (dir.has_parent_path() && dir.parent_path() != dir) {
+        ensure_directory(dir.parent_path());
+    }
+    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+        throw os_error("cannot create directory", dir.string(), errno);
+    }
+}
+
+void rename_no_replace(const fs::path& from, const fs::path& to) {
+    if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) == 0) {
+        return;
+    }
+    if (errno != EINVAL && errno != ENOSYS) {
+        int saved = errno;
+        if (saved == EEXIST) {
+            throw failure(to.string() + " already exists; pgward never overwrites a backup",
+                          "this is a second backup in the same second; run it again");
+        }
+        throw os_error("cannot rename into place", to.string(), saved);
+    }
+    if (::link(from.c_str(), to.c_str()) != 0) {
+        throw os_error("cannot link into place", to.string(), errno);
+    }
+    ::unlink(from.c_str());
+}
+
+void remove_file(const fs::path& path) {
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+        throw os_error("cannot remove", path.string(), errno);
+    }
+}
+
+std::string read_file(const fs::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        throw os_error("cannot read", path.string(), errno);
+    }
+    std::ostringstream buffer;
+    buffer << in.rdbuf();
+    return buffer.str();
+}
+
+}  // namespace pgward

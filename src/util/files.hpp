@@ -1,0 +1,68 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+namespace pgward {
+
+namespace fs = std::filesystem;
+
+// A file that appears under its final name only complete and durable:
+// written as "<final>.tmp" (0600, never through a symlink), then on commit()
+// fsynced, renamed into place and the directory fsynced. Destroyed without a
+// commit, it removes its temp file, so a failure leaves nothing half-written.
+class AtomicFile {
+  public:
+    enum class Publish {
+        NoReplace,  // an existing file of the final name is never overwritten
+        Replace,    // state files: the old version is replaced atomically
+    };
+
+    AtomicFile(fs::path final_path, Publish publish);
+    AtomicFile(const AtomicFile&) = delete;
+    AtomicFile& operator=(const AtomicFile&) = delete;
+    ~AtomicFile();
+
+    void write(const void* data, size_t size);
+    void write(std::string_view text) { write(text.data(), text.size()); }
+    void commit();
+
+    const fs::path& final_path() const { return final_path_; }
+    const fs::path& temp_path() const { return temp_path_; }
+    uint64_t bytes_written() const { return bytes_written_; }
+
+  private:
+    fs::path final_path_;
+    fs::path temp_path_;
+    Publish publish_;
+    int fd_ = -1;
+    bool committed_ = false;
+    uint64_t bytes_written_ = 0;
+};
+
+void write_file_atomically(const fs::path& path, std::string_view content,
+                           AtomicFile::Publish publish);
+
+// Writes all of data to fd, retrying short writes and EINTR; throws os_error
+// naming `path` on failure.
+void write_all(int fd, const void* data, size_t size, const fs::path& path);
+
+void fsync_directory(const fs::path& dir);
+
+// Creates dir (0700, and its parents) if missing; throws if it is not a
+// directory or cannot be created.
+void ensure_directory(const fs::path& dir);
+
+// Renames without ever replacing an existing `to` (renameat2 RENAME_NOREPLACE,
+// falling back to link+unlink on filesystems without it).
+void rename_no_replace(const fs::path& from, const fs::path& to);
+
+// Removes a file (a symlink itself, never its target). Missing is not an error.
+void remove_file(const fs::path& path);
+
+std::string read_file(const fs::path& path);
+
+}  // namespace pgward

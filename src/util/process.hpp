@@ -1,0 +1,94 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace pgward {
+
+struct ExitStatus {
+    int code = -1;   // the exit code, when the child exited
+    int signal = 0;  // the signal that killed it, otherwise
+
+    bool ok() const { return signal == 0 && code == 0; }
+    std::string describe() const;  // "exit code 1", "killed by SIGKILL"
+};
+
+// A child to start: argv only (argv[0] is the executable's path, never a
+// shell), with its own environment: pgward's, minus `unset_env`, plus
+// `set_env`. Secrets such as PGPASSWORD go to the child this way and never
+// into pgward's own environment or any argv.
+struct Command {
+    std::vector<std::string> argv;
+    std::vector<std::pair<std::string, std::string>> set_env;
+    std::vector<std::string> unset_env;
+
+    // argv joined for logs; values of `--password=...`-like arguments never occur.
+    std::string display() const;
+};
+
+// A started child with stdin on /dev/null and stdout and stderr on pipes.
+// Destroyed while running, it is terminated and reaped: no zombie, no orphan.
+class Child {
+  public:
+    static Child spawn(const Command& command);
+
+    Child(Child&& other) noexcept;
+    Child& operator=(Child&&) = delete;
+    Child(const Child&) = delete;
+    ~Child();
+
+    pid_t pid() const { return pid_; }
+    int stdout_fd() const { return stdout_fd_; }
+    int stderr_fd() const { return stderr_fd_; }
+    const std::string& name() const { return name_; }
+
+    void signal(int sig);
+    ExitStatus wait();
+    // Reaps the child if it has exited; nullopt while it runs.
+    std::optional<ExitStatus> try_wait();
+    // SIGTERM, then SIGKILL if it has not exited within `grace`.
+    ExitStatus terminate(std::chrono::milliseconds grace);
+
+  private:
+    Child(pid_t pid, int out, int err, std::string name)
+        : pid_(pid), stdout_fd_(out), stderr_fd_(err), name_(std::move(name)) {}
+    void close_pipes();
+
+    pid_t pid_ = -1;
+    int stdout_fd_ = -1;
+    int stderr_fd_ = -1;
+    std::string name_;
+};
+
+struct PumpHandlers {
+    std::function<void(const char* data, size_t size)> on_stdout;
+    std::function<void(std::string_view line)> on_stderr_line;
+    // Called about once a second and after each read; may throw to abort
+    // (the child is then terminated by Child's destructor).
+    std::function<void()> on_tick;
+};
+
+// Drains stdout and stderr together (a child never blocks on a full pipe)
+// until both close, then reaps the child. A pending SIGTERM/SIGINT throws an
+// error naming the signal.
+ExitStatus pump(Child& child, const PumpHandlers& handlers);
+
+struct CapturedRun {
+    ExitStatus status;
+    std::string out;
+    std::string err;
+};
+
+// Runs a short command to completion, capturing its output; a command that
+// has not finished within `timeout` is killed and reported.
+CapturedRun run_captured(const Command& command,
+                         std::chrono::seconds timeout = std::chrono::seconds(120));
+
+}  // namespace pgward
