@@ -5,8 +5,11 @@ namespace pgward::commands {
 std::vector<std::unique_ptr<Command>> make_commands() {
     std::vector<std::unique_ptr<Command>> out;
     out.push_back(make_backup_command());
+    out.push_back(make_run_command());
     out.push_back(make_list_command());
     out.push_back(make_prune_command());
+    out.push_back(make_status_command());
+    out.push_back(make_healthcheck_command());
     out.push_back(make_version_command());
     return out;
 }

@@ -11,6 +11,9 @@ std::unique_ptr<Command> make_backup_command();
 std::unique_ptr<Command> make_list_command();
 std::unique_ptr<Command> make_prune_command();
 std::unique_ptr<Command> make_version_command();
+std::unique_ptr<Command> make_run_command();
+std::unique_ptr<Command> make_status_command();
+std::unique_ptr<Command> make_healthcheck_command();
 
 // Every command, in the order `pgward --help` lists them.
 std::vector<std::unique_ptr<Command>> make_commands();

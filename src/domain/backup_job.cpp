@@ -1,5 +1,8 @@
 #include "domain/backup_job.hpp"
 
+#include <unistd.h>
+
+#include <atomic>
 #include <chrono>
 #include <exception>
 #include <thread>
@@ -198,6 +201,69 @@ void check_archive(const std::filesystem::path& tmp, const std::string& magic,
     }
 }
 
+std::optional<std::filesystem::path> run_dumpall(
+    const pg::Tool& tool, const std::filesystem::path& path, const std::string& conninfo,
+    const std::vector<std::pair<std::string, std::string>>& env,
+    const std::vector<std::string>& unset_env, bool no_role_passwords, std::string* error) {
+    Command command;
+    command.argv = {tool.path.string(), "--globals-only", "--no-password", "--dbname=" + conninfo};
+    if (no_role_passwords) {
+        command.argv.push_back("--no-role-passwords");
+    }
+    command.set_env = env;
+    command.unset_env = unset_env;
+    AtomicFile file(path, AtomicFile::Publish::NoReplace);
+    std::string last_error;
+    Child child = Child::spawn(command);
+    PumpHandlers handlers;
+    handlers.on_stdout = [&](const char* data, size_t size) { file.write(data, size); };
+    handlers.on_stderr_line = [&](std::string_view line) {
+        if (!line.empty()) {
+            last_error += (last_error.empty() ? "" : "; ") + std::string(line);
+        }
+    };
+    ExitStatus status = pump(child, handlers);
+    if (!status.ok()) {
+        *error = fmt::format("{}: {}", status.describe(), last_error);
+        return std::nullopt;
+    }
+    file.commit();
+    return path;
+}
+
+std::optional<std::filesystem::path> write_globals(
+    const pg::ToolFinder& finder, const std::filesystem::path& path, const std::string& conninfo,
+    const std::vector<std::pair<std::string, std::string>>& env,
+    const std::vector<std::string>& unset_env) {
+    try {
+        pg::Tool tool = finder.find("pg_dumpall");
+        std::string error;
+        if (auto written = run_dumpall(tool, path, conninfo, env, unset_env, false, &error)) {
+            return written;
+        }
+        if (error.find("permission denied") == std::string::npos) {
+            log::warn("globals not written; the backup goes on without them", {{"reason", error}});
+            return std::nullopt;
+        }
+        // Reading role passwords needs a superuser; everything else does not.
+        // Said once per process: the service would repeat it every cycle.
+        static std::atomic<bool> said{false};
+        if (!said.exchange(true)) {
+            log::warn(
+                "no privilege to read role passwords; globals are written with "
+                "--no-role-passwords",
+                {{"reason", error}});
+        }
+        if (auto written = run_dumpall(tool, path, conninfo, env, unset_env, true, &error)) {
+            return written;
+        }
+        log::warn("globals not written; the backup goes on without them", {{"reason", error}});
+    } catch (const Error& e) {
+        log::warn("globals not written; the backup goes on without them", {{"reason", e.what()}});
+    }
+    return std::nullopt;
+}
+
 }  // namespace
 
 BackupResult run_backup_job(const BackupRequest& request) {
@@ -247,6 +313,7 @@ BackupResult run_backup_job(const BackupRequest& request) {
     std::string magic;
     DumpStderr dump_stderr;
     auto last_progress = SteadyClock::now();
+    auto last_byte = SteadyClock::now();
 
     Child child = Child::spawn(command);
     snapshot.start_counting();
@@ -257,10 +324,22 @@ BackupResult run_backup_job(const BackupRequest& request) {
         }
         hash.update(data, size);
         dump.write(data, size);
+        last_byte = SteadyClock::now();
     };
     handlers.on_stderr_line = [&](std::string_view line) { dump_stderr.relay(line); };
     handlers.on_tick = [&] {
         auto now = SteadyClock::now();
+        if (request.timeout && now - clock_start > *request.timeout) {
+            throw failure(fmt::format("backup of \"{}\" timed out after {} s; pg_dump was killed",
+                                      database, request.timeout->count()),
+                          "raise POSTGRES_BACKUP_TIMEOUT_SECONDS if the database needs longer");
+        }
+        if (request.stall && now - last_byte > *request.stall) {
+            throw failure(fmt::format("pg_dump of \"{}\" stalled: no bytes for {} s; it was killed",
+                                      database, request.stall->count()),
+                          "look for locks held on the database (pg_locks) or a hung server; "
+                          "POSTGRES_BACKUP_STALL_SECONDS sets the limit");
+        }
         if (now - last_progress >= kProgressInterval) {
             last_progress = now;
             double seconds = std::chrono::duration<double>(now - clock_start).count();
@@ -284,6 +363,24 @@ BackupResult run_backup_job(const BackupRequest& request) {
     std::vector<TableEntry> tables = snapshot.finish();
 
     check_archive(dump.temp_path(), magic, pg_restore);
+
+    // Globals (roles, tablespaces) never fail the backup: they are a help for
+    // a restore onto a new server, and the dump is complete without them.
+    std::optional<std::filesystem::path> globals_path;
+    if (request.globals) {
+        globals_path = write_globals(finder, repo.path_of(id.globals_file()), child_conninfo,
+                                     command.set_env, command.unset_env);
+    }
+    // If anything below fails, the globals file must not outlive its dump.
+    struct RemoveOnFailure {
+        std::optional<std::filesystem::path> path;
+        bool armed = true;
+        ~RemoveOnFailure() {
+            if (armed && path) {
+                ::unlink(path->c_str());
+            }
+        }
+    } globals_guard{globals_path};
 
     auto finished = now_seconds();
     Manifest manifest;
@@ -309,6 +406,7 @@ BackupResult run_backup_job(const BackupRequest& request) {
                           manifest_to_json(manifest).dump(2) + "\n",
                           AtomicFile::Publish::NoReplace);
     dump.commit();
+    globals_guard.armed = false;
 
     log::info("backup end", {{"database", database},
                              {"file", dump_path.string()},
@@ -317,7 +415,7 @@ BackupResult run_backup_job(const BackupRequest& request) {
                              {"tables", std::to_string(manifest.tables.size())},
                              {"sha256", manifest.sha256}});
 
-    BackupResult result{id, dump_path, std::move(manifest), {}};
+    BackupResult result{id, dump_path, std::move(manifest), {}, 0, globals_path.has_value()};
     if (request.retention) {
         auto plan = plan_retention(
             [&] {
@@ -330,6 +428,7 @@ BackupResult run_backup_job(const BackupRequest& request) {
             *request.retention);
         result.pruned = repo.apply(plan, false);
     }
+    result.retained = repo.list(database).size();
     return result;
 }
 

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -16,6 +17,11 @@ struct BackupRequest {
     std::filesystem::path dir;
     std::optional<std::filesystem::path> pg_bin;
     std::optional<size_t> retention;  // prune to this many after success
+    bool globals = true;              // pg_dumpall --globals-only beside the dump
+    // The watchdogs: pg_dump is killed when the whole backup exceeds `timeout`
+    // or when it sends no byte for `stall`.
+    std::optional<std::chrono::seconds> timeout;
+    std::optional<std::chrono::seconds> stall;
 };
 
 struct BackupResult {
@@ -23,6 +29,8 @@ struct BackupResult {
     std::filesystem::path dump_path;
     Manifest manifest;
     std::vector<BackupId> pruned;
+    size_t retained = 0;  // this database's backups after retention
+    bool globals_written = false;
 };
 
 // One backup, as `pgward backup`, the service and the drill take it:

@@ -1,4 +1,5 @@
 #include "harness/pg_cluster.hpp"
+#include "harness/runner.hpp"
 
 #include <netinet/in.h>
 #include <pwd.h>
@@ -22,19 +23,6 @@
 
 namespace pgward::test {
 namespace {
-
-int free_loopback_port() {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = 0;
-    ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-    socklen_t len = sizeof addr;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-    ::close(fd);
-    return ntohs(addr.sin_port);
-}
 
 std::filesystem::path find_bin_dir() {
     if (const char* dir = std::getenv("PGWARD_TEST_PG_BIN"); dir != nullptr && *dir != '\0') {

@@ -1,0 +1,119 @@
+#include <fmt/format.h>
+
+#include "commands/command.hpp"
+#include "commands/registry.hpp"
+#include "commands/service_options.hpp"
+#include "service/http_server.hpp"
+#include "service/service.hpp"
+#include "util/error.hpp"
+#include "util/log.hpp"
+
+namespace pgward::commands {
+namespace {
+
+constexpr uint64_t kTenYears = 10ULL * 366 * 86400;
+
+std::optional<std::string> http_url(const OptionTable& table, const std::string& key) {
+    auto setting = table.get(key);
+    if (!setting) {
+        return std::nullopt;
+    }
+    if (setting->value.rfind("http://", 0) != 0 && setting->value.rfind("https://", 0) != 0) {
+        throw usage_error(fmt::format("invalid value for {}: expected an http:// or https:// URL",
+                                      setting->origin),
+                          fmt::format("fix {}", setting->origin));
+    }
+    return setting->value;
+}
+
+class RunCommand : public Command {
+  public:
+    const char* name() const override { return "run"; }
+    const char* summary() const override {
+        return "the backup service: a backup at start, then every interval, until SIGTERM";
+    }
+
+    void setup(CLI::App& app) override {
+        add_connection_options(options_, app);
+        add_health_options(options_, app);
+        options_.add(app, "dir", "--dir", "POSTGRES_BACKUP_DIR",
+                     "backup directory (default /backups)");
+        options_.add(app, "retention", "--retention", "POSTGRES_BACKUP_RETENTION_COUNT",
+                     "backups kept after each success (default 7)");
+        options_.add(app, "on_start", "--on-start", "POSTGRES_BACKUP_ON_START",
+                     "take the first backup at start (default true)");
+        options_.add(app, "timeout", "--timeout", "POSTGRES_BACKUP_TIMEOUT_SECONDS",
+                     "kill a backup that runs longer (default 21600)");
+        options_.add(app, "stall", "--stall-timeout", "POSTGRES_BACKUP_STALL_SECONDS",
+                     "kill pg_dump after this many seconds without a byte (default 900)");
+        options_.add(app, "retry", "--retry", "POSTGRES_BACKUP_RETRY_SECONDS",
+                     "first retry after a failure; doubles each time (default 60)");
+        options_.add(app, "retry_max", "--retry-max", "POSTGRES_BACKUP_RETRY_MAX_SECONDS",
+                     "longest wait between retries (default 3600)");
+        options_.add(app, "http_addr", "--http-addr", "PGWARD_HTTP_ADDR",
+                     "host:port for /healthz and /metrics (default: no listener)");
+        options_.add(app, "notify_url", "--notify-url", "PGWARD_NOTIFY_URL",
+                     "JSON POST on failures and on recovery");
+        options_.add(app, "notify_success", "--notify-every-success", "PGWARD_NOTIFY_EVERY_SUCCESS",
+                     "also POST on every success (default false)");
+        options_.add(app, "ping_url", "--ping-url", "PGWARD_PING_URL",
+                     "healthchecks.io-style ping: GET on success, <url>/fail on failure");
+        options_.add(app, "pg_bin", "--pg-bin", "PGWARD_PG_BIN",
+                     "directory of the PostgreSQL tools");
+        options_.add(app, "globals", "--globals", "PGWARD_GLOBALS",
+                     "pg_dumpall --globals-only beside each dump (default true)");
+    }
+
+    int run() override {
+        // Every value is checked before the first backup: a typo is exit 2
+        // at deploy time, not a failed backup at 3 a.m.
+        ServiceConfig config;
+        config.backup.connection = options_.connection();
+        config.backup.dir = options_.get_or("dir", "/backups");
+        config.backup.retention = options_.get_number("retention", 1, 1000000).value_or(7);
+        if (auto pg_bin = options_.get("pg_bin")) {
+            config.backup.pg_bin = pg_bin->value;
+        }
+        config.backup.timeout =
+            std::chrono::seconds(options_.get_number("timeout", 1, kTenYears).value_or(21600));
+        config.backup.stall =
+            std::chrono::seconds(options_.get_number("stall", 1, kTenYears).value_or(900));
+        if (auto globals = options_.get("globals")) {
+            config.backup.globals = parse_bool(*globals);
+        }
+        config.health = health_policy(options_);
+        config.interval = config.health.interval;
+        if (auto on_start = options_.get("on_start")) {
+            config.on_start = parse_bool(*on_start);
+        }
+        config.retry_initial =
+            std::chrono::seconds(options_.get_number("retry", 1, kTenYears).value_or(60));
+        config.retry_max =
+            std::chrono::seconds(options_.get_number("retry_max", 1, kTenYears).value_or(3600));
+        if (auto addr = options_.get("http_addr")) {
+            parse_http_address(addr->value, addr->origin);
+            config.http_addr = addr->value;
+        }
+        config.notify_url = http_url(options_, "notify_url");
+        config.ping_url = http_url(options_, "ping_url");
+        if (auto every = options_.get("notify_success")) {
+            config.notify_every_success = parse_bool(*every);
+        }
+        config.database = service_database(options_);
+
+        const char* format = std::getenv("PGWARD_LOG_FORMAT");
+        log::configure(log::parse_format(format == nullptr ? "" : format), stdout);
+        return run_service(config);
+    }
+
+  private:
+    OptionTable options_;
+};
+
+}  // namespace
+
+std::unique_ptr<Command> make_run_command() {
+    return std::make_unique<RunCommand>();
+}
+
+}  // namespace pgward::commands

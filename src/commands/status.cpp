@@ -1,0 +1,131 @@
+#include <nlohmann/json.hpp>
+
+#include <fmt/format.h>
+
+#include "commands/command.hpp"
+#include "commands/registry.hpp"
+#include "commands/service_options.hpp"
+#include "domain/health.hpp"
+#include "domain/repository.hpp"
+#include "domain/state.hpp"
+#include "util/error.hpp"
+
+namespace pgward::commands {
+namespace {
+
+struct Observed {
+    std::string database;
+    std::optional<ServiceState> state;
+    std::vector<BackupEntry> backups;
+    Health health;
+};
+
+Observed observe(const OptionTable& options) {
+    BackupRepository repo(options.get_or("dir", "/backups"));
+    Observed o;
+    o.database = service_database(options);
+    o.state = load_state(repo.path_of(state_file_name(o.database)));
+    o.backups = repo.list(o.database);
+    std::optional<TimePoint> newest;
+    for (const BackupEntry& e : o.backups) {
+        if (e.has_manifest) {
+            newest = e.id.started;
+            break;
+        }
+    }
+    o.health = evaluate_health(o.state, newest, now_seconds(), health_policy(options));
+    return o;
+}
+
+void add_common(OptionTable& options, CLI::App& app) {
+    options.add(app, "dir", "--dir", "POSTGRES_BACKUP_DIR", "backup directory (default /backups)");
+    options.add(app, "dbname", "-d,--dbname", "POSTGRES_DB", "the database");
+    options.add(app, "user", "-U,--username", "POSTGRES_USER", "user name (the default database)");
+    add_health_options(options, app);
+}
+
+class StatusCommand : public Command {
+  public:
+    const char* name() const override { return "status"; }
+    const char* summary() const override {
+        return "last backup, last success/failure and why, retention, health";
+    }
+    void setup(CLI::App& app) override {
+        add_common(options_, app);
+        app.add_flag("--json", json_, "print JSON");
+    }
+    int run() override {
+        Observed o = observe(options_);
+        if (json_) {
+            nlohmann::ordered_json doc;
+            doc["database"] = o.database;
+            doc["healthy"] = o.health.healthy;
+            doc["status"] = o.health.status;
+            doc["reason"] = o.health.reason;
+            doc["backups"] = o.backups.size();
+            doc["newest_backup"] = o.backups.empty()
+                                       ? nlohmann::ordered_json()
+                                       : nlohmann::ordered_json(o.backups.front().id.dump_file());
+            doc["state"] = o.state ? nlohmann::ordered_json::parse(state_to_json(*o.state))
+                                   : nlohmann::ordered_json();
+            fmt::print("{}\n", doc.dump(2));
+            return 0;
+        }
+        fmt::print("database:        {}\n", o.database);
+        fmt::print("health:          {} ({})\n", o.health.healthy ? "healthy" : "UNHEALTHY",
+                   o.health.reason);
+        fmt::print("backups kept:    {}\n", o.backups.size());
+        if (!o.backups.empty()) {
+            fmt::print("newest backup:   {}\n", o.backups.front().id.dump_file());
+        }
+        if (o.state) {
+            const ServiceState& s = *o.state;
+            fmt::print("service started: {}\n", s.service_started_at);
+            fmt::print("last attempt:    {}{}\n", s.last_attempt_at.value_or("never"),
+                       s.running ? " (running now)" : "");
+            fmt::print("last success:    {} {}\n", s.last_success_at.value_or("never"),
+                       s.last_success_file.value_or(""));
+            if (s.last_failure_at) {
+                fmt::print("last failure:    {}: {}\n", *s.last_failure_at,
+                           s.last_failure_reason.value_or(""));
+            }
+            fmt::print("attempts:        {} succeeded, {} failed, {} failed in a row\n",
+                       s.successes_total, s.failures_total, s.consecutive_failures);
+        } else {
+            fmt::print("service state:   none (pgward run has not written one here)\n");
+        }
+        return 0;
+    }
+
+  private:
+    OptionTable options_;
+    bool json_ = false;
+};
+
+class HealthcheckCommand : public Command {
+  public:
+    const char* name() const override { return "healthcheck"; }
+    const char* summary() const override {
+        return "exit 0 when the newest backup is fresh and the last attempt succeeded, 1 otherwise";
+    }
+    void setup(CLI::App& app) override { add_common(options_, app); }
+    int run() override {
+        Observed o = observe(options_);
+        fmt::print("{}: {}\n", o.health.healthy ? "healthy" : "unhealthy", o.health.reason);
+        return o.health.healthy ? 0 : 1;
+    }
+
+  private:
+    OptionTable options_;
+};
+
+}  // namespace
+
+std::unique_ptr<Command> make_status_command() {
+    return std::make_unique<StatusCommand>();
+}
+std::unique_ptr<Command> make_healthcheck_command() {
+    return std::make_unique<HealthcheckCommand>();
+}
+
+}  // namespace pgward::commands

@@ -1,0 +1,98 @@
+#include "domain/state.hpp"
+
+#include <cerrno>
+
+#include <nlohmann/json.hpp>
+
+#include "domain/naming.hpp"
+#include "util/error.hpp"
+#include "util/files.hpp"
+
+namespace pgward {
+namespace {
+
+constexpr const char* kStateFormat = "pgward-state/1";
+
+template <typename T>
+nlohmann::ordered_json optional_json(const std::optional<T>& value) {
+    return value ? nlohmann::ordered_json(*value) : nlohmann::ordered_json();
+}
+
+std::optional<std::string> optional_string(const nlohmann::json& doc, const char* key) {
+    if (!doc.contains(key) || doc.at(key).is_null()) {
+        return std::nullopt;
+    }
+    return doc.at(key).get<std::string>();
+}
+
+}  // namespace
+
+std::string state_file_name(const std::string& database) {
+    return ".pgward-" + encode_db_name(database) + ".state.json";
+}
+
+std::string state_to_json(const ServiceState& s) {
+    nlohmann::ordered_json doc;
+    doc["format"] = kStateFormat;
+    doc["database"] = s.database;
+    doc["interval_seconds"] = s.interval_seconds;
+    doc["service_started_at"] = s.service_started_at;
+    doc["last_attempt_at"] = optional_json(s.last_attempt_at);
+    doc["last_success_at"] = optional_json(s.last_success_at);
+    doc["last_success_file"] = optional_json(s.last_success_file);
+    doc["last_success_bytes"] = s.last_success_bytes;
+    doc["last_success_duration_seconds"] = s.last_success_duration_seconds;
+    doc["last_failure_at"] = optional_json(s.last_failure_at);
+    doc["last_failure_reason"] = optional_json(s.last_failure_reason);
+    doc["consecutive_failures"] = s.consecutive_failures;
+    doc["successes_total"] = s.successes_total;
+    doc["failures_total"] = s.failures_total;
+    doc["retained_count"] = s.retained_count;
+    doc["running"] = s.running;
+    doc["running_since"] = optional_json(s.running_since);
+    return doc.dump(2) + "\n";
+}
+
+ServiceState state_from_json(const std::string& text, const std::string& source) {
+    nlohmann::json doc = nlohmann::json::parse(text, nullptr, false);
+    if (doc.is_discarded() || !doc.is_object() || doc.value("format", "") != kStateFormat) {
+        throw failure("state file " + source + " is not a " + kStateFormat + " document",
+                      "it is rewritten by the next backup of `pgward run`");
+    }
+    try {
+        ServiceState s;
+        s.database = doc.at("database").get<std::string>();
+        s.interval_seconds = doc.value("interval_seconds", uint64_t{0});
+        s.service_started_at = doc.value("service_started_at", "");
+        s.last_attempt_at = optional_string(doc, "last_attempt_at");
+        s.last_success_at = optional_string(doc, "last_success_at");
+        s.last_success_file = optional_string(doc, "last_success_file");
+        s.last_success_bytes = doc.value("last_success_bytes", uint64_t{0});
+        s.last_success_duration_seconds = doc.value("last_success_duration_seconds", 0.0);
+        s.last_failure_at = optional_string(doc, "last_failure_at");
+        s.last_failure_reason = optional_string(doc, "last_failure_reason");
+        s.consecutive_failures = doc.value("consecutive_failures", uint64_t{0});
+        s.successes_total = doc.value("successes_total", uint64_t{0});
+        s.failures_total = doc.value("failures_total", uint64_t{0});
+        s.retained_count = doc.value("retained_count", uint64_t{0});
+        s.running = doc.value("running", false);
+        s.running_since = optional_string(doc, "running_since");
+        return s;
+    } catch (const nlohmann::json::exception& e) {
+        throw failure("state file " + source + " is malformed: " + e.what());
+    }
+}
+
+std::optional<ServiceState> load_state(const std::filesystem::path& path) {
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec)) {
+        return std::nullopt;
+    }
+    return state_from_json(read_file(path), path.string());
+}
+
+void save_state(const std::filesystem::path& path, const ServiceState& state) {
+    write_file_atomically(path, state_to_json(state), AtomicFile::Publish::Replace);
+}
+
+}  // namespace pgward

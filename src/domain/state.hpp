@@ -1,0 +1,38 @@
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+
+namespace pgward {
+
+// What the service knows about its backups, kept in a small file in the
+// backup directory (written atomically), so `status`, `healthcheck`, the
+// HTTP endpoints and a restarted service all read the same facts.
+struct ServiceState {
+    std::string database;
+    uint64_t interval_seconds = 0;
+    std::string service_started_at;
+    std::optional<std::string> last_attempt_at;
+    std::optional<std::string> last_success_at;
+    std::optional<std::string> last_success_file;
+    uint64_t last_success_bytes = 0;
+    double last_success_duration_seconds = 0;
+    std::optional<std::string> last_failure_at;
+    std::optional<std::string> last_failure_reason;
+    uint64_t consecutive_failures = 0;
+    uint64_t successes_total = 0;
+    uint64_t failures_total = 0;
+    uint64_t retained_count = 0;
+    bool running = false;
+    std::optional<std::string> running_since;
+};
+
+std::string state_file_name(const std::string& database);
+std::string state_to_json(const ServiceState& state);
+ServiceState state_from_json(const std::string& text, const std::string& source);
+std::optional<ServiceState> load_state(const std::filesystem::path& path);
+void save_state(const std::filesystem::path& path, const ServiceState& state);
+
+}  // namespace pgward

@@ -1,0 +1,160 @@
+#include "service/notifier.hpp"
+
+#include <curl/curl.h>
+
+#include <nlohmann/json.hpp>
+
+#include "util/log.hpp"
+
+namespace pgward {
+namespace {
+
+size_t discard(char*, size_t size, size_t count, void*) {
+    return size * count;
+}
+
+// The URL without credentials or query, for logs.
+std::string redact_url(const std::string& url) {
+    std::string out = url;
+    size_t scheme = out.find("://");
+    size_t at = out.find('@', scheme == std::string::npos ? 0 : scheme + 3);
+    size_t slash = out.find('/', scheme == std::string::npos ? 0 : scheme + 3);
+    if (scheme != std::string::npos && at != std::string::npos &&
+        (slash == std::string::npos || at < slash)) {
+        out.erase(scheme + 3, at - scheme - 2);
+    }
+    size_t query = out.find('?');
+    if (query != std::string::npos) {
+        out.erase(query);
+    }
+    return out;
+}
+
+}  // namespace
+
+Notifier::Notifier(std::optional<std::string> notify_url, std::optional<std::string> ping_url,
+                   bool notify_every_success, std::chrono::seconds timeout)
+    : notify_url_(std::move(notify_url)),
+      ping_url_(std::move(ping_url)),
+      notify_every_success_(notify_every_success),
+      timeout_(timeout) {
+    if (notify_url_ || ping_url_) {
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+        worker_ = std::thread([this] { work(); });
+    }
+}
+
+Notifier::~Notifier() {
+    {
+        std::lock_guard lock(mutex_);
+        stopping_ = true;
+    }
+    wake_.notify_all();
+    if (worker_.joinable()) {
+        worker_.join();
+    }
+}
+
+void Notifier::enqueue(Request request) {
+    if (!worker_.joinable()) {
+        return;
+    }
+    {
+        std::lock_guard lock(mutex_);
+        queue_.push_back(std::move(request));
+    }
+    wake_.notify_all();
+}
+
+void Notifier::backup_succeeded(const Event& event, bool recovered) {
+    if (notify_url_ && (recovered || notify_every_success_)) {
+        Event copy = event;
+        copy.kind = recovered ? "backup_recovered" : "backup_succeeded";
+        nlohmann::ordered_json body{{"event", copy.kind},
+                                    {"database", copy.database},
+                                    {"at", copy.at},
+                                    {"file", copy.detail},
+                                    {"healthy", true}};
+        enqueue({*notify_url_, body.dump()});
+    }
+    if (ping_url_) {
+        enqueue({*ping_url_, std::nullopt});
+    }
+}
+
+void Notifier::backup_failed(const Event& event) {
+    if (notify_url_) {
+        nlohmann::ordered_json body{{"event", "backup_failed"},
+                                    {"database", event.database},
+                                    {"at", event.at},
+                                    {"reason", event.detail},
+                                    {"consecutive_failures", event.consecutive_failures},
+                                    {"healthy", false}};
+        enqueue(
+            {*notify_url_, body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)});
+    }
+    if (ping_url_) {
+        std::string url = *ping_url_;
+        while (!url.empty() && url.back() == '/') {
+            url.pop_back();
+        }
+        enqueue({url + "/fail", std::nullopt});
+    }
+}
+
+void Notifier::drain(std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mutex_);
+    wake_.wait_for(lock, timeout, [this] { return queue_.empty() && !busy_; });
+}
+
+void Notifier::work() {
+    for (;;) {
+        Request request;
+        {
+            std::unique_lock lock(mutex_);
+            wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+            if (queue_.empty()) {
+                return;  // stopping, nothing left
+            }
+            request = std::move(queue_.front());
+            queue_.pop_front();
+            busy_ = true;
+        }
+        CURL* curl = curl_easy_init();
+        long status = 0;
+        CURLcode rc = CURLE_FAILED_INIT;
+        if (curl != nullptr) {
+            curl_slist* headers = nullptr;
+            curl_easy_setopt(curl, CURLOPT_URL, request.url.c_str());
+            curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+            curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout_.count() * 1000));
+            curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &discard);
+            curl_easy_setopt(curl, CURLOPT_USERAGENT, "pgward/" PGWARD_VERSION);
+            if (request.json_body) {
+                headers = curl_slist_append(headers, "Content-Type: application/json");
+                curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+                curl_easy_setopt(curl, CURLOPT_POSTFIELDS, request.json_body->c_str());
+            }
+            rc = curl_easy_perform(curl);
+            curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+            curl_slist_free_all(headers);
+            curl_easy_cleanup(curl);
+        }
+        if (rc != CURLE_OK || status >= 400) {
+            log::warn("alert not delivered",
+                      {{"url", redact_url(request.url)},
+                       {"error", rc != CURLE_OK ? curl_easy_strerror(rc)
+                                                : "HTTP status " + std::to_string(status)}});
+        } else {
+            log::info("alert delivered",
+                      {{"url", redact_url(request.url)}, {"status", std::to_string(status)}});
+        }
+        {
+            std::lock_guard lock(mutex_);
+            busy_ = false;
+        }
+        wake_.notify_all();
+    }
+}
+
+}  // namespace pgward

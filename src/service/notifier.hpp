@@ -1,0 +1,61 @@
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+namespace pgward {
+
+// Alerts over HTTP (libcurl), sent from a worker thread with a timeout, so
+// an alert that cannot be delivered is logged and never blocks or fails a
+// backup.
+//  - notify_url: a JSON POST on every failure and on the first success after
+//    a failure (and on every success with notify_every_success);
+//  - ping_url: the healthchecks.io convention: GET <url> on success,
+//    GET <url>/fail on failure.
+class Notifier {
+  public:
+    struct Event {
+        std::string kind;  // backup_failed, backup_recovered, backup_succeeded
+        std::string database;
+        std::string at;
+        std::string detail;  // the failure reason or the new file
+        uint64_t consecutive_failures = 0;
+    };
+
+    Notifier(std::optional<std::string> notify_url, std::optional<std::string> ping_url,
+             bool notify_every_success, std::chrono::seconds timeout);
+    ~Notifier();
+    Notifier(const Notifier&) = delete;
+    Notifier& operator=(const Notifier&) = delete;
+
+    void backup_succeeded(const Event& event, bool recovered);
+    void backup_failed(const Event& event);
+
+    // Waits up to `timeout` for queued alerts to go out (used at shutdown).
+    void drain(std::chrono::milliseconds timeout);
+
+  private:
+    struct Request {
+        std::string url;
+        std::optional<std::string> json_body;  // POST when set, else GET
+    };
+    void enqueue(Request request);
+    void work();
+
+    std::optional<std::string> notify_url_;
+    std::optional<std::string> ping_url_;
+    bool notify_every_success_;
+    std::chrono::seconds timeout_;
+    std::mutex mutex_;
+    std::condition_variable wake_;
+    std::deque<Request> queue_;
+    bool busy_ = false;
+    bool stopping_ = false;
+    std::thread worker_;
+};
+
+}  // namespace pgward

@@ -1,0 +1,229 @@
+#include "service/service.hpp"
+
+#include <poll.h>
+
+#include <memory>
+#include <mutex>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "domain/repository.hpp"
+#include "domain/schedule.hpp"
+#include "domain/state.hpp"
+#include "service/http_server.hpp"
+#include "service/notifier.hpp"
+#include "util/error.hpp"
+#include "util/files.hpp"
+#include "util/log.hpp"
+#include "util/signals.hpp"
+
+namespace pgward {
+namespace {
+
+using Ms = std::chrono::milliseconds;
+
+// Sleeps until `deadline` on the boot clock; false when a signal came first.
+bool sleep_until(Schedule::Duration deadline) {
+    for (;;) {
+        if (pending_interrupt() != 0) {
+            return false;
+        }
+        auto now = boot_clock_now();
+        if (now >= deadline) {
+            return true;
+        }
+        // Short naps: a suspend or a clock change is noticed within a second.
+        auto wait = std::min<Ms>(deadline - now, Ms(1000));
+        pollfd fd{interrupt_fd(), POLLIN, 0};
+        ::poll(&fd, interrupt_fd() >= 0 ? 1 : 0, static_cast<int>(wait.count()));
+    }
+}
+
+std::string wall_time_in(Schedule::Duration from_now) {
+    auto at = Clock::now() + from_now;
+    return format_iso_utc(std::chrono::time_point_cast<std::chrono::seconds>(at));
+}
+
+// The state the service and its HTTP handlers share.
+class SharedState {
+  public:
+    SharedState(ServiceState state, std::filesystem::path path, std::filesystem::path dir,
+                HealthPolicy policy)
+        : state_(std::move(state)), path_(std::move(path)), dir_(std::move(dir)), policy_(policy) {}
+
+    template <typename F>
+    void update(F change) {
+        ServiceState copy;
+        {
+            std::lock_guard lock(mutex_);
+            change(state_);
+            copy = state_;
+        }
+        try {
+            save_state(path_, copy);
+        } catch (const Error& e) {
+            // The service keeps running: the state in memory still answers
+            // /healthz and /metrics, and the next save retries.
+            log::error("cannot write the state file", {{"error", e.what()}});
+        }
+    }
+
+    ServiceState get() const {
+        std::lock_guard lock(mutex_);
+        return state_;
+    }
+
+    Health health() const {
+        ServiceState s = get();
+        std::optional<TimePoint> newest;
+        try {
+            BackupRepository repo(dir_);
+            for (const BackupEntry& e : repo.list(s.database)) {
+                if (e.has_manifest) {
+                    newest = e.id.started;
+                    break;
+                }
+            }
+        } catch (const Error&) {
+            // an unreadable directory shows as no backup
+        }
+        return evaluate_health(s, newest, now_seconds(), policy_);
+    }
+
+  private:
+    mutable std::mutex mutex_;
+    ServiceState state_;
+    std::filesystem::path path_;
+    std::filesystem::path dir_;
+    HealthPolicy policy_;
+};
+
+}  // namespace
+
+int run_service(const ServiceConfig& config) {
+    ensure_directory(config.backup.dir);
+    std::filesystem::path state_path = config.backup.dir / state_file_name(config.database);
+    ServiceState initial;
+    try {
+        if (auto loaded = load_state(state_path)) {
+            initial = *loaded;
+        }
+    } catch (const Error& e) {
+        log::warn("ignoring an unreadable state file", {{"error", e.what()}});
+    }
+    initial.database = config.database;
+    initial.interval_seconds = static_cast<uint64_t>(config.interval.count());
+    initial.service_started_at = format_iso_utc(now_seconds());
+    initial.running = false;  // a killed predecessor may have left it set
+    initial.running_since.reset();
+    SharedState shared(initial, state_path, config.backup.dir, config.health);
+    shared.update([](ServiceState&) {});
+
+    std::unique_ptr<HttpServer> http;
+    if (config.http_addr) {
+        HttpServer::Handlers handlers;
+        handlers.healthz = [&shared] {
+            Health h = shared.health();
+            ServiceState s = shared.get();
+            nlohmann::ordered_json body{
+                {"healthy", h.healthy},
+                {"status", h.status},
+                {"reason", h.reason},
+                {"database", s.database},
+                {"last_success_at", s.last_success_at ? *s.last_success_at : ""},
+                {"consecutive_failures", s.consecutive_failures},
+                {"running", s.running}};
+            return HttpServer::Response{
+                h.healthy ? 200 : 503, "application/json",
+                body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n"};
+        };
+        handlers.metrics = [&shared] {
+            return HttpServer::Response{200, "text/plain; version=0.0.4",
+                                        render_metrics(shared.get(), shared.health())};
+        };
+        http = std::make_unique<HttpServer>(*config.http_addr, handlers);
+    }
+    Notifier notifier(config.notify_url, config.ping_url, config.notify_every_success,
+                      config.notify_timeout);
+
+    Schedule schedule(config.interval, boot_clock_now(), config.on_start, config.retry_initial,
+                      config.retry_max);
+    log::info("service started",
+              {{"database", config.database},
+               {"dir", config.backup.dir.string()},
+               {"interval_seconds", std::to_string(config.interval.count())},
+               {"retention", std::to_string(config.backup.retention.value_or(0))},
+               {"first_backup_at", wall_time_in(schedule.next_run() - boot_clock_now())},
+               {"http", config.http_addr.value_or("off")}});
+
+    while (sleep_until(schedule.next_run())) {
+        auto started = boot_clock_now();
+        std::string started_at = format_iso_utc(now_seconds());
+        shared.update([&](ServiceState& s) {
+            s.running = true;
+            s.running_since = started_at;
+            s.last_attempt_at = started_at;
+        });
+        bool overran = false;
+        try {
+            BackupResult result = run_backup_job(config.backup);
+            bool recovered = shared.get().consecutive_failures > 0;
+            shared.update([&](ServiceState& s) {
+                s.running = false;
+                s.running_since.reset();
+                s.last_success_at = result.manifest.started_at;
+                s.last_success_file = result.id.dump_file();
+                s.last_success_bytes = result.manifest.size_bytes;
+                s.last_success_duration_seconds = result.manifest.duration_seconds;
+                s.consecutive_failures = 0;
+                s.successes_total += 1;
+                s.retained_count = result.retained;
+            });
+            notifier.backup_succeeded(
+                {"", config.database, result.manifest.finished_at, result.id.dump_file(), 0},
+                recovered);
+            overran = schedule.on_success(started, boot_clock_now());
+        } catch (const Error& e) {
+            if (pending_interrupt() != 0) {
+                break;
+            }
+            std::string reason = e.what();
+            shared.update([&](ServiceState& s) {
+                s.running = false;
+                s.running_since.reset();
+                s.last_failure_at = format_iso_utc(now_seconds());
+                s.last_failure_reason = reason;
+                s.consecutive_failures += 1;
+                s.failures_total += 1;
+            });
+            ServiceState s = shared.get();
+            notifier.backup_failed(
+                {"", config.database, *s.last_failure_at, reason, s.consecutive_failures});
+            overran = schedule.on_failure(started, boot_clock_now());
+            log::error("backup failed; nothing was pruned",
+                       {{"database", config.database},
+                        {"reason", reason},
+                        {"consecutive_failures", std::to_string(s.consecutive_failures)},
+                        {"next_attempt_at", wall_time_in(schedule.next_run() - boot_clock_now())}});
+        }
+        if (overran) {
+            log::warn("the next backup was due while this one ran; starting it now (delayed)",
+                      {{"database", config.database}});
+        } else {
+            log::info("next backup scheduled",
+                      {{"at", wall_time_in(schedule.next_run() - boot_clock_now())}});
+        }
+    }
+
+    int sig = pending_interrupt();
+    shared.update([](ServiceState& s) {
+        s.running = false;
+        s.running_since.reset();
+    });
+    notifier.drain(Ms(2000));
+    log::info("service stopped", {{"signal", sig != 0 ? signal_name(sig) : "none"}});
+    return 0;
+}
+
+}  // namespace pgward

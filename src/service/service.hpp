@@ -1,0 +1,32 @@
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+
+#include "domain/backup_job.hpp"
+#include "domain/health.hpp"
+
+namespace pgward {
+
+struct ServiceConfig {
+    BackupRequest backup;  // retention set: prune after each success
+    std::string database;  // for the state file, before the first connection
+    std::chrono::seconds interval{86400};
+    bool on_start = true;
+    std::chrono::seconds retry_initial{60};
+    std::chrono::seconds retry_max{3600};
+    HealthPolicy health;
+    std::optional<std::string> http_addr;
+    std::optional<std::string> notify_url;
+    std::optional<std::string> ping_url;
+    bool notify_every_success = false;
+    std::chrono::seconds notify_timeout{10};
+};
+
+// `pgward run`: a backup at start (unless on_start is false), then one every
+// interval, until SIGTERM/SIGINT; returns the exit code (0 on a signal, even
+// mid-backup: the in-flight pg_dump is killed and its temp file removed).
+int run_service(const ServiceConfig& config);
+
+}  // namespace pgward

@@ -1,0 +1,409 @@
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <mutex>
+
+#include <nlohmann/json.hpp>
+
+#include "domain/state.hpp"
+#include "harness/pg_cluster.hpp"
+#include "harness/runner.hpp"
+#include "util/sha256.hpp"
+
+namespace pgward::test {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using json = nlohmann::json;
+
+bool contains(const std::string& haystack, const std::string& needle) {
+    return haystack.find(needle) != std::string::npos;
+}
+
+std::vector<std::string> with_suffix(const fs::path& dir, const std::string& suffix) {
+    std::vector<std::string> out;
+    for (const std::string& name : list_dir(dir)) {
+        if (name.size() >= suffix.size() &&
+            name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+            out.push_back(name);
+        }
+    }
+    return out;
+}
+
+// A local HTTP receiver for alerts and pings.
+class Receiver {
+  public:
+    Receiver() {
+        auto record = [this](const httplib::Request& req, httplib::Response& res) {
+            std::lock_guard lock(mutex_);
+            requests_.push_back({req.method, req.path, req.body});
+            res.status = 200;
+        };
+        server_.Post(".*", record);
+        server_.Get(".*", record);
+        port_ = server_.bind_to_any_port("127.0.0.1");
+        thread_ = std::thread([this] { server_.listen_after_bind(); });
+    }
+    ~Receiver() {
+        server_.stop();
+        thread_.join();
+    }
+    std::string url(const std::string& path) const {
+        return "http://127.0.0.1:" + std::to_string(port_) + path;
+    }
+    struct Request {
+        std::string method, path, body;
+    };
+    std::vector<Request> requests() {
+        std::lock_guard lock(mutex_);
+        return requests_;
+    }
+    std::optional<json> last_event(const std::string& kind) {
+        for (const auto& r : requests()) {
+            if (r.method == "POST") {
+                json body = json::parse(r.body, nullptr, false);
+                if (!body.is_discarded() && body.value("event", "") == kind) {
+                    return body;
+                }
+            }
+        }
+        return std::nullopt;
+    }
+
+  private:
+    httplib::Server server_;
+    int port_ = 0;
+    std::thread thread_;
+    std::mutex mutex_;
+    std::vector<Request> requests_;
+};
+
+class ServiceTest : public ::testing::Test {
+  protected:
+    static void SetUpTestSuite() {
+        PgCluster& c = PgCluster::instance();
+        c.create_database("svc");
+        c.exec("svc",
+               "CREATE TABLE users(id int, telegram_user_id bigint); "
+               "INSERT INTO users SELECT g, g FROM generate_series(1, 100) g;");
+        c.create_database("svcbig");
+        c.exec("svcbig",
+               "CREATE TABLE payload(id int, a text); "
+               "INSERT INTO payload SELECT g, md5(random()::text) || md5(random()::text) "
+               "FROM generate_series(1, 700000) g;");
+    }
+
+    void SetUp() override { dir_ = make_temp_dir("service"); }
+    void TearDown() override {
+        if (!HasFailure()) {
+            std::error_code ec;
+            fs::remove_all(dir_, ec);
+        } else {
+            std::fprintf(stderr, "backup dir kept: %s\n", dir_.c_str());
+        }
+    }
+
+    Env env(const std::string& db, Env extra = {}) const {
+        Env e = PgCluster::instance().env(db);
+        e.emplace_back("POSTGRES_BACKUP_DIR", dir_.string());
+        e.insert(e.end(), extra.begin(), extra.end());
+        return e;
+    }
+
+    std::optional<ServiceState> state(const std::string& db) const {
+        fs::path path = dir_ / state_file_name(db);
+        if (!fs::exists(path)) {
+            return std::nullopt;
+        }
+        try {
+            return state_from_json(slurp(path), path.string());
+        } catch (...) {
+            return std::nullopt;
+        }
+    }
+
+    bool wait_state(const std::string& db, const std::function<bool(const ServiceState&)>& check,
+                    std::chrono::milliseconds timeout) {
+        return eventually(
+            [&] {
+                auto s = state(db);
+                return s && check(*s);
+            },
+            timeout);
+    }
+
+    fs::path dir_;
+};
+
+TEST_F(ServiceTest, CyclesKeepExactlyTheRetentionCountWithGlobalsAndJsonLogs) {
+    BackgroundPgward service({"run"}, env("svc", {{"POSTGRES_BACKUP_INTERVAL_SECONDS", "1"},
+                                                  {"POSTGRES_BACKUP_RETENTION_COUNT", "3"},
+                                                  {"PGWARD_LOG_FORMAT", "json"}}));
+    ASSERT_TRUE(wait_state(
+        "svc", [](const ServiceState& s) { return s.successes_total >= 5; }, 60s));
+    ::kill(service.pid(), SIGTERM);
+    auto r = service.wait(15s);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->exit_code, 0) << r->err;
+    EXPECT_EQ(with_suffix(dir_, ".dump").size(), 3u) << r->out;
+    EXPECT_EQ(with_suffix(dir_, ".globals.sql").size(), 3u);
+    EXPECT_EQ(with_suffix(dir_, ".json").size(), 3u + 1u);  // + the state file
+    EXPECT_TRUE(with_suffix(dir_, ".tmp").empty());
+    // Each dump has its own globals file.
+    for (const std::string& dump : with_suffix(dir_, ".dump")) {
+        std::string stem = dump.substr(0, dump.size() - 5);
+        EXPECT_TRUE(fs::exists(dir_ / (stem + ".globals.sql"))) << stem;
+        EXPECT_TRUE(contains(slurp(dir_ / (stem + ".globals.sql")), "CREATE ROLE")) << stem;
+    }
+    // Logs: one JSON object per line on stdout, begin/end with file, bytes, seconds.
+    std::istringstream lines(r->out);
+    std::string line;
+    int begins = 0, ends = 0;
+    while (std::getline(lines, line)) {
+        json event = json::parse(line, nullptr, false);
+        ASSERT_FALSE(event.is_discarded()) << line;
+        ASSERT_TRUE(event.contains("ts") && event.contains("level") && event.contains("msg"))
+            << line;
+        EXPECT_EQ(event["ts"].get<std::string>().back(), 'Z');
+        if (event["msg"] == "backup begin") {
+            ++begins;
+        }
+        if (event["msg"] == "backup end") {
+            ++ends;
+            EXPECT_TRUE(event.contains("file") && event.contains("bytes") &&
+                        event.contains("seconds"));
+        }
+    }
+    EXPECT_GE(begins, 5);
+    EXPECT_GE(ends, 5);
+    // status and healthcheck read the same state.
+    RunResult health = run_pgward({"healthcheck"}, env("svc"));
+    EXPECT_EQ(health.exit_code, 0) << health.out << health.err;
+    EXPECT_TRUE(contains(health.out, "healthy: the newest backup started")) << health.out;
+    RunResult status = run_pgward({"status", "--json"}, env("svc"));
+    ASSERT_EQ(status.exit_code, 0) << status.err;
+    json doc = json::parse(status.out);
+    EXPECT_EQ(doc["backups"], 3);
+    EXPECT_GE(doc["state"]["successes_total"].get<int>(), 5);
+    EXPECT_EQ(doc["state"]["running"], false);
+}
+
+TEST_F(ServiceTest, SigtermDuringALongDumpExitsZeroWithinTenSeconds) {
+    BackgroundPgward service({"run"}, env("svcbig"));
+    ASSERT_TRUE(
+        eventually([&] { return find_file(dir_, ".dump.tmp", 256 * 1024).has_value(); }, 60s));
+    auto dumps = children_named(service.pid(), "pg_dump");
+    auto sent = std::chrono::steady_clock::now();
+    ::kill(service.pid(), SIGTERM);
+    auto r = service.wait(15s);
+    auto took = std::chrono::duration<double>(std::chrono::steady_clock::now() - sent).count();
+    ASSERT_TRUE(r);
+    std::fprintf(stderr, "measured: SIGTERM to exit during a dump: %.3f s\n", took);
+    EXPECT_EQ(r->exit_code, 0) << r->out;
+    EXPECT_LT(took, 10.0);
+    EXPECT_TRUE(with_suffix(dir_, ".tmp").empty()) << testing::PrintToString(list_dir(dir_));
+    EXPECT_TRUE(with_suffix(dir_, ".dump").empty());
+    for (pid_t pid : dumps) {
+        EXPECT_NE(::kill(pid, 0), 0) << "pg_dump survived";
+    }
+    EXPECT_TRUE(contains(r->out, "msg=\"service stopped\" signal=SIGTERM")) << r->out;
+    auto s = state("svcbig");
+    ASSERT_TRUE(s);
+    EXPECT_FALSE(s->running);
+}
+
+TEST_F(ServiceTest, ServerDownIsCountedAlertedAndRecovers) {
+    Receiver receiver;
+    int http_port = free_loopback_port();
+    std::string http = "http://127.0.0.1:" + std::to_string(http_port);
+    BackgroundPgward service(
+        {"run"}, env("svc", {{"POSTGRES_BACKUP_INTERVAL_SECONDS", "2"},
+                             {"POSTGRES_BACKUP_RETENTION_COUNT", "2"},
+                             {"POSTGRES_BACKUP_RETRY_SECONDS", "1"},
+                             {"PGWARD_HEALTH_GRACE_SECONDS", "5"},
+                             {"PGWARD_HTTP_ADDR", "127.0.0.1:" + std::to_string(http_port)},
+                             {"PGWARD_NOTIFY_URL", receiver.url("/hook")},
+                             {"PGWARD_PING_URL", receiver.url("/ping/abc")}}));
+    ASSERT_TRUE(wait_state(
+        "svc", [](const ServiceState& s) { return s.successes_total >= 2; }, 60s));
+    httplib::Client client("127.0.0.1", http_port);
+    auto ok = client.Get("/healthz");
+    ASSERT_TRUE(ok);
+    EXPECT_EQ(ok->status, 200) << ok->body;
+    auto dumps_before = with_suffix(dir_, ".dump");
+    ASSERT_EQ(dumps_before.size(), 2u);
+
+    PgCluster::instance().stop_fast();
+    bool failed = wait_state(
+        "svc", [](const ServiceState& s) { return s.consecutive_failures >= 2; }, 60s);
+    auto down = client.Get("/healthz");
+    auto metrics = client.Get("/metrics");
+    auto dumps_during = with_suffix(dir_, ".dump");
+    PgCluster::instance().start();
+    ASSERT_TRUE(failed);
+    ASSERT_TRUE(down);
+    EXPECT_EQ(down->status, 503) << down->body;
+    json health = json::parse(down->body);
+    EXPECT_EQ(health["healthy"], false);
+    EXPECT_EQ(health["status"], "failing");
+    EXPECT_TRUE(contains(health["reason"], "cannot connect")) << down->body;
+    EXPECT_EQ(dumps_during, dumps_before) << "a failure must prune nothing";
+    ASSERT_TRUE(metrics);
+    EXPECT_TRUE(contains(metrics->body, "pgward_healthy{database=\"svc\"} 0")) << metrics->body;
+    EXPECT_TRUE(
+        contains(metrics->body, "pgward_backups_total{database=\"svc\",result=\"failure\"}"));
+    ASSERT_TRUE(eventually([&] { return receiver.last_event("backup_failed").has_value(); }, 15s));
+    json alert = *receiver.last_event("backup_failed");
+    EXPECT_EQ(alert["database"], "svc");
+    EXPECT_TRUE(contains(alert["reason"], "cannot connect")) << alert.dump();
+    EXPECT_FALSE(contains(alert.dump(), PgCluster::instance().password()));
+
+    // The server is back: the next attempt succeeds and health recovers.
+    ASSERT_TRUE(wait_state(
+        "svc", [](const ServiceState& s) { return s.consecutive_failures == 0; }, 60s));
+    auto recovered = client.Get("/healthz");
+    ASSERT_TRUE(recovered);
+    EXPECT_EQ(recovered->status, 200) << recovered->body;
+    ASSERT_TRUE(
+        eventually([&] { return receiver.last_event("backup_recovered").has_value(); }, 15s));
+    // Pings: GET on success, /fail on failure.
+    bool ping_ok = false, ping_fail = false;
+    for (const auto& r : receiver.requests()) {
+        ping_ok = ping_ok || (r.method == "GET" && r.path == "/ping/abc");
+        ping_fail = ping_fail || (r.method == "GET" && r.path == "/ping/abc/fail");
+    }
+    EXPECT_TRUE(ping_ok);
+    EXPECT_TRUE(ping_fail);
+    ::kill(service.pid(), SIGTERM);
+    auto r = service.wait(15s);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->exit_code, 0);
+    EXPECT_TRUE(contains(r->out, "backup failed; nothing was pruned")) << r->out;
+}
+
+TEST_F(ServiceTest, StallWatchdogKillsAHungPgDump) {
+    fs::path bin = dir_ / "hang-bin";
+    fs::create_directory(bin);
+    const fs::path real = PgCluster::instance().bin_dir();
+    write_text(bin / "pg_dump",
+               "#!/bin/sh\n"
+               "if [ \"$1\" = --version ]; then exec '" +
+                   (real / "pg_dump").string() +
+                   "' --version; fi\n"
+                   "exec sleep 600\n",
+               0755);
+    fs::create_symlink(real / "pg_restore", bin / "pg_restore");
+    fs::create_symlink(real / "pg_dumpall", bin / "pg_dumpall");
+    fs::path out = dir_ / "out";
+    BackgroundPgward service({"run", "--pg-bin", bin.string(), "--dir", out.string()},
+                             env("svc", {{"POSTGRES_BACKUP_STALL_SECONDS", "2"}}));
+    ASSERT_TRUE(eventually(
+        [&] {
+            fs::path path = out / state_file_name("svc");
+            return fs::exists(path) && state_from_json(slurp(path), "").failures_total >= 1;
+        },
+        30s));
+    auto sleepers = children_named(service.pid(), "sleep");
+    ::kill(service.pid(), SIGTERM);
+    auto r = service.wait(15s);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->exit_code, 0);
+    EXPECT_TRUE(contains(r->out, "stalled: no bytes for 2 s; it was killed")) << r->out;
+    EXPECT_TRUE(sleepers.empty()) << "the hung pg_dump is still a child";
+    for (const std::string& name : list_dir(out)) {
+        EXPECT_FALSE(contains(name, ".dump")) << name;
+    }
+}
+
+TEST_F(ServiceTest, SigkillOfTheServiceNeverLeavesAnIncompleteDump) {
+    {
+        BackgroundPgward service({"run"}, env("svcbig"));
+        ASSERT_TRUE(
+            eventually([&] { return find_file(dir_, ".dump.tmp", 256 * 1024).has_value(); }, 60s));
+        ::kill(service.pid(), SIGKILL);
+        ASSERT_TRUE(service.wait(15s));
+    }
+    EXPECT_TRUE(with_suffix(dir_, ".dump").empty());
+    EXPECT_EQ(with_suffix(dir_, ".dump.tmp").size(), 1u);
+    // A restarted service cleans up and completes a backup that matches its manifest.
+    BackgroundPgward again({"run"}, env("svcbig"));
+    ASSERT_TRUE(wait_state(
+        "svcbig", [](const ServiceState& s) { return s.successes_total >= 1; }, 120s));
+    ::kill(again.pid(), SIGTERM);
+    ASSERT_TRUE(again.wait(15s));
+    EXPECT_TRUE(with_suffix(dir_, ".tmp").empty());
+    auto dumps = with_suffix(dir_, ".dump");
+    ASSERT_EQ(dumps.size(), 1u);
+    std::string stem = dumps[0].substr(0, dumps[0].size() - 5);
+    json manifest = json::parse(slurp(dir_ / (stem + ".json")));
+    EXPECT_EQ(manifest["sha256"], sha256_file_hex(dir_ / dumps[0]));
+}
+
+TEST_F(ServiceTest, GlobalsFallBackToNoRolePasswordsWithoutSuperuser) {
+    PgCluster& c = PgCluster::instance();
+    c.exec("postgres",
+           "DROP ROLE IF EXISTS app_owner; CREATE ROLE app_owner LOGIN PASSWORD 'owner-pw';");
+    c.create_database("owned");
+    c.exec("postgres", "ALTER DATABASE owned OWNER TO app_owner");
+    Env e = env("owned");
+    for (auto& [k, v] : e) {
+        if (k == "POSTGRES_USER") {
+            v = "app_owner";
+        }
+        if (k == "POSTGRES_PASSWORD") {
+            v = "owner-pw";
+        }
+    }
+    RunResult r = run_pgward({"backup"}, e);
+    c.drop_database("owned");
+    c.exec("postgres", "DROP ROLE app_owner");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_TRUE(contains(r.err, "no privilege to read role passwords")) << r.err;
+    auto globals = with_suffix(dir_, ".globals.sql");
+    ASSERT_EQ(globals.size(), 1u);
+    EXPECT_TRUE(contains(slurp(dir_ / globals[0]), "CREATE ROLE app_owner"));
+    EXPECT_FALSE(contains(slurp(dir_ / globals[0]), "SCRAM-SHA-256"));
+}
+
+TEST_F(ServiceTest, EveryBadValueIsExitTwoNamingTheVariable) {
+    std::vector<std::pair<std::string, std::string>> cases = {
+        {"POSTGRES_BACKUP_INTERVAL_SECONDS", "0"},
+        {"POSTGRES_BACKUP_INTERVAL_SECONDS", "abc"},
+        {"POSTGRES_BACKUP_RETENTION_COUNT", "-1"},
+        {"POSTGRES_BACKUP_ON_START", "maybe"},
+        {"POSTGRES_BACKUP_TIMEOUT_SECONDS", "0"},
+        {"POSTGRES_BACKUP_STALL_SECONDS", "1h"},
+        {"POSTGRES_BACKUP_RETRY_SECONDS", "0"},
+        {"POSTGRES_BACKUP_RETRY_MAX_SECONDS", "x"},
+        {"PGWARD_HTTP_ADDR", "nonsense"},
+        {"PGWARD_HTTP_ADDR", "127.0.0.1:99999"},
+        {"PGWARD_NOTIFY_URL", "ftp://example"},
+        {"PGWARD_PING_URL", "hc-ping"},
+        {"PGWARD_NOTIFY_EVERY_SUCCESS", "sometimes"},
+        {"PGWARD_HEALTH_GRACE_SECONDS", "-5"},
+        {"PGWARD_HEALTH_MAX_AGE_SECONDS", "0"},
+        {"PGWARD_GLOBALS", "perhaps"},
+        {"PGWARD_LOG_FORMAT", "xml"},
+        {"POSTGRES_PORT", "abc"},
+        {"POSTGRES_PASSWORD_FILE", "/nonexistent/secret"},
+    };
+    for (const auto& [name, value] : cases) {
+        Env e = env("svc", {{name, value}});
+        if (name == "POSTGRES_PASSWORD_FILE") {
+            std::erase_if(e, [](const auto& kv) { return kv.first == "POSTGRES_PASSWORD"; });
+        }
+        auto started = std::chrono::steady_clock::now();
+        RunResult r = run_pgward({"run"}, e);
+        EXPECT_EQ(r.exit_code, 2) << name << "=" << value << ": " << r.err << r.out;
+        EXPECT_TRUE(contains(r.err, name)) << name << ": " << r.err;
+        EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
+    }
+    EXPECT_TRUE(with_suffix(dir_, ".dump").empty());
+}
+
+}  // namespace
+}  // namespace pgward::test
