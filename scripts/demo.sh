@@ -3,47 +3,19 @@
 # cluster (unix socket only, password auth), creates a small app database,
 # takes three backups with retention 2, lists them, and removes the cluster.
 set -euo pipefail
-
+here=$(cd "$(dirname "$0")" && pwd)
 pgward=$(realpath "${1:-build/pgward}")
-bindir=${PGWARD_DEMO_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)}
-work=$(mktemp -d /tmp/pgward-demo.XXXXXX)
-chmod 755 "$work"
-mkdir "$work/sock"
-password="demo-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
-
-as_server() {
-  if [[ $(id -u) == 0 ]]; then
-    setpriv --reuid=postgres --regid=postgres --init-groups -- "$@"
-  else
-    "$@"
-  fi
-}
-[[ $(id -u) == 0 ]] && chown postgres "$work" "$work/sock"
-
-cleanup() {
-  as_server "$bindir/pg_ctl" -D "$work/data" -m fast stop >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source "$here/lib/throwaway-pg.sh"
 
 step() { printf '\n== %s\n' "$*"; }
 
-step "starting a throwaway PostgreSQL ($("$bindir/postgres" --version)) in $work"
-printf '%s\n' "$password" > "$work/pwfile"
-[[ $(id -u) == 0 ]] && chown postgres "$work/pwfile"
-as_server "$bindir/initdb" -D "$work/data" -U postgres --auth=scram-sha-256 \
-  --pwfile="$work/pwfile" -E UTF8 --locale=C.UTF-8 >/dev/null
-rm -f "$work/pwfile"
-as_server "$bindir/pg_ctl" -D "$work/data" -l "$work/server.log" -w \
-  -o "-c listen_addresses= -k $work/sock" start >/dev/null
-
-export POSTGRES_HOST="$work/sock" POSTGRES_USER=postgres POSTGRES_PASSWORD="$password"
-export POSTGRES_DB=quiz_arena POSTGRES_BACKUP_DIR="$work/backups"
+throwaway_pg_start
+step "started a throwaway PostgreSQL ($("$TPG_BIN/postgres" --version)) in $TPG_DIR"
+export POSTGRES_DB=quiz_arena POSTGRES_BACKUP_DIR="$TPG_DIR/backups"
 
 step "creating the sample database quiz_arena"
-PGPASSWORD="$password" "$bindir/psql" -q -h "$work/sock" -U postgres -d postgres \
-  -c 'CREATE DATABASE quiz_arena'
-PGPASSWORD="$password" "$bindir/psql" -q -h "$work/sock" -U postgres -d quiz_arena <<'SQL'
+tpsql postgres -c 'CREATE DATABASE quiz_arena'
+tpsql quiz_arena <<'SQL'
 CREATE TABLE users(id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
                    telegram_user_id bigint UNIQUE NOT NULL, name text);
 CREATE TABLE processed_updates(update_id bigint PRIMARY KEY, at timestamptz DEFAULT now());
