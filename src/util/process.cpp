@@ -271,7 +271,7 @@ ExitStatus pump(Child& child, const PumpHandlers& handlers) {
         if (ready < 0 && errno != EINTR) {
             throw failure(fmt::format("poll failed: {}", std::strerror(errno)));
         }
-        if (int sig = pending_interrupt(); sig != 0) {
+        if (int sig = pending_interrupt(); sig != 0 && handlers.stop_on_interrupt) {
             throw failure(fmt::format("interrupted by {} while {} was running", signal_name(sig),
                                       child.name()));
         }

@@ -73,6 +73,9 @@ struct PumpHandlers {
     // Called about once a second and after each read; may throw to abort
     // (the child is then terminated by Child's destructor).
     std::function<void()> on_tick;
+    // A pending SIGTERM/SIGINT aborts the pump (off for a server we only
+    // drain: it must go on being drained while it shuts down).
+    bool stop_on_interrupt = true;
 };
 
 // Drains stdout and stderr together (a child never blocks on a full pipe)

@@ -1,38 +1,38 @@
 #pragma once
 
-#include <filesystem>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "pg/connection.hpp"
+#include "pg/sandbox.hpp"
 
 namespace pgward::test {
 
-// A throwaway PostgreSQL cluster for the integration tests: initdb into a
-// temp dir, scram-sha-256 password auth, a free loopback port plus a unix
-// socket dir; started as the `postgres` user when the tests run as root.
-// Binaries come from PGWARD_TEST_PG_BIN, else the local PostgreSQL. On a test
-// failure the directory is kept and its path printed.
+// The integration tests' PostgreSQL: a pg::Sandbox with scram-sha-256
+// password auth and a free loopback port as well as its unix socket.
+// Binaries come from PGWARD_TEST_PG_BIN, else the local PostgreSQL. On a
+// test failure the directory is kept and its path printed.
 class PgCluster {
   public:
     static PgCluster& instance();
 
     void init();
-    void start();
-    void stop_fast();
-    void stop_immediate();  // like a crash: no checkpoint, connections cut
-    bool running() const { return server_pid_ > 0; }
+    void start() { sandbox_->start(); }
+    void stop_fast() { sandbox_->stop_fast(); }
+    void stop_immediate() { sandbox_->stop_immediate(); }
     void destroy(bool keep_files);
 
-    const std::filesystem::path& bin_dir() const { return bin_dir_; }
-    const std::filesystem::path& root() const { return root_; }
+    const std::filesystem::path& bin_dir() const { return sandbox_->bin_dir(); }
     int port() const { return port_; }
     const std::string& password() const { return password_; }
-    const std::string& superuser() const { return superuser_; }
-    int server_major() const { return server_major_; }
+    const std::string& superuser() const { return sandbox_->superuser(); }
+    int server_major() const { return sandbox_->version().major(); }
 
-    pg::ConnectionOptions options(const std::string& dbname) const;
+    pg::ConnectionOptions options(const std::string& dbname) const {
+        return sandbox_->options(dbname);
+    }
     pg::Connection connect(const std::string& dbname = "postgres") const;
     void exec(const std::string& dbname, const std::string& sql) const;
     std::string query_value(const std::string& dbname, const std::string& sql) const;
@@ -43,19 +43,9 @@ class PgCluster {
     std::vector<std::pair<std::string, std::string>> env(const std::string& dbname) const;
 
   private:
-    std::vector<std::string> as_server_user(std::vector<std::string> argv) const;
-    void wait_ready() const;
-
-    std::filesystem::path bin_dir_;
-    std::filesystem::path root_;
-    std::filesystem::path data_dir_;
-    std::filesystem::path socket_dir_;
+    std::unique_ptr<pg::Sandbox> sandbox_;
     int port_ = 0;
     std::string password_;
-    std::string superuser_ = "postgres";
-    int server_major_ = 0;
-    int server_pid_ = -1;
-    bool as_postgres_ = false;
 };
 
 // True when the tests run as root (some failure paths need a tmpfs or

@@ -1,0 +1,157 @@
+#include "domain/verify.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <array>
+
+#include <fmt/format.h>
+
+#include "domain/repository.hpp"
+#include "util/error.hpp"
+#include "util/process.hpp"
+
+namespace pgward {
+
+std::string ArchiveVersion::text() const {
+    return fmt::format("{}.{}", major, minor);
+}
+
+int ArchiveVersion::min_pg_restore_major() const {
+    // Each pg_restore reads every archive version up to the one its own
+    // pg_dump writes: 1.13 from 11, 1.14 from 12, 1.15 from 16, 1.16 from 17.
+    if (major != 1) {
+        return 99;
+    }
+    if (minor >= 16) {
+        return 17 + (minor - 16);
+    }
+    if (minor == 15) {
+        return 16;
+    }
+    if (minor == 14) {
+        return 12;
+    }
+    if (minor == 13) {
+        return 11;
+    }
+    return 10;
+}
+
+ArchiveVersion read_archive_version(const std::filesystem::path& path) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        throw os_error("cannot open", path.string(), errno);
+    }
+    std::array<unsigned char, 8> header{};
+    ssize_t n = ::read(fd, header.data(), header.size());
+    ::close(fd);
+    if (n < 8 || std::string_view(reinterpret_cast<const char*>(header.data()), 5) != "PGDMP") {
+        throw failure(fmt::format("{} is not a pg_dump custom-format archive (no PGDMP header{})",
+                                  path.string(), n == 0 ? "; the file is empty" : ""),
+                      "give a .dump file written by pgward backup or pg_dump -Fc");
+    }
+    return ArchiveVersion{header[5], header[6], header[7]};
+}
+
+void check_pg_restore_reads(const pg::Tool& pg_restore, const ArchiveVersion& version,
+                            const std::filesystem::path& archive) {
+    int needed = version.min_pg_restore_major();
+    if (pg_restore.version.major() < needed) {
+        throw failure(
+            fmt::format("{} is in archive format {}, which pg_restore {} cannot read: it needs "
+                        "pg_restore {} or newer",
+                        archive.filename().string(), version.text(), pg_restore.version.text(),
+                        needed),
+            fmt::format("install postgresql-client-{} and point --pg-bin / PGWARD_PG_BIN at its "
+                        "bin directory",
+                        needed));
+    }
+}
+
+VerifyReport verify_archive(const std::filesystem::path& file, const pg::Tool& pg_restore,
+                            bool allow_missing_manifest) {
+    VerifyReport report;
+    report.file = file;
+    BackupRepository repo(file.parent_path().empty() ? "." : file.parent_path());
+    BackupEntry entry;
+    std::error_code ec;
+    entry.dump_path = file;
+    entry.size_bytes = std::filesystem::file_size(file, ec);
+    if (ec) {
+        throw os_error("cannot read", file.string(), ec.value());
+    }
+    auto parsed = parse_backup_file_name(file.filename().string());
+    if (parsed && parsed->role == FileRole::Dump && !parsed->temporary) {
+        entry.id = parsed->id;
+        entry.has_manifest = std::filesystem::exists(repo.path_of(entry.id.manifest_file()));
+    }
+    report.checksum = entry.has_manifest
+                          ? check_checksum(repo, entry, true)
+                          : ChecksumCheck{ChecksumState::NoManifest, "no manifest beside it", {}};
+    if (report.checksum.state == ChecksumState::NoManifest) {
+        if (!allow_missing_manifest) {
+            report.problem = "no manifest: its checksum cannot be checked";
+            return report;
+        }
+    } else if (!report.checksum.good()) {
+        report.problem =
+            fmt::format("{} ({})", to_string(report.checksum.state), report.checksum.detail);
+        return report;
+    }
+    try {
+        report.version = read_archive_version(file);
+        check_pg_restore_reads(pg_restore, *report.version, file);
+    } catch (const Error& e) {
+        report.problem = e.what();
+        return report;
+    }
+    CapturedRun list =
+        run_captured(Command{{pg_restore.path.string(), "--list", file.string()}, {}, {}});
+    if (!list.status.ok()) {
+        report.problem =
+            fmt::format("pg_restore --list cannot read it ({}): {}", list.status.describe(),
+                        list.err.substr(0, list.err.find('\n')));
+        return report;
+    }
+    report.ok = true;
+    return report;
+}
+
+std::filesystem::path resolve_backup(const std::string& spec, const std::filesystem::path& dir,
+                                     const std::optional<std::string>& database) {
+    if (spec != "latest") {
+        std::filesystem::path path = spec;
+        if (!std::filesystem::exists(path) && path.parent_path().empty()) {
+            path = dir / spec;
+        }
+        if (!std::filesystem::exists(path)) {
+            throw failure(fmt::format("backup {} not found (nor in {})", spec, dir.string()),
+                          "see `pgward list` for the backups there");
+        }
+        return path;
+    }
+    BackupRepository repo(dir);
+    std::vector<BackupEntry> entries;
+    if (database) {
+        entries = repo.list(*database);
+    }
+    if (entries.empty()) {
+        std::vector<std::string> names = repo.databases();
+        if (names.size() == 1) {
+            entries = repo.list(names.front());
+        } else if (names.size() > 1) {
+            throw usage_error(
+                fmt::format("\"latest\" is ambiguous: {} holds backups of {} databases",
+                            dir.string(), names.size()),
+                "name the database with --from-db or give the file");
+        }
+    }
+    if (entries.empty()) {
+        throw failure(fmt::format("no backups in {}", dir.string()),
+                      "check --dir / POSTGRES_BACKUP_DIR");
+    }
+    return entries.front().dump_path;
+}
+
+}  // namespace pgward

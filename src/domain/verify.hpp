@@ -1,0 +1,49 @@
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include "domain/inspect.hpp"
+#include "pg/tools.hpp"
+
+namespace pgward {
+
+// The archive format version from a custom-format header ("PGDMP", major,
+// minor, revision), and the oldest pg_restore that reads it.
+struct ArchiveVersion {
+    int major = 0;
+    int minor = 0;
+    int rev = 0;
+
+    std::string text() const;
+    int min_pg_restore_major() const;
+};
+
+// Throws a failure naming the file when it is not a custom-format archive.
+ArchiveVersion read_archive_version(const std::filesystem::path& path);
+
+// Refuses (with the version it needs) a pg_restore too old for the archive.
+void check_pg_restore_reads(const pg::Tool& pg_restore, const ArchiveVersion& version,
+                            const std::filesystem::path& archive);
+
+struct VerifyReport {
+    std::filesystem::path file;
+    bool ok = false;
+    ChecksumCheck checksum;
+    std::optional<ArchiveVersion> version;
+    std::string problem;  // empty when ok
+};
+
+// The checks `verify`, `restore` and `drill` run before trusting an archive:
+// its manifest (re-hashed), its header, and `pg_restore --list`. A missing
+// manifest fails unless `allow_missing_manifest`.
+VerifyReport verify_archive(const std::filesystem::path& file, const pg::Tool& pg_restore,
+                            bool allow_missing_manifest);
+
+// FILE (a path, or a name in the backup directory) or "latest" (the newest
+// dump of `database`, or of the only database in the directory).
+std::filesystem::path resolve_backup(const std::string& spec, const std::filesystem::path& dir,
+                                     const std::optional<std::string>& database);
+
+}  // namespace pgward

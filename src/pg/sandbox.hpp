@@ -1,0 +1,66 @@
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "pg/connection.hpp"
+#include "pg/tools.hpp"
+
+namespace pgward::pg {
+
+// A private, throwaway PostgreSQL cluster: initdb into a temp dir and a
+// postgres server on a unix socket in that dir (plus a loopback port if
+// asked), run as an unprivileged user (`postgres`, or `nobody`, when pgward
+// runs as root). Stopped and removed when destroyed, also when an error or
+// SIGTERM unwinds the stack.
+class Sandbox {
+  public:
+    struct Options {
+        std::optional<std::filesystem::path> bin_dir;  // initdb and postgres; else discovered
+        std::optional<int> tcp_port;                   // listen on 127.0.0.1 too
+        std::optional<std::string> password;           // scram-sha-256 for superuser; else trust
+        std::vector<std::string> server_settings;      // extra -c name=value
+        std::string tag = "sandbox";
+    };
+
+    explicit Sandbox(const Options& options);
+    ~Sandbox();
+    Sandbox(const Sandbox&) = delete;
+    Sandbox& operator=(const Sandbox&) = delete;
+
+    void start();
+    void stop_fast();
+    void stop_immediate();  // like a crash: no checkpoint
+    bool running() const;
+    // Keep the files on destruction (to look at after a failure).
+    void keep_files(bool keep) { keep_files_ = keep; }
+
+    ConnectionOptions options(const std::string& dbname) const;
+    const std::filesystem::path& root() const { return root_; }
+    const std::filesystem::path& bin_dir() const { return bin_dir_; }
+    const std::filesystem::path& socket_dir() const { return socket_dir_; }
+    const std::string& superuser() const { return superuser_; }
+    Version version() const { return version_; }
+
+  private:
+    struct Server;
+    std::vector<std::string> as_server_user(std::vector<std::string> argv) const;
+    void wait_ready() const;
+    void stop(int signal);
+
+    Options options_;
+    std::filesystem::path bin_dir_;
+    std::filesystem::path root_;
+    std::filesystem::path data_dir_;
+    std::filesystem::path socket_dir_;
+    std::string superuser_ = "postgres";
+    std::optional<std::string> run_as_;
+    Version version_;
+    std::unique_ptr<Server> server_;
+    bool keep_files_ = false;
+};
+
+}  // namespace pgward::pg
