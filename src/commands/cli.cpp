@@ -80,6 +80,7 @@ int run_cli(int argc, char** argv) {
         install_interrupt_handlers();
         return selected->run();
     } catch (const Error& e) {
+        std::fflush(stdout);  // what was printed comes before the error line
         std::fprintf(stderr, "%s\n", format_error_line(e).c_str());
         return exit_code(e.kind());
     } catch (const std::exception& e) {

@@ -8,6 +8,10 @@ std::vector<std::unique_ptr<Command>> make_commands() {
     out.push_back(make_run_command());
     out.push_back(make_list_command());
     out.push_back(make_prune_command());
+    out.push_back(make_verify_command());
+    out.push_back(make_restore_command());
+    out.push_back(make_smoke_command());
+    out.push_back(make_drill_command());
     out.push_back(make_status_command());
     out.push_back(make_healthcheck_command());
     out.push_back(make_version_command());

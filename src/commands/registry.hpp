@@ -14,6 +14,10 @@ std::unique_ptr<Command> make_version_command();
 std::unique_ptr<Command> make_run_command();
 std::unique_ptr<Command> make_status_command();
 std::unique_ptr<Command> make_healthcheck_command();
+std::unique_ptr<Command> make_restore_command();
+std::unique_ptr<Command> make_smoke_command();
+std::unique_ptr<Command> make_verify_command();
+std::unique_ptr<Command> make_drill_command();
 
 // Every command, in the order `pgward --help` lists them.
 std::vector<std::unique_ptr<Command>> make_commands();

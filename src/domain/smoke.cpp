@@ -65,6 +65,10 @@ std::optional<VersionTable> VersionTable::parse(const std::string& spec) {
     return v;
 }
 
+std::string VersionTable::table_display() const {
+    return (schema ? *schema + "." : "") + table;
+}
+
 std::string VersionTable::display() const {
     return (schema ? *schema + "." : "") + table + "." + column;
 }
@@ -104,7 +108,7 @@ SmokeReport run_smoke(pg::Connection& conn, const std::optional<VersionTable>& v
             {"schema_version", present, "a row in " + version_table->display(),
              report.schema_version
                  ? (report.schema_version->empty() ? "the table is empty" : *report.schema_version)
-                 : "table " + version_table->display() + " does not exist"});
+                 : "table " + version_table->table_display() + " does not exist"});
     }
 
     report.tables = count_tables(conn);

@@ -24,6 +24,7 @@ struct VersionTable {
 
     static std::optional<VersionTable> parse(const std::string& spec);  // nullopt for "none"
     std::string display() const;
+    std::string table_display() const;
 };
 
 struct SmokeReport {

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <cstdlib>
+#include <list>
 #include <string_view>
 
 #include "util/error.hpp"
@@ -86,7 +87,7 @@ void relay_notice(void*, const char* message) {
 
 ConnectionOptions ConnectionOptions::with_dbname(const std::string& name) const {
     ConnectionOptions copy = *this;
-    copy.dbname = Setting{name, true};
+    copy.dbname_override = name;
     return copy;
 }
 
@@ -103,38 +104,73 @@ std::string describe_target(PGconn* conn) {
                        text(PQdb(conn)), text(PQuser(conn)));
 }
 
-Connection Connection::open(const ConnectionOptions& options, const std::string& application_name) {
+namespace {
+
+// The keyword/value arrays for libpq. Order gives the precedence: variables,
+// then a conninfo/URI in dbname (expanded in place), then flags; for the same
+// keyword the last wins.
+struct Params {
     std::vector<const char*> keywords;
     std::vector<const char*> values;
+    std::list<std::string> owned;  // stable addresses for values built here
+};
+
+Params connection_params(const ConnectionOptions& options, const std::string& application_name) {
+    Params p;
     auto add = [&](const char* key, const std::optional<ConnectionOptions::Setting>& setting,
                    bool from_flag) {
         if (setting && setting->from_flag == from_flag) {
-            keywords.push_back(key);
-            values.push_back(setting->value.c_str());
+            p.keywords.push_back(key);
+            p.values.push_back(setting->value.c_str());
         }
     };
-    // Order gives the precedence: variables, then a conninfo/URI in dbname
-    // (expanded in place), then flags; for the same keyword the last wins.
     add("host", options.host, false);
     add("port", options.port, false);
     add("user", options.user, false);
     if (options.dbname) {
-        keywords.push_back("dbname");
-        values.push_back(options.dbname->value.c_str());
+        p.keywords.push_back("dbname");
+        p.values.push_back(options.dbname->value.c_str());
+    } else if (options.dbname_override) {
+        // The first dbname is expanded as a conninfo; keep a name a name.
+        p.owned.push_back("dbname=" + quote_conninfo_value(*options.dbname_override));
+        p.keywords.push_back("dbname");
+        p.values.push_back(p.owned.back().c_str());
     }
     add("host", options.host, true);
     add("port", options.port, true);
     add("user", options.user, true);
-    if (options.password) {
-        keywords.push_back("password");
-        values.push_back(options.password->c_str());
+    if (options.dbname && options.dbname_override) {
+        // A second dbname is never expanded: it just replaces the name.
+        p.keywords.push_back("dbname");
+        p.values.push_back(options.dbname_override->c_str());
     }
-    keywords.push_back("application_name");
-    values.push_back(application_name.c_str());
-    keywords.push_back(nullptr);
-    values.push_back(nullptr);
+    if (options.password) {
+        p.keywords.push_back("password");
+        p.values.push_back(options.password->c_str());
+    }
+    p.keywords.push_back("application_name");
+    p.values.push_back(application_name.c_str());
+    p.keywords.push_back(nullptr);
+    p.values.push_back(nullptr);
+    return p;
+}
 
-    PGconn* raw = PQconnectdbParams(keywords.data(), values.data(), 1);
+}  // namespace
+
+std::string resolve_database_name(const ConnectionOptions& options) {
+    // libpq applies its defaults (PGDATABASE, the user name...) when a
+    // connection starts; ask it, then drop the attempt.
+    std::string app = "pgward";
+    Params p = connection_params(options, app);
+    PGconn* conn = PQconnectStartParams(p.keywords.data(), p.values.data(), 1);
+    std::string name = conn != nullptr && PQdb(conn) != nullptr ? PQdb(conn) : "";
+    PQfinish(conn);
+    return name;
+}
+
+Connection Connection::open(const ConnectionOptions& options, const std::string& application_name) {
+    Params p = connection_params(options, application_name);
+    PGconn* raw = PQconnectdbParams(p.keywords.data(), p.values.data(), 1);
     if (raw == nullptr) {
         throw failure("cannot connect: out of memory");
     }

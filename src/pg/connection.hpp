@@ -22,6 +22,9 @@ struct ConnectionOptions {
     std::optional<Setting> user;
     std::optional<Setting> dbname;  // a name, a key=value string or a URI
     std::optional<std::string> password;
+    // Another database on the same server: applied after everything else, so
+    // host and port still come from a conninfo/URI given as dbname.
+    std::optional<std::string> dbname_override;
 
     // The same connection, to another database of the same server.
     ConnectionOptions with_dbname(const std::string& name) const;
@@ -74,6 +77,10 @@ class Connection {
     explicit Connection(PGconn* conn) : conn_(conn, &PQfinish) {}
     std::unique_ptr<PGconn, void (*)(PGconn*)> conn_;
 };
+
+// The database a connection with these options would use, as libpq resolves
+// it (a conninfo or URI in dbname, PGDATABASE, the user name...).
+std::string resolve_database_name(const ConnectionOptions& options);
 
 // host/port/dbname/user as libpq resolved them, for messages.
 std::string describe_target(PGconn* conn);

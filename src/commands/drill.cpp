@@ -1,0 +1,117 @@
+#include <fmt/format.h>
+
+#include "commands/command.hpp"
+#include "commands/registry.hpp"
+#include "domain/drill.hpp"
+#include "domain/verify.hpp"
+#include "util/error.hpp"
+
+namespace pgward::commands {
+namespace {
+
+class DrillCommand : public Command {
+  public:
+    const char* name() const override { return "drill"; }
+    const char* summary() const override {
+        return "the restore drill: prove a dump restores, and write the JSON report";
+    }
+
+    void setup(CLI::App& app) override {
+        add_connection_options(options_, app);
+        options_.add(app, "drill_db", "--drill-db", "DRILL_DB",
+                     "scratch database (default <db>_restore_drill); dropped and recreated");
+        options_.add(app, "migrations", "--migrations", "", "directory of *.sql migrations");
+        options_.add(app, "migrate_cmd", "--migrate-cmd", "",
+                     "command that migrates $DATABASE_URL (e.g. alembic upgrade head)");
+        options_.add(app, "seed_sql", "--seed-sql", "",
+                     "SQL that seeds marker rows (other schemas)");
+        options_.add(app, "report_dir", "--report-dir", "",
+                     "where the report goes (default reports)");
+        options_.add(app, "backup", "--backup", "", "drill an existing backup: a file or latest");
+        options_.add(app, "dir", "--dir", "POSTGRES_BACKUP_DIR",
+                     "backup directory for --backup latest");
+        options_.add(app, "pg_bin", "--pg-bin", "PGWARD_PG_BIN",
+                     "directory of the PostgreSQL tools");
+        app.add_option("--version-table", version_table_,
+                       "TABLE.COLUMN of the schema version, or none")
+            ->default_val("alembic_version.version_num");
+        app.add_flag("--sandbox", sandbox_,
+                     "with --backup: restore into a private throwaway cluster");
+        app.add_flag("--keep-drill-db", keep_, "keep the drill database afterwards");
+    }
+
+    int run() override {
+        DrillRequest request;
+        request.server = options_.connection();
+        request.source_database = pg::resolve_database_name(request.server);
+        request.drill_db = options_.get_or("drill_db", request.source_database + "_restore_drill");
+        request.report_dir = options_.get_or("report_dir", "reports");
+        request.version_table = VersionTable::parse(version_table_);
+        request.keep_drill_db = keep_;
+        request.sandbox = sandbox_;
+        if (auto s = options_.get("pg_bin")) {
+            request.pg_bin = s->value;
+        }
+        auto migrations = options_.get("migrations");
+        auto migrate_cmd = options_.get("migrate_cmd");
+        auto backup = options_.get("backup");
+        if (backup) {
+            if (migrations || migrate_cmd) {
+                throw usage_error(
+                    "--backup drills an existing dump; it takes no --migrations or "
+                    "--migrate-cmd");
+            }
+            request.backup = resolve_backup(backup->value, options_.get_or("dir", "/backups"),
+                                            request.source_database);
+        } else {
+            if (sandbox_) {
+                throw usage_error("--sandbox goes with --backup FILE|latest");
+            }
+            if (static_cast<bool>(migrations) == static_cast<bool>(migrate_cmd)) {
+                throw usage_error("the drill needs one of --migrations DIR or --migrate-cmd CMD",
+                                  "e.g. --migrations examples/quiz_arena/migrations");
+            }
+            if (migrations) {
+                request.migrations_dir = migrations->value;
+            } else {
+                request.migrate_cmd = migrate_cmd->value;
+            }
+        }
+        if (auto seed = options_.get("seed_sql")) {
+            request.seed_sql = seed->value;
+        }
+        if (!request.sandbox) {
+            check_drill_database(request.drill_db, request.source_database);
+        }
+
+        DrillOutcome outcome = run_drill(request);
+        fmt::print("{}\n", outcome.report_path.string());
+        if (!outcome.success) {
+            std::string failed;
+            for (const auto& check : outcome.report["checks"]) {
+                if (!check["passed"].get<bool>()) {
+                    failed += (failed.empty() ? "" : "; ") + check["name"].get<std::string>() +
+                              ": " + check["actual"].get<std::string>();
+                }
+            }
+            throw failure(
+                fmt::format("restore drill failed: {}", failed.empty() ? "no checks ran" : failed),
+                "see the report " + outcome.report_path.string());
+        }
+        return 0;
+    }
+
+  private:
+    OptionTable options_;
+    std::string version_table_;
+    bool sandbox_ = false;
+    bool keep_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<Command> make_drill_command() {
+    return std::make_unique<DrillCommand>();
+}
+
+}  // namespace pgward::commands

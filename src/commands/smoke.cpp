@@ -1,0 +1,148 @@
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "commands/command.hpp"
+#include "commands/registry.hpp"
+#include "domain/repository.hpp"
+#include "domain/smoke.hpp"
+#include "domain/verify.hpp"
+#include "util/error.hpp"
+
+namespace pgward::commands {
+namespace {
+
+class SmokeCommand : public Command {
+  public:
+    const char* name() const override { return "smoke"; }
+    const char* summary() const override {
+        return "post-restore checks: schema version, row counts, sequences, indexes, a write";
+    }
+
+    void setup(CLI::App& app) override {
+        add_connection_options(options_, app);
+        app.add_option("--version-table", version_table_,
+                       "TABLE.COLUMN of the schema version, or none")
+            ->default_val("alembic_version.version_num");
+        app.add_flag("--json", json_, "print JSON");
+    }
+
+    int run() override {
+        auto version_table = VersionTable::parse(version_table_);
+        pg::Connection conn = pg::Connection::open(options_.connection(), "pgward smoke");
+        SmokeReport report = run_smoke(conn, version_table);
+        if (json_) {
+            nlohmann::ordered_json doc;
+            doc["success"] = report.passed();
+            doc["database"] = conn.database();
+            doc["schema_version"] = report.schema_version
+                                        ? nlohmann::ordered_json(*report.schema_version)
+                                        : nlohmann::ordered_json();
+            doc["checks"] = nlohmann::ordered_json::array();
+            for (const Check& c : report.checks) {
+                doc["checks"].push_back(to_json(c));
+            }
+            doc["tables"] = nlohmann::ordered_json::array();
+            for (const TableCount& t : report.tables) {
+                doc["tables"].push_back({{"schema", t.schema}, {"name", t.name}, {"rows", t.rows}});
+            }
+            fmt::print("{}\n", doc.dump(2));
+        } else {
+            if (version_table) {
+                fmt::print("schema version ({}): {}\n", version_table->display(),
+                           report.schema_version.value_or("(missing)"));
+            }
+            for (const TableCount& t : report.tables) {
+                fmt::print("  {}.{}: {} rows\n", t.schema, t.name, t.rows);
+            }
+            for (const Check& c : report.checks) {
+                fmt::print("{} {}: {}\n", c.passed ? "ok  " : "FAIL", c.name, c.actual);
+            }
+        }
+        if (!report.passed()) {
+            std::string failed;
+            for (const Check& c : report.checks) {
+                if (!c.passed) {
+                    failed += (failed.empty() ? "" : "; ") + c.name + ": " + c.actual;
+                }
+            }
+            throw failure(
+                fmt::format("smoke checks failed on \"{}\": {}", conn.database(), failed));
+        }
+        return 0;
+    }
+
+  private:
+    OptionTable options_;
+    std::string version_table_;
+    bool json_ = false;
+};
+
+class VerifyCommand : public Command {
+  public:
+    const char* name() const override { return "verify"; }
+    const char* summary() const override {
+        return "prove archives intact: SHA-256 vs manifest, header, pg_restore --list";
+    }
+
+    void setup(CLI::App& app) override {
+        app.add_option("backup", backup_, "a .dump file, its name in --dir, latest or all")
+            ->required();
+        options_.add(app, "dir", "--dir", "POSTGRES_BACKUP_DIR",
+                     "backup directory (default /backups)");
+        options_.add(app, "dbname", "-d,--dbname", "", "with latest/all: only this database");
+        options_.add(app, "pg_bin", "--pg-bin", "PGWARD_PG_BIN", "directory of pg_restore");
+    }
+
+    int run() override {
+        std::filesystem::path dir = options_.get_or("dir", "/backups");
+        std::optional<std::filesystem::path> pg_bin;
+        if (auto s = options_.get("pg_bin")) {
+            pg_bin = s->value;
+        }
+        pg::Tool pg_restore = pg::ToolFinder(pg_bin).find("pg_restore");
+        std::vector<std::filesystem::path> files;
+        if (backup_ == "all") {
+            for (const BackupEntry& e : BackupRepository(dir).list(database_name(options_))) {
+                files.push_back(e.dump_path);
+            }
+            if (files.empty()) {
+                throw failure("no backups in " + dir.string(), "check --dir / POSTGRES_BACKUP_DIR");
+            }
+        } else {
+            files.push_back(resolve_backup(backup_, dir, database_name(options_)));
+        }
+        size_t bad = 0;
+        for (const auto& file : files) {
+            VerifyReport report = verify_archive(file, pg_restore, false);
+            if (report.ok) {
+                fmt::print(
+                    "ok   {} (sha256 matches the manifest, archive {}, pg_restore --list reads "
+                    "it)\n",
+                    file.filename().string(), report.version->text());
+            } else {
+                ++bad;
+                fmt::print("FAIL {}: {}\n", file.filename().string(), report.problem);
+            }
+        }
+        if (bad > 0) {
+            throw failure(fmt::format("{} of {} archive(s) failed verification", bad, files.size()),
+                          "do not rely on them; take a new backup");
+        }
+        return 0;
+    }
+
+  private:
+    OptionTable options_;
+    std::string backup_;
+};
+
+}  // namespace
+
+std::unique_ptr<Command> make_smoke_command() {
+    return std::make_unique<SmokeCommand>();
+}
+std::unique_ptr<Command> make_verify_command() {
+    return std::make_unique<VerifyCommand>();
+}
+
+}  // namespace pgward::commands

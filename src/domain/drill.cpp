@@ -1,0 +1,518 @@
+#include "domain/drill.hpp"
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <random>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "domain/backup_job.hpp"
+#include "domain/manifest.hpp"
+#include "domain/migrations.hpp"
+#include "domain/restore_job.hpp"
+#include "domain/verify.hpp"
+#include "pg/sandbox.hpp"
+#include "util/error.hpp"
+#include "util/files.hpp"
+#include "util/log.hpp"
+#include "util/signals.hpp"
+#include "util/time.hpp"
+
+namespace pgward {
+namespace {
+
+using json = nlohmann::ordered_json;
+using SteadyClock = std::chrono::steady_clock;
+
+std::string table_key(const std::string& schema, const std::string& name) {
+    return schema + "." + name;
+}
+
+json optional_json(const std::optional<std::string>& v) {
+    return v ? json(*v) : json();
+}
+json optional_json(const std::optional<uint64_t>& v) {
+    return v ? json(*v) : json();
+}
+
+// A drill run: its steps, checks and facts, turned into the report.
+class Drill {
+  public:
+    explicit Drill(const DrillRequest& request) : request_(request) {
+        started_wall_ = now_seconds();
+        started_ = SteadyClock::now();
+    }
+
+    // Runs a step unless an earlier one failed; records its time and error.
+    bool step(const std::string& name, const std::function<void()>& body) {
+        if (failed_) {
+            steps_.push_back({{"name", name},
+                              {"ok", false},
+                              {"seconds", 0},
+                              {"error", "skipped: an earlier step failed"}});
+            return false;
+        }
+        auto begin = SteadyClock::now();
+        std::string error;
+        log::info("drill step", {{"step", name}});
+        try {
+            if (int sig = pending_interrupt(); sig != 0) {
+                throw failure(std::string("interrupted by ") + signal_name(sig));
+            }
+            body();
+        } catch (const Error& e) {
+            error = e.what();
+        } catch (const std::exception& e) {
+            error = std::string("internal error: ") + e.what();
+        }
+        double seconds = std::chrono::duration<double>(SteadyClock::now() - begin).count();
+        steps_.push_back({{"name", name},
+                          {"ok", error.empty()},
+                          {"seconds", std::round(seconds * 1000) / 1000},
+                          {"error", error.empty() ? json() : json(error)}});
+        if (!error.empty()) {
+            failed_ = true;
+            log::error("drill step failed", {{"step", name}, {"error", error}});
+            checks_.push_back({"step_" + name, false, "the step succeeds", error});
+        }
+        return error.empty();
+    }
+
+    void check(Check c) { checks_.push_back(std::move(c)); }
+
+    DrillOutcome finish(json facts, const std::vector<json>& tables) {
+        bool success = !failed_ && !checks_.empty() && all_passed(checks_);
+        auto finished = now_seconds();
+        json report;
+        report["format"] = kDrillReportFormat;
+        report["restore_success"] = success;
+        report["started_at"] = format_iso_utc(started_wall_);
+        report["finished_at"] = format_iso_utc(finished);
+        report["duration_seconds"] =
+            std::round(std::chrono::duration<double>(SteadyClock::now() - started_).count() *
+                       1000) /
+            1000;
+        for (auto& [key, value] : facts.items()) {
+            report[key] = value;
+        }
+        json checks = json::array();
+        for (const Check& c : checks_) {
+            checks.push_back(to_json(c));
+        }
+        report["checks"] = checks;
+        report["steps"] = steps_;
+        report["tables"] = tables;
+
+        std::filesystem::path dir = request_.report_dir;
+        ensure_directory(dir);
+        std::filesystem::path path;
+        for (;;) {
+            path = dir / ("restore_drill_result_" + format_compact_utc(now_seconds()) + ".json");
+            std::error_code ec;
+            if (!std::filesystem::exists(path, ec)) {
+                break;
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        }
+        write_file_atomically(path, report.dump(2) + "\n", AtomicFile::Publish::NoReplace);
+        log::write(success ? log::Level::Info : log::Level::Error, "drill end",
+                   {{"restore_success", success ? "true" : "false"}, {"report", path.string()}});
+        return {success, path, report};
+    }
+
+  private:
+    const DrillRequest& request_;
+    TimePoint started_wall_;
+    SteadyClock::time_point started_;
+    json steps_ = json::array();
+    std::vector<Check> checks_;
+    bool failed_ = false;
+};
+
+void recreate_database(const pg::ConnectionOptions& server, const std::string& name) {
+    pg::Connection admin = pg::Connection::open(server.with_dbname("postgres"), "pgward drill");
+    admin.exec("DROP DATABASE IF EXISTS " + pg::quote_identifier(name) + " WITH (FORCE)");
+    admin.exec("CREATE DATABASE " + pg::quote_identifier(name) + " TEMPLATE template0");
+}
+
+void drop_database(const pg::ConnectionOptions& server, const std::string& name) {
+    pg::Connection admin = pg::Connection::open(server.with_dbname("postgres"), "pgward drill");
+    admin.exec("DROP DATABASE IF EXISTS " + pg::quote_identifier(name) + " WITH (FORCE)");
+}
+
+bool has_column(pg::Connection& conn, const std::string& table, const std::string& column) {
+    return conn.query_value(
+               "SELECT count(*) FROM information_schema.columns WHERE table_schema = "
+               "'public' AND table_name = $1 AND column_name = $2",
+               {table, column}) == "1";
+}
+
+// One marker row with a value nobody else has: beyond the column's max and
+// large enough to stand out.
+std::optional<std::string> seed_marker(pg::Connection& conn, const std::string& table,
+                                       const std::string& column) {
+    if (!has_column(conn, table, column)) {
+        return std::nullopt;
+    }
+    std::random_device rd;
+    std::string q_table = "public." + pg::quote_identifier(table);
+    std::string q_column = pg::quote_identifier(column);
+    std::string value =
+        conn
+            .query_value(fmt::format(
+                "SELECT greatest(coalesce(max({0}), 0), 9000000000000) + 1 + {1} FROM {2}",
+                q_column, rd() % 1000000, q_table))
+            .value();
+    conn.exec(fmt::format("INSERT INTO {} ({}) VALUES ($1)", q_table, q_column), {value});
+    return value;
+}
+
+bool marker_present(pg::Connection& conn, const std::string& table, const std::string& column,
+                    const std::string& value) {
+    return conn.query_value(fmt::format("SELECT count(*) FROM public.{} WHERE {} = $1",
+                                        pg::quote_identifier(table), pg::quote_identifier(column)),
+                            {value}) != "0";
+}
+
+std::optional<uint64_t> rows_of(const std::map<std::string, uint64_t>& rows,
+                                const std::string& key) {
+    auto it = rows.find(key);
+    return it == rows.end() ? std::nullopt : std::optional<uint64_t>(it->second);
+}
+
+struct Comparison {
+    std::vector<json> tables;
+};
+
+// Every table's rows before (from the dump's manifest) and after (counted in
+// the restored database), with a check per mismatch.
+Comparison compare_tables(Drill& drill, const Manifest& manifest,
+                          const std::vector<TableCount>& after) {
+    std::map<std::string, uint64_t> after_rows;
+    for (const TableCount& t : after) {
+        after_rows[table_key(t.schema, t.name)] = t.rows;
+    }
+    Comparison out;
+    std::vector<std::string> mismatched;
+    std::map<std::string, bool> seen;
+    for (const TableEntry& t : manifest.tables) {
+        std::string key = table_key(t.schema, t.name);
+        seen[key] = true;
+        auto rows_after = rows_of(after_rows, key);
+        bool match = t.rows && rows_after && *t.rows == *rows_after;
+        if (!match) {
+            mismatched.push_back(fmt::format("{} ({} before, {} after)", key,
+                                             t.rows ? std::to_string(*t.rows) : "?",
+                                             rows_after ? std::to_string(*rows_after) : "missing"));
+        }
+        out.tables.push_back({{"schema", t.schema},
+                              {"name", t.name},
+                              {"rows_before", optional_json(t.rows)},
+                              {"rows_after", optional_json(rows_after)},
+                              {"fingerprint_before", optional_json(t.fingerprint)},
+                              {"fingerprint_archive", json()},
+                              {"fingerprint_after", json()},
+                              {"match", match}});
+    }
+    for (const TableCount& t : after) {
+        if (!seen.count(table_key(t.schema, t.name))) {
+            mismatched.push_back(table_key(t.schema, t.name) + " (not in the backup)");
+        }
+    }
+    std::string detail;
+    for (const std::string& m : mismatched) {
+        detail += (detail.empty() ? "" : "; ") + m;
+    }
+    drill.check({"table_row_counts_match", mismatched.empty(),
+                 fmt::format("{} tables with the same row counts", manifest.tables.size()),
+                 mismatched.empty() ? fmt::format("{} tables match", manifest.tables.size())
+                                    : "mismatch: " + detail});
+    return out;
+}
+
+void add_smoke_checks(Drill& drill, const SmokeReport& smoke) {
+    for (const Check& c : smoke.checks) {
+        if (c.name == "schema_version" || c.name == "table_row_counts") {
+            continue;  // compared against the dump by the drill's own checks
+        }
+        Check copy = c;
+        copy.name = "smoke_" + c.name;
+        drill.check(copy);
+    }
+}
+
+std::map<std::string, uint64_t> manifest_rows(const Manifest& m) {
+    std::map<std::string, uint64_t> rows;
+    for (const TableEntry& t : m.tables) {
+        if (t.rows) {
+            rows[table_key(t.schema, t.name)] = *t.rows;
+        }
+    }
+    return rows;
+}
+
+DrillOutcome run_migration_drill(const DrillRequest& request) {
+    Drill drill(request);
+    pg::ConnectionOptions drill_options = request.server.with_dbname(request.drill_db);
+    std::optional<std::filesystem::path> work;
+    std::optional<Manifest> manifest;
+    std::optional<std::string> seeded_user, seeded_update, version_before, version_after;
+    std::optional<uint64_t> users_after, updates_after;
+    std::vector<json> tables;
+    std::filesystem::path dump_path;
+
+    drill.step("recreate_drill_db", [&] { recreate_database(request.server, request.drill_db); });
+    drill.step("migrate", [&] {
+        pg::Connection conn = pg::Connection::open(drill_options, "pgward drill");
+        if (request.migrations_dir) {
+            apply_sql_migrations(conn, *request.migrations_dir);
+        } else {
+            run_migrate_command(*request.migrate_cmd, conn);
+        }
+    });
+    drill.step("seed", [&] {
+        pg::Connection conn = pg::Connection::open(drill_options, "pgward drill");
+        if (request.seed_sql) {
+            conn.exec(read_file(*request.seed_sql));
+        } else {
+            seeded_user = seed_marker(conn, "users", "telegram_user_id");
+            seeded_update = seed_marker(conn, "processed_updates", "update_id");
+        }
+        if (request.version_table) {
+            version_before = read_schema_version(conn, *request.version_table);
+        }
+    });
+    drill.step("backup", [&] {
+        std::string pattern =
+            (std::filesystem::temp_directory_path() / "pgward-drill-XXXXXX").string();
+        if (::mkdtemp(pattern.data()) == nullptr) {
+            throw os_error("cannot create a temp dir", pattern, errno);
+        }
+        work = pattern;
+        BackupRequest backup;
+        backup.connection = drill_options;
+        backup.dir = *work;
+        backup.pg_bin = request.pg_bin;
+        backup.globals = false;
+        BackupResult result = run_backup_job(backup);
+        dump_path = result.dump_path;
+        manifest = result.manifest;
+    });
+    drill.step("simulate_loss", [&] { recreate_database(request.server, request.drill_db); });
+    drill.step("restore", [&] {
+        pg::Tool pg_restore = pg::ToolFinder(request.pg_bin).find("pg_restore");
+        pg::Connection conn = pg::Connection::open(drill_options, "pgward drill");
+        PgRestoreRun run = run_pg_restore(pg_restore, conn, dump_path, {});
+        drill.check({"restore_completed", run.ok, "pg_restore without errors",
+                     run.ok ? "ok"
+                            : fmt::format("{} error(s), first: {}", run.messages.errors.size(),
+                                          run.messages.errors.front())});
+    });
+    drill.step("verify", [&] {
+        pg::Connection conn = pg::Connection::open(drill_options, "pgward drill");
+        SmokeReport smoke = run_smoke(conn, request.version_table);
+        if (request.version_table) {
+            version_after = smoke.schema_version;
+            drill.check({"alembic_version_matches",
+                         version_before && version_before == version_after,
+                         version_before.value_or("(none)"), version_after.value_or("(missing)")});
+        }
+        std::map<std::string, uint64_t> before = manifest_rows(*manifest);
+        std::map<std::string, uint64_t> after;
+        for (const TableCount& t : smoke.tables) {
+            after[table_key(t.schema, t.name)] = t.rows;
+        }
+        users_after = rows_of(after, "public.users");
+        updates_after = rows_of(after, "public.processed_updates");
+        for (const auto& [key, label] :
+             {std::pair{"public.users", "users_count_matches"},
+              std::pair{"public.processed_updates", "processed_updates_count_matches"}}) {
+            if (before.count(key)) {
+                auto a = rows_of(after, key);
+                drill.check({label, a && *a == before[key], std::to_string(before[key]),
+                             a ? std::to_string(*a) : "table missing"});
+            }
+        }
+        if (seeded_user) {
+            bool present = marker_present(conn, "users", "telegram_user_id", *seeded_user);
+            drill.check({"seeded_telegram_user_id_present", present, *seeded_user,
+                         present ? *seeded_user : "absent"});
+        }
+        if (seeded_update) {
+            bool present = marker_present(conn, "processed_updates", "update_id", *seeded_update);
+            drill.check({"seeded_update_id_present", present, *seeded_update,
+                         present ? *seeded_update : "absent"});
+        }
+        tables = compare_tables(drill, *manifest, smoke.tables).tables;
+        add_smoke_checks(drill, smoke);
+    });
+    if (!request.keep_drill_db) {
+        try {
+            drop_database(request.server, request.drill_db);
+        } catch (const Error& e) {
+            log::warn("cannot drop the drill database", {{"error", e.what()}});
+        }
+    }
+    json facts;
+    facts["mode"] = "migrations";
+    facts["drill_db"] = request.drill_db;
+    facts["dump_file"] = dump_path.empty() ? json() : json(dump_path.filename().string());
+    facts["dump_size_bytes"] = manifest ? json(manifest->size_bytes) : json();
+    facts["alembic_version_before"] = optional_json(version_before);
+    facts["alembic_version_after"] = optional_json(version_after);
+    auto before_rows = manifest ? manifest_rows(*manifest) : std::map<std::string, uint64_t>{};
+    facts["users_count_before"] = optional_json(rows_of(before_rows, "public.users"));
+    facts["users_count_after"] = optional_json(users_after);
+    facts["processed_updates_count_before"] =
+        optional_json(rows_of(before_rows, "public.processed_updates"));
+    facts["processed_updates_count_after"] = optional_json(updates_after);
+    facts["seeded_telegram_user_id"] = seeded_user ? json(std::stoll(*seeded_user)) : json();
+    facts["seeded_update_id"] = seeded_update ? json(std::stoll(*seeded_update)) : json();
+    facts["server_version"] = manifest ? json(manifest->server_version) : json();
+    DrillOutcome outcome = drill.finish(facts, tables);
+    if (work) {
+        std::error_code ec;
+        std::filesystem::remove_all(*work, ec);
+    }
+    return outcome;
+}
+
+DrillOutcome run_backup_drill(const DrillRequest& request) {
+    Drill drill(request);
+    std::optional<Manifest> manifest;
+    std::optional<std::string> version_after;
+    std::optional<uint64_t> users_after, updates_after;
+    std::vector<json> tables;
+    std::unique_ptr<pg::Sandbox> sandbox;
+    pg::ConnectionOptions target;
+    std::string target_version;
+    std::optional<pg::Tool> pg_restore;
+    const std::filesystem::path& archive = *request.backup;
+
+    drill.step("verify_archive", [&] {
+        pg_restore = pg::ToolFinder(request.pg_bin).find("pg_restore");
+        VerifyReport verify = verify_archive(archive, *pg_restore, false);
+        if (!verify.ok) {
+            throw failure(verify.problem);
+        }
+        manifest = verify.checksum.manifest;
+    });
+    drill.step("create_target", [&] {
+        if (request.sandbox) {
+            pg::Sandbox::Options options;
+            options.tag = "sandbox";
+            sandbox = std::make_unique<pg::Sandbox>(options);
+            sandbox->start();
+            target = sandbox->options(request.drill_db);
+            pg::Connection admin =
+                pg::Connection::open(sandbox->options("postgres"), "pgward drill");
+            admin.exec("CREATE DATABASE " + pg::quote_identifier(request.drill_db) +
+                       " TEMPLATE template0");
+            log::info("sandbox cluster started",
+                      {{"dir", sandbox->root().string()}, {"version", sandbox->version().text()}});
+        } else {
+            recreate_database(request.server, request.drill_db);
+            target = request.server.with_dbname(request.drill_db);
+        }
+    });
+    drill.step("restore", [&] {
+        pg::Connection conn = pg::Connection::open(target, "pgward drill");
+        target_version = conn.server_version_text();
+        PgRestoreFlags flags;
+        flags.no_owner = request.sandbox;  // the sandbox has none of the source's roles
+        flags.no_privileges = request.sandbox;
+        PgRestoreRun run = run_pg_restore(*pg_restore, conn, archive, flags);
+        drill.check({"restore_completed", run.ok, "pg_restore without errors",
+                     run.ok ? "ok"
+                            : fmt::format("{} error(s), first: {}", run.messages.errors.size(),
+                                          run.messages.errors.front())});
+    });
+    drill.step("verify", [&] {
+        pg::Connection conn = pg::Connection::open(target, "pgward drill");
+        SmokeReport smoke = run_smoke(conn, request.version_table);
+        if (request.version_table) {
+            version_after = smoke.schema_version;
+            drill.check({"alembic_version_matches", manifest->schema_version == version_after,
+                         manifest->schema_version.value_or("(none)"),
+                         version_after.value_or("(none)")});
+        }
+        std::map<std::string, uint64_t> after;
+        for (const TableCount& t : smoke.tables) {
+            after[table_key(t.schema, t.name)] = t.rows;
+        }
+        users_after = rows_of(after, "public.users");
+        updates_after = rows_of(after, "public.processed_updates");
+        tables = compare_tables(drill, *manifest, smoke.tables).tables;
+        add_smoke_checks(drill, smoke);
+    });
+    if (sandbox) {
+        sandbox.reset();  // stop and remove it before the report says done
+    } else if (!request.keep_drill_db) {
+        try {
+            drop_database(request.server, request.drill_db);
+        } catch (const Error& e) {
+            log::warn("cannot drop the drill database", {{"error", e.what()}});
+        }
+    }
+    json facts;
+    facts["mode"] = request.sandbox ? "backup-sandbox" : "backup";
+    facts["drill_db"] = request.drill_db;
+    facts["dump_file"] = archive.filename().string();
+    std::error_code ec;
+    facts["dump_size_bytes"] = std::filesystem::file_size(archive, ec);
+    facts["alembic_version_before"] = manifest ? optional_json(manifest->schema_version) : json();
+    facts["alembic_version_after"] = optional_json(version_after);
+    auto before_rows = manifest ? manifest_rows(*manifest) : std::map<std::string, uint64_t>{};
+    facts["users_count_before"] = optional_json(rows_of(before_rows, "public.users"));
+    facts["users_count_after"] = optional_json(users_after);
+    facts["processed_updates_count_before"] =
+        optional_json(rows_of(before_rows, "public.processed_updates"));
+    facts["processed_updates_count_after"] = optional_json(updates_after);
+    facts["seeded_telegram_user_id"] = json();
+    facts["seeded_update_id"] = json();
+    facts["server_version"] = manifest ? json(manifest->server_version) : json();
+    facts["target_server_version"] = target_version;
+    facts["sandbox"] = request.sandbox;
+    return drill.finish(facts, tables);
+}
+
+}  // namespace
+
+void check_drill_database(const std::string& drill_db, const std::string& source_database) {
+    if (drill_db == source_database) {
+        throw usage_error(
+            fmt::format("the drill database \"{}\" is the source database; refusing to "
+                        "drop it",
+                        drill_db),
+            "set DRILL_DB / --drill-db to a scratch name such as <db>_restore_drill");
+    }
+    bool looks_like_drill = false;
+    size_t start = 0;
+    while (start <= drill_db.size()) {
+        size_t end = drill_db.find('_', start);
+        std::string part =
+            drill_db.substr(start, end == std::string::npos ? std::string::npos : end - start);
+        looks_like_drill = looks_like_drill || part == "drill";
+        if (end == std::string::npos) {
+            break;
+        }
+        start = end + 1;
+    }
+    if (!looks_like_drill) {
+        throw usage_error(
+            fmt::format("\"{}\" does not look like a drill database; the drill drops and "
+                        "recreates it, so its name must contain the word drill (e.g. "
+                        "{}_restore_drill)",
+                        drill_db, source_database),
+            "set DRILL_DB / --drill-db to a scratch database");
+    }
+}
+
+DrillOutcome run_drill(const DrillRequest& request) {
+    return request.backup ? run_backup_drill(request) : run_migration_drill(request);
+}
+
+}  // namespace pgward

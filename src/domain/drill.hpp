@@ -1,0 +1,50 @@
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "domain/smoke.hpp"
+#include "pg/connection.hpp"
+
+namespace pgward {
+
+inline constexpr const char* kDrillReportFormat = "pgward-drill-report/1";
+
+struct DrillRequest {
+    pg::ConnectionOptions server;  // the server; its dbname is the source, never touched
+    std::string source_database;
+    std::string drill_db;
+    std::filesystem::path report_dir = "reports";
+    std::optional<std::filesystem::path> pg_bin;
+    std::optional<VersionTable> version_table;
+    bool keep_drill_db = false;
+
+    // The seed's drill: migrate a scratch database, seed, dump, drop, restore.
+    std::optional<std::filesystem::path> migrations_dir;
+    std::optional<std::string> migrate_cmd;
+    std::optional<std::filesystem::path> seed_sql;
+
+    // The drill of an existing backup, optionally into a private sandbox cluster.
+    std::optional<std::filesystem::path> backup;
+    bool sandbox = false;
+};
+
+struct DrillOutcome {
+    bool success = false;
+    std::filesystem::path report_path;
+    nlohmann::ordered_json report;
+};
+
+// Refuses (usage error) a drill database that is the source or does not look
+// like a drill database: the word "drill" must be one of its `_`-separated parts.
+void check_drill_database(const std::string& drill_db, const std::string& source_database);
+
+// Runs every step it can, records each with its time and error, writes the
+// report atomically, and returns it. Only a refusal before the first step
+// throws.
+DrillOutcome run_drill(const DrillRequest& request);
+
+}  // namespace pgward
