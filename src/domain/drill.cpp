@@ -172,6 +172,10 @@ std::optional<std::string> seed_marker(pg::Connection& conn, const std::string& 
 
 bool marker_present(pg::Connection& conn, const std::string& table, const std::string& column,
                     const std::string& value) {
+    if (conn.query_value("SELECT pg_catalog.to_regclass($1) IS NOT NULL",
+                         {"public." + pg::quote_identifier(table)}) != "t") {
+        return false;  // the whole table is gone: reported by the row-count check too
+    }
     return conn.query_value(fmt::format("SELECT count(*) FROM public.{} WHERE {} = $1",
                                         pg::quote_identifier(table), pg::quote_identifier(column)),
                             {value}) != "0";

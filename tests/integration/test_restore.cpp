@@ -1,0 +1,230 @@
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "harness/pg_cluster.hpp"
+#include "harness/runner.hpp"
+#include "util/error.hpp"
+
+namespace pgward::test {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+bool contains(const std::string& haystack, const std::string& needle) {
+    return haystack.find(needle) != std::string::npos;
+}
+
+class RestoreTest : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        dir_ = make_temp_dir("restore");
+        PgCluster& c = PgCluster::instance();
+        c.create_database("shop");
+        c.exec("shop",
+               "CREATE TABLE orders(id serial PRIMARY KEY, item text); "
+               "INSERT INTO orders(item) SELECT 'item ' || g FROM generate_series(1, 300) g; "
+               "CREATE TABLE alembic_version(version_num varchar(32) PRIMARY KEY); "
+               "INSERT INTO alembic_version VALUES ('v7');");
+        RunResult b = run_pgward({"backup"}, env("shop"));
+        ASSERT_EQ(b.exit_code, 0) << b.err;
+        dump_ = b.out.substr(0, b.out.find('\n'));
+    }
+    void TearDown() override {
+        if (!HasFailure()) {
+            std::error_code ec;
+            fs::remove_all(dir_, ec);
+        }
+    }
+    Env env(const std::string& db) const {
+        Env e = PgCluster::instance().env(db);
+        e.emplace_back("POSTGRES_BACKUP_DIR", dir_.string());
+        return e;
+    }
+    std::string orders(const std::string& db) const {
+        return PgCluster::instance().query_value(db, "SELECT count(*) FROM orders");
+    }
+    size_t dumps() const {
+        size_t n = 0;
+        for (const auto& name : list_dir(dir_)) {
+            n += name.size() > 5 && name.substr(name.size() - 5) == ".dump";
+        }
+        return n;
+    }
+
+    fs::path dir_;
+    std::string dump_;
+};
+
+TEST_F(RestoreTest, NonEmptyTargetWithoutConsentIsRefusedAndUntouched) {
+    PgCluster::instance().exec("shop", "DELETE FROM orders WHERE id > 100");
+    RunResult plain = run_pgward({"restore", "latest", "--dbname", "shop"}, env("shop"));
+    EXPECT_EQ(plain.exit_code, 1);
+    EXPECT_TRUE(contains(plain.err, "target database \"shop\" is not empty")) << plain.err;
+    EXPECT_TRUE(contains(plain.err, "nothing was changed")) << plain.err;
+    RunResult no_yes = run_pgward(
+        {"restore", "latest", "--dbname", "shop", "--clean", "--if-exists"}, env("shop"));
+    EXPECT_EQ(no_yes.exit_code, 1);
+    EXPECT_TRUE(contains(no_yes.err, "needs consent")) << no_yes.err;
+    EXPECT_EQ(orders("shop"), "100");
+    EXPECT_EQ(dumps(), 1u) << "no safety dump before consent";
+}
+
+TEST_F(RestoreTest, CleanRestoreTakesASafetyDumpFirst) {
+    PgCluster::instance().exec("shop", "DELETE FROM orders WHERE id > 100");
+    RunResult r = run_pgward(
+        {"restore", dump_, "--dbname", "shop", "--clean", "--if-exists", "--yes", "--json"},
+        env("shop"));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    json result = json::parse(r.out);
+    EXPECT_EQ(result["restore_success"], true);
+    ASSERT_TRUE(result["safety_backup"].is_string());
+    fs::path safety = result["safety_backup"].get<std::string>();
+    EXPECT_TRUE(fs::exists(safety));
+    EXPECT_NE(safety.string(), dump_);
+    EXPECT_EQ(dumps(), 2u);
+    EXPECT_EQ(orders("shop"), "300");
+    // The safety dump holds the state before the restore (100 rows).
+    fs::path manifest = safety;
+    manifest.replace_extension(".json");
+    json m = json::parse(slurp(manifest));
+    EXPECT_EQ(m["tables"][1]["name"], "orders");
+    EXPECT_EQ(m["tables"][1]["rows"], 100);
+}
+
+TEST_F(RestoreTest, OtherSessionsBlockTheRestoreOrAreEnded) {
+    pg::Connection app = PgCluster::instance().connect("shop");
+    RunResult blocked = run_pgward({"restore", "latest", "--dbname", "shop", "--clean",
+                                    "--if-exists", "--yes", "--no-safety-backup"},
+                                   env("shop"));
+    EXPECT_EQ(blocked.exit_code, 1);
+    std::string pid = std::to_string(PQbackendPID(app.raw()));
+    EXPECT_TRUE(contains(blocked.err, "other session(s) use \"shop\": pid " + pid)) << blocked.err;
+    EXPECT_TRUE(contains(blocked.err, "--terminate-sessions")) << blocked.err;
+    EXPECT_NO_THROW(app.exec("SELECT 1"));
+
+    RunResult ended = run_pgward({"restore", "latest", "--dbname", "shop", "--clean", "--if-exists",
+                                  "--yes", "--no-safety-backup", "--terminate-sessions"},
+                                 env("shop"));
+    EXPECT_EQ(ended.exit_code, 0) << ended.err;
+    EXPECT_TRUE(contains(ended.err, "ended a session on the restore target")) << ended.err;
+    EXPECT_THROW(app.exec("SELECT 1"), Error);
+}
+
+TEST_F(RestoreTest, MissingTargetNeedsCreate) {
+    PgCluster::instance().drop_database("shop_copy");
+    RunResult no = run_pgward({"restore", "latest", "--dbname", "shop_copy", "--from-db", "shop"},
+                              env("shop"));
+    EXPECT_EQ(no.exit_code, 1);
+    EXPECT_TRUE(contains(no.err, "pass --create")) << no.err;
+    RunResult yes =
+        run_pgward({"restore", "latest", "--dbname", "shop_copy", "--from-db", "shop", "--create"},
+                   env("shop"));
+    EXPECT_EQ(yes.exit_code, 0) << yes.err;
+    EXPECT_EQ(orders("shop_copy"), "300");
+    PgCluster::instance().drop_database("shop_copy");
+}
+
+TEST_F(RestoreTest, PreflightRefusesBadArchivesAndOldPgRestoreBeforeTouchingAnything) {
+    PgCluster& c = PgCluster::instance();
+    c.create_database("empty_target");
+    // An archive whose byte was flipped: its SHA-256 no longer matches.
+    fs::path copy = dir_ / "shop_20200101T000000Z.dump";
+    fs::copy_file(dump_, copy);
+    fs::path manifest = fs::path(dump_).replace_extension(".json");
+    json m = json::parse(slurp(manifest));
+    m["file"] = copy.filename().string();
+    write_text(dir_ / "shop_20200101T000000Z.json", m.dump(), 0600);
+    {
+        std::fstream f(copy, std::ios::in | std::ios::out | std::ios::binary);
+        f.seekp(static_cast<std::streamoff>(fs::file_size(copy) / 2));
+        f.put('\x5a');
+    }
+    RunResult tampered =
+        run_pgward({"restore", copy.string(), "--dbname", "empty_target"}, env("shop"));
+    EXPECT_EQ(tampered.exit_code, 1);
+    EXPECT_TRUE(contains(tampered.err, "cannot be restored: sha256-mismatch")) << tampered.err;
+
+    write_text(dir_ / "notes.dump", "hello", 0600);
+    RunResult foreign = run_pgward(
+        {"restore", (dir_ / "notes.dump").string(), "--dbname", "empty_target"}, env("shop"));
+    EXPECT_EQ(foreign.exit_code, 1);
+    EXPECT_TRUE(contains(foreign.err, "is not a pg_dump custom-format archive")) << foreign.err;
+    write_text(dir_ / "empty.dump", "", 0600);
+    RunResult empty = run_pgward(
+        {"restore", (dir_ / "empty.dump").string(), "--dbname", "empty_target"}, env("shop"));
+    EXPECT_EQ(empty.exit_code, 1);
+    EXPECT_TRUE(contains(empty.err, "the file is empty")) << empty.err;
+
+    fs::path bin = dir_ / "old-bin";
+    fs::create_directory(bin);
+    write_text(bin / "pg_restore", "#!/bin/sh\necho 'pg_restore (PostgreSQL) 11.22'\n", 0755);
+    RunResult old = run_pgward(
+        {"restore", dump_, "--dbname", "empty_target", "--pg-bin", bin.string()}, env("shop"));
+    EXPECT_EQ(old.exit_code, 1);
+    EXPECT_TRUE(contains(old.err,
+                         "archive format 1.14, which pg_restore 11.22 cannot read: it needs "
+                         "pg_restore 12 or newer"))
+        << old.err;
+    EXPECT_EQ(
+        c.query_value("empty_target", "SELECT count(*) FROM pg_class WHERE relname = 'orders'"),
+        "0");
+    c.drop_database("empty_target");
+}
+
+TEST_F(RestoreTest, PgRestoreErrorsFailTheRestoreAndAreListed) {
+    // --clean without --if-exists: the DROPs of objects that are not there
+    // (the sequence, alembic_version) are real errors.
+    PgCluster& c = PgCluster::instance();
+    c.create_database("conflict");
+    c.exec("conflict", "CREATE TABLE orders(id int)");  // same name, different shape
+    RunResult bad = run_pgward({"restore", dump_, "--dbname", "conflict", "--clean", "--yes",
+                                "--no-safety-backup", "--json"},
+                               env("shop"));
+    EXPECT_EQ(bad.exit_code, 1) << bad.err;
+    json result = json::parse(bad.out);
+    EXPECT_EQ(result["restore_success"], false);
+    EXPECT_FALSE(result["errors"].empty());
+    EXPECT_TRUE(contains(bad.err, "restore of")) << bad.err;
+    c.drop_database("conflict");
+}
+
+TEST_F(RestoreTest, VerifyChecksEveryBackup) {
+    RunResult ok = run_pgward({"verify", "all"}, env("shop"));
+    EXPECT_EQ(ok.exit_code, 0) << ok.err;
+    EXPECT_TRUE(contains(ok.out, "ok   shop_")) << ok.out;
+    fs::path manifest = fs::path(dump_).replace_extension(".json");
+    fs::remove(manifest);
+    RunResult missing = run_pgward({"verify", "latest"}, env("shop"));
+    EXPECT_EQ(missing.exit_code, 1);
+    EXPECT_TRUE(contains(missing.out, "no manifest")) << missing.out;
+}
+
+TEST_F(RestoreTest, SmokeFailsOnASequenceBehindItsColumnAndOnAMissingVersionTable) {
+    PgCluster& c = PgCluster::instance();
+    RunResult good = run_pgward({"smoke", "--json"}, env("shop"));
+    ASSERT_EQ(good.exit_code, 0) << good.err;
+    json doc = json::parse(good.out);
+    EXPECT_EQ(doc["schema_version"], "v7");
+    EXPECT_EQ(doc["success"], true);
+
+    c.exec("shop", "SELECT setval('orders_id_seq', 5)");
+    RunResult behind = run_pgward({"smoke"}, env("shop"));
+    EXPECT_EQ(behind.exit_code, 1);
+    EXPECT_TRUE(contains(behind.err, "sequences: orders_id_seq at 5 behind orders.id max 300"))
+        << behind.err;
+
+    c.exec("shop", "SELECT setval('orders_id_seq', 300); DROP TABLE alembic_version");
+    RunResult no_version = run_pgward({"smoke"}, env("shop"));
+    EXPECT_EQ(no_version.exit_code, 1);
+    EXPECT_TRUE(contains(no_version.err, "schema_version: table alembic_version does not exist"))
+        << no_version.err;
+    RunResult none = run_pgward({"smoke", "--version-table", "none"}, env("shop"));
+    EXPECT_EQ(none.exit_code, 0) << none.err;
+}
+
+}  // namespace
+}  // namespace pgward::test
