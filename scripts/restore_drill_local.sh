@@ -21,7 +21,7 @@ if [[ -n ${POSTGRES_CONTAINER:-} ]]; then
   # server is on localhost:${POSTGRES_CONTAINER_PORT:-5432}; the password
   # goes through `docker exec -e PGPASSWORD` (its value from the environment,
   # never argv); an archive path becomes the tool's stdin.
-  bin=$(mktemp -d /tmp/pgward-container-bin.XXXXXX)
+  bin=$(mktemp -d "${TMPDIR:-/tmp}/pgward-container-bin.XXXXXX")
   trap 'rm -rf "$bin"' EXIT
   for tool in pg_dump pg_restore pg_dumpall; do
     cat > "$bin/$tool" <<WRAPPER
@@ -46,4 +46,7 @@ WRAPPER
   export POSTGRES_CONTAINER
   args+=(--pg-bin "$bin")
 fi
-exec "$pgward" "${args[@]}"
+# Not exec: the trap above must still remove the wrappers.
+status=0
+"$pgward" "${args[@]}" || status=$?
+exit "$status"

@@ -60,6 +60,10 @@ class RunCommand : public Command {
                      "healthchecks.io-style ping: GET on success, <url>/fail on failure");
         options_.add(app, "pg_bin", "--pg-bin", "PGWARD_PG_BIN",
                      "directory of the PostgreSQL tools");
+        options_.add(app, "drill_interval", "--drill-interval", "POSTGRES_DRILL_INTERVAL_SECONDS",
+                     "run a sandbox drill of the newest backup this often (default: never)");
+        options_.add(app, "report_dir", "--report-dir", "PGWARD_REPORT_DIR",
+                     "where scheduled drill reports go (default <dir>/reports)");
         options_.add(app, "globals", "--globals", "PGWARD_GLOBALS",
                      "pg_dumpall --globals-only beside each dump (default true)");
     }
@@ -100,6 +104,12 @@ class RunCommand : public Command {
             config.notify_every_success = parse_bool(*every);
         }
         config.database = service_database(options_);
+        if (auto drill = options_.get_number("drill_interval", 1, kTenYears)) {
+            config.drill_interval = std::chrono::seconds(*drill);
+        }
+        config.drill_report_dir =
+            options_.get_or("report_dir", (config.backup.dir / "reports").string());
+        config.drill_version_table = VersionTable::parse("alembic_version.version_num");
 
         const char* format = std::getenv("PGWARD_LOG_FORMAT");
         log::configure(log::parse_format(format == nullptr ? "" : format), stdout);

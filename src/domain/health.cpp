@@ -46,6 +46,13 @@ Health evaluate_health(const std::optional<ServiceState>& state,
                             state->consecutive_failures, state->last_failure_at.value_or("?"),
                             state->last_failure_reason.value_or("unknown reason"))};
     }
+    if (state && state->last_drill_success == false) {
+        return {false, "drill-failing",
+                fmt::format("the last restore drill of a backup failed at {}: {} (report {})",
+                            state->last_drill_at.value_or("?"),
+                            state->last_drill_failure.value_or("unknown reason"),
+                            state->last_drill_report.value_or("none"))};
+    }
     if (!newest_backup) {
         if (state) {
             auto started = parse_iso_utc(state->service_started_at);
@@ -94,6 +101,18 @@ std::string render_metrics(const ServiceState& s, const Health& health) {
     out += fmt::format("pgward_backups_total{{{},result=\"success\"}} {}\n", db, s.successes_total);
     out += fmt::format("pgward_backups_total{{{},result=\"failure\"}} {}\n", db, s.failures_total);
     gauge("pgward_backup_running", "1 while a backup is running.", db, s.running ? 1 : 0);
+    gauge("pgward_last_drill_timestamp_seconds",
+          "Unix time of the last scheduled restore drill (0: none yet).", db,
+          unix_seconds(s.last_drill_at));
+    gauge("pgward_last_drill_success", "1 when the last restore drill proved the backup restores.",
+          db, s.last_drill_success.value_or(false) ? 1 : 0);
+    out +=
+        "# HELP pgward_drills_total Scheduled restore drills since the state file was created.\n";
+    out += "# TYPE pgward_drills_total counter\n";
+    out += fmt::format("pgward_drills_total{{{},result=\"success\"}} {}\n", db,
+                       s.drills_succeeded_total);
+    out +=
+        fmt::format("pgward_drills_total{{{},result=\"failure\"}} {}\n", db, s.drills_failed_total);
     gauge("pgward_healthy", "1 when the freshness check passes.", db, health.healthy ? 1 : 0);
     return out;
 }

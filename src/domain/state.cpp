@@ -50,6 +50,12 @@ std::string state_to_json(const ServiceState& s) {
     doc["retained_count"] = s.retained_count;
     doc["running"] = s.running;
     doc["running_since"] = optional_json(s.running_since);
+    doc["last_drill_at"] = optional_json(s.last_drill_at);
+    doc["last_drill_success"] = optional_json(s.last_drill_success);
+    doc["last_drill_report"] = optional_json(s.last_drill_report);
+    doc["last_drill_failure"] = optional_json(s.last_drill_failure);
+    doc["drills_succeeded_total"] = s.drills_succeeded_total;
+    doc["drills_failed_total"] = s.drills_failed_total;
     return doc.dump(2) + "\n";
 }
 
@@ -77,6 +83,14 @@ ServiceState state_from_json(const std::string& text, const std::string& source)
         s.retained_count = doc.value("retained_count", uint64_t{0});
         s.running = doc.value("running", false);
         s.running_since = optional_string(doc, "running_since");
+        s.last_drill_at = optional_string(doc, "last_drill_at");
+        if (doc.contains("last_drill_success") && !doc.at("last_drill_success").is_null()) {
+            s.last_drill_success = doc.at("last_drill_success").get<bool>();
+        }
+        s.last_drill_report = optional_string(doc, "last_drill_report");
+        s.last_drill_failure = optional_string(doc, "last_drill_failure");
+        s.drills_succeeded_total = doc.value("drills_succeeded_total", uint64_t{0});
+        s.drills_failed_total = doc.value("drills_failed_total", uint64_t{0});
         return s;
     } catch (const nlohmann::json::exception& e) {
         throw failure("state file " + source + " is malformed: " + e.what());

@@ -27,6 +27,13 @@ struct ServiceState {
     uint64_t retained_count = 0;
     bool running = false;
     std::optional<std::string> running_since;
+    // The scheduled sandbox drill of the newest backup (POSTGRES_DRILL_INTERVAL_SECONDS).
+    std::optional<std::string> last_drill_at;
+    std::optional<bool> last_drill_success;
+    std::optional<std::string> last_drill_report;
+    std::optional<std::string> last_drill_failure;
+    uint64_t drills_succeeded_total = 0;
+    uint64_t drills_failed_total = 0;
 };
 
 std::string state_file_name(const std::string& database);

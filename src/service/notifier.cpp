@@ -102,6 +102,20 @@ void Notifier::backup_failed(const Event& event) {
     }
 }
 
+void Notifier::drill_finished(const Event& event, bool success, bool recovered) {
+    if (!notify_url_ || (success && !recovered && !notify_every_success_)) {
+        return;
+    }
+    std::string kind =
+        !success ? "drill_failed" : (recovered ? "drill_recovered" : "drill_succeeded");
+    nlohmann::ordered_json body{{"event", kind},
+                                {"database", event.database},
+                                {"at", event.at},
+                                {success ? "report" : "reason", event.detail},
+                                {"healthy", success}};
+    enqueue({*notify_url_, body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)});
+}
+
 void Notifier::drain(std::chrono::milliseconds timeout) {
     std::unique_lock lock(mutex_);
     wake_.wait_for(lock, timeout, [this] { return queue_.empty() && !busy_; });

@@ -34,6 +34,7 @@ class Notifier {
 
     void backup_succeeded(const Event& event, bool recovered);
     void backup_failed(const Event& event);
+    void drill_finished(const Event& event, bool success, bool recovered);
 
     // Waits up to `timeout` for queued alerts to go out (used at shutdown).
     void drain(std::chrono::milliseconds timeout);

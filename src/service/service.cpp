@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "domain/drill.hpp"
 #include "domain/repository.hpp"
 #include "domain/schedule.hpp"
 #include "domain/state.hpp"
@@ -99,6 +100,72 @@ class SharedState {
     HealthPolicy policy_;
 };
 
+// The sandbox drill of the newest backup: its result goes to the state
+// (status, health, metrics) and to the alert hook.
+void run_scheduled_drill(const ServiceConfig& config, SharedState& shared, Notifier& notifier) {
+    std::optional<std::filesystem::path> newest;
+    try {
+        for (const BackupEntry& e : BackupRepository(config.backup.dir).list(config.database)) {
+            if (e.has_manifest) {
+                newest = e.dump_path;
+                break;
+            }
+        }
+    } catch (const Error&) {
+    }
+    if (!newest) {
+        log::warn("scheduled drill skipped: no backup to drill yet",
+                  {{"database", config.database}});
+        return;
+    }
+    DrillRequest request;
+    request.server = config.backup.connection;
+    request.source_database = config.database;
+    request.drill_db = config.database + "_restore_drill";
+    request.report_dir = config.drill_report_dir;
+    request.pg_bin = config.backup.pg_bin;
+    request.version_table = config.drill_version_table;
+    request.backup = newest;
+    request.sandbox = true;
+    bool success = false;
+    std::string detail;
+    std::string report;
+    try {
+        DrillOutcome outcome = run_drill(request);
+        success = outcome.success;
+        report = outcome.report_path.string();
+        detail = report;
+        if (!success) {
+            for (const auto& check : outcome.report["checks"]) {
+                if (!check["passed"].get<bool>()) {
+                    detail = check["name"].get<std::string>() + ": " +
+                             check["actual"].get<std::string>();
+                    break;
+                }
+            }
+        }
+    } catch (const Error& e) {
+        detail = e.what();
+    }
+    if (pending_interrupt() != 0) {
+        return;
+    }
+    bool recovered = shared.get().last_drill_success == false;
+    std::string at = format_iso_utc(now_seconds());
+    shared.update([&](ServiceState& s) {
+        s.last_drill_at = at;
+        s.last_drill_success = success;
+        s.last_drill_report = report.empty() ? std::nullopt : std::optional(report);
+        s.last_drill_failure = success ? std::nullopt : std::optional(detail);
+        (success ? s.drills_succeeded_total : s.drills_failed_total) += 1;
+    });
+    notifier.drill_finished({"", config.database, at, detail, 0}, success, success && recovered);
+    log::write(success ? log::Level::Info : log::Level::Error, "scheduled drill finished",
+               {{"database", config.database},
+                {"restore_success", success ? "true" : "false"},
+                {"detail", detail}});
+}
+
 }  // namespace
 
 int run_service(const ServiceConfig& config) {
@@ -157,7 +224,22 @@ int run_service(const ServiceConfig& config) {
                {"first_backup_at", wall_time_in(schedule.next_run() - boot_clock_now())},
                {"http", config.http_addr.value_or("off")}});
 
-    while (sleep_until(schedule.next_run())) {
+    std::optional<Schedule> drills;
+    if (config.drill_interval) {
+        // The first drill one interval after start: there is a backup by then.
+        drills.emplace(*config.drill_interval, boot_clock_now(), false, Ms(60000), Ms(3600000));
+    }
+    for (;;) {
+        bool drill_due = drills && drills->next_run() < schedule.next_run();
+        if (!sleep_until(drill_due ? drills->next_run() : schedule.next_run())) {
+            break;
+        }
+        if (drill_due) {
+            run_scheduled_drill(config, shared, notifier);
+            auto now = boot_clock_now();
+            drills->on_success(now, now);
+            continue;
+        }
         auto started = boot_clock_now();
         std::string started_at = format_iso_utc(now_seconds());
         shared.update([&](ServiceState& s) {

@@ -6,6 +6,7 @@
 
 #include "domain/backup_job.hpp"
 #include "domain/health.hpp"
+#include "domain/smoke.hpp"
 
 namespace pgward {
 
@@ -22,6 +23,10 @@ struct ServiceConfig {
     std::optional<std::string> ping_url;
     bool notify_every_success = false;
     std::chrono::seconds notify_timeout{10};
+    // The sandbox drill of the newest backup, on its own schedule.
+    std::optional<std::chrono::seconds> drill_interval;
+    std::filesystem::path drill_report_dir;
+    std::optional<VersionTable> drill_version_table;
 };
 
 // `pgward run`: a backup at start (unless on_start is false), then one every

@@ -320,6 +320,8 @@ TEST_F(DrillTest, TheSeedScriptRunsToolsInTheContainerThroughDockerExec) {
     json rep = json::parse(slurp(run.out.substr(0, run.out.find('\n'))));
     EXPECT_EQ(rep["restore_success"], true);
     EXPECT_EQ(rep["drill_db"], "quiz_arena_restore_drill");
+    EXPECT_TRUE(list_dir(tmp_).empty())
+        << "wrappers left: " << testing::PrintToString(list_dir(tmp_));
 }
 
 }  // namespace

@@ -369,6 +369,70 @@ TEST_F(ServiceTest, GlobalsFallBackToNoRolePasswordsWithoutSuperuser) {
     EXPECT_FALSE(contains(slurp(dir_ / globals[0]), "SCRAM-SHA-256"));
 }
 
+TEST_F(ServiceTest, ScheduledSandboxDrillReportsItsResult) {
+    BackgroundPgward service({"run"}, env("svc", {{"POSTGRES_DRILL_INTERVAL_SECONDS", "2"},
+                                                  {"PGWARD_HEALTH_GRACE_SECONDS", "5"}}));
+    ASSERT_TRUE(wait_state(
+        "svc", [](const ServiceState& s) { return s.drills_succeeded_total >= 1; }, 90s));
+    ::kill(service.pid(), SIGTERM);
+    auto r = service.wait(30s);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->exit_code, 0);
+    auto s = state("svc");
+    ASSERT_TRUE(s);
+    EXPECT_EQ(s->last_drill_success, true);
+    ASSERT_TRUE(s->last_drill_report);
+    json report = json::parse(slurp(*s->last_drill_report));
+    EXPECT_EQ(report["restore_success"], true);
+    EXPECT_EQ(report["mode"], "backup-sandbox");
+    EXPECT_EQ(report["users_count_after"], 100);
+    RunResult status = run_pgward({"status"}, env("svc"));
+    EXPECT_TRUE(contains(status.out, "healthy")) << status.out;
+}
+
+TEST_F(ServiceTest, AFailingScheduledDrillTurnsHealthRedAndAlerts) {
+    Receiver receiver;
+    int http_port = free_loopback_port();
+    fs::path bin = dir_ / "bad-restore-bin";
+    fs::create_directory(bin);
+    const fs::path real = PgCluster::instance().bin_dir();
+    for (const char* tool : {"pg_dump", "pg_dumpall"}) {
+        fs::create_symlink(real / tool, bin / tool);
+    }
+    write_text(bin / "pg_restore",
+               "#!/bin/sh\ncase \"$1\" in --version|--list) exec '" +
+                   (real / "pg_restore").string() +
+                   "' \"$@\";; esac\necho 'pg_restore: error: simulated' >&2\nexit 1\n",
+               0755);
+    BackgroundPgward service(
+        {"run", "--pg-bin", bin.string()},
+        env("svc", {{"POSTGRES_DRILL_INTERVAL_SECONDS", "2"},
+                    {"PGWARD_HTTP_ADDR", "127.0.0.1:" + std::to_string(http_port)},
+                    {"PGWARD_NOTIFY_URL", receiver.url("/hook")}}));
+    ASSERT_TRUE(wait_state(
+        "svc", [](const ServiceState& s) { return s.drills_failed_total >= 1; }, 90s));
+    httplib::Client client("127.0.0.1", http_port);
+    auto health = client.Get("/healthz");
+    auto metrics = client.Get("/metrics");
+    ::kill(service.pid(), SIGTERM);
+    ASSERT_TRUE(service.wait(30s));
+    ASSERT_TRUE(health);
+    EXPECT_EQ(health->status, 503) << health->body;
+    EXPECT_TRUE(contains(health->body, "drill-failing")) << health->body;
+    ASSERT_TRUE(metrics);
+    EXPECT_TRUE(contains(metrics->body, "pgward_last_drill_success{database=\"svc\"} 0"))
+        << metrics->body;
+    EXPECT_TRUE(
+        contains(metrics->body, "pgward_drills_total{database=\"svc\",result=\"failure\"} 1"))
+        << metrics->body;
+    ASSERT_TRUE(eventually([&] { return receiver.last_event("drill_failed").has_value(); }, 15s));
+    EXPECT_TRUE(contains(receiver.last_event("drill_failed")->dump(), "simulated"));
+    RunResult check = run_pgward({"healthcheck"}, env("svc"));
+    EXPECT_EQ(check.exit_code, 1);
+    EXPECT_TRUE(contains(check.out, "unhealthy: the last restore drill of a backup failed"))
+        << check.out;
+}
+
 TEST_F(ServiceTest, EveryBadValueIsExitTwoNamingTheVariable) {
     std::vector<std::pair<std::string, std::string>> cases = {
         {"POSTGRES_BACKUP_INTERVAL_SECONDS", "0"},
@@ -387,6 +451,7 @@ TEST_F(ServiceTest, EveryBadValueIsExitTwoNamingTheVariable) {
         {"PGWARD_HEALTH_GRACE_SECONDS", "-5"},
         {"PGWARD_HEALTH_MAX_AGE_SECONDS", "0"},
         {"PGWARD_GLOBALS", "perhaps"},
+        {"POSTGRES_DRILL_INTERVAL_SECONDS", "0"},
         {"PGWARD_LOG_FORMAT", "xml"},
         {"POSTGRES_PORT", "abc"},
         {"POSTGRES_PASSWORD_FILE", "/nonexistent/secret"},
