@@ -4,6 +4,9 @@
 
 #include <csignal>
 #include <mutex>
+#include <regex>
+#include <set>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -81,6 +84,29 @@ class Receiver {
     std::mutex mutex_;
     std::vector<Request> requests_;
 };
+
+// The Prometheus text exposition format, line by line: HELP and TYPE
+// comments, then samples `name{label="value",...} number`.
+std::vector<std::string> prometheus_format_problems(const std::string& body) {
+    static const std::regex help(R"(# HELP [a-zA-Z_:][a-zA-Z0-9_:]* .*)");
+    static const std::regex type(R"(# TYPE [a-zA-Z_:][a-zA-Z0-9_:]* (counter|gauge|histogram|summary|untyped))");
+    static const std::regex sample(
+        R"re([a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*"(,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*")*\})? (-?[0-9.]+(e[+-]?[0-9]+)?|NaN|[+-]Inf))re");
+    std::vector<std::string> problems;
+    std::istringstream lines(body);
+    std::string line;
+    std::set<std::string> typed;
+    while (std::getline(lines, line)) {
+        if (std::regex_match(line, type)) {
+            typed.insert(line.substr(7, line.find(' ', 7) - 7));
+        } else if (!std::regex_match(line, help) && !std::regex_match(line, sample)) {
+            problems.push_back(line);
+        } else if (line[0] != '#' && !typed.count(line.substr(0, line.find_first_of("{ ")))) {
+            problems.push_back("no TYPE before: " + line);
+        }
+    }
+    return problems;
+}
 
 class ServiceTest : public ::testing::Test {
   protected:
@@ -253,6 +279,14 @@ TEST_F(ServiceTest, ServerDownIsCountedAlertedAndRecovers) {
     EXPECT_TRUE(contains(health["reason"], "cannot connect")) << down->body;
     EXPECT_EQ(dumps_during, dumps_before) << "a failure must prune nothing";
     ASSERT_TRUE(metrics);
+    EXPECT_EQ(metrics->get_header_value("Content-Type"), "text/plain; version=0.0.4");
+    EXPECT_TRUE(prometheus_format_problems(metrics->body).empty())
+        << testing::PrintToString(prometheus_format_problems(metrics->body));
+    for (const char* name : {"pgward_last_success_timestamp_seconds", "pgward_last_backup_duration_seconds",
+                             "pgward_last_backup_size_bytes", "pgward_backups_retained",
+                             "pgward_backups_total", "pgward_backup_running"}) {
+        EXPECT_TRUE(contains(metrics->body, std::string("# TYPE ") + name)) << name;
+    }
     EXPECT_TRUE(contains(metrics->body, "pgward_healthy{database=\"svc\"} 0")) << metrics->body;
     EXPECT_TRUE(
         contains(metrics->body, "pgward_backups_total{database=\"svc\",result=\"failure\"}"));
