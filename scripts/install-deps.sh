@@ -1,20 +1,31 @@
 #!/usr/bin/env bash
-# Installs, from Debian's packages, what pgward needs to build, test and run:
-# only the packages that are missing, so a second run changes nothing.
-# The Makefile, CI and the Dockerfile all call this one script.
+# Installs, from Debian's packages, what pgward needs: only the packages that
+# are missing, so a second run changes nothing. The Makefile, CI and the
+# Dockerfile all call this one script. PGWARD_DEPS_PROFILE chooses the set:
+#   full     (default) build, test and develop: compilers, -dev libraries,
+#            GoogleTest, a PostgreSQL server and client, docker-compose, gcovr
+#   build    only what compiling pgward needs (the image's build stage)
+#   runtime  only the shared libraries the built binary loads (the image)
 set -euo pipefail
 
-packages=(
+profile=${PGWARD_DEPS_PROFILE:-full}
+build=(
   build-essential cmake pkg-config ca-certificates
   libpq-dev libcli11-dev nlohmann-json3-dev libfmt-dev libssl-dev
   zlib1g-dev libzstd-dev liblz4-dev libxxhash-dev libisal-dev
   libcurl4-openssl-dev libcpp-httplib-dev
-  libgtest-dev libgmock-dev
-  postgresql postgresql-client util-linux
 )
-if [[ ${PGWARD_DEPS_PROFILE:-full} == full ]]; then
-  packages+=(docker-compose gcovr clang libfuzzer-14-dev)
-fi
+runtime=(
+  ca-certificates libpq5 libfmt9 libssl3 zlib1g libzstd1 liblz4-1 libxxhash0 libisal2
+  libcurl4 libcpp-httplib0.11 util-linux
+)
+case $profile in
+  full) packages=("${build[@]}" libgtest-dev libgmock-dev postgresql postgresql-client util-linux
+                  docker-compose gcovr clang libfuzzer-14-dev) ;;
+  build) packages=("${build[@]}") ;;
+  runtime) packages=("${runtime[@]}") ;;
+  *) echo "install-deps: unknown PGWARD_DEPS_PROFILE '$profile' (full, build or runtime)" >&2; exit 2 ;;
+esac
 
 missing=()
 for p in "${packages[@]}"; do
@@ -23,11 +34,11 @@ for p in "${packages[@]}"; do
 done
 
 if ((${#missing[@]} == 0)); then
-  echo "install-deps: all ${#packages[@]} packages present"
+  echo "install-deps: all ${#packages[@]} packages of profile $profile present"
   exit 0
 fi
 
-echo "install-deps: installing ${missing[*]}"
+echo "install-deps: installing (profile $profile): ${missing[*]}"
 sudo=()
 if [[ $(id -u) != 0 ]]; then
   command -v sudo >/dev/null || { echo "install-deps: not root and no sudo; install as root: ${missing[*]}" >&2; exit 1; }
