@@ -25,6 +25,7 @@ std::vector<Session> other_sessions(pg::Connection& conn, const std::string& dat
         "pg_catalog.pg_backend_pid()",
         {database});
     std::vector<Session> out;
+    out.reserve(static_cast<size_t>(r.rows()));
     for (int i = 0; i < r.rows(); ++i) {
         out.push_back({r.get(i, 0), r.get(i, 1), r.get(i, 2), r.get(i, 3), r.get(i, 4)});
     }

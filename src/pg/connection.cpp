@@ -12,7 +12,7 @@
 namespace pgward::pg {
 namespace {
 
-std::string one_line(std::string text) {
+std::string one_line(const std::string& text) {
     std::string out;
     bool space = false;
     for (char c : text) {

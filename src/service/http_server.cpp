@@ -36,7 +36,7 @@ std::pair<std::string, int> parse_http_address(const std::string& address,
     return {host, port};
 }
 
-HttpServer::HttpServer(const std::string& address, Handlers handlers)
+HttpServer::HttpServer(const std::string& address, const Handlers& handlers)
     : impl_(std::make_unique<Impl>()) {
     auto [host, port] = parse_http_address(address, "PGWARD_HTTP_ADDR");
     auto serve = [](const std::function<Response()>& handler) {

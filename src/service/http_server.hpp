@@ -23,7 +23,7 @@ class HttpServer {
 
     // Binds at once (so a bad or busy address fails before the first
     // backup) and serves on a thread of its own.
-    HttpServer(const std::string& address, Handlers handlers);
+    HttpServer(const std::string& address, const Handlers& handlers);
     ~HttpServer();
     HttpServer(const HttpServer&) = delete;
     HttpServer& operator=(const HttpServer&) = delete;

@@ -16,8 +16,8 @@ enum class ErrorKind {
 // user unchanged.
 class Error : public std::runtime_error {
   public:
-    Error(ErrorKind kind, std::string message, std::string hint = {})
-        : std::runtime_error(std::move(message)), kind_(kind), hint_(std::move(hint)) {}
+    Error(ErrorKind kind, const std::string& message, std::string hint = {})
+        : std::runtime_error(message), kind_(kind), hint_(std::move(hint)) {}
 
     ErrorKind kind() const { return kind_; }
     const std::string& hint() const { return hint_; }
@@ -27,12 +27,12 @@ class Error : public std::runtime_error {
     std::string hint_;
 };
 
-inline Error usage_error(std::string message, std::string hint = {}) {
-    return Error(ErrorKind::Usage, std::move(message), std::move(hint));
+inline Error usage_error(const std::string& message, std::string hint = {}) {
+    return Error(ErrorKind::Usage, message, std::move(hint));
 }
 
-inline Error failure(std::string message, std::string hint = {}) {
-    return Error(ErrorKind::Failed, std::move(message), std::move(hint));
+inline Error failure(const std::string& message, std::string hint = {}) {
+    return Error(ErrorKind::Failed, message, std::move(hint));
 }
 
 // An OS call that failed: "<what> <path>: <strerror(errnum)>".

@@ -43,7 +43,10 @@ std::vector<std::string> child_environment(const Command& command) {
     std::vector<std::string> out;
     out.reserve(env.size());
     for (const auto& [name, value] : env) {
-        out.push_back(name + "=" + value);
+        std::string entry = name;
+        entry += '=';
+        entry += value;
+        out.push_back(std::move(entry));
     }
     return out;
 }
