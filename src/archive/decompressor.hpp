@@ -1,0 +1,27 @@
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "archive/reader.hpp"
+
+namespace pgward::archive {
+
+// One compressed stream of a data block. feed() passes the decompressed
+// bytes to `sink` as they come; errors and a truncated stream are reported
+// as a message (the reader adds where).
+class Decompressor {
+  public:
+    using Sink = std::function<void(const char*, size_t)>;
+    virtual ~Decompressor() = default;
+    // Returns an error message, or empty.
+    virtual std::string feed(const char* data, size_t size, const Sink& sink) = 0;
+    // After the last chunk: an error if the stream did not end cleanly.
+    virtual std::string finish() = 0;
+
+    static std::unique_ptr<Decompressor> create(Compression compression);
+};
+
+}  // namespace pgward::archive

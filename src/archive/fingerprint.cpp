@@ -1,0 +1,72 @@
+#include "archive/fingerprint.hpp"
+
+#include <fmt/format.h>
+
+#include <cstring>
+#include <new>
+
+namespace pgward::archive {
+
+Uint128 row_hash(std::string_view row) {
+    XXH128_hash_t h = XXH3_128bits(row.data(), row.size());
+    return (static_cast<Uint128>(h.high64) << 64) | h.low64;
+}
+
+void TableFingerprint::add_row(std::string_view row) {
+    add_hash(row_hash(row));
+}
+
+std::string TableFingerprint::to_string() const {
+    return fmt::format("fp1:{:016x}{:016x}", static_cast<uint64_t>(sum_ >> 64),
+                       static_cast<uint64_t>(sum_));
+}
+
+RowStream::RowStream(TableFingerprint& target) : target_(target), state_(XXH3_createState()) {
+    if (state_ == nullptr) {
+        throw std::bad_alloc();
+    }
+    XXH3_128bits_reset(state_);
+}
+
+RowStream::~RowStream() {
+    XXH3_freeState(state_);
+}
+
+void RowStream::end_row() {
+    bool marker = row_length_ == 2 && first_[0] == '\\' && first_[1] == '.';
+    if (marker) {
+        ended_ = true;
+    } else {
+        XXH128_hash_t h = XXH3_128bits_digest(state_);
+        target_.add_hash((static_cast<Uint128>(h.high64) << 64) | h.low64);
+    }
+    XXH3_128bits_reset(state_);
+    row_length_ = 0;
+}
+
+void RowStream::feed(const char* data, size_t size) {
+    while (size > 0 && !ended_) {
+        const void* found = std::memchr(data, '\n', size);
+        size_t take =
+            found == nullptr ? size : static_cast<size_t>(static_cast<const char*>(found) - data);
+        if (take > 0) {
+            for (size_t i = 0; i < take && row_length_ + i < 2; ++i) {
+                first_[row_length_ + i] = data[i];
+            }
+            XXH3_128bits_update(state_, data, take);
+            row_length_ += take;
+        }
+        if (found == nullptr) {
+            return;
+        }
+        end_row();
+        data += take + 1;
+        size -= take + 1;
+    }
+}
+
+bool RowStream::finish() {
+    return row_length_ == 0 || ended_;
+}
+
+}  // namespace pgward::archive
