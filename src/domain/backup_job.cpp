@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "archive/summary.hpp"
 #include "domain/repository.hpp"
 #include "domain/retention.hpp"
 #include "pg/tools.hpp"
@@ -151,6 +152,86 @@ class DumpStderr {
     log::Level level_ = log::Level::Info;
     std::string last_error_;
 };
+
+// Parses the archive on a thread of its own while pg_dump's bytes stream to
+// disk: one pass, and the second core does the parsing.
+class StreamingSummary {
+  public:
+    StreamingSummary() {
+        worker_ = std::thread([this] {
+            try {
+                summary_ = archive::summarize(queue_);
+            } catch (...) {
+                error_ = std::current_exception();
+                queue_.abort();  // the pump must never wait for a reader that stopped
+            }
+        });
+    }
+    ~StreamingSummary() {
+        if (worker_.joinable()) {
+            queue_.abort();
+            worker_.join();
+        }
+    }
+    StreamingSummary(const StreamingSummary&) = delete;
+    StreamingSummary& operator=(const StreamingSummary&) = delete;
+
+    void feed(const char* data, size_t size) { queue_.push(data, size); }
+
+    archive::ArchiveSummary finish() {
+        queue_.close();
+        worker_.join();
+        if (error_) {
+            std::rethrow_exception(error_);
+        }
+        return summary_;
+    }
+
+  private:
+    archive::QueueSource queue_;
+    archive::ArchiveSummary summary_;
+    std::exception_ptr error_;
+    std::thread worker_;
+};
+
+// The archive must hold every table the snapshot counted, with the same
+// number of rows, and no other.
+void check_rows(std::vector<TableEntry>& tables, const archive::ArchiveSummary& summary,
+                const std::string& database) {
+    std::vector<std::string> problems;
+    for (TableEntry& t : tables) {
+        const archive::TableSummary* a = summary.find(t.schema, t.name);
+        if (a == nullptr) {
+            problems.push_back(fmt::format("{}.{} is missing from the archive", t.schema, t.name));
+            continue;
+        }
+        t.fingerprint = a->fingerprint;
+        if (t.rows && *t.rows != a->rows) {
+            problems.push_back(
+                fmt::format("{}.{} has {} rows in the snapshot but {} in the archive", t.schema,
+                            t.name, *t.rows, a->rows));
+        }
+    }
+    for (const archive::TableSummary& a : summary.tables) {
+        bool counted = false;
+        for (const TableEntry& t : tables) {
+            counted = counted || (t.schema == a.schema && t.name == a.name);
+        }
+        if (!counted) {
+            problems.push_back(
+                fmt::format("{}.{} is in the archive but was not counted", a.schema, a.name));
+        }
+    }
+    if (!problems.empty()) {
+        std::string text;
+        for (const std::string& p : problems) {
+            text += (text.empty() ? "" : "; ") + p;
+        }
+        throw failure(
+            fmt::format("the archive of \"{}\" does not match the database: {}", database, text),
+            "nothing was published; report this with the pg_dump version");
+    }
+}
 
 void check_client_against_server(const pg::Tool& pg_dump, const pg::Connection& conn) {
     pg::Version server{conn.server_version_num()};
@@ -315,6 +396,7 @@ BackupResult run_backup_job(const BackupRequest& request) {
     auto last_progress = SteadyClock::now();
     auto last_byte = SteadyClock::now();
 
+    StreamingSummary parsed;
     Child child = Child::spawn(command);
     snapshot.start_counting();
     PumpHandlers handlers;
@@ -324,6 +406,7 @@ BackupResult run_backup_job(const BackupRequest& request) {
         }
         hash.update(data, size);
         dump.write(data, size);
+        parsed.feed(data, size);
         last_byte = SteadyClock::now();
     };
     handlers.on_stderr_line = [&](std::string_view line) { dump_stderr.relay(line); };
@@ -363,6 +446,8 @@ BackupResult run_backup_job(const BackupRequest& request) {
     std::vector<TableEntry> tables = snapshot.finish();
 
     check_archive(dump.temp_path(), magic, pg_restore);
+    archive::ArchiveSummary summary = parsed.finish();
+    check_rows(tables, summary, database);
 
     // Globals (roles, tablespaces) never fail the backup: they are a help for
     // a restore onto a new server, and the dump is complete without them.
@@ -397,6 +482,9 @@ BackupResult run_backup_job(const BackupRequest& request) {
     manifest.pg_dump_version = pg_dump.version_line;
     manifest.schema_version = snapshot.schema_version();
     manifest.pgward_version = PGWARD_VERSION;
+    manifest.archive_version = summary.header.version_text();
+    manifest.compression = archive::to_string(summary.header.compression);
+    manifest.large_objects = summary.large_objects;
     manifest.tables = std::move(tables);
 
     // The manifest is published first: a crash between the two renames leaves

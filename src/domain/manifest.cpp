@@ -20,6 +20,10 @@ nlohmann::ordered_json manifest_to_json(const Manifest& m) {
     doc["schema_version"] =
         m.schema_version ? nlohmann::ordered_json(*m.schema_version) : nlohmann::ordered_json();
     doc["pgward_version"] = m.pgward_version;
+    doc["archive_version"] = m.archive_version;
+    doc["compression"] = m.compression;
+    doc["large_objects"] =
+        m.large_objects ? nlohmann::ordered_json(*m.large_objects) : nlohmann::ordered_json();
     nlohmann::ordered_json tables = nlohmann::ordered_json::array();
     for (const TableEntry& t : m.tables) {
         nlohmann::ordered_json entry;
@@ -53,6 +57,11 @@ Manifest manifest_from_json(const nlohmann::json& doc, const std::string& source
             m.schema_version = doc.at("schema_version").get<std::string>();
         }
         m.pgward_version = doc.value("pgward_version", "");
+        m.archive_version = doc.value("archive_version", "");
+        m.compression = doc.value("compression", "");
+        if (doc.contains("large_objects") && !doc.at("large_objects").is_null()) {
+            m.large_objects = doc.at("large_objects").get<uint64_t>();
+        }
         for (const auto& t : doc.at("tables")) {
             TableEntry entry;
             entry.schema = t.at("schema").get<std::string>();

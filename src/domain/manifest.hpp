@@ -35,6 +35,9 @@ struct Manifest {
     std::string pg_dump_version;
     std::optional<std::string> schema_version;
     std::string pgward_version;
+    std::string archive_version;  // e.g. "1.14"
+    std::string compression;      // gzip, lz4, zstd, none
+    std::optional<uint64_t> large_objects;
     std::vector<TableEntry> tables;
 
     bool operator==(const Manifest&) const = default;

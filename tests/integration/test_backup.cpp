@@ -12,6 +12,7 @@
 #include "domain/naming.hpp"
 #include "harness/pg_cluster.hpp"
 #include "harness/runner.hpp"
+#include "pg/fingerprint.hpp"
 #include "util/sha256.hpp"
 
 namespace pgward::test {
@@ -130,6 +131,17 @@ TEST_F(BackupTest, WritesDumpAndManifestAtomicallyWithRowCounts) {
     EXPECT_EQ(rows["Other Schema.Mixed \"Q\" Table"], 2u);
     EXPECT_EQ(rows["public.empty_table"], 0u);
     EXPECT_EQ(rows.size(), 5u);
+    // fp1 of every table, from the archive, equals the live table's.
+    EXPECT_EQ(m["archive_version"], "1.14");
+    EXPECT_EQ(m["compression"], "gzip");
+    EXPECT_EQ(m["large_objects"], 0);
+    pg::Connection live = PgCluster::instance().connect("app");
+    pg::set_dump_session_settings(live);
+    for (const auto& t : m["tables"]) {
+        ASSERT_TRUE(t["fingerprint"].is_string()) << t.dump();
+        EXPECT_EQ(t["fingerprint"], pg::fingerprint_table(live, t["schema"], t["name"]).to_string())
+            << t.dump();
+    }
 
     // The archive restores: pg_restore lists it.
     CapturedRun list = run_captured(Command{

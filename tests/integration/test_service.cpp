@@ -89,7 +89,8 @@ class Receiver {
 // comments, then samples `name{label="value",...} number`.
 std::vector<std::string> prometheus_format_problems(const std::string& body) {
     static const std::regex help(R"(# HELP [a-zA-Z_:][a-zA-Z0-9_:]* .*)");
-    static const std::regex type(R"(# TYPE [a-zA-Z_:][a-zA-Z0-9_:]* (counter|gauge|histogram|summary|untyped))");
+    static const std::regex type(
+        R"(# TYPE [a-zA-Z_:][a-zA-Z0-9_:]* (counter|gauge|histogram|summary|untyped))");
     static const std::regex sample(
         R"re([a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*"(,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*")*\})? (-?[0-9.]+(e[+-]?[0-9]+)?|NaN|[+-]Inf))re");
     std::vector<std::string> problems;
@@ -282,9 +283,10 @@ TEST_F(ServiceTest, ServerDownIsCountedAlertedAndRecovers) {
     EXPECT_EQ(metrics->get_header_value("Content-Type"), "text/plain; version=0.0.4");
     EXPECT_TRUE(prometheus_format_problems(metrics->body).empty())
         << testing::PrintToString(prometheus_format_problems(metrics->body));
-    for (const char* name : {"pgward_last_success_timestamp_seconds", "pgward_last_backup_duration_seconds",
-                             "pgward_last_backup_size_bytes", "pgward_backups_retained",
-                             "pgward_backups_total", "pgward_backup_running"}) {
+    for (const char* name :
+         {"pgward_last_success_timestamp_seconds", "pgward_last_backup_duration_seconds",
+          "pgward_last_backup_size_bytes", "pgward_backups_retained", "pgward_backups_total",
+          "pgward_backup_running"}) {
         EXPECT_TRUE(contains(metrics->body, std::string("# TYPE ") + name)) << name;
     }
     EXPECT_TRUE(contains(metrics->body, "pgward_healthy{database=\"svc\"} 0")) << metrics->body;

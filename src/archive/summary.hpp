@@ -1,0 +1,57 @@
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "archive/fingerprint.hpp"
+#include "archive/reader.hpp"
+
+namespace pgward::archive {
+
+struct TableSummary {
+    std::string schema;
+    std::string name;
+    uint64_t rows = 0;
+    std::string fingerprint;  // fp1
+};
+
+struct ArchiveSummary {
+    Header header;
+    std::vector<TableSummary> tables;  // in archive order
+    uint64_t large_objects = 0;
+    uint64_t large_object_bytes = 0;
+
+    const TableSummary* find(const std::string& schema, const std::string& name) const;
+};
+
+// Reads a whole archive and sums up every table's rows and fp1; a table
+// whose data stops mid-row is damage like any other.
+ArchiveSummary summarize(ByteSource& source);
+ArchiveSummary summarize_file(const std::filesystem::path& path);
+
+// A ByteSource fed by another thread (the backup's pump), bounded so memory
+// stays flat: push() waits while `capacity` chunks are queued.
+class QueueSource : public ByteSource {
+  public:
+    explicit QueueSource(size_t capacity = 32) : capacity_(capacity) {}
+    void push(const char* data, size_t size);
+    void close();  // the end of the stream
+    void abort();  // the producer failed: read() reports a truncated stream
+    size_t read(char* buffer, size_t size) override;
+
+  private:
+    std::mutex mutex_;
+    std::condition_variable changed_;
+    std::deque<std::string> chunks_;
+    size_t front_pos_ = 0;
+    size_t capacity_;
+    bool closed_ = false;
+    bool aborted_ = false;
+};
+
+}  // namespace pgward::archive
