@@ -91,6 +91,8 @@ class VerifyCommand : public Command {
                      "backup directory (default /backups)");
         options_.add(app, "dbname", "-d,--dbname", "", "with latest/all: only this database");
         options_.add(app, "pg_bin", "--pg-bin", "PGWARD_PG_BIN", "directory of pg_restore");
+        app.add_flag("--deep", deep_,
+                     "also read every data block: each table's rows and fp1 against the manifest");
     }
 
     int run() override {
@@ -113,7 +115,27 @@ class VerifyCommand : public Command {
         }
         size_t bad = 0;
         for (const auto& file : files) {
-            VerifyReport report = verify_archive(file, pg_restore, false);
+            VerifyReport report = verify_archive(file, pg_restore, deep_);
+            if (deep_) {
+                DeepReport d = deep_verify(file, report.checksum.manifest);
+                if (!report.ok || !d.ok) {
+                    ++bad;
+                    std::string problems = report.problem;
+                    for (const std::string& p : d.problems) {
+                        problems += (problems.empty() ? "" : "; ") + p;
+                    }
+                    fmt::print("FAIL {}: {}\n", file.filename().string(), problems);
+                } else {
+                    fmt::print(
+                        "ok   {} ({}; read {} tables, {} rows, {} large objects{})\n",
+                        file.filename().string(),
+                        report.checksum.manifest ? "sha256 matches the manifest" : "no manifest",
+                        d.tables, d.rows, d.large_objects,
+                        report.checksum.manifest ? "; every table's rows and fp1 equal the manifest"
+                                                 : "; nothing to compare them with");
+                }
+                continue;
+            }
             if (report.ok) {
                 fmt::print(
                     "ok   {} (sha256 matches the manifest, archive {}, pg_restore --list reads "
@@ -134,6 +156,7 @@ class VerifyCommand : public Command {
   private:
     OptionTable options_;
     std::string backup_;
+    bool deep_ = false;
 };
 
 }  // namespace

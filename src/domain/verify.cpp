@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "archive/summary.hpp"
 #include "domain/repository.hpp"
 #include "util/error.hpp"
 #include "util/process.hpp"
@@ -115,6 +116,51 @@ VerifyReport verify_archive(const std::filesystem::path& file, const pg::Tool& p
         return report;
     }
     report.ok = true;
+    return report;
+}
+
+DeepReport deep_verify(const std::filesystem::path& file, const std::optional<Manifest>& manifest) {
+    DeepReport report;
+    archive::ArchiveSummary summary;
+    try {
+        summary = archive::summarize_file(file);
+    } catch (const Error& e) {
+        report.problems.push_back(e.what());
+        return report;
+    }
+    report.tables = summary.tables.size();
+    report.large_objects = summary.large_objects;
+    for (const archive::TableSummary& t : summary.tables) {
+        report.rows += t.rows;
+    }
+    if (manifest) {
+        for (const TableEntry& m : manifest->tables) {
+            const archive::TableSummary* a = summary.find(m.schema, m.name);
+            std::string name = m.schema + "." + m.name;
+            if (a == nullptr) {
+                report.problems.push_back("table " + name +
+                                          " is in the manifest but not in the archive");
+                continue;
+            }
+            if (m.rows && *m.rows != a->rows) {
+                report.problems.push_back(
+                    fmt::format("table {}: {} rows in the archive, {} in the manifest", name,
+                                a->rows, *m.rows));
+            }
+            if (m.fingerprint && *m.fingerprint != a->fingerprint) {
+                report.problems.push_back(
+                    fmt::format("table {}: content fingerprint {} differs from the "
+                                "manifest's {}",
+                                name, a->fingerprint, *m.fingerprint));
+            }
+        }
+        if (manifest->large_objects && *manifest->large_objects != summary.large_objects) {
+            report.problems.push_back(
+                fmt::format("{} large objects in the archive, {} in the manifest",
+                            summary.large_objects, *manifest->large_objects));
+        }
+    }
+    report.ok = report.problems.empty();
     return report;
 }
 

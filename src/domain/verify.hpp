@@ -3,6 +3,9 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
+
+#include "domain/manifest.hpp"
 
 #include "domain/inspect.hpp"
 #include "pg/tools.hpp"
@@ -40,6 +43,17 @@ struct VerifyReport {
 // manifest fails unless `allow_missing_manifest`.
 VerifyReport verify_archive(const std::filesystem::path& file, const pg::Tool& pg_restore,
                             bool allow_missing_manifest);
+
+// A full read of the archive: every data block decompressed, every row
+// hashed; with a manifest, every table's rows and fp1 compared with it.
+struct DeepReport {
+    bool ok = false;
+    std::vector<std::string> problems;  // each names the table
+    size_t tables = 0;
+    uint64_t rows = 0;
+    uint64_t large_objects = 0;
+};
+DeepReport deep_verify(const std::filesystem::path& file, const std::optional<Manifest>& manifest);
 
 // FILE (a path, or a name in the backup directory) or "latest" (the newest
 // dump of `database`, or of the only database in the directory).
