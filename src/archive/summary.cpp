@@ -14,8 +14,16 @@ class Summarizer : public ArchiveVisitor {
   public:
     explicit Summarizer(ArchiveSummary& out) : out_(out) {}
 
-    void on_toc(const Header& header, const std::vector<TocEntry>&) override {
+    void on_toc(const Header& header, const std::vector<TocEntry>& toc) override {
         out_.header = header;
+        for (const TocEntry& e : toc) {
+            // "SET client_encoding = 'LATIN1';"
+            size_t open = e.defn.find('\'');
+            size_t close = open == std::string::npos ? open : e.defn.find('\'', open + 1);
+            if (e.desc == "ENCODING" && close != std::string::npos) {
+                out_.encoding = e.defn.substr(open + 1, close - open - 1);
+            }
+        }
     }
     void on_table_begin(const TocEntry&) override {
         fingerprint_ = TableFingerprint();

@@ -25,6 +25,7 @@ struct ArchiveSummary {
     std::vector<TableSummary> tables;  // in archive order
     uint64_t large_objects = 0;
     uint64_t large_object_bytes = 0;
+    std::string encoding;  // from the ENCODING entry, e.g. UTF8, LATIN1
 
     const TableSummary* find(const std::string& schema, const std::string& name) const;
 };

@@ -87,8 +87,8 @@ class SnapshotSession {
             try {
                 for (TableEntry& table : tables_) {
                     auto count = conn_.query_value(fmt::format(
-                        "SELECT pg_catalog.count(*) FROM {}.{}", pg::quote_identifier(table.schema),
-                        pg::quote_identifier(table.name)));
+                        "SELECT pg_catalog.count(*) FROM ONLY {}.{}",
+                        pg::quote_identifier(table.schema), pg::quote_identifier(table.name)));
                     table.rows = std::stoull(count.value_or("0"));
                 }
             } catch (...) {

@@ -9,11 +9,13 @@
 
 #include <fmt/format.h>
 
+#include "archive/summary.hpp"
 #include "domain/backup_job.hpp"
 #include "domain/manifest.hpp"
 #include "domain/migrations.hpp"
 #include "domain/restore_job.hpp"
 #include "domain/verify.hpp"
+#include "pg/fingerprint.hpp"
 #include "pg/sandbox.hpp"
 #include "util/error.hpp"
 #include "util/files.hpp"
@@ -191,35 +193,74 @@ struct Comparison {
     std::vector<json> tables;
 };
 
+using Fingerprints = std::map<std::string, std::string>;
+
+// fp1 of every table of a live database (pg_dump's session settings).
+Fingerprints live_fingerprints(pg::Connection& conn, const std::vector<TableCount>& tables) {
+    pg::set_dump_session_settings(conn);
+    Fingerprints out;
+    for (const TableCount& t : tables) {
+        out[table_key(t.schema, t.name)] =
+            pg::fingerprint_table(conn, t.schema, t.name).to_string();
+    }
+    return out;
+}
+
+Fingerprints archive_fingerprints(const archive::ArchiveSummary& summary) {
+    Fingerprints out;
+    for (const archive::TableSummary& t : summary.tables) {
+        out[table_key(t.schema, t.name)] = t.fingerprint;
+    }
+    return out;
+}
+
+std::optional<std::string> lookup(const Fingerprints& fps, const std::string& key) {
+    auto it = fps.find(key);
+    return it == fps.end() ? std::nullopt : std::optional<std::string>(it->second);
+}
+
 // Every table's rows before (from the dump's manifest) and after (counted in
-// the restored database), with a check per mismatch.
+// the restored database), and its fp1 before, in the archive and after, with
+// a check for each kind of mismatch.
 Comparison compare_tables(Drill& drill, const Manifest& manifest,
-                          const std::vector<TableCount>& after) {
+                          const std::vector<TableCount>& after, const Fingerprints& fp_before,
+                          const Fingerprints& fp_archive, const Fingerprints& fp_after) {
     std::map<std::string, uint64_t> after_rows;
     for (const TableCount& t : after) {
         after_rows[table_key(t.schema, t.name)] = t.rows;
     }
     Comparison out;
     std::vector<std::string> mismatched;
+    std::vector<std::string> fp_mismatched;
     std::map<std::string, bool> seen;
     for (const TableEntry& t : manifest.tables) {
         std::string key = table_key(t.schema, t.name);
         seen[key] = true;
         auto rows_after = rows_of(after_rows, key);
-        bool match = t.rows && rows_after && *t.rows == *rows_after;
-        if (!match) {
+        bool rows_match = t.rows && rows_after && *t.rows == *rows_after;
+        if (!rows_match) {
             mismatched.push_back(fmt::format("{} ({} before, {} after)", key,
                                              t.rows ? std::to_string(*t.rows) : "?",
                                              rows_after ? std::to_string(*rows_after) : "missing"));
+        }
+        auto before = lookup(fp_before, key);
+        auto in_archive = lookup(fp_archive, key);
+        auto restored = lookup(fp_after, key);
+        bool fp_match =
+            before && in_archive && restored && *before == *in_archive && *in_archive == *restored;
+        if (!fp_match) {
+            fp_mismatched.push_back(
+                fmt::format("{} (before {}, archive {}, after {})", key, before.value_or("none"),
+                            in_archive.value_or("none"), restored.value_or("none")));
         }
         out.tables.push_back({{"schema", t.schema},
                               {"name", t.name},
                               {"rows_before", optional_json(t.rows)},
                               {"rows_after", optional_json(rows_after)},
-                              {"fingerprint_before", optional_json(t.fingerprint)},
-                              {"fingerprint_archive", json()},
-                              {"fingerprint_after", json()},
-                              {"match", match}});
+                              {"fingerprint_before", optional_json(before)},
+                              {"fingerprint_archive", optional_json(in_archive)},
+                              {"fingerprint_after", optional_json(restored)},
+                              {"match", rows_match && fp_match}});
     }
     for (const TableCount& t : after) {
         if (!seen.count(table_key(t.schema, t.name))) {
@@ -230,6 +271,14 @@ Comparison compare_tables(Drill& drill, const Manifest& manifest,
     for (const std::string& m : mismatched) {
         detail += (detail.empty() ? "" : "; ") + m;
     }
+    std::string fp_detail;
+    for (const std::string& m : fp_mismatched) {
+        fp_detail += (fp_detail.empty() ? "" : "; ") + m;
+    }
+    drill.check({"table_fingerprints_match", fp_mismatched.empty(),
+                 "every table's fp1 equal before, in the archive and after",
+                 fp_mismatched.empty() ? fmt::format("{} tables match", manifest.tables.size())
+                                       : "mismatch: " + fp_detail});
     drill.check({"table_row_counts_match", mismatched.empty(),
                  fmt::format("{} tables with the same row counts", manifest.tables.size()),
                  mismatched.empty() ? fmt::format("{} tables match", manifest.tables.size())
@@ -267,6 +316,7 @@ DrillOutcome run_migration_drill(const DrillRequest& request) {
     std::optional<uint64_t> users_after, updates_after;
     std::vector<json> tables;
     std::filesystem::path dump_path;
+    Fingerprints fp_before, fp_archive;
 
     drill.step("recreate_drill_db", [&] { recreate_database(request.server, request.drill_db); });
     drill.step("migrate", [&] {
@@ -304,6 +354,10 @@ DrillOutcome run_migration_drill(const DrillRequest& request) {
         BackupResult result = run_backup_job(backup);
         dump_path = result.dump_path;
         manifest = result.manifest;
+        // The drill database is unchanged since the dump's snapshot.
+        pg::Connection conn = pg::Connection::open(drill_options, "pgward drill");
+        fp_before = live_fingerprints(conn, count_tables(conn));
+        fp_archive = archive_fingerprints(archive::summarize_file(dump_path));
     });
     drill.step("simulate_loss", [&] { recreate_database(request.server, request.drill_db); });
     drill.step("restore", [&] {
@@ -350,7 +404,9 @@ DrillOutcome run_migration_drill(const DrillRequest& request) {
             drill.check({"seeded_update_id_present", present, *seeded_update,
                          present ? *seeded_update : "absent"});
         }
-        tables = compare_tables(drill, *manifest, smoke.tables).tables;
+        tables = compare_tables(drill, *manifest, smoke.tables, fp_before, fp_archive,
+                                live_fingerprints(conn, smoke.tables))
+                     .tables;
         add_smoke_checks(drill, smoke);
     });
     if (!request.keep_drill_db) {
@@ -395,6 +451,8 @@ DrillOutcome run_backup_drill(const DrillRequest& request) {
     std::string target_version;
     std::optional<pg::Tool> pg_restore;
     const std::filesystem::path& archive = *request.backup;
+    Fingerprints fp_before, fp_archive;
+    archive::ArchiveSummary summary;
 
     drill.step("verify_archive", [&] {
         pg_restore = pg::ToolFinder(request.pg_bin).find("pg_restore");
@@ -403,6 +461,13 @@ DrillOutcome run_backup_drill(const DrillRequest& request) {
             throw failure(verify.problem);
         }
         manifest = verify.checksum.manifest;
+        for (const TableEntry& t : manifest->tables) {
+            if (t.fingerprint) {
+                fp_before[table_key(t.schema, t.name)] = *t.fingerprint;
+            }
+        }
+        summary = archive::summarize_file(archive);
+        fp_archive = archive_fingerprints(summary);
     });
     drill.step("create_target", [&] {
         if (request.sandbox) {
@@ -413,8 +478,13 @@ DrillOutcome run_backup_drill(const DrillRequest& request) {
             target = sandbox->options(request.drill_db);
             pg::Connection admin =
                 pg::Connection::open(sandbox->options("postgres"), "pgward drill");
+            // The archive's encoding, so restored text keeps its bytes (and fp1).
+            const std::string& encoding = summary.encoding;
             admin.exec("CREATE DATABASE " + pg::quote_identifier(request.drill_db) +
-                       " TEMPLATE template0");
+                       " TEMPLATE template0" +
+                       (encoding.empty() ? std::string()
+                                         : " ENCODING " + pg::quote_conninfo_value(encoding) +
+                                               " LC_COLLATE 'C' LC_CTYPE 'C'"));
             log::info("sandbox cluster started",
                       {{"dir", sandbox->root().string()}, {"version", sandbox->version().text()}});
         } else {
@@ -449,7 +519,9 @@ DrillOutcome run_backup_drill(const DrillRequest& request) {
         }
         users_after = rows_of(after, "public.users");
         updates_after = rows_of(after, "public.processed_updates");
-        tables = compare_tables(drill, *manifest, smoke.tables).tables;
+        tables = compare_tables(drill, *manifest, smoke.tables, fp_before, fp_archive,
+                                live_fingerprints(conn, smoke.tables))
+                     .tables;
         add_smoke_checks(drill, smoke);
     });
     if (sandbox) {

@@ -79,7 +79,7 @@ std::vector<TableCount> count_tables(pg::Connection& conn) {
     for (int i = 0; i < tables.rows(); ++i) {
         TableCount t{tables.get(i, 0), tables.get(i, 1), 0};
         t.rows = std::stoull(
-            conn.query_value("SELECT pg_catalog.count(*) FROM " + qualified(t.schema, t.name))
+            conn.query_value("SELECT pg_catalog.count(*) FROM ONLY " + qualified(t.schema, t.name))
                 .value_or("0"));
         out.push_back(std::move(t));
     }
