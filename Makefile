@@ -7,7 +7,10 @@ ifneq ($(CI),)
 CMAKE_FLAGS += -DPGWARD_WERROR=ON
 endif
 
-.PHONY: all deps configure build build-asan test test-release test-asan unit integration demo clean format
+FUZZ_DIR ?= $(BUILD_DIR)-fuzz
+FUZZ_SECONDS ?= 300
+
+.PHONY: all deps configure build build-asan build-fuzz fuzz fuzz-smoke test test-release test-asan unit integration demo clean format
 
 all: build
 
@@ -33,7 +36,21 @@ test-release: build
 test-asan: build-asan
 	ctest --test-dir $(ASAN_DIR) --output-on-failure
 
-test: test-release test-asan
+# The archive reader under libFuzzer (clang), seeded with small real archives
+# and the shared fixtures; `make fuzz` runs FUZZ_SECONDS, `make test` a short run.
+build-fuzz: deps
+	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPGWARD_FUZZ=ON -DPGWARD_BUILD_TESTS=OFF >/dev/null
+	cmake --build $(FUZZ_DIR) -j $(JOBS) --target fuzz_archive
+
+fuzz: build-fuzz
+	mkdir -p $(FUZZ_DIR)/corpus
+	$(FUZZ_DIR)/fuzz_archive -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=1024 -timeout=10 \
+	  $(FUZZ_DIR)/corpus tests/fuzz/corpus $(wildcard ../shared/fixtures/archives)
+
+fuzz-smoke:
+	$(MAKE) fuzz FUZZ_SECONDS=30
+
+test: test-release test-asan fuzz-smoke
 
 unit: build
 	$(BUILD_DIR)/tests/pgward_unit_tests
@@ -48,4 +65,4 @@ format:
 	clang-format -i $$(git ls-files '*.cpp' '*.hpp')
 
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(FUZZ_DIR)

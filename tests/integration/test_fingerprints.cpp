@@ -2,8 +2,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "archive/summary.hpp"
+#include "domain/smoke.hpp"
 #include "harness/pg_cluster.hpp"
 #include "harness/runner.hpp"
+#include "pg/fingerprint.hpp"
 
 namespace pgward::test {
 namespace {
@@ -119,6 +122,49 @@ TEST_F(FingerprintTest, EveryKindOfDataSurvivesSourceArchiveAndRestore) {
         EXPECT_TRUE(tables.count(name)) << name;
     }
     EXPECT_EQ(manifest["large_objects"], 1);
+}
+
+TEST_F(FingerprintTest, ArchivesMadeWithZ0AndZ9ToAFileAndToAPipeMatchTheLiveTables) {
+    PgCluster& c = PgCluster::instance();
+    c.create_database("zlevels");
+    c.exec("zlevels", kAwkwardSchema);
+    pg::Connection live = c.connect("zlevels");
+    pg::set_dump_session_settings(live);
+    std::map<std::string, std::string> expected;
+    for (const TableCount& t : count_tables(live)) {
+        expected[t.schema + "." + t.name] =
+            pg::fingerprint_table(live, t.schema, t.name).to_string();
+    }
+    std::string pg_dump = (c.bin_dir() / "pg_dump").string();
+    Env env = {{"PGPASSWORD", c.password()}, {"PGTZ", "UTC"}};
+    std::vector<std::string> conn = {"-h", "127.0.0.1",   "-p", std::to_string(c.port()),
+                                     "-U", c.superuser(), "-d", "zlevels",
+                                     "-Fc"};
+    for (const char* level : {"-Z0", "-Z9"}) {
+        for (bool pipe : {false, true}) {
+            SCOPED_TRACE(std::string(level) + (pipe ? " pipe" : " file"));
+            fs::path out = dir_ / (std::string("z") + level + (pipe ? "_pipe" : "_file") + ".dump");
+            std::vector<std::string> argv = {pg_dump};
+            argv.insert(argv.end(), conn.begin(), conn.end());
+            argv.push_back(level);
+            if (!pipe) {
+                argv.push_back("-f");
+                argv.push_back(out.string());
+            }
+            CapturedRun run = run_captured(Command{argv, env, {}});
+            ASSERT_TRUE(run.status.ok()) << run.err;
+            if (pipe) {
+                write_text(out, run.out, 0600);  // what pg_dump wrote to its stdout pipe
+            }
+            archive::ArchiveSummary summary = archive::summarize_file(out);
+            EXPECT_EQ(summary.large_objects, 1u);
+            ASSERT_EQ(summary.tables.size(), expected.size());
+            for (const auto& t : summary.tables) {
+                EXPECT_EQ(t.fingerprint, expected[t.schema + "." + t.name])
+                    << t.schema << "." << t.name;
+            }
+        }
+    }
 }
 
 TEST_F(FingerprintTest, ALatin1DatabaseKeepsItsBytes) {
