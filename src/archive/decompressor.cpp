@@ -1,5 +1,6 @@
 #include "archive/decompressor.hpp"
 
+#include <isa-l.h>
 #include <lz4frame.h>
 #include <zlib.h>
 #include <zstd.h>
@@ -69,6 +70,55 @@ class Zlib : public Decompressor {
 
   private:
     z_stream stream_{};
+    std::array<char, kOut> out_{};
+    bool ended_ = false;
+};
+
+// The same zlib streams through ISA-L's inflate, which decodes deflate
+// several times faster than zlib on x86 (measured by bench/bench_proof.sh).
+// It checks the zlib header and the Adler-32 like zlib does.
+class IsalZlib : public Decompressor {
+  public:
+    IsalZlib() : state_(std::make_unique<inflate_state>()) {
+        isal_inflate_init(state_.get());
+        state_->crc_flag = IGZIP_ZLIB;
+    }
+
+    std::string feed(const char* data, size_t size, const Sink& sink) override {
+        if (ended_ && size > 0) {
+            return "data after the end of the zlib stream";
+        }
+        state_->next_in = reinterpret_cast<uint8_t*>(const_cast<char*>(data));
+        state_->avail_in = static_cast<uint32_t>(size);
+        bool full = false;
+        while ((state_->avail_in > 0 || full) && !ended_) {
+            state_->next_out = reinterpret_cast<uint8_t*>(out_.data());
+            state_->avail_out = static_cast<uint32_t>(out_.size());
+            int rc = isal_inflate(state_.get());
+            size_t produced = out_.size() - state_->avail_out;
+            if (produced > 0) {
+                sink(out_.data(), produced);
+            }
+            if (rc < 0) {
+                return fmt::format("deflate stream error {} (ISA-L)", rc);
+            }
+            full = state_->avail_out == 0;
+            ended_ = state_->block_state == ISAL_BLOCK_FINISH;
+            if (produced == 0 && state_->avail_in == 0) {
+                break;
+            }
+        }
+        if (ended_ && state_->avail_in > 0) {
+            return "data after the end of the zlib stream";
+        }
+        return {};
+    }
+    std::string finish() override {
+        return ended_ ? std::string() : "the zlib stream ends early (truncated)";
+    }
+
+  private:
+    std::unique_ptr<inflate_state> state_;
     std::array<char, kOut> out_{};
     bool ended_ = false;
 };
@@ -160,13 +210,28 @@ class Zstd : public Decompressor {
     bool ended_ = false;
 };
 
+GzipEngine& engine() {
+    static GzipEngine value = GzipEngine::Isal;
+    return value;
+}
+
 }  // namespace
+
+GzipEngine gzip_engine() {
+    return engine();
+}
+void set_gzip_engine(GzipEngine e) {
+    engine() = e;
+}
 
 std::unique_ptr<Decompressor> Decompressor::create(Compression compression) {
     switch (compression) {
         case Compression::None:
             return std::make_unique<Plain>();
         case Compression::Gzip:
+            if (gzip_engine() == GzipEngine::Isal) {
+                return std::make_unique<IsalZlib>();
+            }
             return std::make_unique<Zlib>();
         case Compression::Lz4:
             return std::make_unique<Lz4>();

@@ -119,6 +119,26 @@ VerifyReport verify_archive(const std::filesystem::path& file, const pg::Tool& p
     return report;
 }
 
+std::optional<Manifest> manifest_beside(const std::filesystem::path& dump) {
+    auto parsed = parse_backup_file_name(dump.filename().string());
+    if (!parsed || parsed->role != FileRole::Dump || parsed->temporary) {
+        return std::nullopt;
+    }
+    std::filesystem::path path = dump.parent_path() / parsed->id.manifest_file();
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec)) {
+        return std::nullopt;
+    }
+    try {
+        Manifest m = read_manifest(path);
+        if (m.file == dump.filename().string()) {
+            return m;
+        }
+    } catch (const Error&) {
+    }
+    return std::nullopt;
+}
+
 DeepReport deep_verify(const std::filesystem::path& file, const std::optional<Manifest>& manifest) {
     DeepReport report;
     archive::ArchiveSummary summary;

@@ -53,6 +53,9 @@ struct DeepReport {
     uint64_t rows = 0;
     uint64_t large_objects = 0;
 };
+// The manifest beside a dump (<stem>.json), if there is a readable one.
+std::optional<Manifest> manifest_beside(const std::filesystem::path& dump);
+
 DeepReport deep_verify(const std::filesystem::path& file, const std::optional<Manifest>& manifest);
 
 // FILE (a path, or a name in the backup directory) or "latest" (the newest

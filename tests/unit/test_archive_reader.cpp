@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "archive/decompressor.hpp"
 #include "archive/fingerprint.hpp"
 #include "archive/reader.hpp"
 #include "util/error.hpp"
@@ -171,6 +172,28 @@ TEST(ArchiveFixtures, ChunkSizeDoesNotMatter) {
             }
             EXPECT_EQ(c.large_object_bytes, whole.large_object_bytes);
         }
+    }
+}
+
+TEST(ArchiveFixtures, IsalAndZlibInflateAgree) {
+    for (const char* name : {"pg15_gzip.dump", "pg17_gzip_pipe.dump", "pg18_gzip.dump"}) {
+        std::string data = slurp(kFixtures / name);
+        set_gzip_engine(GzipEngine::Zlib);
+        Collector zlib = read_all(data, 4096);
+        set_gzip_engine(GzipEngine::Isal);
+        Collector isal = read_all(data, 4096);
+        ASSERT_EQ(zlib.tables.size(), isal.tables.size()) << name;
+        for (const auto& [key, r] : zlib.tables) {
+            EXPECT_EQ(isal.tables[key].fp, r.fp) << name << " " << key;
+        }
+        EXPECT_EQ(zlib.large_object_bytes, isal.large_object_bytes);
+        // A flipped byte is an error for both.
+        std::string damaged = data;
+        damaged[data.size() / 2] = static_cast<char>(damaged[data.size() / 2] ^ 0x10);
+        set_gzip_engine(GzipEngine::Zlib);
+        EXPECT_THROW(read_all(damaged, damaged.size()), Error);
+        set_gzip_engine(GzipEngine::Isal);
+        EXPECT_THROW(read_all(damaged, damaged.size()), Error);
     }
 }
 

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The proof-of-content speed figures, as ratios against baselines run in the
+# same invocation (interleaved, BENCH_RUNS times each, medians):
+#   1. pgward backup (manifest, row counts, fp1, verify-before-rename) vs pg_dump -Fc -f
+#   2. pgward verify --deep vs pg_restore -f /dev/null, and the inflate limit
+#      (every data block decompressed and discarded, nothing else)
+#   3. fp1 of a live table vs psql -c "copy t to stdout" | sha256sum
+# Data: pgbench -i -s BENCH_SCALE (default 30) plus BENCH_TEXT_ROWS (default 2M)
+# rows of random text, floats and timestamps (pgbench's tables compress 50:1
+# and would hide the inflate cost).
+# Usage: bench/bench_proof.sh [BUILD_DIR]
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+build=$(realpath "${1:-$repo/build}")
+pgward=$build/pgward
+tools=$build/bench/bench_tools
+scale=${BENCH_SCALE:-30}
+text_rows=${BENCH_TEXT_ROWS:-2000000}
+runs=${BENCH_RUNS:-3}
+source "$repo/scripts/lib/throwaway-pg.sh"
+TPG_SERVER_OPTIONS="-c shared_buffers=256MB -c max_wal_size=4GB" throwaway_pg_start
+work=$TPG_DIR/work
+mkdir -p "$work"
+export POSTGRES_DB=bench POSTGRES_BACKUP_DIR=$work/backups PGPASSWORD=$TPG_PASSWORD
+
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $("$TPG_BIN/postgres" --version)"
+echo "data: pgbench scale $scale + $text_rows rows of random text (creating...)"
+tpsql postgres -c 'CREATE DATABASE bench'
+"$TPG_BIN/pgbench" -q -i -s "$scale" -h "$TPG_DIR/sock" -U postgres bench >/dev/null 2>&1
+tpsql bench -c "CREATE TABLE random_text AS SELECT g AS id, md5(random()::text) || md5(random()::text) AS a,
+  md5(random()::text) AS b, random() * 1e6 AS f, now() - random() * interval '1000 days' AS ts
+  FROM generate_series(1, $text_rows) g"
+tpsql bench -c 'VACUUM ANALYZE' >/dev/null
+echo "data: $(tpsql bench -Atc "SELECT pg_size_pretty(pg_database_size('bench'))")"
+
+seconds() { local s=$(date +%s.%N); "$@" >/dev/null 2>&1; awk -v a="$s" -v b="$(date +%s.%N)" 'BEGIN {printf "%.3f", b - a}'; }
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+conn="host=$TPG_DIR/sock user=postgres dbname=bench"
+
+declare -a backup dump deep restore inflate zinflate fp copy
+for ((i = 0; i < runs; i++)); do
+  rm -rf "$work/backups" "$work/plain.dump"
+  backup+=("$(seconds "$pgward" backup)")
+  dump+=("$(seconds pg_dump -Fc -d "$conn" -f "$work/plain.dump")")
+done
+archive=$(ls "$work"/backups/*.dump | head -n 1)
+for ((i = 0; i < runs; i++)); do
+  deep+=("$(seconds "$pgward" verify --deep "$archive")")
+  restore+=("$(seconds pg_restore -f /dev/null "$archive")")
+  inflate+=("$(seconds "$tools" inflate "$archive")")
+  zinflate+=("$(seconds "$tools" inflate-zlib "$archive")")
+  fp+=("$(seconds "$tools" fingerprint "$conn" public random_text)")
+  copy+=("$(seconds bash -c "psql -X -d '$conn' -c 'copy random_text to stdout' | sha256sum")")
+done
+"$pgward" verify --deep "$archive" | sed 's/^/verify: /'
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
+mb=$(stat -c %s "$archive")
+b=$(median "${backup[@]}") d=$(median "${dump[@]}") v=$(median "${deep[@]}") r=$(median "${restore[@]}")
+f=$(median "${inflate[@]}") z=$(median "${zinflate[@]}") p=$(median "${fp[@]}") c=$(median "${copy[@]}")
+printf '\n| pair (median of %d) | pgward | baseline | ratio | goal |\n|---|---|---|---|---|\n' "$runs"
+printf '| backup vs pg_dump -Fc -f | %.2f s | %.2f s | %s | <= 1.25 |\n' "$b" "$d" "$(ratio "$b" "$d")"
+printf '| verify --deep vs pg_restore -f /dev/null | %.2f s | %.2f s | %s | <= 0.50 |\n' "$v" "$r" "$(ratio "$v" "$r")"
+printf '| verify --deep vs the inflate limit | %.2f s | %.2f s | %s (verify runs at %s%% of it) | |\n' \
+  "$v" "$f" "$(ratio "$v" "$f")" "$(awk -v a="$f" -v b="$v" 'BEGIN {printf "%.0f", 100 * a / b}')"
+printf '| inflate limit: ISA-L vs zlib | %.2f s | %.2f s | %s | kept if < 1 |\n' "$f" "$z" "$(ratio "$f" "$z")"
+printf '| fp1 of random_text vs psql copy | sha256sum | %.2f s | %.2f s | %s | |\n' "$p" "$c" "$(ratio "$p" "$c")"
+printf '\narchive: %s bytes (gzip, pg_dump %s)\n' "$mb" "$(pg_dump --version | awk '{print $3}')"
