@@ -37,6 +37,41 @@ class Reader {
         read_blocks();
     }
 
+    ArchiveIndex index() {
+        read_header();
+        read_toc();
+        return ArchiveIndex{header_, toc_};
+    }
+
+    void blocks_at(FileSource& file, const ArchiveIndex& index,
+                   const std::vector<const TocEntry*>& entries) {
+        header_ = index.header;
+        toc_ = index.toc;
+        for (size_t i = 0; i < toc_.size(); ++i) {
+            if (toc_[i].has_data()) {
+                by_id_.emplace(toc_[i].dump_id, i);
+            }
+        }
+        for (const TocEntry* e : entries) {
+            file.seek(e->data_offset);
+            pos_ = len_ = 0;
+            offset_ = e->data_offset;
+            where_ = fmt::format("in the block that the TOC places at byte {}", e->data_offset);
+            auto type = try_byte();
+            if (!type) {
+                damaged(fmt::format("the data block of {} is past the end of the file (truncated)",
+                                    display_name(*e)));
+            }
+            check_block_type(*type);
+            int64_t id = integer("a block's dump id");
+            if (id != e->dump_id) {
+                damaged(fmt::format("the block at the offset of {} belongs to dump id {}",
+                                    display_name(*e), id));
+            }
+            read_block(*type, id, e->data_offset);
+        }
+    }
+
   private:
     [[noreturn]] void damaged(const std::string& message) const {
         throw failure(fmt::format("archive damaged at byte {}{}: {}", offset_,
@@ -295,34 +330,10 @@ class Reader {
             if (!type) {
                 break;
             }
-            if (*type == kBlockBlob) {
-                damaged("an old-style single large-object block (archive versions before 1.12)");
-            }
-            if (*type != kBlockData && *type != kBlockBlobs) {
-                damaged(fmt::format("unknown block type {}", *type));
-            }
             where_ = fmt::format("in the block starting at byte {}", block_start);
+            check_block_type(*type);
             int64_t id = integer("a block's dump id");
-            const TocEntry& e = entry_for_block(id, *type);
-            where_ = fmt::format("in the data block (at byte {}) of {} {}", block_start,
-                                 *type == kBlockData ? "table" : "large objects", display_name(e));
-            if (*type == kBlockData) {
-                visitor_.on_table_begin(e);
-                stream(e, true);
-                visitor_.on_table_end(e);
-            } else {
-                for (;;) {
-                    int64_t oid = integer("a large object's oid");
-                    if (oid == 0) {
-                        break;
-                    }
-                    if (oid < 0 || oid > UINT32_MAX) {
-                        damaged(fmt::format("implausible large object oid {}", oid));
-                    }
-                    uint64_t size = stream(e, false);
-                    visitor_.on_large_object(e, static_cast<uint32_t>(oid), size);
-                }
-            }
+            read_block(*type, id, block_start);
         }
         where_ = "at the end of the file";
         for (const TocEntry& e : toc_) {
@@ -330,6 +341,38 @@ class Reader {
                 damaged(fmt::format("no data block for {} (the archive is truncated or damaged)",
                                     display_name(e)));
             }
+        }
+    }
+
+    void check_block_type(int type) {
+        if (type == kBlockBlob) {
+            damaged("an old-style single large-object block (archive versions before 1.12)");
+        }
+        if (type != kBlockData && type != kBlockBlobs) {
+            damaged(fmt::format("unknown block type {}", type));
+        }
+    }
+
+    void read_block(int type, int64_t id, uint64_t block_start) {
+        const TocEntry& e = entry_for_block(id, type);
+        where_ = fmt::format("in the data block (at byte {}) of {} {}", block_start,
+                             type == kBlockData ? "table" : "large objects", display_name(e));
+        if (type == kBlockData) {
+            visitor_.on_table_begin(e);
+            stream(e, true);
+            visitor_.on_table_end(e);
+            return;
+        }
+        for (;;) {
+            int64_t oid = integer("a large object's oid");
+            if (oid == 0) {
+                break;
+            }
+            if (oid < 0 || oid > UINT32_MAX) {
+                damaged(fmt::format("implausible large object oid {}", oid));
+            }
+            uint64_t size = stream(e, false);
+            visitor_.on_large_object(e, static_cast<uint32_t>(oid), size);
         }
     }
 
@@ -399,9 +442,34 @@ size_t FileSource::read(char* buffer, size_t size) {
     }
 }
 
-void read_archive(ByteSource& source, ArchiveVisitor& visitor) {
-    Reader(source, visitor).run();
+void FileSource::seek(uint64_t offset) {
+    if (::lseek(fd_, static_cast<off_t>(offset), SEEK_SET) < 0) {
+        throw os_error("cannot seek in", path_.string(), errno);
+    }
 }
+
+bool ArchiveIndex::has_offsets() const {
+    for (const TocEntry& e : toc) {
+        if (e.data_state == 1) {
+            return false;
+        }
+    }
+    return true;
+}
+
+ArchiveIndex read_index(const std::filesystem::path& path) {
+    FileSource source(path);
+    ArchiveVisitor none;
+    return Reader(source, none).index();
+}
+
+void read_blocks_at(const std::filesystem::path& path, const ArchiveIndex& index,
+                    const std::vector<const TocEntry*>& entries, ArchiveVisitor& visitor) {
+    FileSource source(path);
+    Reader(source, visitor).blocks_at(source, index, entries);
+}
+
+void read_archive(ByteSource& source, ArchiveVisitor& visitor) { Reader(source, visitor).run(); }
 
 void read_archive_file(const std::filesystem::path& path, ArchiveVisitor& visitor) {
     FileSource source(path);

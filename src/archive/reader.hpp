@@ -66,6 +66,7 @@ class FileSource : public ByteSource {
     FileSource(const FileSource&) = delete;
     FileSource& operator=(const FileSource&) = delete;
     size_t read(char* buffer, size_t size) override;
+    void seek(uint64_t offset);
 
   private:
     std::filesystem::path path_;
@@ -82,6 +83,22 @@ class ArchiveVisitor {
     virtual void on_table_end(const TocEntry&) {}
     virtual void on_large_object(const TocEntry&, uint32_t /*oid*/, uint64_t /*bytes*/) {}
 };
+
+// The header and TOC of an archive file, read without its data.
+struct ArchiveIndex {
+    Header header;
+    std::vector<TocEntry> toc;
+
+    // True when every entry with data records where its block starts (the
+    // archive was written to a seekable file), so blocks can be read apart.
+    bool has_offsets() const;
+};
+ArchiveIndex read_index(const std::filesystem::path& path);
+
+// Reads the data blocks of `entries` (from `index`, each with an offset),
+// each where its offset says; the visitor sees them in the given order.
+void read_blocks_at(const std::filesystem::path& path, const ArchiveIndex& index,
+                    const std::vector<const TocEntry*>& entries, ArchiveVisitor& visitor);
 
 // Reads the whole archive; throws on any damage or truncation.
 void read_archive(ByteSource& source, ArchiveVisitor& visitor);

@@ -1,7 +1,9 @@
 #include "archive/summary.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -10,20 +12,25 @@
 namespace pgward::archive {
 namespace {
 
+// The archive's encoding, from its ENCODING entry: "SET client_encoding = 'LATIN1';".
+std::string archive_encoding(const std::vector<TocEntry>& toc) {
+    for (const TocEntry& e : toc) {
+        size_t open = e.defn.find('\'');
+        size_t close = open == std::string::npos ? open : e.defn.find('\'', open + 1);
+        if (e.desc == "ENCODING" && close != std::string::npos) {
+            return e.defn.substr(open + 1, close - open - 1);
+        }
+    }
+    return {};
+}
+
 class Summarizer : public ArchiveVisitor {
   public:
     explicit Summarizer(ArchiveSummary& out) : out_(out) {}
 
     void on_toc(const Header& header, const std::vector<TocEntry>& toc) override {
         out_.header = header;
-        for (const TocEntry& e : toc) {
-            // "SET client_encoding = 'LATIN1';"
-            size_t open = e.defn.find('\'');
-            size_t close = open == std::string::npos ? open : e.defn.find('\'', open + 1);
-            if (e.desc == "ENCODING" && close != std::string::npos) {
-                out_.encoding = e.defn.substr(open + 1, close - open - 1);
-            }
-        }
+        out_.encoding = archive_encoding(toc);
     }
     void on_table_begin(const TocEntry&) override {
         fingerprint_ = TableFingerprint();
@@ -74,6 +81,79 @@ ArchiveSummary summarize(ByteSource& source) {
 ArchiveSummary summarize_file(const std::filesystem::path& path) {
     FileSource source(path);
     return summarize(source);
+}
+
+ArchiveSummary summarize_file_parallel(const std::filesystem::path& path, unsigned threads) {
+    ArchiveIndex index = read_index(path);
+    if (threads < 2 || !index.has_offsets()) {
+        return summarize_file(path);
+    }
+    std::vector<const TocEntry*> blocks;
+    for (const TocEntry& e : index.toc) {
+        if (e.has_data()) {
+            blocks.push_back(&e);
+        }
+    }
+    std::sort(blocks.begin(), blocks.end(),
+              [](const TocEntry* a, const TocEntry* b) { return a->data_offset < b->data_offset; });
+    // Each block's size is the distance to the next; the biggest go first to
+    // the least loaded reader.
+    uint64_t file_size = std::filesystem::file_size(path);
+    std::vector<std::pair<uint64_t, const TocEntry*>> sized;
+    for (size_t i = 0; i < blocks.size(); ++i) {
+        uint64_t end = i + 1 < blocks.size() ? blocks[i + 1]->data_offset : file_size;
+        sized.emplace_back(end > blocks[i]->data_offset ? end - blocks[i]->data_offset : 0,
+                           blocks[i]);
+    }
+    std::sort(sized.begin(), sized.end(),
+              [](const auto& a, const auto& b) { return a.first > b.first; });
+    std::vector<std::vector<const TocEntry*>> groups(threads);
+    std::vector<uint64_t> load(threads, 0);
+    for (const auto& [size, entry] : sized) {
+        size_t least =
+            static_cast<size_t>(std::min_element(load.begin(), load.end()) - load.begin());
+        groups[least].push_back(entry);
+        load[least] += size;
+    }
+    std::vector<ArchiveSummary> parts(threads);
+    std::vector<std::exception_ptr> errors(threads);
+    std::vector<std::thread> workers;
+    for (unsigned t = 0; t < threads; ++t) {
+        std::sort(groups[t].begin(), groups[t].end(), [](const TocEntry* a, const TocEntry* b) {
+            return a->data_offset < b->data_offset;
+        });
+        workers.emplace_back([&, t] {
+            try {
+                Summarizer visitor(parts[t]);
+                read_blocks_at(path, index, groups[t], visitor);
+            } catch (...) {
+                errors[t] = std::current_exception();
+            }
+        });
+    }
+    for (std::thread& w : workers) {
+        w.join();
+    }
+    for (const std::exception_ptr& e : errors) {
+        if (e) {
+            std::rethrow_exception(e);
+        }
+    }
+    ArchiveSummary summary;
+    summary.header = index.header;
+    summary.encoding = archive_encoding(index.toc);
+    for (const TocEntry& e : index.toc) {
+        for (const ArchiveSummary& part : parts) {
+            if (const TableSummary* t = e.is_table_data() ? part.find(e.schema, e.tag) : nullptr) {
+                summary.tables.push_back(*t);
+            }
+        }
+    }
+    for (const ArchiveSummary& part : parts) {
+        summary.large_objects += part.large_objects;
+        summary.large_object_bytes += part.large_object_bytes;
+    }
+    return summary;
 }
 
 void QueueSource::push(const char* data, size_t size) {

@@ -34,6 +34,9 @@ struct ArchiveSummary {
 // whose data stops mid-row is damage like any other.
 ArchiveSummary summarize(ByteSource& source);
 ArchiveSummary summarize_file(const std::filesystem::path& path);
+// The same, with the tables split over `threads` readers when the archive
+// records its data offsets (else one sequential read).
+ArchiveSummary summarize_file_parallel(const std::filesystem::path& path, unsigned threads);
 
 // A ByteSource fed by another thread (the backup's pump), bounded so memory
 // stays flat: push() waits while `capacity` chunks are queued.

@@ -307,6 +307,38 @@ std::map<std::string, uint64_t> manifest_rows(const Manifest& m) {
     return rows;
 }
 
+Check restore_check(const PgRestoreRun& run) {
+    return {"restore_completed", run.ok, "pg_restore without errors",
+            run.ok ? "ok"
+                   : fmt::format("{} error(s), first: {}", run.messages.errors.size(),
+                                 run.messages.errors.front())};
+}
+
+struct Restored {
+    std::optional<uint64_t> users_after;
+    std::optional<uint64_t> updates_after;
+    std::vector<json> tables;
+};
+
+// The checks both kinds of drill run on the restored database: every
+// table's rows and fp1 against the dump, and the smoke checks.
+Restored check_restored(Drill& drill, pg::Connection& conn, const Manifest& manifest,
+                        const SmokeReport& smoke, const Fingerprints& fp_before,
+                        const Fingerprints& fp_archive) {
+    std::map<std::string, uint64_t> after;
+    for (const TableCount& t : smoke.tables) {
+        after[table_key(t.schema, t.name)] = t.rows;
+    }
+    Restored out;
+    out.users_after = rows_of(after, "public.users");
+    out.updates_after = rows_of(after, "public.processed_updates");
+    out.tables = compare_tables(drill, manifest, smoke.tables, fp_before, fp_archive,
+                                live_fingerprints(conn, smoke.tables))
+                     .tables;
+    add_smoke_checks(drill, smoke);
+    return out;
+}
+
 DrillOutcome run_migration_drill(const DrillRequest& request) {
     Drill drill(request);
     pg::ConnectionOptions drill_options = request.server.with_dbname(request.drill_db);
@@ -364,10 +396,7 @@ DrillOutcome run_migration_drill(const DrillRequest& request) {
         pg::Tool pg_restore = pg::ToolFinder(request.pg_bin).find("pg_restore");
         pg::Connection conn = pg::Connection::open(drill_options, "pgward drill");
         PgRestoreRun run = run_pg_restore(pg_restore, conn, dump_path, {});
-        drill.check({"restore_completed", run.ok, "pg_restore without errors",
-                     run.ok ? "ok"
-                            : fmt::format("{} error(s), first: {}", run.messages.errors.size(),
-                                          run.messages.errors.front())});
+        drill.check(restore_check(run));
     });
     drill.step("verify", [&] {
         pg::Connection conn = pg::Connection::open(drill_options, "pgward drill");
@@ -404,10 +433,7 @@ DrillOutcome run_migration_drill(const DrillRequest& request) {
             drill.check({"seeded_update_id_present", present, *seeded_update,
                          present ? *seeded_update : "absent"});
         }
-        tables = compare_tables(drill, *manifest, smoke.tables, fp_before, fp_archive,
-                                live_fingerprints(conn, smoke.tables))
-                     .tables;
-        add_smoke_checks(drill, smoke);
+        tables = check_restored(drill, conn, *manifest, smoke, fp_before, fp_archive).tables;
     });
     if (!request.keep_drill_db) {
         try {
@@ -499,10 +525,7 @@ DrillOutcome run_backup_drill(const DrillRequest& request) {
         flags.no_owner = request.sandbox;  // the sandbox has none of the source's roles
         flags.no_privileges = request.sandbox;
         PgRestoreRun run = run_pg_restore(*pg_restore, conn, archive, flags);
-        drill.check({"restore_completed", run.ok, "pg_restore without errors",
-                     run.ok ? "ok"
-                            : fmt::format("{} error(s), first: {}", run.messages.errors.size(),
-                                          run.messages.errors.front())});
+        drill.check(restore_check(run));
     });
     drill.step("verify", [&] {
         pg::Connection conn = pg::Connection::open(target, "pgward drill");
@@ -513,16 +536,10 @@ DrillOutcome run_backup_drill(const DrillRequest& request) {
                          manifest->schema_version.value_or("(none)"),
                          version_after.value_or("(none)")});
         }
-        std::map<std::string, uint64_t> after;
-        for (const TableCount& t : smoke.tables) {
-            after[table_key(t.schema, t.name)] = t.rows;
-        }
-        users_after = rows_of(after, "public.users");
-        updates_after = rows_of(after, "public.processed_updates");
-        tables = compare_tables(drill, *manifest, smoke.tables, fp_before, fp_archive,
-                                live_fingerprints(conn, smoke.tables))
-                     .tables;
-        add_smoke_checks(drill, smoke);
+        Restored restored = check_restored(drill, conn, *manifest, smoke, fp_before, fp_archive);
+        users_after = restored.users_after;
+        updates_after = restored.updates_after;
+        tables = std::move(restored.tables);
     });
     if (sandbox) {
         sandbox.reset();  // stop and remove it before the report says done

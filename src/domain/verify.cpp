@@ -143,7 +143,7 @@ DeepReport deep_verify(const std::filesystem::path& file, const std::optional<Ma
     DeepReport report;
     archive::ArchiveSummary summary;
     try {
-        summary = archive::summarize_file(file);
+        summary = archive::summarize_file_parallel(file, 2);
     } catch (const Error& e) {
         report.problems.push_back(e.what());
         return report;
