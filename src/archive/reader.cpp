@@ -469,7 +469,9 @@ void read_blocks_at(const std::filesystem::path& path, const ArchiveIndex& index
     Reader(source, visitor).blocks_at(source, index, entries);
 }
 
-void read_archive(ByteSource& source, ArchiveVisitor& visitor) { Reader(source, visitor).run(); }
+void read_archive(ByteSource& source, ArchiveVisitor& visitor) {
+    Reader(source, visitor).run();
+}
 
 void read_archive_file(const std::filesystem::path& path, ArchiveVisitor& visitor) {
     FileSource source(path);

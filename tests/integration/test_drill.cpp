@@ -170,7 +170,8 @@ TEST_F(DrillTest, APgRestoreThatDropsAMarkerRowFailsTheDrill) {
     EXPECT_TRUE(contains(r.err, "seeded_telegram_user_id_present: absent")) << r.err;
     EXPECT_TRUE(contains(r.err, "users_count_matches")) << r.err;
     // The content proof sees it too, and names the table.
-    EXPECT_TRUE(contains(r.err, "table_fingerprints_match: mismatch: public.users (before fp1:")) << r.err;
+    EXPECT_TRUE(contains(r.err, "table_fingerprints_match: mismatch: public.users (before fp1:"))
+        << r.err;
     for (const auto& t : rep["tables"]) {
         EXPECT_EQ(t["match"], t["name"] != "users") << t.dump();
     }

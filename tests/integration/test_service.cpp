@@ -355,6 +355,41 @@ TEST_F(ServiceTest, StallWatchdogKillsAHungPgDump) {
     }
 }
 
+TEST_F(ServiceTest, HardTimeoutKillsABackupThatRunsTooLong) {
+    // A pg_dump that keeps sending bytes (so the stall watchdog stays quiet)
+    // but never finishes.
+    fs::path bin = dir_ / "slow-bin";
+    fs::create_directory(bin);
+    const fs::path real = PgCluster::instance().bin_dir();
+    write_text(bin / "pg_dump",
+               "#!/bin/bash\n"
+               "if [ \"$1\" = --version ]; then exec '" +
+                   (real / "pg_dump").string() +
+                   "' --version; fi\n"
+                   "printf PGDMP; while true; do printf x; sleep 0.2; done\n",
+               0755);
+    fs::create_symlink(real / "pg_restore", bin / "pg_restore");
+    fs::create_symlink(real / "pg_dumpall", bin / "pg_dumpall");
+    fs::path out = dir_ / "out";
+    BackgroundPgward service({"run", "--pg-bin", bin.string(), "--dir", out.string()},
+                             env("svc", {{"POSTGRES_BACKUP_TIMEOUT_SECONDS", "2"},
+                                         {"POSTGRES_BACKUP_STALL_SECONDS", "60"}}));
+    ASSERT_TRUE(eventually(
+        [&] {
+            fs::path path = out / state_file_name("svc");
+            return fs::exists(path) && state_from_json(slurp(path), "").failures_total >= 1;
+        },
+        30s));
+    ::kill(service.pid(), SIGTERM);
+    auto r = service.wait(15s);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->exit_code, 0);
+    EXPECT_TRUE(contains(r->out, "timed out after 2 s; pg_dump was killed")) << r->out;
+    for (const std::string& name : list_dir(out)) {
+        EXPECT_FALSE(contains(name, ".dump")) << name;
+    }
+}
+
 TEST_F(ServiceTest, SigkillOfTheServiceNeverLeavesAnIncompleteDump) {
     {
         BackgroundPgward service({"run"}, env("svcbig"));
