@@ -21,7 +21,7 @@ runtime=(
 )
 case $profile in
   full) packages=("${build[@]}" libgtest-dev libgmock-dev postgresql postgresql-client util-linux
-                  docker-compose gcovr clang libfuzzer-14-dev) ;;
+                  docker-compose gcovr clang libfuzzer-14-dev systemd) ;;
   build) packages=("${build[@]}") ;;
   runtime) packages=("${runtime[@]}") ;;
   *) echo "install-deps: unknown PGWARD_DEPS_PROFILE '$profile' (full, build or runtime)" >&2; exit 2 ;;
