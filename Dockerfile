@@ -1,9 +1,14 @@
 # pgward on the official postgres image of the server's major version, so
-# pg_dump, pg_restore and libpq match the server (PG_MAJOR 13 to 18).
+# pg_dump, pg_restore and libpq (from the image's PGDG repository) match the
+# server:  docker build --build-arg PG_MAJOR=17 -t pgward:17 .
 ARG PG_MAJOR=16
 
-FROM postgres:${PG_MAJOR} AS build
+# -bookworm, not the bare major: the bare tags moved to Debian 13 (trixie),
+# whose library package names (libfmt, libssl3t64, ...) differ from those
+# scripts/install-deps.sh installs. Both stages use the same Debian release.
+FROM postgres:${PG_MAJOR}-bookworm AS build
 WORKDIR /src
+# The dependency layer first: it is rebuilt only when the script changes.
 COPY scripts/install-deps.sh scripts/install-deps.sh
 RUN PGWARD_DEPS_PROFILE=build scripts/install-deps.sh
 COPY . .
@@ -11,20 +16,23 @@ RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DPGWARD_BUILD_TESTS=OFF \
  && cmake --build build -j"$(nproc)" \
  && strip build/pgward
 
-FROM postgres:${PG_MAJOR}
-COPY scripts/install-deps.sh /usr/local/share/pgward/install-deps.sh
-RUN PGWARD_DEPS_PROFILE=runtime /usr/local/share/pgward/install-deps.sh \
- && rm -rf /var/lib/apt/lists/*
+FROM postgres:${PG_MAJOR}-bookworm
+COPY scripts/install-deps.sh /tmp/install-deps.sh
+RUN PGWARD_DEPS_PROFILE=runtime /tmp/install-deps.sh \
+ && rm -rf /tmp/install-deps.sh /var/lib/apt/lists/*
 COPY --from=build /src/build/pgward /usr/local/bin/pgward
-RUN useradd --system --uid 10001 --home-dir /backups --shell /usr/sbin/nologin pgward \
- && mkdir -p /backups && chown pgward /backups && chmod 0700 /backups
+# pgward never needs root; /backups is private to it (dumps are 0600 anyway).
+RUN useradd --system --uid 10001 --user-group --home-dir /backups --shell /usr/sbin/nologin pgward \
+ && mkdir -p /backups && chown pgward:pgward /backups && chmod 0700 /backups
 USER pgward
 VOLUME /backups
 ENV POSTGRES_BACKUP_DIR=/backups
 # docker stop sends SIGTERM: pgward kills an in-flight pg_dump, removes its
-# temp file and exits 0.
+# temp file and exits 0 within 10 s.
 STOPSIGNAL SIGTERM
-HEALTHCHECK --interval=60s --timeout=10s --start-period=120s CMD ["pgward", "healthcheck"]
-# Not the postgres image's entrypoint: this container runs no server.
+# pgward reports healthy during its own grace before the first backup, so
+# the start period only has to cover the process starting.
+HEALTHCHECK --interval=60s --timeout=10s --start-period=60s CMD ["pgward", "healthcheck"]
+# Replaces the postgres image's entrypoint: this container runs no server.
 ENTRYPOINT ["pgward"]
 CMD ["run"]

@@ -5,7 +5,11 @@
 #   full     (default) build, test and develop: compilers, -dev libraries,
 #            GoogleTest, a PostgreSQL server and client, docker-compose, gcovr
 #   build    only what compiling pgward needs (the image's build stage)
-#   runtime  only the shared libraries the built binary loads (the image)
+#   runtime  only the shared libraries the built binary loads (the image),
+#            plus ca-certificates (TLS to the server and alert URLs) and
+#            util-linux (setpriv, for the sandbox drill run as root)
+# Runs as root, or through sudo. `install-deps.sh --list` prints the profile's
+# packages, one a line, and installs nothing (the deploy test checks them).
 set -euo pipefail
 
 profile=${PGWARD_DEPS_PROFILE:-full}
@@ -21,11 +25,16 @@ runtime=(
 )
 case $profile in
   full) packages=("${build[@]}" libgtest-dev libgmock-dev postgresql postgresql-client util-linux
-                  docker-compose gcovr clang libfuzzer-14-dev systemd) ;;
+                  docker-compose python3-yaml gcovr clang libfuzzer-14-dev systemd) ;;
   build) packages=("${build[@]}") ;;
   runtime) packages=("${runtime[@]}") ;;
   *) echo "install-deps: unknown PGWARD_DEPS_PROFILE '$profile' (full, build or runtime)" >&2; exit 2 ;;
 esac
+
+if [[ ${1:-} == --list ]]; then
+  printf '%s\n' "${packages[@]}"
+  exit 0
+fi
 
 missing=()
 for p in "${packages[@]}"; do
