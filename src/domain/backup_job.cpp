@@ -445,9 +445,11 @@ BackupResult run_backup_job(const BackupRequest& request) {
     }
     std::vector<TableEntry> tables = snapshot.finish();
 
-    check_archive(dump.temp_path(), magic, pg_restore);
+    // pgward's own reader first (its verdict names the byte and the table),
+    // then pg_restore's, as a second opinion.
     archive::ArchiveSummary summary = parsed.finish();
     check_rows(tables, summary, database);
+    check_archive(dump.temp_path(), magic, pg_restore);
 
     // Globals (roles, tablespaces) never fail the backup: they are a help for
     // a restore onto a new server, and the dump is complete without them.

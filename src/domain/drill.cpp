@@ -11,6 +11,7 @@
 
 #include "archive/summary.hpp"
 #include "domain/backup_job.hpp"
+#include "domain/json_fields.hpp"
 #include "domain/manifest.hpp"
 #include "domain/migrations.hpp"
 #include "domain/restore_job.hpp"
@@ -31,13 +32,6 @@ using SteadyClock = std::chrono::steady_clock;
 
 std::string table_key(const std::string& schema, const std::string& name) {
     return schema + "." + name;
-}
-
-json optional_json(const std::optional<std::string>& v) {
-    return v ? json(*v) : json();
-}
-json optional_json(const std::optional<uint64_t>& v) {
-    return v ? json(*v) : json();
 }
 
 // A drill run: its steps, checks and facts, turned into the report.

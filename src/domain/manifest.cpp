@@ -1,5 +1,6 @@
 #include "domain/manifest.hpp"
 
+#include "domain/json_fields.hpp"
 #include "util/error.hpp"
 #include "util/files.hpp"
 
@@ -17,21 +18,18 @@ nlohmann::ordered_json manifest_to_json(const Manifest& m) {
     doc["duration_seconds"] = m.duration_seconds;
     doc["server_version"] = m.server_version;
     doc["pg_dump_version"] = m.pg_dump_version;
-    doc["schema_version"] =
-        m.schema_version ? nlohmann::ordered_json(*m.schema_version) : nlohmann::ordered_json();
+    doc["schema_version"] = optional_json(m.schema_version);
     doc["pgward_version"] = m.pgward_version;
     doc["archive_version"] = m.archive_version;
     doc["compression"] = m.compression;
-    doc["large_objects"] =
-        m.large_objects ? nlohmann::ordered_json(*m.large_objects) : nlohmann::ordered_json();
+    doc["large_objects"] = optional_json(m.large_objects);
     nlohmann::ordered_json tables = nlohmann::ordered_json::array();
     for (const TableEntry& t : m.tables) {
         nlohmann::ordered_json entry;
         entry["schema"] = t.schema;
         entry["name"] = t.name;
-        entry["rows"] = t.rows ? nlohmann::ordered_json(*t.rows) : nlohmann::ordered_json();
-        entry["fingerprint"] =
-            t.fingerprint ? nlohmann::ordered_json(*t.fingerprint) : nlohmann::ordered_json();
+        entry["rows"] = optional_json(t.rows);
+        entry["fingerprint"] = optional_json(t.fingerprint);
         tables.push_back(std::move(entry));
     }
     doc["tables"] = std::move(tables);
@@ -53,9 +51,7 @@ Manifest manifest_from_json(const nlohmann::json& doc, const std::string& source
         m.duration_seconds = doc.at("duration_seconds").get<double>();
         m.server_version = doc.at("server_version").get<std::string>();
         m.pg_dump_version = doc.at("pg_dump_version").get<std::string>();
-        if (doc.contains("schema_version") && !doc.at("schema_version").is_null()) {
-            m.schema_version = doc.at("schema_version").get<std::string>();
-        }
+        m.schema_version = optional_string(doc, "schema_version");
         m.pgward_version = doc.value("pgward_version", "");
         m.archive_version = doc.value("archive_version", "");
         m.compression = doc.value("compression", "");
@@ -69,9 +65,7 @@ Manifest manifest_from_json(const nlohmann::json& doc, const std::string& source
             if (t.contains("rows") && !t.at("rows").is_null()) {
                 entry.rows = t.at("rows").get<uint64_t>();
             }
-            if (t.contains("fingerprint") && !t.at("fingerprint").is_null()) {
-                entry.fingerprint = t.at("fingerprint").get<std::string>();
-            }
+            entry.fingerprint = optional_string(t, "fingerprint");
             m.tables.push_back(std::move(entry));
         }
         return m;

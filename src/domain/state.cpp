@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "domain/json_fields.hpp"
 #include "domain/naming.hpp"
 #include "util/error.hpp"
 #include "util/files.hpp"
@@ -12,18 +13,6 @@ namespace pgward {
 namespace {
 
 constexpr const char* kStateFormat = "pgward-state/1";
-
-template <typename T>
-nlohmann::ordered_json optional_json(const std::optional<T>& value) {
-    return value ? nlohmann::ordered_json(*value) : nlohmann::ordered_json();
-}
-
-std::optional<std::string> optional_string(const nlohmann::json& doc, const char* key) {
-    if (!doc.contains(key) || doc.at(key).is_null()) {
-        return std::nullopt;
-    }
-    return doc.at(key).get<std::string>();
-}
 
 }  // namespace
 

@@ -1,5 +1,6 @@
 #include "harness/runner.hpp"
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pwd.h>
 #include <sys/socket.h>
@@ -12,6 +13,7 @@
 #include <fstream>
 #include <mutex>
 #include <sstream>
+#include <stdexcept>
 
 extern char** environ;
 
@@ -207,11 +209,26 @@ std::string slurp(const std::filesystem::path& path) {
 }
 
 void write_text(const std::filesystem::path& path, const std::string& text, int mode) {
-    {
-        std::ofstream out(path, std::ios::binary | std::ios::trunc);
-        out << text;
+    // Tests replace tools with fakes; refusing to follow a symlink keeps a
+    // fake from ever landing on the real tool a link points at.
+    if (!path.is_absolute()) {
+        throw std::runtime_error("write_text: relative path " + path.string());
     }
-    ::chmod(path.c_str(), static_cast<mode_t>(mode));
+    std::error_code ec;
+    if (std::filesystem::is_symlink(path, ec)) std::filesystem::remove(path);
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) throw std::runtime_error("write_text: cannot open " + path.string());
+    size_t done = 0;
+    while (done < text.size()) {
+        ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+        if (n <= 0) {
+            ::close(fd);
+            throw std::runtime_error("write_text: cannot write " + path.string());
+        }
+        done += static_cast<size_t>(n);
+    }
+    ::fchmod(fd, static_cast<mode_t>(mode));
+    ::close(fd);
 }
 
 }  // namespace pgward::test

@@ -73,6 +73,9 @@ std::filesystem::path make_temp_dir(const std::string& tag);
 std::optional<std::filesystem::path> find_file(const std::filesystem::path& dir,
                                                const std::string& suffix, uintmax_t min_size = 0);
 std::string slurp(const std::filesystem::path& path);
+inline bool contains(const std::string& haystack, const std::string& needle) {
+    return haystack.find(needle) != std::string::npos;
+}
 int free_loopback_port();
 void write_text(const std::filesystem::path& path, const std::string& text, int mode = 0644);
 

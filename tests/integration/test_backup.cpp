@@ -12,6 +12,7 @@
 #include "domain/naming.hpp"
 #include "harness/pg_cluster.hpp"
 #include "harness/runner.hpp"
+#include "harness/scratch.hpp"
 #include "pg/fingerprint.hpp"
 #include "util/sha256.hpp"
 
@@ -20,10 +21,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
-
-bool contains(const std::string& haystack, const std::string& needle) {
-    return haystack.find(needle) != std::string::npos;
-}
 
 size_t count_suffix(const fs::path& dir, const std::string& suffix) {
     size_t n = 0;
@@ -36,8 +33,9 @@ size_t count_suffix(const fs::path& dir, const std::string& suffix) {
     return n;
 }
 
-class BackupTest : public ::testing::Test {
+class BackupTest : public ScratchDirTest {
   protected:
+    BackupTest() : ScratchDirTest("backup") {}
     static void SetUpTestSuite() {
         PgCluster& c = PgCluster::instance();
         c.create_database("app");
@@ -65,21 +63,7 @@ class BackupTest : public ::testing::Test {
         )SQL");
     }
 
-    void SetUp() override { dir_ = make_temp_dir("backup"); }
-    void TearDown() override {
-        if (!HasFailure()) {
-            std::error_code ec;
-            fs::remove_all(dir_, ec);
-        } else {
-            std::fprintf(stderr, "backup dir kept: %s\n", dir_.c_str());
-        }
-    }
-
-    Env env(const std::string& db) const {
-        Env e = PgCluster::instance().env(db);
-        e.emplace_back("POSTGRES_BACKUP_DIR", dir_.string());
-        return e;
-    }
+    Env env(const std::string& db) const { return pg_env(db, dir_); }
 
     // Starts a backup of bigdb in the background and waits until its .tmp
     // holds at least `bytes`: the dump is mid-stream.
@@ -90,8 +74,6 @@ class BackupTest : public ::testing::Test {
         EXPECT_TRUE(mid) << "the dump never got going";
         return run;
     }
-
-    fs::path dir_;
 };
 
 TEST_F(BackupTest, WritesDumpAndManifestAtomicallyWithRowCounts) {
@@ -440,6 +422,59 @@ TEST_F(BackupTest, PasswordNeverInArgvLogsOrManifests) {
     e.emplace_back("POSTGRES_PORT", "1");
     RunResult failed = run_pgward({"backup", "--port", "1"}, e);
     EXPECT_FALSE(contains(failed.err, password));
+}
+
+TEST_F(BackupTest, AnArchiveMissingATablesDataIsNeverPublished) {
+    // A pg_dump that silently leaves out one table's rows.
+    fs::path bin = dir_ / "partial-bin";
+    fs::create_directory(bin);
+    const fs::path real = PgCluster::instance().bin_dir();
+    write_text(bin / "pg_dump",
+               "#!/bin/sh\nif [ \"$1\" = --version ]; then exec '" + (real / "pg_dump").string() +
+                   "' --version; fi\nexec '" + (real / "pg_dump").string() +
+                   "' \"$@\" --exclude-table-data=public.users\n",
+               0755);
+    fs::create_symlink(real / "pg_restore", bin / "pg_restore");
+    fs::create_symlink(real / "pg_dumpall", bin / "pg_dumpall");
+    fs::path out = dir_ / "out";
+    RunResult r =
+        run_pgward({"backup", "--pg-bin", bin.string(), "--dir", out.string()}, env("app"));
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_TRUE(contains(r.err,
+                         "the archive of \"app\" does not match the database: public.users is "
+                         "missing from the archive"))
+        << r.err;
+    EXPECT_TRUE(contains(r.err, "nothing was published")) << r.err;
+    for (const std::string& name : list_dir(out)) {
+        EXPECT_TRUE(name.rfind(".pgward-", 0) == 0)
+            << "left behind: " << name;  // only the lock file
+    }
+}
+
+TEST_F(BackupTest, APgDumpThatWritesMegabytesOfGarbageFailsWithoutHanging) {
+    // More garbage than the parser's queue holds: the parser stops at byte 8
+    // and the pump must go on draining pg_dump without waiting for it.
+    fs::path bin = dir_ / "garbage-bin";
+    fs::create_directory(bin);
+    const fs::path real = PgCluster::instance().bin_dir();
+    write_text(bin / "pg_dump",
+               "#!/bin/sh\nif [ \"$1\" = --version ]; then exec '" + (real / "pg_dump").string() +
+                   "' --version; fi\nprintf PGDMP\nhead -c 6000000 /dev/zero | tr '\\000' x\n",
+               0755);
+    fs::create_symlink(real / "pg_restore", bin / "pg_restore");
+    fs::create_symlink(real / "pg_dumpall", bin / "pg_dumpall");
+    fs::path out = dir_ / "out";
+    auto started = std::chrono::steady_clock::now();
+    RunResult r =
+        run_pgward({"backup", "--pg-bin", bin.string(), "--dir", out.string()}, env("app"));
+    EXPECT_LT(std::chrono::steady_clock::now() - started, 60s);
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_TRUE(contains(
+        r.err, "archive damaged at byte 8 in the header: unsupported archive version 120.120"))
+        << r.err;
+    for (const std::string& name : list_dir(out)) {
+        EXPECT_TRUE(name.rfind(".pgward-", 0) == 0) << "left behind: " << name;
+    }
 }
 
 struct BadValue {

@@ -9,6 +9,7 @@
 #include "harness/json_schema.hpp"
 #include "harness/pg_cluster.hpp"
 #include "harness/runner.hpp"
+#include "harness/scratch.hpp"
 
 namespace pgward::test {
 namespace {
@@ -20,12 +21,9 @@ using json = nlohmann::json;
 const fs::path kSource = PGWARD_SOURCE_DIR;
 const fs::path kMigrations = kSource / "examples/quiz_arena/migrations";
 
-bool contains(const std::string& haystack, const std::string& needle) {
-    return haystack.find(needle) != std::string::npos;
-}
-
-class DrillTest : public ::testing::Test {
+class DrillTest : public ScratchDirTest {
   protected:
+    DrillTest() : ScratchDirTest("drill") {}
     static void SetUpTestSuite() {
         PgCluster& c = PgCluster::instance();
         c.create_database("quiz");
@@ -39,26 +37,13 @@ class DrillTest : public ::testing::Test {
     }
 
     void SetUp() override {
-        dir_ = make_temp_dir("drill");
-        tmp_ = dir_ / "tmp";
-        fs::create_directory(tmp_);
-        ::chmod(tmp_.c_str(), 0777);
-    }
-    void TearDown() override {
-        if (!HasFailure()) {
-            std::error_code ec;
-            fs::remove_all(dir_, ec);
-        } else {
-            std::fprintf(stderr, "drill dir kept: %s\n", dir_.c_str());
-        }
+        ScratchDirTest::SetUp();
+        tmp_ = shared_subdir("tmp");
     }
 
     Env env(Env extra = {}) const {
-        Env e = PgCluster::instance().env("quiz");
-        e.emplace_back("POSTGRES_BACKUP_DIR", (dir_ / "backups").string());
-        e.emplace_back("TMPDIR", tmp_.string());
-        e.insert(e.end(), extra.begin(), extra.end());
-        return e;
+        extra.insert(extra.begin(), {"TMPDIR", tmp_.string()});
+        return pg_env("quiz", dir_ / "backups", std::move(extra));
     }
 
     json report(const RunResult& r) const {
@@ -84,7 +69,6 @@ class DrillTest : public ::testing::Test {
         return (PgCluster::instance().bin_dir() / tool).string();
     }
 
-    fs::path dir_;
     fs::path tmp_;
 };
 

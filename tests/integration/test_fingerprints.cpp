@@ -6,6 +6,7 @@
 #include "domain/smoke.hpp"
 #include "harness/pg_cluster.hpp"
 #include "harness/runner.hpp"
+#include "harness/scratch.hpp"
 #include "pg/fingerprint.hpp"
 
 namespace pgward::test {
@@ -56,24 +57,15 @@ CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY);
 INSERT INTO alembic_version VALUES ('kinds1');
 )SQL";
 
-class FingerprintTest : public ::testing::Test {
+class FingerprintTest : public ScratchDirTest {
   protected:
+    FingerprintTest() : ScratchDirTest("fp") {}
     void SetUp() override {
-        dir_ = make_temp_dir("fp");
-        fs::create_directory(dir_ / "tmp");
-        fs::permissions(dir_ / "tmp", fs::perms::all);
-    }
-    void TearDown() override {
-        if (!HasFailure()) {
-            std::error_code ec;
-            fs::remove_all(dir_, ec);
-        }
+        ScratchDirTest::SetUp();
+        shared_subdir("tmp");
     }
     Env env(const std::string& db) const {
-        Env e = PgCluster::instance().env(db);
-        e.emplace_back("POSTGRES_BACKUP_DIR", (dir_ / "backups").string());
-        e.emplace_back("TMPDIR", (dir_ / "tmp").string());
-        return e;
+        return pg_env(db, dir_ / "backups", {{"TMPDIR", (dir_ / "tmp").string()}});
     }
 
     void prove_round_trip(const std::string& db) {
@@ -97,8 +89,6 @@ class FingerprintTest : public ::testing::Test {
             EXPECT_EQ(t["match"], true);
         }
     }
-
-    fs::path dir_;
 };
 
 TEST_F(FingerprintTest, EveryKindOfDataSurvivesSourceArchiveAndRestore) {

@@ -6,6 +6,7 @@
 
 #include "harness/pg_cluster.hpp"
 #include "harness/runner.hpp"
+#include "harness/scratch.hpp"
 #include "util/error.hpp"
 
 namespace pgward::test {
@@ -14,14 +15,11 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-bool contains(const std::string& haystack, const std::string& needle) {
-    return haystack.find(needle) != std::string::npos;
-}
-
-class RestoreTest : public ::testing::Test {
+class RestoreTest : public ScratchDirTest {
   protected:
+    RestoreTest() : ScratchDirTest("restore") {}
     void SetUp() override {
-        dir_ = make_temp_dir("restore");
+        ScratchDirTest::SetUp();
         PgCluster& c = PgCluster::instance();
         c.create_database("shop");
         c.exec("shop",
@@ -33,17 +31,7 @@ class RestoreTest : public ::testing::Test {
         ASSERT_EQ(b.exit_code, 0) << b.err;
         dump_ = b.out.substr(0, b.out.find('\n'));
     }
-    void TearDown() override {
-        if (!HasFailure()) {
-            std::error_code ec;
-            fs::remove_all(dir_, ec);
-        }
-    }
-    Env env(const std::string& db) const {
-        Env e = PgCluster::instance().env(db);
-        e.emplace_back("POSTGRES_BACKUP_DIR", dir_.string());
-        return e;
-    }
+    Env env(const std::string& db) const { return pg_env(db, dir_); }
     std::string orders(const std::string& db) const {
         return PgCluster::instance().query_value(db, "SELECT count(*) FROM orders");
     }
@@ -55,7 +43,6 @@ class RestoreTest : public ::testing::Test {
         return n;
     }
 
-    fs::path dir_;
     std::string dump_;
 };
 

@@ -13,6 +13,7 @@
 #include "domain/state.hpp"
 #include "harness/pg_cluster.hpp"
 #include "harness/runner.hpp"
+#include "harness/scratch.hpp"
 #include "util/sha256.hpp"
 
 namespace pgward::test {
@@ -21,10 +22,6 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using json = nlohmann::json;
-
-bool contains(const std::string& haystack, const std::string& needle) {
-    return haystack.find(needle) != std::string::npos;
-}
 
 std::vector<std::string> with_suffix(const fs::path& dir, const std::string& suffix) {
     std::vector<std::string> out;
@@ -109,8 +106,9 @@ std::vector<std::string> prometheus_format_problems(const std::string& body) {
     return problems;
 }
 
-class ServiceTest : public ::testing::Test {
+class ServiceTest : public ScratchDirTest {
   protected:
+    ServiceTest() : ScratchDirTest("service") {}
     static void SetUpTestSuite() {
         PgCluster& c = PgCluster::instance();
         c.create_database("svc");
@@ -124,21 +122,8 @@ class ServiceTest : public ::testing::Test {
                "FROM generate_series(1, 700000) g;");
     }
 
-    void SetUp() override { dir_ = make_temp_dir("service"); }
-    void TearDown() override {
-        if (!HasFailure()) {
-            std::error_code ec;
-            fs::remove_all(dir_, ec);
-        } else {
-            std::fprintf(stderr, "backup dir kept: %s\n", dir_.c_str());
-        }
-    }
-
     Env env(const std::string& db, Env extra = {}) const {
-        Env e = PgCluster::instance().env(db);
-        e.emplace_back("POSTGRES_BACKUP_DIR", dir_.string());
-        e.insert(e.end(), extra.begin(), extra.end());
-        return e;
+        return pg_env(db, dir_, std::move(extra));
     }
 
     std::optional<ServiceState> state(const std::string& db) const {
@@ -162,8 +147,6 @@ class ServiceTest : public ::testing::Test {
             },
             timeout);
     }
-
-    fs::path dir_;
 };
 
 TEST_F(ServiceTest, CyclesKeepExactlyTheRetentionCountWithGlobalsAndJsonLogs) {
@@ -353,6 +336,35 @@ TEST_F(ServiceTest, StallWatchdogKillsAHungPgDump) {
     for (const std::string& name : list_dir(out)) {
         EXPECT_FALSE(contains(name, ".dump")) << name;
     }
+}
+
+TEST(PrometheusFormatCheck, RejectsMalformedLines) {
+    EXPECT_TRUE(prometheus_format_problems("# TYPE a gauge\na{x=\"1\"} 2\n").empty());
+    EXPECT_FALSE(prometheus_format_problems("a{x=\"1\"} 2\n").empty());              // no TYPE
+    EXPECT_FALSE(prometheus_format_problems("# TYPE a gauge\na{x=1} 2\n").empty());  // unquoted
+    EXPECT_FALSE(prometheus_format_problems("# TYPE a gauge\na 2 3 4\n").empty());
+    EXPECT_FALSE(prometheus_format_problems("# TYPE a meter\n").empty());
+}
+
+TEST_F(ServiceTest, AnUndeliverableAlertNeverBlocksOrFailsABackup) {
+    // Nothing listens on this port: every alert and ping fails to connect.
+    std::string dead = "http://127.0.0.1:" + std::to_string(free_loopback_port());
+    BackgroundPgward service({"run"}, env("svc", {{"POSTGRES_BACKUP_INTERVAL_SECONDS", "1"},
+                                                  {"POSTGRES_BACKUP_RETENTION_COUNT", "2"},
+                                                  {"PGWARD_NOTIFY_URL", dead + "/hook"},
+                                                  {"PGWARD_NOTIFY_EVERY_SUCCESS", "true"},
+                                                  {"PGWARD_PING_URL", dead + "/ping"}}));
+    ASSERT_TRUE(wait_state(
+        "svc", [](const ServiceState& s) { return s.successes_total >= 3; }, 60s));
+    ::kill(service.pid(), SIGTERM);
+    auto r = service.wait(15s);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->exit_code, 0);
+    EXPECT_TRUE(contains(r->out, "msg=\"alert not delivered\"")) << r->out;
+    auto s = state("svc");
+    ASSERT_TRUE(s);
+    EXPECT_EQ(s->failures_total, 0u);
+    EXPECT_EQ(with_suffix(dir_, ".dump").size(), 2u);
 }
 
 TEST_F(ServiceTest, HardTimeoutKillsABackupThatRunsTooLong) {
