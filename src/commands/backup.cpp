@@ -7,6 +7,8 @@
 namespace pgward::commands {
 namespace {
 
+constexpr uint64_t kOneDay = 86400;
+
 class BackupCommand : public Command {
   public:
     const char* name() const override { return "backup"; }
@@ -20,6 +22,9 @@ class BackupCommand : public Command {
                      "backup directory (default /backups)");
         options_.add(app, "retention", "--retention", "POSTGRES_BACKUP_RETENTION_COUNT",
                      "after success, keep only the newest N backups of the database");
+        options_.add(app, "lock_wait", "--lock-wait-timeout", "POSTGRES_BACKUP_LOCK_WAIT_SECONDS",
+                     "seconds pg_dump waits for a table another session holds locked "
+                     "(default: wait)");
         options_.add(
             app, "pg_bin", "--pg-bin", "PGWARD_PG_BIN",
             "directory of pg_dump and pg_restore (default: PATH, then pg_config --bindir)");
@@ -31,6 +36,9 @@ class BackupCommand : public Command {
         request.dir = options_.get_or("dir", "/backups");
         if (auto retention = options_.get_number("retention", 1, 1000000)) {
             request.retention = static_cast<size_t>(*retention);
+        }
+        if (auto lock_wait = options_.get_number("lock_wait", 1, kOneDay)) {
+            request.lock_wait = std::chrono::seconds(*lock_wait);
         }
         if (auto pg_bin = options_.get("pg_bin")) {
             request.pg_bin = pg_bin->value;

@@ -46,6 +46,9 @@ class RunCommand : public Command {
                      "kill a backup that runs longer (default 21600)");
         options_.add(app, "stall", "--stall-timeout", "POSTGRES_BACKUP_STALL_SECONDS",
                      "kill pg_dump after this many seconds without a byte (default 900)");
+        options_.add(app, "lock_wait", "--lock-wait-timeout", "POSTGRES_BACKUP_LOCK_WAIT_SECONDS",
+                     "seconds pg_dump waits for a table another session holds locked "
+                     "(default: wait)");
         options_.add(app, "retry", "--retry", "POSTGRES_BACKUP_RETRY_SECONDS",
                      "first retry after a failure; doubles each time (default 60)");
         options_.add(app, "retry_max", "--retry-max", "POSTGRES_BACKUP_RETRY_MAX_SECONDS",
@@ -80,6 +83,9 @@ class RunCommand : public Command {
         }
         config.backup.timeout =
             std::chrono::seconds(options_.get_number("timeout", 1, kTenYears).value_or(21600));
+        if (auto lock_wait = options_.get_number("lock_wait", 1, kTenYears)) {
+            config.backup.lock_wait = std::chrono::seconds(*lock_wait);
+        }
         config.backup.stall =
             std::chrono::seconds(options_.get_number("stall", 1, kTenYears).value_or(900));
         if (auto globals = options_.get("globals")) {

@@ -64,8 +64,11 @@ class SnapshotSession {
         }
     }
 
-    std::string begin() {
+    std::string begin(std::optional<std::chrono::seconds> lock_wait) {
         conn_.exec("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY");
+        if (lock_wait) {
+            conn_.exec(fmt::format("SET LOCAL lock_timeout = {}", lock_wait->count() * 1000));
+        }
         std::string snapshot = conn_.query_value("SELECT pg_catalog.pg_export_snapshot()").value();
         pg::Result rows = conn_.exec(kTablesQuery);
         for (int i = 0; i < rows.rows(); ++i) {
@@ -249,8 +252,23 @@ void check_client_against_server(const pg::Tool& pg_dump, const pg::Connection& 
 // A name no other backup has: the UTC second the dump starts, moved on to the
 // next second if a backup of this database already took that one.
 BackupId choose_backup_id(const BackupRepository& repo, const std::string& database) {
+    // Names must sort in the order the backups were taken: `latest`, restore
+    // and retention go by the name. A clock that jumped back (NTP step, a VM
+    // restored from a snapshot) would otherwise give the newest data the
+    // oldest name, and retention would delete it at once.
+    TimePoint now = now_seconds();
+    TimePoint name_time = now;
+    for (const BackupEntry& existing : repo.list(database)) {
+        name_time = std::max(name_time, existing.id.started + std::chrono::seconds(1));
+    }
+    if (name_time != now) {
+        log::warn("the clock is behind the newest backup; naming this one after it",
+                  {{"database", database},
+                   {"clock", format_iso_utc(now)},
+                   {"named", format_iso_utc(name_time)}});
+    }
     for (;;) {
-        BackupId id{database, now_seconds()};
+        BackupId id{database, name_time};
         bool taken = false;
         for (const std::string& name : {id.dump_file(), id.manifest_file()}) {
             std::error_code ec;
@@ -260,7 +278,14 @@ BackupId choose_backup_id(const BackupRepository& repo, const std::string& datab
         if (!taken) {
             return id;
         }
-        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        if (name_time == now) {
+            // Wait for the next second rather than name a backup in the future.
+            std::this_thread::sleep_for(std::chrono::milliseconds(200));
+            now = now_seconds();
+            name_time = std::max(name_time, now);
+        } else {
+            name_time += std::chrono::seconds(1);
+        }
     }
 }
 
@@ -368,15 +393,19 @@ BackupResult run_backup_job(const BackupRequest& request) {
     repo.remove_leftovers(database);
 
     BackupId id = choose_backup_id(repo, database);
-    TimePoint started = id.started;
+    TimePoint started = now_seconds();
     std::filesystem::path dump_path = repo.path_of(id.dump_file());
 
     SnapshotSession snapshot(std::move(conn));
-    std::string snapshot_id = snapshot.begin();
+    std::string snapshot_id = snapshot.begin(request.lock_wait);
 
     Command command;
     command.argv = {pg_dump.path.string(), "--format=custom", "--no-password",
                     "--snapshot=" + snapshot_id, "--dbname=" + child_conninfo};
+    if (request.lock_wait) {
+        command.argv.push_back(
+            fmt::format("--lock-wait-timeout={}", request.lock_wait->count() * 1000));
+    }
     command.set_env = {{"PGTZ", "UTC"}};
     if (password) {
         command.set_env.emplace_back("PGPASSWORD", *password);
@@ -439,6 +468,18 @@ BackupResult run_backup_job(const BackupRequest& request) {
     if (!status.ok()) {
         std::string reason =
             dump_stderr.last_error().empty() ? "no error message" : dump_stderr.last_error();
+        // pg_dump bounds its LOCK TABLE with a statement timeout.
+        bool lock_timed_out = reason.find("lock timeout") != std::string::npos ||
+                              (reason.find("statement timeout") != std::string::npos &&
+                               reason.find("LOCK TABLE") != std::string::npos);
+        if (request.lock_wait && lock_timed_out) {
+            throw failure(
+                fmt::format("backup of \"{}\" gave up after waiting {} s for a table another "
+                            "session holds locked: {}",
+                            database, request.lock_wait->count(), reason),
+                "find the holder in pg_locks / pg_stat_activity; --lock-wait-timeout "
+                "(POSTGRES_BACKUP_LOCK_WAIT_SECONDS) sets the wait");
+        }
         throw failure(fmt::format("pg_dump of \"{}\" failed ({}) after {} bytes: {}", database,
                                   status.describe(), dump.bytes_written(), reason),
                       "nothing was published; see pg_dump's messages above");
@@ -447,7 +488,14 @@ BackupResult run_backup_job(const BackupRequest& request) {
 
     // pgward's own reader first (its verdict names the byte and the table),
     // then pg_restore's, as a second opinion.
-    archive::ArchiveSummary summary = parsed.finish();
+    archive::ArchiveSummary summary = [&] {
+        try {
+            return parsed.finish();
+        } catch (const Error& e) {
+            throw failure(fmt::format("pg_dump of \"{}\" exited 0, but {}", database, e.what()),
+                          "nothing was published; check the pg_dump in use and its disk");
+        }
+    }();
     check_rows(tables, summary, database);
     check_archive(dump.temp_path(), magic, pg_restore);
 

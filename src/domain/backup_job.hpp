@@ -22,6 +22,9 @@ struct BackupRequest {
     // or when it sends no byte for `stall`.
     std::optional<std::chrono::seconds> timeout;
     std::optional<std::chrono::seconds> stall;
+    // How long pg_dump (and the row count) waits for a table another session
+    // holds in a conflicting lock (ACCESS EXCLUSIVE) before the backup fails.
+    std::optional<std::chrono::seconds> lock_wait;
 };
 
 struct BackupResult {

@@ -76,6 +76,12 @@ std::filesystem::path ToolFinder::locate(const std::string& name) const {
         if (is_executable_file(candidate)) {
             return candidate;
         }
+        std::error_code ec;
+        if (std::filesystem::is_regular_file(candidate, ec)) {
+            throw failure(fmt::format("{} is not executable (from --pg-bin/PGWARD_PG_BIN)",
+                                      candidate.string()),
+                          "make it executable (chmod +x) or point --pg-bin at another client");
+        }
         throw failure(fmt::format("{} not found in {} (from --pg-bin/PGWARD_PG_BIN)", name,
                                   pg_bin_->string()),
                       "point --pg-bin at the bin directory of a PostgreSQL client installation");

@@ -149,6 +149,55 @@ class ServiceTest : public ScratchDirTest {
     }
 };
 
+TEST_F(ServiceTest, ClockJumpsKeepNamesInTakingOrderAndRetentionExact) {
+    // pgward's wall clock, moved by rewriting one file (tests/shims/fakeclock.c).
+    fs::path offset = dir_ / "clock-offset";
+    write_text(offset, "0", 0644);
+    const char* asan = std::getenv("ASAN_OPTIONS");
+    BackgroundPgward service(
+        {"run"}, env("svc", {{"POSTGRES_BACKUP_INTERVAL_SECONDS", "1"},
+                             {"POSTGRES_BACKUP_RETENTION_COUNT", "3"},
+                             {"LD_PRELOAD", PGWARD_FAKECLOCK_LIB},
+                             {"PGWARD_FAKECLOCK_FILE", offset.string()},
+                             {"ASAN_OPTIONS", std::string(asan ? asan : "") +
+                                                  ":verify_asan_link_order=0"}}));
+    uint64_t seen = 0;
+    // Waits for two more successful cycles; returns the newest backup's name.
+    auto two_more_cycles = [&]() -> std::string {
+        uint64_t target = seen + 2;
+        EXPECT_TRUE(wait_state(
+            "svc", [&](const ServiceState& s) { return s.successes_total >= target; }, 60s));
+        auto s = state("svc");
+        seen = s ? s->successes_total : target;
+        return s && s->last_success_file ? fs::path(*s->last_success_file).filename().string()
+                                         : std::string();
+    };
+    std::vector<std::string> newest;
+    newest.push_back(two_more_cycles());
+    for (const char* jump : {"-86400", "172800", "0"}) {  // a day back, a day ahead, back to now
+        write_text(offset, jump, 0644);
+        newest.push_back(two_more_cycles());
+    }
+    ::kill(service.pid(), SIGTERM);
+    auto r = service.wait(15s);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->exit_code, 0) << r->err;
+    // Each newest backup still exists and sorts after the one before it, so
+    // `latest` and retention keep meaning "most recently taken".
+    for (size_t i = 0; i < newest.size(); ++i) {
+        ASSERT_FALSE(newest[i].empty());
+        if (i > 0) {
+            EXPECT_LT(newest[i - 1], newest[i]);
+        }
+    }
+    EXPECT_TRUE(fs::exists(dir_ / newest.back()));
+    EXPECT_EQ(with_suffix(dir_, ".dump").size(), 3u);
+    EXPECT_TRUE(with_suffix(dir_, ".tmp").empty());
+    EXPECT_TRUE(contains(r->out + r->err, "the clock is behind the newest backup")) << r->out;
+    RunResult verify = run_pgward({"verify", "all", "--deep"}, env("svc"));
+    EXPECT_EQ(verify.exit_code, 0) << verify.out << verify.err;
+}
+
 TEST_F(ServiceTest, CyclesKeepExactlyTheRetentionCountWithGlobalsAndJsonLogs) {
     BackgroundPgward service({"run"}, env("svc", {{"POSTGRES_BACKUP_INTERVAL_SECONDS", "1"},
                                                   {"POSTGRES_BACKUP_RETENTION_COUNT", "3"},
