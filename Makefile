@@ -8,9 +8,10 @@ CMAKE_FLAGS += -DPGWARD_WERROR=ON
 endif
 
 FUZZ_DIR ?= $(BUILD_DIR)-fuzz
+RELEASE_DIR ?= $(BUILD_DIR)-release
 FUZZ_SECONDS ?= 300
 
-.PHONY: all deps configure build build-asan build-fuzz fuzz fuzz-smoke test test-release test-asan unit integration demo clean format
+.PHONY: all deps configure build build-asan build-fuzz build-release fuzz fuzz-smoke test test-release test-asan campaigns-short torture bench unit integration demo clean format
 
 all: build
 
@@ -50,7 +51,24 @@ fuzz: build-fuzz
 fuzz-smoke:
 	$(MAKE) fuzz FUZZ_SECONDS=30
 
-test: test-release test-asan fuzz-smoke
+# The reliability campaigns (tests/campaigns/campaigns.sh): a short run in
+# `make test`, the full one (200 crashes, 1,000 corruptions, 1,000 cycles) in
+# `make torture`.
+campaigns-short: build
+	tests/campaigns/campaigns.sh $(BUILD_DIR)/pgward short
+
+torture: build
+	tests/campaigns/campaigns.sh $(BUILD_DIR)/pgward full
+
+# Speed against the tools an operator would use instead, on the Release build.
+build-release: deps
+	cmake -S . -B $(RELEASE_DIR) -DCMAKE_BUILD_TYPE=Release -DPGWARD_BUILD_TESTS=OFF $(CMAKE_FLAGS) >/dev/null
+	cmake --build $(RELEASE_DIR) -j $(JOBS) --target pgward bench_tools
+
+bench: build-release
+	bench/bench.sh $(RELEASE_DIR)
+
+test: test-release campaigns-short test-asan fuzz-smoke
 
 unit: build
 	$(BUILD_DIR)/tests/pgward_unit_tests
@@ -65,4 +83,4 @@ format:
 	clang-format -i $$(git ls-files '*.cpp' '*.hpp')
 
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(FUZZ_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(FUZZ_DIR) $(RELEASE_DIR)

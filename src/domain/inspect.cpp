@@ -29,6 +29,26 @@ ChecksumCheck check_checksum(const BackupRepository& repo, const BackupEntry& en
     if (!entry.has_manifest) {
         return {ChecksumState::NoManifest, "no sidecar " + entry.id.manifest_file(), std::nullopt};
     }
+    if (!rehash) {
+        ManifestHead head;
+        try {
+            head = read_manifest_head(repo.path_of(entry.id.manifest_file()));
+        } catch (const Error& e) {
+            return {ChecksumState::BadManifest, e.what(), std::nullopt};
+        }
+        if (head.file != entry.id.dump_file() || head.database != entry.id.database) {
+            return {ChecksumState::BadManifest,
+                    fmt::format("the manifest describes {}, not this dump", head.file),
+                    std::nullopt};
+        }
+        if (head.size_bytes != entry.size_bytes) {
+            return {ChecksumState::SizeMismatch,
+                    fmt::format("{} bytes on disk, {} in the manifest", entry.size_bytes,
+                                head.size_bytes),
+                    std::nullopt};
+        }
+        return {ChecksumState::SizeMatches, "", std::nullopt};
+    }
     Manifest manifest;
     try {
         manifest = read_manifest(repo.path_of(entry.id.manifest_file()));
@@ -44,9 +64,6 @@ ChecksumCheck check_checksum(const BackupRepository& repo, const BackupEntry& en
                 fmt::format("{} bytes on disk, {} in the manifest", entry.size_bytes,
                             manifest.size_bytes),
                 manifest};
-    }
-    if (!rehash) {
-        return {ChecksumState::SizeMatches, "", manifest};
     }
     std::string actual = sha256_file_hex(entry.dump_path);
     if (actual != manifest.sha256) {

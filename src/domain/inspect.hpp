@@ -31,6 +31,8 @@ struct ChecksumCheck {
 };
 
 const char* to_string(ChecksumState state);
+// Without `rehash`, only the manifest's head is read (file, database, size)
+// and `manifest` stays empty; with it, the whole manifest is returned.
 ChecksumCheck check_checksum(const BackupRepository& repo, const BackupEntry& entry, bool rehash);
 
 }  // namespace pgward

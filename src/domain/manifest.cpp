@@ -86,4 +86,97 @@ Manifest read_manifest(const std::filesystem::path& path) {
     return manifest_from_json(doc, path.string());
 }
 
+namespace {
+
+// Collects the top-level scalars a ManifestHead needs and stops the parse at
+// the first nested value once it has them ("tables" comes last).
+class HeadCollector : public nlohmann::json_sax<nlohmann::json> {
+  public:
+    bool null() override { return scalar({}); }
+    bool boolean(bool) override { return scalar({}); }
+    bool number_integer(number_integer_t) override { return scalar({}); }
+    bool number_unsigned(number_unsigned_t value) override {
+        if (depth_ == 1 && key_ == "size_bytes") {
+            size_ = value;
+        }
+        return scalar({});
+    }
+    bool number_float(number_float_t, const string_t&) override { return scalar({}); }
+    bool string(string_t& value) override { return scalar(value); }
+    bool binary(binary_t&) override { return scalar({}); }
+    bool start_object(std::size_t) override { return open(); }
+    bool end_object() override { return close(); }
+    bool start_array(std::size_t) override { return open(); }
+    bool end_array() override { return close(); }
+    bool key(string_t& value) override {
+        if (depth_ == 1) {
+            key_ = value;
+        }
+        return true;
+    }
+    bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override {
+        malformed_ = true;
+        return false;
+    }
+
+    bool complete() const { return format_ && database_ && file_ && size_; }
+    bool malformed() const { return malformed_; }
+    bool right_format() const { return format_ == kManifestFormat; }
+    ManifestHead head() const { return ManifestHead{*database_, *file_, *size_}; }
+
+  private:
+    bool scalar(const std::string& value) {
+        if (depth_ == 1) {
+            if (key_ == "format") {
+                format_ = value;
+            } else if (key_ == "database") {
+                database_ = value;
+            } else if (key_ == "file") {
+                file_ = value;
+            }
+        }
+        return true;
+    }
+    bool open() {
+        ++depth_;
+        return depth_ == 1 || !complete();
+    }
+    bool close() {
+        --depth_;
+        return true;
+    }
+
+    int depth_ = 0;
+    std::string key_;
+    std::optional<std::string> format_, database_, file_;
+    std::optional<uint64_t> size_;
+    bool malformed_ = false;
+};
+
+}  // namespace
+
+ManifestHead read_manifest_head(const std::filesystem::path& path) {
+    // The head fields come first: one read of the start of the file is
+    // usually all it takes (open, read, close: three system calls).
+    std::string text = read_file_start(path, 4096);
+    HeadCollector collector;
+    nlohmann::json::sax_parse(text, &collector);
+    if (collector.complete() && collector.right_format()) {
+        return collector.head();
+    }
+    HeadCollector whole;
+    text = read_file(path);
+    nlohmann::json::sax_parse(text, &whole);
+    if (whole.complete() && whole.right_format()) {
+        return whole.head();
+    }
+    if (whole.malformed()) {
+        throw failure("manifest " + path.string() + " is not valid JSON",
+                      "the sidecar was edited or damaged");
+    }
+    // Not a manifest, or one missing a field: the full reader names the problem.
+    Manifest full = read_manifest(path);
+    return ManifestHead{full.database, full.file, full.size_bytes};
+}
+
 }  // namespace pgward

@@ -154,6 +154,12 @@ void BackupRepository::remove_backup(const BackupId& id) const {
 std::vector<BackupId> BackupRepository::apply(const std::vector<RetentionDecision>& plan,
                                               bool dry_run) const {
     std::vector<BackupId> deleted;
+    // A dry run only prints: its lines go out together. A real one logs each
+    // deletion as it happens, so a crash mid-prune leaves an exact record.
+    std::optional<log::Batch> batch;
+    if (dry_run) {
+        batch.emplace();
+    }
     for (const RetentionDecision& decision : plan) {
         std::string action = decision.keep ? "keep" : (dry_run ? "would delete" : "delete");
         log::info(action, {{"file", decision.id.dump_file()}, {"reason", decision.reason}});

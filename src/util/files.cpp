@@ -150,14 +150,50 @@ void remove_file(const fs::path& path) {
     }
 }
 
-std::string read_file(const fs::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) {
+std::string read_file_start(const fs::path& path, size_t limit) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
         throw os_error("cannot read", path.string(), errno);
     }
-    std::ostringstream buffer;
-    buffer << in.rdbuf();
-    return buffer.str();
+    std::string text(limit, '\0');
+    ssize_t n;
+    do {
+        n = ::read(fd, text.data(), limit);
+    } while (n < 0 && errno == EINTR);
+    int err = errno;
+    ::close(fd);
+    if (n < 0) {
+        throw os_error("cannot read", path.string(), err);
+    }
+    text.resize(static_cast<size_t>(n));
+    return text;
+}
+
+std::string read_file(const fs::path& path) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        throw os_error("cannot read", path.string(), errno);
+    }
+    // Sidecars are small: one read usually takes all of it, a second sees EOF.
+    std::string text;
+    char buffer[16384];
+    for (;;) {
+        ssize_t n = ::read(fd, buffer, sizeof buffer);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            int err = errno;
+            ::close(fd);
+            throw os_error("cannot read", path.string(), err);
+        }
+        if (n == 0) {
+            break;
+        }
+        text.append(buffer, static_cast<size_t>(n));
+    }
+    ::close(fd);
+    return text;
 }
 
 }  // namespace pgward

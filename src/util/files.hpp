@@ -64,5 +64,7 @@ void rename_no_replace(const fs::path& from, const fs::path& to);
 void remove_file(const fs::path& path);
 
 std::string read_file(const fs::path& path);
+// At most the first `limit` bytes, in one read.
+std::string read_file_start(const fs::path& path, size_t limit);
 
 }  // namespace pgward

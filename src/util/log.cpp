@@ -14,8 +14,18 @@ struct Sink {
     Format format = Format::Logfmt;
     std::FILE* stream = stderr;
     bool quiet = false;
+    int batches = 0;
+    std::string pending;  // lines held while a Batch is alive
     std::mutex mutex;
 };
+
+void flush_pending(Sink& s) {
+    if (!s.pending.empty()) {
+        std::fwrite(s.pending.data(), 1, s.pending.size(), s.stream);
+        std::fflush(s.stream);
+        s.pending.clear();
+    }
+}
 
 Sink& sink() {
     static Sink instance;
@@ -139,8 +149,29 @@ void write(Level level, std::string_view message, std::initializer_list<Field> f
     std::string line =
         render(s.format, format_iso_utc_millis(Clock::now()), level, message, fields);
     line += '\n';
+    if (s.batches > 0) {
+        s.pending += line;
+        if (s.pending.size() >= 65536) {
+            flush_pending(s);
+        }
+        return;
+    }
     std::fwrite(line.data(), 1, line.size(), s.stream);
     std::fflush(s.stream);
+}
+
+Batch::Batch() {
+    Sink& s = sink();
+    std::lock_guard lock(s.mutex);
+    ++s.batches;
+}
+
+Batch::~Batch() {
+    Sink& s = sink();
+    std::lock_guard lock(s.mutex);
+    if (--s.batches == 0) {
+        flush_pending(s);
+    }
 }
 
 }  // namespace pgward::log

@@ -8,35 +8,38 @@
 namespace pgward {
 namespace {
 
+// Civil UTC fields by calendar arithmetic: no gmtime_r/timegm, whose time
+// zone lock serialised a `list` of thousands of backups.
 std::tm to_utc_tm(TimePoint t) {
-    std::time_t seconds = Clock::to_time_t(t);
+    using namespace std::chrono;
+    auto day_point = floor<days>(t);
+    year_month_day date{day_point};
+    hh_mm_ss<seconds> time{t - day_point};
     std::tm tm{};
-    gmtime_r(&seconds, &tm);
+    tm.tm_year = static_cast<int>(date.year()) - 1900;
+    tm.tm_mon = static_cast<int>(static_cast<unsigned>(date.month())) - 1;
+    tm.tm_mday = static_cast<int>(static_cast<unsigned>(date.day()));
+    tm.tm_hour = static_cast<int>(time.hours().count());
+    tm.tm_min = static_cast<int>(time.minutes().count());
+    tm.tm_sec = static_cast<int>(time.seconds().count());
     return tm;
 }
 
-// Strict parse of fixed-width digits; rejects anything timegm would normalise
-// (month 13, 31 February), so a parsed time always formats back to its text.
+// Strict: rejects what timegm would normalise (month 13, 31 February, second
+// 60), so a parsed time always formats back to its text.
 std::optional<TimePoint> from_fields(int year, int month, int day, int hour, int minute,
                                      int second) {
-    std::tm tm{};
-    tm.tm_year = year - 1900;
-    tm.tm_mon = month - 1;
-    tm.tm_mday = day;
-    tm.tm_hour = hour;
-    tm.tm_min = minute;
-    tm.tm_sec = second;
-    std::time_t seconds = timegm(&tm);
-    if (seconds == static_cast<std::time_t>(-1)) {
+    using namespace std::chrono;
+    if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 59) {
         return std::nullopt;
     }
-    auto t = std::chrono::time_point_cast<std::chrono::seconds>(Clock::from_time_t(seconds));
-    std::tm check = to_utc_tm(t);
-    if (check.tm_year != year - 1900 || check.tm_mon != month - 1 || check.tm_mday != day ||
-        check.tm_hour != hour || check.tm_min != minute || check.tm_sec != second) {
+    year_month_day date{std::chrono::year{year}, std::chrono::month{static_cast<unsigned>(month)},
+                        std::chrono::day{static_cast<unsigned>(day)}};
+    if (!date.ok()) {
         return std::nullopt;
     }
-    return t;
+    return TimePoint{sys_days{date}.time_since_epoch() + hours{hour} + minutes{minute} +
+                     seconds{second}};
 }
 
 bool all_digits(std::string_view text) {

@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# The proof-of-content speed figures, as ratios against baselines run in the
-# same invocation (interleaved, BENCH_RUNS times each, medians):
+# `make bench`: pgward against what an operator would use instead, each pair
+# run interleaved BENCH_RUNS times (default 3) in this one invocation, medians
+# and ratios printed as a table with the machine on top:
 #   1. pgward backup (manifest, row counts, fp1, verify-before-rename) vs pg_dump -Fc -f
 #   2. pgward verify --deep vs pg_restore -f /dev/null, and the inflate limit
 #      (every data block decompressed and discarded, nothing else)
-#   3. fp1 of a live table vs psql -c "copy t to stdout" | sha256sum
+#   3. pgward backup + drill --backup latest --sandbox vs the seed's shell drill
+#      (bench/seed_drill.sh: pg_dump, dropdb, createdb, pg_restore, psql counts)
+#   4. pgward list and prune --dry-run on 10,000 dump files
+#   5. fp1 of a live table vs psql -c "copy t to stdout" | sha256sum
+#   6. the idle service: RSS and CPU seconds per hour (bench/idle_service.sh)
 # Data: pgbench -i -s BENCH_SCALE (default 30) plus BENCH_TEXT_ROWS (default 2M)
 # rows of random text, floats and timestamps (pgbench's tables compress 50:1
 # and would hide the inflate cost).
-# Usage: bench/bench_proof.sh [BUILD_DIR]
+# Usage: bench/bench.sh [BUILD_DIR]
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 build=$(realpath "${1:-$repo/build}")
@@ -22,8 +27,10 @@ TPG_SERVER_OPTIONS="-c shared_buffers=256MB -c max_wal_size=4GB" throwaway_pg_st
 work=$TPG_DIR/work
 mkdir -p "$work"
 export POSTGRES_DB=bench POSTGRES_BACKUP_DIR=$work/backups PGPASSWORD=$TPG_PASSWORD
+export PGHOST=$TPG_DIR/sock PGUSER=postgres PATH="$TPG_BIN:$PATH"
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $("$TPG_BIN/postgres" --version)"
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), $(. /etc/os-release && echo "$PRETTY_NAME")"
+echo "postgres: $("$TPG_BIN/postgres" --version), $(pg_dump --version), pgward $("$pgward" version | head -n 1)"
 echo "data: pgbench scale $scale + $text_rows rows of random text (creating...)"
 tpsql postgres -c 'CREATE DATABASE bench'
 "$TPG_BIN/pgbench" -q -i -s "$scale" -h "$TPG_DIR/sock" -U postgres bench >/dev/null 2>&1
@@ -54,15 +61,52 @@ for ((i = 0; i < runs; i++)); do
 done
 "$pgward" verify --deep "$archive" | sed 's/^/verify: /'
 
+declare -a drill seed
+mkdir -p "$work/drill" "$work/seed"
+chmod 777 "$work/drill"
+for ((i = 0; i < runs; i++)); do
+  rm -rf "$work/drill/backups" "$work/drill/reports"
+  drill+=("$(seconds env POSTGRES_BACKUP_DIR="$work/drill/backups" TMPDIR="$work/drill" bash -c \
+    "'$pgward' backup && '$pgward' drill --backup latest --sandbox --report-dir '$work/drill/reports'")")
+  seed+=("$(seconds "$repo/bench/seed_drill.sh" bench "$work/seed")")
+done
+report=$(ls "$work"/drill/reports/*.json 2>/dev/null | head -n 1 || true)
+grep -q '"success": true' "$report" || { echo "bench: the sandbox drill did not pass ($report)" >&2; exit 1; }
+
+# 10,000 backups of one database (each with a manifest) for list and prune.
+many=$work/many
+mkdir -p "$many"
+manifest=${archive%.dump}.json
+manifest_text=$(<"$manifest")
+base=946684800 # 2000-01-01T00:00:00Z
+for ((i = 0; i < 10000; i++)); do
+  TZ=UTC printf -v stem 'bench_%(%Y%m%dT%H%M%SZ)T' "$((base + i * 3600))"
+  printf 'PGDMP' >"$many/$stem.dump"
+  printf '%s\n' "${manifest_text//\"file\": \"*.dump\"/\"file\": \"$stem.dump\"}" >"$many/$stem.json"
+done
+declare -a list prune
+for ((i = 0; i < runs; i++)); do
+  list+=("$(seconds "$pgward" list --dir "$many")")
+  prune+=("$(seconds "$pgward" prune --dir "$many" --keep 7 --dry-run)")
+done
+[[ $("$pgward" list --dir "$many" | grep -c '^bench_') == 10000 ]] || { echo "bench: list did not show 10,000 backups" >&2; exit 1; }
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 mb=$(stat -c %s "$archive")
 b=$(median "${backup[@]}") d=$(median "${dump[@]}") v=$(median "${deep[@]}") r=$(median "${restore[@]}")
 f=$(median "${inflate[@]}") z=$(median "${zinflate[@]}") p=$(median "${fp[@]}") c=$(median "${copy[@]}")
+dr=$(median "${drill[@]}") sd=$(median "${seed[@]}") ls_=$(median "${list[@]}") pr=$(median "${prune[@]}")
+ms() { awk -v s="$1" 'BEGIN {printf "%.0f ms", s * 1000}'; }
 printf '\n| pair (median of %d) | pgward | baseline | ratio | goal |\n|---|---|---|---|---|\n' "$runs"
 printf '| backup vs pg_dump -Fc -f | %.2f s | %.2f s | %s | <= 1.25 |\n' "$b" "$d" "$(ratio "$b" "$d")"
 printf '| verify --deep vs pg_restore -f /dev/null | %.2f s | %.2f s | %s | <= 0.50 |\n' "$v" "$r" "$(ratio "$v" "$r")"
 printf '| verify --deep vs the inflate limit | %.2f s | %.2f s | %s (verify runs at %s%% of it) | |\n' \
   "$v" "$f" "$(ratio "$v" "$f")" "$(awk -v a="$f" -v b="$v" 'BEGIN {printf "%.0f", 100 * a / b}')"
 printf '| inflate limit: ISA-L vs zlib | %.2f s | %.2f s | %s | kept if < 1 |\n' "$f" "$z" "$(ratio "$f" "$z")"
-printf '| fp1 of random_text vs psql copy | sha256sum | %.2f s | %.2f s | %s | |\n' "$p" "$c" "$(ratio "$p" "$c")"
+printf '| backup + drill --sandbox vs seed_drill.sh | %.2f s | %.2f s | %s | <= 1.00 |\n' "$dr" "$sd" "$(ratio "$dr" "$sd")"
+printf '| list, 10,000 dumps | %s | | | <= 100 ms |\n' "$(ms "$ls_")"
+printf '| prune --dry-run, 10,000 dumps | %s | | | <= 100 ms |\n' "$(ms "$pr")"
+printf '| fp1 of random_text vs psql copy \\| sha256sum | %.2f s | %.2f s | %s | |\n' "$p" "$c" "$(ratio "$p" "$c")"
 printf '\narchive: %s bytes (gzip, pg_dump %s)\n' "$mb" "$(pg_dump --version | awk '{print $3}')"
+echo
+"$repo/bench/idle_service.sh" "$pgward" "${BENCH_IDLE_SECONDS:-60}"
