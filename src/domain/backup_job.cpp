@@ -484,7 +484,15 @@ BackupResult run_backup_job(const BackupRequest& request) {
                                   status.describe(), dump.bytes_written(), reason),
                       "nothing was published; see pg_dump's messages above");
     }
-    std::vector<TableEntry> tables = snapshot.finish();
+    std::vector<TableEntry> tables = [&] {
+        try {
+            return snapshot.finish();
+        } catch (const Error& e) {
+            throw failure(
+                fmt::format("backup of \"{}\" lost its snapshot session: {}", database, e.what()),
+                "nothing was published; if the server restarted, its log says why");
+        }
+    }();
 
     // pgward's own reader first (its verdict names the byte and the table),
     // then pg_restore's, as a second opinion.

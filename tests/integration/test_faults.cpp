@@ -108,6 +108,54 @@ TEST_F(FaultTest, SslmodeRequireAgainstAServerWithoutTlsFailsNamingIt) {
     EXPECT_TRUE(list_dir(dir_).empty());
 }
 
+TEST_F(FaultTest, TheServerCrashingMidDumpFailsTheBackupAndTheNextOneSucceeds) {
+    // pg_dump held mid-stream (its output throttled), then the backend that
+    // serves its COPY is SIGKILLed: the postmaster resets every session.
+    fs::path bin = fake_pg_dump("throttle-bin", "\"$REAL\" \"$@\" | (head -c 4096; sleep 3; cat)");
+    BackgroundPgward backup({"backup", "--pg-bin", bin.string()}, env());
+    std::string backend;
+    ASSERT_TRUE(eventually(
+        [&] {
+            backend = PgCluster::instance().query_value(
+                "postgres",
+                "SELECT coalesce((SELECT pid::text FROM pg_stat_activity WHERE datname = 'faults' "
+                "AND query LIKE 'COPY %' LIMIT 1), '')");
+            return !backend.empty();
+        },
+        30s));
+    ASSERT_EQ(::kill(std::stoi(backend), SIGKILL), 0) << std::strerror(errno);
+    auto r = backup.wait(60s);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->exit_code, 1);
+    // pg_dump's own failure is masked by the throttling pipe (`cat` exits 0);
+    // the row-count session sharing its snapshot notices the crash.
+    EXPECT_TRUE(contains(r->err, "backup of \"faults\" lost its snapshot session")) << r->err;
+    EXPECT_TRUE(contains(r->err, "server closed the connection unexpectedly")) << r->err;
+    EXPECT_TRUE(contains(r->err, "nothing was published")) << r->err;
+    EXPECT_TRUE(backup_files(dir_).empty()) << testing::PrintToString(backup_files(dir_));
+    // After crash recovery the next backup succeeds.
+    std::optional<RunResult> next;
+    EXPECT_TRUE(eventually(
+        [&] {
+            next = run_pgward({"backup"}, env());
+            return next->exit_code == 0;
+        },
+        60s))
+        << next->err;
+}
+
+TEST_F(FaultTest, AMissingBackupDirectoryIsCreatedPrivateWithItsParents) {
+    fs::path missing = dir_ / "new" / "backups";
+    RunResult r = run_pgward({"backup", "--dir", missing.string()}, env());
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    ASSERT_TRUE(fs::is_directory(missing));
+    struct stat st {};
+    ASSERT_EQ(::stat(missing.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0700u);
+    EXPECT_EQ(backup_files(missing).size(), 3u)  // dump, manifest, globals
+        << testing::PrintToString(backup_files(missing));
+}
+
 TEST_F(FaultTest, APgDumpThatIsNotExecutableIsNamed) {
     fs::path bin = fake_pg_dump("noexec-bin", "exec \"$REAL\" \"$@\"", 0644);
     fs::path out = dir_ / "out";
