@@ -30,7 +30,7 @@ export POSTGRES_DB=bench POSTGRES_BACKUP_DIR=$work/backups PGPASSWORD=$TPG_PASSW
 export PGHOST=$TPG_DIR/sock PGUSER=postgres PATH="$TPG_BIN:$PATH"
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), $(. /etc/os-release && echo "$PRETTY_NAME")"
-echo "postgres: $("$TPG_BIN/postgres" --version), $(pg_dump --version), pgward $("$pgward" version | head -n 1)"
+echo "postgres: $("$TPG_BIN/postgres" --version), $(pg_dump --version), $("$pgward" version | head -n 1)"
 echo "data: pgbench scale $scale + $text_rows rows of random text (creating...)"
 tpsql postgres -c 'CREATE DATABASE bench'
 "$TPG_BIN/pgbench" -q -i -s "$scale" -h "$TPG_DIR/sock" -U postgres bench >/dev/null 2>&1
@@ -40,7 +40,13 @@ tpsql bench -c "CREATE TABLE random_text AS SELECT g AS id, md5(random()::text) 
 tpsql bench -c 'VACUUM ANALYZE' >/dev/null
 echo "data: $(tpsql bench -Atc "SELECT pg_size_pretty(pg_database_size('bench'))")"
 
-seconds() { local s=$(date +%s.%N); "$@" >/dev/null 2>&1; awk -v a="$s" -v b="$(date +%s.%N)" 'BEGIN {printf "%.3f", b - a}'; }
+# Seconds one run of a command took; a run that fails marks the bench failed
+# (a failed run would look fast).
+seconds() {
+  local s=$(date +%s.%N)
+  "$@" >/dev/null 2>"$work/last.err" || { echo "bench: failed: $*: $(tail -n 1 "$work/last.err")" >&2; touch "$work/failed"; }
+  awk -v a="$s" -v b="$(date +%s.%N)" 'BEGIN {printf "%.3f", b - a}'
+}
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 conn="host=$TPG_DIR/sock user=postgres dbname=bench"
 
@@ -71,18 +77,19 @@ for ((i = 0; i < runs; i++)); do
   seed+=("$(seconds "$repo/bench/seed_drill.sh" bench "$work/seed")")
 done
 report=$(ls "$work"/drill/reports/*.json 2>/dev/null | head -n 1 || true)
-grep -q '"success": true' "$report" || { echo "bench: the sandbox drill did not pass ($report)" >&2; exit 1; }
+grep -q '"restore_success": true' "$report" || { echo "bench: the sandbox drill did not pass ($report)" >&2; exit 1; }
 
 # 10,000 backups of one database (each with a manifest) for list and prune.
 many=$work/many
 mkdir -p "$many"
 manifest=${archive%.dump}.json
-manifest_text=$(<"$manifest")
+# Each a 5-byte dump with a manifest that matches it: list reports them all size-ok.
+manifest_text=$(sed -E 's/"size_bytes": [0-9]+/"size_bytes": 5/; s/"file": "[^"]*"/"file": "@FILE@"/' "$manifest")
 base=946684800 # 2000-01-01T00:00:00Z
 for ((i = 0; i < 10000; i++)); do
   TZ=UTC printf -v stem 'bench_%(%Y%m%dT%H%M%SZ)T' "$((base + i * 3600))"
   printf 'PGDMP' >"$many/$stem.dump"
-  printf '%s\n' "${manifest_text//\"file\": \"*.dump\"/\"file\": \"$stem.dump\"}" >"$many/$stem.json"
+  printf '%s\n' "${manifest_text/@FILE@/$stem.dump}" >"$many/$stem.json"
 done
 declare -a list prune
 for ((i = 0; i < runs; i++)); do
@@ -91,6 +98,7 @@ for ((i = 0; i < runs; i++)); do
 done
 [[ $("$pgward" list --dir "$many" | grep -c '^bench_') == 10000 ]] || { echo "bench: list did not show 10,000 backups" >&2; exit 1; }
 
+[[ ! -e $work/failed ]] || { echo "bench: a measured run failed (above); no figures" >&2; exit 1; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 mb=$(stat -c %s "$archive")
 b=$(median "${backup[@]}") d=$(median "${dump[@]}") v=$(median "${deep[@]}") r=$(median "${restore[@]}")

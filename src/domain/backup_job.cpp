@@ -289,6 +289,24 @@ BackupId choose_backup_id(const BackupRepository& repo, const std::string& datab
     }
 }
 
+// A pg_dump (or row count) that gave up at --lock-wait-timeout: say so, and
+// who to look for, instead of relaying a bare "canceling statement".
+void throw_if_lock_wait_ended(const BackupRequest& request, const std::string& database,
+                              const std::string& reason) {
+    // pg_dump bounds its LOCK TABLE with a statement timeout; the row count
+    // session with lock_timeout.
+    bool lock_timed_out = reason.find("lock timeout") != std::string::npos ||
+                          (reason.find("statement timeout") != std::string::npos &&
+                           reason.find("LOCK TABLE") != std::string::npos);
+    if (request.lock_wait && lock_timed_out) {
+        throw failure(fmt::format("backup of \"{}\" gave up after waiting {} s for a table "
+                                  "another session holds locked: {}",
+                                  database, request.lock_wait->count(), reason),
+                      "find the holder in pg_locks / pg_stat_activity; --lock-wait-timeout "
+                      "(POSTGRES_BACKUP_LOCK_WAIT_SECONDS) sets the wait");
+    }
+}
+
 void check_archive(const std::filesystem::path& tmp, const std::string& magic,
                    const pg::Tool& pg_restore) {
     if (magic != "PGDMP") {
@@ -468,18 +486,7 @@ BackupResult run_backup_job(const BackupRequest& request) {
     if (!status.ok()) {
         std::string reason =
             dump_stderr.last_error().empty() ? "no error message" : dump_stderr.last_error();
-        // pg_dump bounds its LOCK TABLE with a statement timeout.
-        bool lock_timed_out = reason.find("lock timeout") != std::string::npos ||
-                              (reason.find("statement timeout") != std::string::npos &&
-                               reason.find("LOCK TABLE") != std::string::npos);
-        if (request.lock_wait && lock_timed_out) {
-            throw failure(
-                fmt::format("backup of \"{}\" gave up after waiting {} s for a table another "
-                            "session holds locked: {}",
-                            database, request.lock_wait->count(), reason),
-                "find the holder in pg_locks / pg_stat_activity; --lock-wait-timeout "
-                "(POSTGRES_BACKUP_LOCK_WAIT_SECONDS) sets the wait");
-        }
+        throw_if_lock_wait_ended(request, database, reason);
         throw failure(fmt::format("pg_dump of \"{}\" failed ({}) after {} bytes: {}", database,
                                   status.describe(), dump.bytes_written(), reason),
                       "nothing was published; see pg_dump's messages above");
@@ -488,6 +495,7 @@ BackupResult run_backup_job(const BackupRequest& request) {
         try {
             return snapshot.finish();
         } catch (const Error& e) {
+            throw_if_lock_wait_ended(request, database, e.what());
             throw failure(
                 fmt::format("backup of \"{}\" lost its snapshot session: {}", database, e.what()),
                 "nothing was published; if the server restarted, its log says why");

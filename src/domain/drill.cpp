@@ -1,5 +1,6 @@
 #include "domain/drill.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <functional>
 #include <map>
@@ -493,6 +494,13 @@ DrillOutcome run_backup_drill(const DrillRequest& request) {
         if (request.sandbox) {
             pg::Sandbox::Options options;
             options.tag = "sandbox";
+            // A cluster that is thrown away afterwards needs no crash safety:
+            // no full-page images, minimal WAL, no checkpoints mid-restore,
+            // and room for index builds. What is restored is the same.
+            options.server_settings = {"full_page_writes=off",      "wal_level=minimal",
+                                       "max_wal_senders=0",         "synchronous_commit=off",
+                                       "max_wal_size=8GB",          "checkpoint_timeout=1h",
+                                       "maintenance_work_mem=256MB"};
             sandbox = std::make_unique<pg::Sandbox>(options);
             sandbox->start();
             target = sandbox->options(request.drill_db);
@@ -518,6 +526,10 @@ DrillOutcome run_backup_drill(const DrillRequest& request) {
         PgRestoreFlags flags;
         flags.no_owner = request.sandbox;  // the sandbox has none of the source's roles
         flags.no_privileges = request.sandbox;
+        // The sandbox is private: restore with one job per core.
+        if (request.sandbox) {
+            flags.jobs = static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1U, 8U));
+        }
         PgRestoreRun run = run_pg_restore(*pg_restore, conn, archive, flags);
         drill.check(restore_check(run));
     });

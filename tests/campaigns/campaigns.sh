@@ -31,6 +31,16 @@ echo "campaigns: $size, seed $seed (CAMPAIGN_SEED=$seed repeats the choices)"
 
 source "$repo/scripts/lib/throwaway-pg.sh"
 throwaway_pg_start
+# Whatever happens, no pgward this script started outlives it.
+started_pids=()
+campaign_cleanup() {
+  local pid
+  for pid in "${started_pids[@]}"; do
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  throwaway_pg_stop
+}
+trap campaign_cleanup EXIT
 export PATH="$TPG_BIN:$PATH" POSTGRES_DB=camp PGPASSWORD=$TPG_PASSWORD
 work=$TPG_DIR/work
 mkdir -p "$work"
@@ -88,6 +98,7 @@ crash_campaign() {
     POSTGRES_BACKUP_DIR=$dir POSTGRES_BACKUP_INTERVAL_SECONDS=1 POSTGRES_BACKUP_RETENTION_COUNT=3 \
       POSTGRES_BACKUP_RETRY_SECONDS=1 "${as_owner[@]}" "$pgward" run >/dev/null 2>"$work/crash.err" &
     pid=$!
+    started_pids+=("$pid")
     sleep "$(awk -v r="$(rand 2500)" 'BEGIN {printf "%.3f", 0.05 + r / 1000}')"
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
@@ -193,6 +204,7 @@ soak_campaign() {
     POSTGRES_BACKUP_RETENTION_COUNT=3 POSTGRES_BACKUP_RETRY_SECONDS=1 POSTGRES_BACKUP_RETRY_MAX_SECONDS=1 \
     "${as_owner[@]}" "$pgward" run >"$work/soak.out" 2>&1 &
   pid=$!
+  started_pids+=("$pid")
   cycles() {
     if [[ -e $state ]]; then
       grep -oE '"(successes|failures)_total": [0-9]+' "$state" | awk '{s += $2} END {print s + 0}'
