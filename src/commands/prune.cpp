@@ -41,11 +41,7 @@ class PruneCommand : public Command {
             lock.emplace(repo.lock(database));
             repo.remove_leftovers(database);
         }
-        std::vector<BackupId> ids;
-        for (const BackupEntry& entry : repo.list(database)) {
-            ids.push_back(entry.id);
-        }
-        auto plan = plan_retention(ids, static_cast<size_t>(*keep));
+        auto plan = plan_retention(repo.ids(database), static_cast<size_t>(*keep));
         auto deleted = repo.apply(plan, dry_run_);
         log::info(dry_run_ ? "prune plan" : "prune done",
                   {{"database", database},

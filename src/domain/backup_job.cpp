@@ -258,8 +258,8 @@ BackupId choose_backup_id(const BackupRepository& repo, const std::string& datab
     // oldest name, and retention would delete it at once.
     TimePoint now = now_seconds();
     TimePoint name_time = now;
-    for (const BackupEntry& existing : repo.list(database)) {
-        name_time = std::max(name_time, existing.id.started + std::chrono::seconds(1));
+    for (const BackupId& existing : repo.ids(database)) {
+        name_time = std::max(name_time, existing.started + std::chrono::seconds(1));
     }
     if (name_time != now) {
         log::warn("the clock is behind the newest backup; naming this one after it",
@@ -571,18 +571,10 @@ BackupResult run_backup_job(const BackupRequest& request) {
 
     BackupResult result{id, dump_path, std::move(manifest), {}, 0, globals_path.has_value()};
     if (request.retention) {
-        auto plan = plan_retention(
-            [&] {
-                std::vector<BackupId> ids;
-                for (const BackupEntry& e : repo.list(database)) {
-                    ids.push_back(e.id);
-                }
-                return ids;
-            }(),
-            *request.retention);
+        auto plan = plan_retention(repo.ids(database), *request.retention);
         result.pruned = repo.apply(plan, false);
     }
-    result.retained = repo.list(database).size();
+    result.retained = repo.ids(database).size();
     return result;
 }
 

@@ -1,10 +1,13 @@
 #include "domain/repository.hpp"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <set>
+#include <unordered_set>
 
 #include <fmt/format.h>
 
@@ -39,7 +42,18 @@ std::vector<BackupRepository::Listed> BackupRepository::scan() const {
     for (const auto& entry : it) {
         std::string name = entry.path().filename().string();
         if (auto parsed = parse_backup_file_name(name)) {
-            out.push_back(Listed{std::move(name), *parsed});
+            // The type readdir reported, without a stat (is_symlink and
+            // is_regular_file answer from it when the filesystem fills it in).
+            std::error_code type_ec;
+            std::filesystem::file_type type = std::filesystem::file_type::unknown;
+            if (entry.is_symlink(type_ec)) {
+                type = std::filesystem::file_type::symlink;
+            } else if (!type_ec && entry.is_regular_file(type_ec) && !type_ec) {
+                type = std::filesystem::file_type::regular;
+            } else if (!type_ec) {
+                type = std::filesystem::file_type::not_found;  // a directory, fifo, ...
+            }
+            out.push_back(Listed{std::move(name), *parsed, type});
         }
     }
     return out;
@@ -47,12 +61,21 @@ std::vector<BackupRepository::Listed> BackupRepository::scan() const {
 
 std::vector<BackupEntry> BackupRepository::list(const std::optional<std::string>& database) const {
     std::vector<Listed> files = scan();
-    std::set<std::string> manifests;
+    std::unordered_set<std::string> manifests;
     for (const Listed& f : files) {
         if (f.parsed.role == FileRole::Manifest && !f.parsed.temporary) {
             manifests.insert(f.name);
         }
     }
+    // Names are looked up relative to the directory: no path walk per file.
+    int dir_fd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir_fd < 0) {
+        throw os_error("cannot read backup directory", dir_.string(), errno);
+    }
+    struct CloseDir {
+        int fd;
+        ~CloseDir() { ::close(fd); }
+    } close_dir{dir_fd};
     std::vector<BackupEntry> out;
     for (const Listed& f : files) {
         if (f.parsed.role != FileRole::Dump || f.parsed.temporary) {
@@ -64,9 +87,12 @@ std::vector<BackupEntry> BackupRepository::list(const std::optional<std::string>
         BackupEntry entry;
         entry.id = f.parsed.id;
         entry.dump_path = dir_ / f.name;
-        if (!is_regular_file_not_link(entry.dump_path, &entry.size_bytes)) {
+        struct stat st {};
+        if (::fstatat(dir_fd, f.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+            !S_ISREG(st.st_mode)) {
             continue;  // a directory or symlink with a backup's name is not ours
         }
+        entry.size_bytes = static_cast<uint64_t>(st.st_size);
         entry.has_manifest = manifests.count(entry.id.manifest_file()) > 0;
         out.push_back(std::move(entry));
     }
@@ -79,10 +105,33 @@ std::vector<BackupEntry> BackupRepository::list(const std::optional<std::string>
     return out;
 }
 
+bool BackupRepository::is_dump(const Listed& f) const {
+    if (f.parsed.role != FileRole::Dump || f.parsed.temporary) {
+        return false;
+    }
+    return f.type == std::filesystem::file_type::regular ||
+           (f.type == std::filesystem::file_type::unknown &&
+            is_regular_file_not_link(dir_ / f.name));
+}
+
+std::vector<BackupId> BackupRepository::ids(const std::string& database) const {
+    std::vector<BackupId> out;
+    for (const Listed& f : scan()) {
+        if (f.parsed.id.database == database && is_dump(f)) {
+            out.push_back(f.parsed.id);
+        }
+    }
+    std::sort(out.begin(), out.end(),
+              [](const BackupId& a, const BackupId& b) { return a.started > b.started; });
+    return out;
+}
+
 std::vector<std::string> BackupRepository::databases() const {
     std::set<std::string> names;
-    for (const BackupEntry& entry : list()) {
-        names.insert(entry.id.database);
+    for (const Listed& f : scan()) {
+        if (is_dump(f)) {
+            names.insert(f.parsed.id.database);
+        }
     }
     return {names.begin(), names.end()};
 }

@@ -31,6 +31,9 @@ class BackupRepository {
 
     // Newest first. With a database, only that database's dumps.
     std::vector<BackupEntry> list(const std::optional<std::string>& database = {}) const;
+    // The same backups' ids only, newest first: no stat per file where the
+    // directory listing already says what each name is (retention, prune).
+    std::vector<BackupId> ids(const std::string& database) const;
     std::vector<std::string> databases() const;
 
     // Throws "previous run still active" when another pgward holds it.
@@ -55,8 +58,10 @@ class BackupRepository {
     struct Listed {
         std::string name;
         ParsedFileName parsed;
+        std::filesystem::file_type type;  // from the directory entry; unknown on some filesystems
     };
     std::vector<Listed> scan() const;
+    bool is_dump(const Listed& f) const;  // a finished dump that is a regular file
 
     std::filesystem::path dir_;
 };
