@@ -20,6 +20,9 @@ throwaway_pg_start() {
   _tpg_as_server "$TPG_BIN/pg_ctl" -D "$TPG_DIR/data" -l "$TPG_DIR/server.log" -w \
     -o "-c listen_addresses= -k $TPG_DIR/sock ${TPG_SERVER_OPTIONS:-}" start >/dev/null
   trap throwaway_pg_stop EXIT
+  # A signal ends the script through `exit`, so the EXIT trap still runs.
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
   export POSTGRES_HOST="$TPG_DIR/sock" POSTGRES_USER=postgres POSTGRES_PASSWORD="$TPG_PASSWORD"
 }
 
