@@ -215,9 +215,11 @@ void write_text(const std::filesystem::path& path, const std::string& text, int 
         throw std::runtime_error("write_text: relative path " + path.string());
     }
     std::error_code ec;
-    if (std::filesystem::is_symlink(path, ec)) std::filesystem::remove(path);
+    if (std::filesystem::is_symlink(path, ec))
+        std::filesystem::remove(path);
     int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0) throw std::runtime_error("write_text: cannot open " + path.string());
+    if (fd < 0)
+        throw std::runtime_error("write_text: cannot open " + path.string());
     size_t done = 0;
     while (done < text.size()) {
         ssize_t n = ::write(fd, text.data() + done, text.size() - done);

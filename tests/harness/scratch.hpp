@@ -43,6 +43,24 @@ class ScratchDirTest : public ::testing::Test {
         return path;
     }
 
+    // A --pg-bin folder in the scratch dir whose pg_dump is `script` (a shell
+    // body; $REAL is the real pg_dump, and --version is always answered
+    // truthfully); pg_restore and pg_dumpall are the real ones.
+    std::filesystem::path fake_pg_dump(const std::string& name, const std::string& script,
+                                       int mode = 0755) const {
+        std::filesystem::path bin = dir_ / name;
+        std::filesystem::create_directory(bin);
+        const std::filesystem::path real = PgCluster::instance().bin_dir();
+        write_text(bin / "pg_dump",
+                   "#!/bin/sh\nREAL='" + (real / "pg_dump").string() +
+                       "'\nif [ \"$1\" = --version ]; then exec \"$REAL\" --version; fi\n" +
+                       script + "\n",
+                   mode);
+        std::filesystem::create_symlink(real / "pg_restore", bin / "pg_restore");
+        std::filesystem::create_symlink(real / "pg_dumpall", bin / "pg_dumpall");
+        return bin;
+    }
+
     std::filesystem::path dir_;
 
   private:

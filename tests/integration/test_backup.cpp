@@ -426,16 +426,8 @@ TEST_F(BackupTest, PasswordNeverInArgvLogsOrManifests) {
 
 TEST_F(BackupTest, AnArchiveMissingATablesDataIsNeverPublished) {
     // A pg_dump that silently leaves out one table's rows.
-    fs::path bin = dir_ / "partial-bin";
-    fs::create_directory(bin);
-    const fs::path real = PgCluster::instance().bin_dir();
-    write_text(bin / "pg_dump",
-               "#!/bin/sh\nif [ \"$1\" = --version ]; then exec '" + (real / "pg_dump").string() +
-                   "' --version; fi\nexec '" + (real / "pg_dump").string() +
-                   "' \"$@\" --exclude-table-data=public.users\n",
-               0755);
-    fs::create_symlink(real / "pg_restore", bin / "pg_restore");
-    fs::create_symlink(real / "pg_dumpall", bin / "pg_dumpall");
+    fs::path bin =
+        fake_pg_dump("partial-bin", "exec \"$REAL\" \"$@\" --exclude-table-data=public.users");
     fs::path out = dir_ / "out";
     RunResult r =
         run_pgward({"backup", "--pg-bin", bin.string(), "--dir", out.string()}, env("app"));
@@ -454,15 +446,8 @@ TEST_F(BackupTest, AnArchiveMissingATablesDataIsNeverPublished) {
 TEST_F(BackupTest, APgDumpThatWritesMegabytesOfGarbageFailsWithoutHanging) {
     // More garbage than the parser's queue holds: the parser stops at byte 8
     // and the pump must go on draining pg_dump without waiting for it.
-    fs::path bin = dir_ / "garbage-bin";
-    fs::create_directory(bin);
-    const fs::path real = PgCluster::instance().bin_dir();
-    write_text(bin / "pg_dump",
-               "#!/bin/sh\nif [ \"$1\" = --version ]; then exec '" + (real / "pg_dump").string() +
-                   "' --version; fi\nprintf PGDMP\nhead -c 6000000 /dev/zero | tr '\\000' x\n",
-               0755);
-    fs::create_symlink(real / "pg_restore", bin / "pg_restore");
-    fs::create_symlink(real / "pg_dumpall", bin / "pg_dumpall");
+    fs::path bin =
+        fake_pg_dump("garbage-bin", "printf PGDMP\nhead -c 6000000 /dev/zero | tr '\\000' x");
     fs::path out = dir_ / "out";
     auto started = std::chrono::steady_clock::now();
     RunResult r =

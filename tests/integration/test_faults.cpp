@@ -58,22 +58,6 @@ class FaultTest : public ScratchDirTest {
     }
 
     Env env(Env extra = {}) const { return pg_env("faults", dir_, std::move(extra)); }
-
-    // A --pg-bin folder whose pg_dump is `script` (a shell body; $REAL is the
-    // real pg_dump, and --version is always answered truthfully).
-    fs::path fake_pg_dump(const std::string& name, const std::string& script, int mode = 0755) {
-        fs::path bin = dir_ / name;
-        fs::create_directory(bin);
-        const fs::path real = PgCluster::instance().bin_dir();
-        write_text(bin / "pg_dump",
-                   "#!/bin/sh\nREAL='" + (real / "pg_dump").string() +
-                       "'\nif [ \"$1\" = --version ]; then exec \"$REAL\" --version; fi\n" +
-                       script + "\n",
-                   mode);
-        fs::create_symlink(real / "pg_restore", bin / "pg_restore");
-        fs::create_symlink(real / "pg_dumpall", bin / "pg_dumpall");
-        return bin;
-    }
 };
 
 TEST_F(FaultTest, ATableHeldInAccessExclusiveEndsTheBackupAtTheLockWaitTimeout) {

@@ -159,8 +159,8 @@ TEST_F(ServiceTest, ClockJumpsKeepNamesInTakingOrderAndRetentionExact) {
                              {"POSTGRES_BACKUP_RETENTION_COUNT", "3"},
                              {"LD_PRELOAD", PGWARD_FAKECLOCK_LIB},
                              {"PGWARD_FAKECLOCK_FILE", offset.string()},
-                             {"ASAN_OPTIONS", std::string(asan ? asan : "") +
-                                                  ":verify_asan_link_order=0"}}));
+                             {"ASAN_OPTIONS",
+                              std::string(asan ? asan : "") + ":verify_asan_link_order=0"}}));
     uint64_t seen = 0;
     // Waits for two more successful cycles; returns the newest backup's name.
     auto two_more_cycles = [&]() -> std::string {
