@@ -25,45 +25,52 @@ const char* to_string(ChecksumState state) {
     return "unknown";
 }
 
+namespace {
+
+// The checks a manifest's head settles: it describes this dump, and the
+// dump's size on disk is the size it recorded. nullopt when both hold.
+std::optional<ChecksumCheck> check_head(const ManifestHead& head, const BackupEntry& entry) {
+    if (head.file != entry.id.dump_file() || head.database != entry.id.database) {
+        return ChecksumCheck{ChecksumState::BadManifest,
+                             fmt::format("the manifest describes {}, not this dump", head.file),
+                             std::nullopt};
+    }
+    if (head.size_bytes != entry.size_bytes) {
+        return ChecksumCheck{
+            ChecksumState::SizeMismatch,
+            fmt::format("{} bytes on disk, {} in the manifest", entry.size_bytes, head.size_bytes),
+            std::nullopt};
+    }
+    return std::nullopt;
+}
+
+}  // namespace
+
 ChecksumCheck check_checksum(const BackupRepository& repo, const BackupEntry& entry, bool rehash) {
     if (!entry.has_manifest) {
         return {ChecksumState::NoManifest, "no sidecar " + entry.id.manifest_file(), std::nullopt};
     }
+    std::filesystem::path path = repo.path_of(entry.id.manifest_file());
     if (!rehash) {
-        ManifestHead head;
         try {
-            head = read_manifest_head(repo.path_of(entry.id.manifest_file()));
+            if (auto problem = check_head(read_manifest_head(path), entry)) {
+                return *problem;
+            }
         } catch (const Error& e) {
             return {ChecksumState::BadManifest, e.what(), std::nullopt};
-        }
-        if (head.file != entry.id.dump_file() || head.database != entry.id.database) {
-            return {ChecksumState::BadManifest,
-                    fmt::format("the manifest describes {}, not this dump", head.file),
-                    std::nullopt};
-        }
-        if (head.size_bytes != entry.size_bytes) {
-            return {ChecksumState::SizeMismatch,
-                    fmt::format("{} bytes on disk, {} in the manifest", entry.size_bytes,
-                                head.size_bytes),
-                    std::nullopt};
         }
         return {ChecksumState::SizeMatches, "", std::nullopt};
     }
     Manifest manifest;
     try {
-        manifest = read_manifest(repo.path_of(entry.id.manifest_file()));
+        manifest = read_manifest(path);
     } catch (const Error& e) {
         return {ChecksumState::BadManifest, e.what(), std::nullopt};
     }
-    if (manifest.file != entry.id.dump_file() || manifest.database != entry.id.database) {
-        return {ChecksumState::BadManifest,
-                fmt::format("the manifest describes {}, not this dump", manifest.file), manifest};
-    }
-    if (manifest.size_bytes != entry.size_bytes) {
-        return {ChecksumState::SizeMismatch,
-                fmt::format("{} bytes on disk, {} in the manifest", entry.size_bytes,
-                            manifest.size_bytes),
-                manifest};
+    if (auto problem = check_head(
+            ManifestHead{manifest.database, manifest.file, manifest.size_bytes}, entry)) {
+        problem->manifest = manifest;
+        return *problem;
     }
     std::string actual = sha256_file_hex(entry.dump_path);
     if (actual != manifest.sha256) {
