@@ -1,5 +1,11 @@
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
 #include "domain/manifest.hpp"
 #include "util/error.hpp"
 
@@ -51,6 +57,66 @@ TEST(Manifest, RejectsOtherDocuments) {
     doc = nlohmann::json::parse(manifest_to_json(sample()).dump());
     doc["size_bytes"] = "big";
     EXPECT_THROW(manifest_from_json(doc, "t"), Error);
+}
+
+// A manifest file in a temp dir, removed afterwards.
+class ManifestFile : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        char pattern[] = "/tmp/pgward-manifest-XXXXXX";
+        ASSERT_NE(::mkdtemp(pattern), nullptr);
+        dir_ = pattern;
+    }
+    void TearDown() override { std::filesystem::remove_all(dir_); }
+    std::filesystem::path write(const std::string& text) {
+        std::filesystem::path path = dir_ / "m.json";
+        std::ofstream(path, std::ios::binary | std::ios::trunc) << text;
+        return path;
+    }
+    std::filesystem::path dir_;
+};
+
+TEST_F(ManifestFile, HeadMatchesTheFullReadInAnyKeyOrder) {
+    Manifest m = sample();
+    auto as_written = write(manifest_to_json(m).dump(2));
+    ManifestHead head = read_manifest_head(as_written);
+    EXPECT_EQ(head.database, m.database);
+    EXPECT_EQ(head.file, m.file);
+    EXPECT_EQ(head.size_bytes, m.size_bytes);
+
+    // The table list first and longer than the first read: the head fields
+    // come after 4 KiB, so the whole file is read.
+    m.tables.assign(200, TableEntry{"public", "a_table_with_a_long_name", 1, "fp1:00"});
+    nlohmann::ordered_json reordered;
+    auto doc = manifest_to_json(m);
+    reordered["tables"] = doc["tables"];
+    for (auto& [key, value] : doc.items()) {
+        if (key != "tables") {
+            reordered[key] = value;
+        }
+    }
+    std::string text = reordered.dump(2);
+    ASSERT_GT(text.find("\"size_bytes\""), 4096u);
+    head = read_manifest_head(write(text));
+    EXPECT_EQ(head.database, m.database);
+    EXPECT_EQ(head.file, m.file);
+    EXPECT_EQ(head.size_bytes, m.size_bytes);
+}
+
+TEST_F(ManifestFile, HeadOfADamagedOrForeignManifestFailsLikeTheFullRead) {
+    try {
+        read_manifest_head(write("{\"format\": \"pgward-manifest/1\", \"database\": "));
+        ADD_FAILURE() << "truncated JSON was accepted";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("is not valid JSON"), std::string::npos) << e.what();
+    }
+    auto doc = nlohmann::json::parse(manifest_to_json(sample()).dump());
+    doc.erase("size_bytes");
+    EXPECT_THROW(read_manifest_head(write(doc.dump())), Error);
+    doc = nlohmann::json::parse(manifest_to_json(sample()).dump());
+    doc["format"] = "something-else/1";
+    EXPECT_THROW(read_manifest_head(write(doc.dump())), Error);
+    EXPECT_THROW(read_manifest_head(dir_ / "missing.json"), Error);
 }
 
 }  // namespace

@@ -88,5 +88,16 @@ TEST(Time, CompactAndIsoRoundTrip) {
     EXPECT_FALSE(parse_iso_utc("2024-02-29 23:59:59Z"));
 }
 
+TEST(Time, RejectsWhatACalendarWouldNormalise) {
+    for (const char* text :
+         {"20241301T000000Z", "20240001T000000Z", "20240431T000000Z", "20240100T000000Z",
+          "20240101T240000Z", "20240101T236000Z", "20240101T235960Z", "21000229T000000Z"}) {
+        EXPECT_FALSE(parse_compact_utc(text)) << text;
+    }
+    EXPECT_EQ(format_compact_utc(*parse_compact_utc("19700101T000000Z")), "19700101T000000Z");
+    EXPECT_EQ(format_compact_utc(*parse_compact_utc("20000229T120000Z")), "20000229T120000Z");
+    EXPECT_EQ(parse_compact_utc("19700101T000001Z")->time_since_epoch().count(), 1);
+}
+
 }  // namespace
 }  // namespace pgward
