@@ -11,7 +11,7 @@ FUZZ_DIR ?= $(BUILD_DIR)-fuzz
 RELEASE_DIR ?= $(BUILD_DIR)-release
 FUZZ_SECONDS ?= 300
 
-.PHONY: all deps configure build build-asan build-fuzz build-release fuzz fuzz-smoke test test-release test-asan campaigns-short torture bench unit integration demo clean format
+.PHONY: all deps configure build build-asan build-fuzz build-release fuzz fuzz-smoke test test-release test-asan campaigns-short torture bench test-matrix test-client17 unit integration demo clean format
 
 all: build
 
@@ -68,7 +68,19 @@ build-release: deps
 bench: build-release
 	bench/bench.sh $(RELEASE_DIR)
 
-test: test-release campaigns-short test-asan fuzz-smoke
+test: test-release test-client17 campaigns-short test-asan fuzz-smoke
+
+# The client-dependent tests again with pg_dump/pg_restore 17 (zstd, lz4,
+# format 1.16): tests/matrix/client17.sh.
+test-client17: build
+	tests/matrix/client17.sh $(BUILD_DIR)
+
+# Servers 13-18 x clients 15, 17, 18 (tests/matrix/matrix.sh): downloads the
+# other majors once into the cache of scripts/pg-clients.sh, runs the
+# integration suite in every cell and writes the table into docs/compatibility.md.
+# Not part of `make test`.
+test-matrix: build
+	tests/matrix/matrix.sh $(BUILD_DIR) docs/compatibility.md
 
 unit: build
 	$(BUILD_DIR)/tests/pgward_unit_tests

@@ -10,6 +10,7 @@
 #   4. pgward list and prune --dry-run on 10,000 dump files
 #   5. fp1 of a live table vs psql -c "copy t to stdout" | sha256sum
 #   6. the idle service: RSS and CPU seconds per hour (bench/idle_service.sh)
+#   7. compression with a 17 client (see below)
 # Data: pgbench -i -s BENCH_SCALE (default 30) plus BENCH_TEXT_ROWS (default 2M)
 # rows of random text, floats and timestamps (pgbench's tables compress 50:1
 # and would hide the inflate cost).
@@ -98,6 +99,45 @@ for ((i = 0; i < runs; i++)); do
 done
 [[ $("$pgward" list --dir "$many" | grep -c '^bench_') == 10000 ]] || { echo "bench: list did not show 10,000 backups" >&2; exit 1; }
 
+# 7. Compression with a 17 client (scripts/pg-clients.sh): pgward backup (auto:
+#    zstd:1) vs pg_dump -Fc (gzip) and vs pg_dump -Fc --compress=none (the
+#    floor: COPY at the speed the server sends it); verify --deep of the zstd
+#    archive vs pg_restore -f /dev/null of it; the sandbox drill of a zstd vs a
+#    gzip backup; and each method's time and size, the measurement behind auto.
+c17=$("$repo/scripts/pg-clients.sh" path client-17 2>"$work/c17.err" || true)
+declare -a zbackup zdefault znone zdeep zrestore zdrill gdrill
+declare -A level_time level_size
+levels=(gzip zstd:1 zstd:3 lz4 none)
+if [[ -n $c17 ]]; then
+  zdir=$work/z
+  mkdir -p "$zdir"
+  chmod 777 "$zdir"
+  for ((i = 0; i < runs; i++)); do
+    rm -rf "$zdir/backups" "$zdir"/*.dump
+    zbackup+=("$(seconds "$pgward" backup --pg-bin "$c17" --dir "$zdir/backups")")
+    zdefault+=("$(seconds "$c17/pg_dump" -Fc -d "$conn" -f "$zdir/default.dump")")
+    znone+=("$(seconds "$c17/pg_dump" -Fc --compress=none -d "$conn" -f "$zdir/none.dump")")
+  done
+  zarchive=$(ls "$zdir"/backups/*.dump | head -n 1)
+  "$pgward" backup --pg-bin "$c17" --compress gzip --dir "$zdir/gzip-backups" >/dev/null 2>&1
+  garchive=$(ls "$zdir"/gzip-backups/*.dump | head -n 1)
+  for ((i = 0; i < runs; i++)); do
+    zdeep+=("$(seconds "$pgward" verify --deep --pg-bin "$c17" "$zarchive")")
+    zrestore+=("$(seconds "$c17/pg_restore" -f /dev/null "$zarchive")")
+    rm -rf "$zdir/reports"
+    zdrill+=("$(seconds env TMPDIR="$zdir" "$pgward" drill --backup "$zarchive" --sandbox --pg-bin "$c17" --report-dir "$zdir/reports")")
+    gdrill+=("$(seconds env TMPDIR="$zdir" "$pgward" drill --backup "$garchive" --sandbox --pg-bin "$c17" --report-dir "$zdir/reports")")
+  done
+  for level in "${levels[@]}"; do
+    declare -a t=()
+    for ((i = 0; i < runs; i++)); do
+      t+=("$(seconds "$c17/pg_dump" -Fc "--compress=$level" -d "$conn" -f "$zdir/level.dump")")
+    done
+    level_time[$level]=$(median "${t[@]}")
+    level_size[$level]=$(stat -c %s "$zdir/level.dump")
+  done
+fi
+
 [[ ! -e $work/failed ]] || { echo "bench: a measured run failed (above); no figures" >&2; exit 1; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 mb=$(stat -c %s "$archive")
@@ -116,5 +156,26 @@ printf '| list, 10,000 dumps | %s | | | <= 100 ms |\n' "$(ms "$ls_")"
 printf '| prune --dry-run, 10,000 dumps | %s | | | <= 100 ms |\n' "$(ms "$pr")"
 printf '| fp1 of random_text vs psql copy \\| sha256sum | %.2f s | %.2f s | %s | |\n' "$p" "$c" "$(ratio "$p" "$c")"
 printf '\narchive: %s bytes (gzip, pg_dump %s)\n' "$mb" "$(pg_dump --version | awk '{print $3}')"
+
+if [[ -n $c17 ]]; then
+  zb=$(median "${zbackup[@]}") zd=$(median "${zdefault[@]}") zn=$(median "${znone[@]}")
+  zv=$(median "${zdeep[@]}") zr=$(median "${zrestore[@]}") zdr=$(median "${zdrill[@]}") gdr=$(median "${gdrill[@]}")
+  printf '\nwith %s (median of %d):\n\n' "$("$c17/pg_dump" --version)" "$runs"
+  printf '| pair | pgward | baseline | ratio | goal |\n|---|---|---|---|---|\n'
+  printf '| backup (auto: zstd:1) vs pg_dump -Fc (gzip) | %.2f s | %.2f s | %s | <= 0.40 |\n' "$zb" "$zd" "$(ratio "$zb" "$zd")"
+  printf '| backup (auto) vs pg_dump -Fc --compress=none (the floor) | %.2f s | %.2f s | %s | <= 1.20 |\n' "$zb" "$zn" "$(ratio "$zb" "$zn")"
+  printf '| archive size: pgward (zstd:1) vs pg_dump -Fc (gzip) | %s B | %s B | %s | <= 1.00 |\n' \
+    "$(stat -c %s "$zarchive")" "$(stat -c %s "$zdir/default.dump")" "$(ratio "$(stat -c %s "$zarchive")" "$(stat -c %s "$zdir/default.dump")")"
+  printf '| verify --deep (zstd) vs pg_restore -f /dev/null (same archive) | %.2f s | %.2f s | %s | <= 0.50 |\n' "$zv" "$zr" "$(ratio "$zv" "$zr")"
+  printf '| drill --sandbox: zstd backup vs gzip backup | %.2f s | %.2f s | %s | |\n' "$zdr" "$gdr" "$(ratio "$zdr" "$gdr")"
+  printf '\n| pg_dump 17 -Fc --compress= | time | archive | vs gzip time | vs gzip size |\n|---|---|---|---|---|\n'
+  for level in "${levels[@]}"; do
+    printf '| %s | %.2f s | %s B | %s | %s |\n' "$level" "${level_time[$level]}" "${level_size[$level]}" \
+      "$(ratio "${level_time[$level]}" "${level_time[gzip]}")" "$(ratio "${level_size[$level]}" "${level_size[gzip]}")"
+  done
+else
+  echo
+  echo "bench: SKIPPED the compression rows: no client 17 ($(tail -n 1 "$work/c17.err"))"
+fi
 echo
 "$repo/bench/idle_service.sh" "$pgward" "${BENCH_IDLE_SECONDS:-60}"

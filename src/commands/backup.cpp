@@ -25,6 +25,7 @@ class BackupCommand : public Command {
         options_.add(app, "lock_wait", "--lock-wait-timeout", "POSTGRES_BACKUP_LOCK_WAIT_SECONDS",
                      "seconds pg_dump waits for a table another session holds locked "
                      "(default: wait)");
+        add_compression_option(options_, app);
         options_.add(
             app, "pg_bin", "--pg-bin", "PGWARD_PG_BIN",
             "directory of pg_dump and pg_restore (default: PATH, then pg_config --bindir)");
@@ -40,6 +41,7 @@ class BackupCommand : public Command {
         if (auto lock_wait = options_.get_number("lock_wait", 1, kOneDay)) {
             request.lock_wait = std::chrono::seconds(*lock_wait);
         }
+        request.compression = compression_setting(options_);
         if (auto pg_bin = options_.get("pg_bin")) {
             request.pg_bin = pg_bin->value;
         }

@@ -47,8 +47,8 @@ class ListCommand : public Command {
         nlohmann::ordered_json out = nlohmann::ordered_json::array();
         bool all_good = true;
         if (!json_) {
-            fmt::print("{:<48} {:>10}  {:<20}  {:>8}  {}\n", "NAME", "SIZE", "STARTED (UTC)", "AGE",
-                       "CHECKSUM");
+            fmt::print("{:<48} {:>10}  {:<20}  {:>8}  {:<11}  {}\n", "NAME", "SIZE",
+                       "STARTED (UTC)", "AGE", "COMPRESSION", "CHECKSUM");
         }
         std::vector<ChecksumCheck> checks = check_all(repo, entries);
         for (size_t i = 0; i < entries.size(); ++i) {
@@ -63,6 +63,9 @@ class ListCommand : public Command {
                 item["size_bytes"] = entry.size_bytes;
                 item["started_at"] = format_iso_utc(entry.id.started);
                 item["age_seconds"] = age.count();
+                item["compression"] = check.compression.empty()
+                                          ? nlohmann::ordered_json()
+                                          : nlohmann::ordered_json(check.compression);
                 item["checksum"] = to_string(check.state);
                 if (!check.detail.empty()) {
                     item["checksum_detail"] = check.detail;
@@ -72,9 +75,10 @@ class ListCommand : public Command {
                                        : nlohmann::ordered_json();
                 out.push_back(std::move(item));
             } else {
-                fmt::print("{:<48} {:>10}  {:<20}  {:>8}  {}{}\n", entry.id.dump_file(),
+                fmt::print("{:<48} {:>10}  {:<20}  {:>8}  {:<11}  {}{}\n", entry.id.dump_file(),
                            human_size(entry.size_bytes), format_iso_utc(entry.id.started),
-                           format_age(age), to_string(check.state),
+                           format_age(age), check.compression.empty() ? "-" : check.compression,
+                           to_string(check.state),
                            check.detail.empty() ? "" : " (" + check.detail + ")");
             }
         }

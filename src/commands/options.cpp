@@ -82,6 +82,24 @@ void add_connection_options(OptionTable& table, CLI::App& app) {
               "database: a name, a key=value conninfo string or a postgresql:// URI");
 }
 
+void add_compression_option(OptionTable& table, CLI::App& app) {
+    table.add(app, "compression", "--compress", "POSTGRES_BACKUP_COMPRESSION",
+              "auto (default: zstd:1 with pg_dump 16+, gzip before), gzip[:N], lz4[:N], "
+              "zstd[:N] or none");
+}
+
+CompressionSetting compression_setting(const OptionTable& table) {
+    auto setting = table.get("compression");
+    if (!setting) {
+        return {};
+    }
+    try {
+        return CompressionSetting::parse(setting->value);
+    } catch (const Error& e) {
+        throw usage_error(fmt::format("{}: {}", setting->origin, e.what()), e.hint());
+    }
+}
+
 pg::ConnectionOptions OptionTable::connection() const {
     pg::ConnectionOptions options;
     auto convert =

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 
+#include "domain/compression.hpp"
 #include "pg/connection.hpp"
 
 namespace pgward::commands {
@@ -49,5 +50,10 @@ class OptionTable {
 void add_connection_options(OptionTable& table, CLI::App& app);
 
 uint64_t parse_number(const Setting& setting, uint64_t min, uint64_t max);
+
+// --compress / POSTGRES_BACKUP_COMPRESSION.
+void add_compression_option(OptionTable& table, CLI::App& app);
+// The setting, or auto; a bad value is a usage error naming where it was set.
+CompressionSetting compression_setting(const OptionTable& table);
 
 }  // namespace pgward::commands

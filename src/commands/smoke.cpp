@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "archive/reader.hpp"
 #include "commands/command.hpp"
 #include "commands/registry.hpp"
 #include "domain/repository.hpp"
@@ -12,6 +13,24 @@
 
 namespace pgward::commands {
 namespace {
+
+// Without a manifest a deep read proves the archive's structure, and its
+// content only as far as its compression checks itself: zlib and pg_dump's
+// zstd frames carry checksums, pg_dump's lz4 frames and uncompressed data none.
+std::string unchecked_content_note(const std::filesystem::path& file) {
+    archive::Compression c = archive::Compression::Gzip;
+    try {
+        c = archive::read_index(file).header.compression;
+    } catch (const Error&) {
+    }
+    if (c == archive::Compression::Lz4 || c == archive::Compression::None) {
+        return fmt::format(
+            "; nothing to compare them with, and its {} data carries no checksum: a changed byte "
+            "in it cannot be seen without the manifest",
+            archive::to_string(c));
+    }
+    return "; nothing to compare them with";
+}
 
 class SmokeCommand : public Command {
   public:
@@ -137,7 +156,7 @@ class VerifyCommand : public Command {
                         report.checksum.manifest ? "sha256 matches the manifest" : "no manifest",
                         d.tables, d.rows, d.large_objects,
                         report.checksum.manifest ? "; every table's rows and fp1 equal the manifest"
-                                                 : "; nothing to compare them with");
+                                                 : unchecked_content_note(file));
                 }
                 continue;
             }

@@ -236,19 +236,6 @@ void check_rows(std::vector<TableEntry>& tables, const archive::ArchiveSummary& 
     }
 }
 
-void check_client_against_server(const pg::Tool& pg_dump, const pg::Connection& conn) {
-    pg::Version server{conn.server_version_num()};
-    if (pg_dump.version.major_key() < server.major_key()) {
-        throw failure(
-            fmt::format("{} is version {} but the server is PostgreSQL {}: pg_dump cannot dump a "
-                        "server newer than itself",
-                        pg_dump.path.string(), pg_dump.version.text(), conn.server_version_text()),
-            fmt::format("install postgresql-client-{} (or newer) and point --pg-bin / "
-                        "PGWARD_PG_BIN at its bin directory",
-                        server.major_text()));
-    }
-}
-
 // A name no other backup has: the UTC second the dump starts, moved on to the
 // next second if a backup of this database already took that one.
 BackupId choose_backup_id(const BackupRepository& repo, const std::string& database) {
@@ -390,11 +377,26 @@ std::optional<std::filesystem::path> write_globals(
 
 }  // namespace
 
+void check_client_against_server(const pg::Tool& pg_dump, const pg::Connection& conn) {
+    pg::Version server{conn.server_version_num()};
+    if (pg_dump.version.major_key() < server.major_key()) {
+        throw failure(
+            fmt::format("{} is version {} but the server is PostgreSQL {}: pg_dump cannot dump a "
+                        "server newer than itself",
+                        pg_dump.path.string(), pg_dump.version.text(), conn.server_version_text()),
+            fmt::format("install postgresql-client-{} (or newer) and point --pg-bin / "
+                        "PGWARD_PG_BIN at its bin directory",
+                        server.major_text()));
+    }
+}
+
 BackupResult run_backup_job(const BackupRequest& request) {
     auto clock_start = SteadyClock::now();
     pg::ToolFinder finder(request.pg_bin);
     pg::Tool pg_dump = finder.find("pg_dump");
     pg::Tool pg_restore = finder.find("pg_restore");
+    // A method this pg_dump cannot write is refused before anything is made.
+    const CompressionChoice compression = choose_compression(request.compression, pg_dump.version);
 
     ensure_directory(request.dir);
     BackupRepository repo(request.dir);
@@ -420,6 +422,8 @@ BackupResult run_backup_job(const BackupRequest& request) {
     Command command;
     command.argv = {pg_dump.path.string(), "--format=custom", "--no-password",
                     "--snapshot=" + snapshot_id, "--dbname=" + child_conninfo};
+    command.argv.insert(command.argv.end(), compression.pg_dump_args.begin(),
+                        compression.pg_dump_args.end());
     if (request.lock_wait) {
         command.argv.push_back(
             fmt::format("--lock-wait-timeout={}", request.lock_wait->count() * 1000));
@@ -434,6 +438,7 @@ BackupResult run_backup_job(const BackupRequest& request) {
                                {"file", dump_path.string()},
                                {"server_version", server_version},
                                {"pg_dump", pg_dump.version.text()},
+                               {"compression", compression.text()},
                                {"target", target}});
 
     AtomicFile dump(dump_path, AtomicFile::Publish::NoReplace);

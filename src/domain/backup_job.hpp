@@ -6,9 +6,11 @@
 #include <string>
 #include <vector>
 
+#include "domain/compression.hpp"
 #include "domain/manifest.hpp"
 #include "domain/naming.hpp"
 #include "pg/connection.hpp"
+#include "pg/tools.hpp"
 
 namespace pgward {
 
@@ -25,6 +27,8 @@ struct BackupRequest {
     // How long pg_dump (and the row count) waits for a table another session
     // holds in a conflicting lock (ACCESS EXCLUSIVE) before the backup fails.
     std::optional<std::chrono::seconds> lock_wait;
+    // POSTGRES_BACKUP_COMPRESSION / --compress: auto picks by pg_dump's major.
+    CompressionSetting compression;
 };
 
 struct BackupResult {
@@ -43,5 +47,9 @@ struct BackupResult {
 // applied only after all of that succeeded. Any failure throws and leaves no
 // new file behind.
 BackupResult run_backup_job(const BackupRequest& request);
+
+// Refuses a pg_dump of an older major than the server, naming both versions
+// and the client package to install.
+void check_client_against_server(const pg::Tool& pg_dump, const pg::Connection& conn);
 
 }  // namespace pgward

@@ -1,7 +1,10 @@
 #include "domain/drill.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <functional>
 #include <map>
 #include <memory>
@@ -302,6 +305,11 @@ std::map<std::string, uint64_t> manifest_rows(const Manifest& m) {
     return rows;
 }
 
+bool has_server_binaries(const std::filesystem::path& dir) {
+    return ::access((dir / "initdb").c_str(), X_OK) == 0 &&
+           ::access((dir / "postgres").c_str(), X_OK) == 0;
+}
+
 Check restore_check(const PgRestoreRun& run) {
     return {"restore_completed", run.ok, "pg_restore without errors",
             run.ok ? "ok"
@@ -345,7 +353,13 @@ DrillOutcome run_migration_drill(const DrillRequest& request) {
     std::filesystem::path dump_path;
     Fingerprints fp_before, fp_archive;
 
-    drill.step("recreate_drill_db", [&] { recreate_database(request.server, request.drill_db); });
+    drill.step("recreate_drill_db", [&] {
+        // A pg_dump older than the server would fail only at the backup step,
+        // after the drill database was made: refuse before touching anything.
+        pg::Tool pg_dump = pg::ToolFinder(request.pg_bin).find("pg_dump");
+        check_client_against_server(pg_dump, pg::Connection::open(request.server, "pgward drill"));
+        recreate_database(request.server, request.drill_db);
+    });
     drill.step("migrate", [&] {
         pg::Connection conn = pg::Connection::open(drill_options, "pgward drill");
         if (request.migrations_dir) {
@@ -471,6 +485,7 @@ DrillOutcome run_backup_drill(const DrillRequest& request) {
     pg::ConnectionOptions target;
     std::string target_version;
     std::optional<pg::Tool> pg_restore;
+    std::vector<std::string> restore_errors;
     const std::filesystem::path& archive = *request.backup;
     Fingerprints fp_before, fp_archive;
     archive::ArchiveSummary summary;
@@ -479,7 +494,7 @@ DrillOutcome run_backup_drill(const DrillRequest& request) {
         pg_restore = pg::ToolFinder(request.pg_bin).find("pg_restore");
         VerifyReport verify = verify_archive(archive, *pg_restore, false);
         if (!verify.ok) {
-            throw failure(verify.problem);
+            throw failure(verify.problem, verify.hint);
         }
         manifest = verify.checksum.manifest;
         for (const TableEntry& t : manifest->tables) {
@@ -494,6 +509,11 @@ DrillOutcome run_backup_drill(const DrillRequest& request) {
         if (request.sandbox) {
             pg::Sandbox::Options options;
             options.tag = "sandbox";
+            // An upgrade rehearsal: --pg-bin holding a server of another major
+            // restores last night's dump into that major.
+            if (request.pg_bin && has_server_binaries(*request.pg_bin)) {
+                options.bin_dir = *request.pg_bin;
+            }
             // A cluster that is thrown away afterwards needs no crash safety:
             // no full-page images, minimal WAL, no checkpoints mid-restore,
             // and room for index builds. What is restored is the same.
@@ -501,6 +521,14 @@ DrillOutcome run_backup_drill(const DrillRequest& request) {
                                        "max_wal_senders=0",         "synchronous_commit=off",
                                        "max_wal_size=8GB",          "checkpoint_timeout=1h",
                                        "maintenance_work_mem=256MB"};
+            // A dump restores into its own major or a newer one; an older
+            // sandbox would fail on whatever the newer major added.
+            if (int source_major = manifest ? std::atoi(manifest->server_version.c_str()) : 0) {
+                options.refuse_older_than = pg::Sandbox::Options::MinimumMajor{
+                    source_major, fmt::format("the backup is of PostgreSQL {}: a dump restores "
+                                              "only into its own major or a newer one",
+                                              manifest->server_version)};
+            }
             sandbox = std::make_unique<pg::Sandbox>(options);
             sandbox->start();
             target = sandbox->options(request.drill_db);
@@ -531,6 +559,7 @@ DrillOutcome run_backup_drill(const DrillRequest& request) {
             flags.jobs = static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1U, 8U));
         }
         PgRestoreRun run = run_pg_restore(*pg_restore, conn, archive, flags);
+        restore_errors = run.messages.errors;
         drill.check(restore_check(run));
     });
     drill.step("verify", [&] {
@@ -574,6 +603,8 @@ DrillOutcome run_backup_drill(const DrillRequest& request) {
     facts["seeded_update_id"] = json();
     facts["server_version"] = manifest ? json(manifest->server_version) : json();
     facts["target_server_version"] = target_version;
+    facts["pg_restore_version"] = pg_restore ? json(pg_restore->version.text()) : json();
+    facts["restore_errors"] = restore_errors;
     facts["sandbox"] = request.sandbox;
     return drill.finish(facts, tables);
 }

@@ -33,13 +33,15 @@ std::optional<ChecksumCheck> check_head(const ManifestHead& head, const BackupEn
     if (head.file != entry.id.dump_file() || head.database != entry.id.database) {
         return ChecksumCheck{ChecksumState::BadManifest,
                              fmt::format("the manifest describes {}, not this dump", head.file),
-                             std::nullopt};
+                             std::nullopt,
+                             {}};
     }
     if (head.size_bytes != entry.size_bytes) {
         return ChecksumCheck{
             ChecksumState::SizeMismatch,
             fmt::format("{} bytes on disk, {} in the manifest", entry.size_bytes, head.size_bytes),
-            std::nullopt};
+            std::nullopt,
+            {}};
     }
     return std::nullopt;
 }
@@ -48,27 +50,31 @@ std::optional<ChecksumCheck> check_head(const ManifestHead& head, const BackupEn
 
 ChecksumCheck check_checksum(const BackupRepository& repo, const BackupEntry& entry, bool rehash) {
     if (!entry.has_manifest) {
-        return {ChecksumState::NoManifest, "no sidecar " + entry.id.manifest_file(), std::nullopt};
+        return {
+            ChecksumState::NoManifest, "no sidecar " + entry.id.manifest_file(), std::nullopt, {}};
     }
     std::filesystem::path path = repo.path_of(entry.id.manifest_file());
     if (!rehash) {
+        ManifestHead head;
         try {
-            if (auto problem = check_head(read_manifest_head(path), entry)) {
+            head = read_manifest_head(path);
+            if (auto problem = check_head(head, entry)) {
                 return *problem;
             }
         } catch (const Error& e) {
-            return {ChecksumState::BadManifest, e.what(), std::nullopt};
+            return {ChecksumState::BadManifest, e.what(), std::nullopt, {}};
         }
-        return {ChecksumState::SizeMatches, "", std::nullopt};
+        return {ChecksumState::SizeMatches, "", std::nullopt, head.compression};
     }
     Manifest manifest;
     try {
         manifest = read_manifest(path);
     } catch (const Error& e) {
-        return {ChecksumState::BadManifest, e.what(), std::nullopt};
+        return {ChecksumState::BadManifest, e.what(), std::nullopt, {}};
     }
-    if (auto problem = check_head(
-            ManifestHead{manifest.database, manifest.file, manifest.size_bytes}, entry)) {
+    if (auto problem = check_head(ManifestHead{manifest.database, manifest.file,
+                                               manifest.size_bytes, manifest.compression},
+                                  entry)) {
         problem->manifest = manifest;
         return *problem;
     }
@@ -76,9 +82,9 @@ ChecksumCheck check_checksum(const BackupRepository& repo, const BackupEntry& en
     if (actual != manifest.sha256) {
         return {ChecksumState::Sha256Mismatch,
                 fmt::format("sha256 {} on disk, {} in the manifest", actual, manifest.sha256),
-                manifest};
+                manifest, manifest.compression};
     }
-    return {ChecksumState::Verified, "", manifest};
+    return {ChecksumState::Verified, "", manifest, manifest.compression};
 }
 
 }  // namespace pgward

@@ -24,6 +24,7 @@ struct ChecksumCheck {
     ChecksumState state;
     std::string detail;
     std::optional<Manifest> manifest;
+    std::string compression;  // from the manifest, when it was read
 
     bool good() const {
         return state == ChecksumState::SizeMatches || state == ChecksumState::Verified;

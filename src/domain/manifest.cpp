@@ -122,7 +122,7 @@ class HeadCollector : public nlohmann::json_sax<nlohmann::json> {
     bool complete() const { return format_ && database_ && file_ && size_; }
     bool malformed() const { return malformed_; }
     bool right_format() const { return format_ == kManifestFormat; }
-    ManifestHead head() const { return ManifestHead{*database_, *file_, *size_}; }
+    ManifestHead head() const { return ManifestHead{*database_, *file_, *size_, compression_}; }
 
   private:
     bool scalar(const std::string& value) {
@@ -133,6 +133,8 @@ class HeadCollector : public nlohmann::json_sax<nlohmann::json> {
                 database_ = value;
             } else if (key_ == "file") {
                 file_ = value;
+            } else if (key_ == "compression") {
+                compression_ = value;
             }
         }
         return true;
@@ -149,6 +151,7 @@ class HeadCollector : public nlohmann::json_sax<nlohmann::json> {
     int depth_ = 0;
     std::string key_;
     std::optional<std::string> format_, database_, file_;
+    std::string compression_;
     std::optional<uint64_t> size_;
     bool malformed_ = false;
 };
@@ -176,7 +179,7 @@ ManifestHead read_manifest_head(const std::filesystem::path& path) {
     }
     // Not a manifest, or one missing a field: the full reader names the problem.
     Manifest full = read_manifest(path);
-    return ManifestHead{full.database, full.file, full.size_bytes};
+    return ManifestHead{full.database, full.file, full.size_bytes, full.compression};
 }
 
 }  // namespace pgward

@@ -55,6 +55,7 @@ struct ManifestHead {
     std::string database;
     std::string file;
     uint64_t size_bytes = 0;
+    std::string compression;  // "" in manifests that do not say
 };
 ManifestHead read_manifest_head(const std::filesystem::path& path);
 

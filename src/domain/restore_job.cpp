@@ -57,6 +57,24 @@ uint64_t user_tables(pg::Connection& conn) {
             .value_or("0"));
 }
 
+// In one transaction pg_restore stops at its first error, and pg_restore 17+
+// makes one on every server older than 17 before restoring anything.
+void check_single_transaction(const pg::Tool& pg_restore, const pg::Connection& server,
+                              const PgRestoreFlags& flags) {
+    if (!flags.single_transaction ||
+        !sets_unknown_transaction_timeout(pg_restore, server.server_version_num())) {
+        return;
+    }
+    throw failure(
+        fmt::format("pg_restore {} cannot restore into PostgreSQL {} in a single transaction: it "
+                    "sends SET transaction_timeout, which {} does not have, and that error would "
+                    "abort the restore; nothing was changed",
+                    pg_restore.version.text(), server.server_version_text(),
+                    server.server_version_text()),
+        "restore without --single-transaction (pgward then ignores that one error), or with a "
+        "pg_restore of the server's major when it reads the archive");
+}
+
 }  // namespace
 
 void RestoreMessages::add(std::string_view line) {
@@ -80,6 +98,25 @@ void RestoreMessages::add(std::string_view line) {
         return;
     }
     in_error_ = false;
+}
+
+bool sets_unknown_transaction_timeout(const pg::Tool& pg_restore, int server_version_num) {
+    return pg_restore.version.major() >= 17 && server_version_num < 170000;
+}
+
+size_t RestoreMessages::tolerate(std::string_view marker) {
+    size_t moved = 0;
+    std::vector<std::string> kept;
+    for (std::string& e : errors) {
+        if (e.find(marker) != std::string::npos) {
+            benign.push_back(std::move(e));
+            ++moved;
+        } else {
+            kept.push_back(std::move(e));
+        }
+    }
+    errors = std::move(kept);
+    return moved;
 }
 
 PgRestoreRun run_pg_restore(const pg::Tool& pg_restore, const pg::Connection& conn,
@@ -110,19 +147,35 @@ PgRestoreRun run_pg_restore(const pg::Tool& pg_restore, const pg::Connection& co
     }
     command.unset_env = {"POSTGRES_PASSWORD", "POSTGRES_PASSWORD_FILE"};
 
+    const bool tolerate_timeout =
+        sets_unknown_transaction_timeout(pg_restore, conn.server_version_num());
     PgRestoreRun run;
     Child child = Child::spawn(command);
     PumpHandlers handlers;
     handlers.on_stderr_line = [&](std::string_view line) {
         run.messages.add(line);
-        if (line.rfind("pg_restore: error:", 0) == 0) {
+        if (line.rfind("pg_restore: error:", 0) == 0 &&
+            !(tolerate_timeout && line.find(kTransactionTimeoutError) != std::string_view::npos)) {
             log::error("pg_restore", {{"line", std::string(line)}});
         }
     };
     ExitStatus status = pump(child, handlers);
     run.status = status.describe();
-    run.ok = status.ok() && run.messages.errors.empty();
-    if (!status.ok() && run.messages.errors.empty()) {
+    size_t tolerated = 0;
+    if (tolerate_timeout) {
+        tolerated = run.messages.tolerate(kTransactionTimeoutError);
+        if (tolerated > 0) {
+            log::warn(fmt::format("pg_restore {} sets transaction_timeout, which PostgreSQL {} "
+                                  "does not have; that error only skips a timeout and is ignored",
+                                  pg_restore.version.text(), conn.server_version_text()),
+                      {{"ignored", std::to_string(tolerated)}});
+        }
+    }
+    // pg_restore exits 1 when it ignored errors; when every one was tolerated
+    // above, everything was restored.
+    bool exited_ok = status.ok() || (tolerated > 0 && status.signal == 0 && status.code == 1);
+    run.ok = exited_ok && run.messages.errors.empty();
+    if (!exited_ok && run.messages.errors.empty()) {
         run.messages.errors.push_back("pg_restore " + run.status);
     }
     return run;
@@ -138,7 +191,7 @@ RestoreResult run_restore_job(const RestoreRequest& request) {
     if (!verify.ok) {
         throw failure(
             fmt::format("{} cannot be restored: {}", request.archive.string(), verify.problem),
-            "pick another backup (`pgward list --verify`)");
+            verify.hint.empty() ? "pick another backup (`pgward list --verify`)" : verify.hint);
     }
     if (verify.checksum.state == ChecksumState::NoManifest) {
         log::warn("no manifest beside the archive: its checksum was not checked",
@@ -160,9 +213,12 @@ RestoreResult run_restore_job(const RestoreRequest& request) {
         }
     }
     std::string database = target ? target->database() : pg::resolve_database_name(request.target);
-    if (!target) {
+    if (target) {
+        check_single_transaction(pg_restore, *target, request.flags);
+    } else {
         pg::Connection admin =
             pg::Connection::open(request.target.with_dbname("postgres"), "pgward restore");
+        check_single_transaction(pg_restore, admin, request.flags);
         admin.exec("CREATE DATABASE " + pg::quote_identifier(database) + " TEMPLATE template0");
         log::info("created the target database", {{"database", database}});
         target.emplace(

@@ -17,6 +17,8 @@ struct RestoreMessages {
     std::vector<std::string> errors;
     std::vector<std::string> benign;
     void add(std::string_view line);
+    // Moves the errors that contain `marker` to benign; returns how many.
+    size_t tolerate(std::string_view marker);
 
   private:
     bool in_error_ = false;
@@ -36,6 +38,13 @@ struct PgRestoreFlags {
     bool no_privileges = false;
     int jobs = 1;
 };
+
+// pg_restore 17 and newer open every restore with SET transaction_timeout = 0;
+// a server older than 17 rejects it ("unrecognized configuration parameter").
+// Outside a single transaction that one error only skips a timeout.
+inline constexpr std::string_view kTransactionTimeoutError =
+    "unrecognized configuration parameter \"transaction_timeout\"";
+bool sets_unknown_transaction_timeout(const pg::Tool& pg_restore, int server_version_num);
 
 // Runs pg_restore into the database `conn` is connected to (the password,
 // if any, through pg_restore's own environment).

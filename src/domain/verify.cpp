@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "archive/reader.hpp"
 #include "archive/summary.hpp"
 #include "domain/repository.hpp"
 #include "util/error.hpp"
@@ -59,11 +60,19 @@ void check_pg_restore_reads(const pg::Tool& pg_restore, const ArchiveVersion& ve
                             const std::filesystem::path& archive) {
     int needed = version.min_pg_restore_major();
     if (pg_restore.version.major() < needed) {
+        // Say the compression too: an operator who chose zstd or lz4 learns
+        // why an older pg_restore is out (both came with format 1.15).
+        std::string compression;
+        try {
+            compression = fmt::format(
+                " ({})", archive::to_string(archive::read_index(archive).header.compression));
+        } catch (const Error&) {
+        }
         throw failure(
-            fmt::format("{} is in archive format {}, which pg_restore {} cannot read: it needs "
+            fmt::format("{} is in archive format {}{}, which pg_restore {} cannot read: it needs "
                         "pg_restore {} or newer",
-                        archive.filename().string(), version.text(), pg_restore.version.text(),
-                        needed),
+                        archive.filename().string(), version.text(), compression,
+                        pg_restore.version.text(), needed),
             fmt::format("install postgresql-client-{} and point --pg-bin / PGWARD_PG_BIN at its "
                         "bin directory",
                         needed));
@@ -82,14 +91,25 @@ VerifyReport verify_archive(const std::filesystem::path& file, const pg::Tool& p
     if (ec) {
         throw os_error("cannot read", file.string(), ec.value());
     }
+    // Which pg_restore reads it is the first thing to know: no other check
+    // helps while the one in use cannot.
+    try {
+        report.version = read_archive_version(file);
+        check_pg_restore_reads(pg_restore, *report.version, file);
+    } catch (const Error& e) {
+        report.problem = e.what();
+        report.hint = e.hint();
+        return report;
+    }
     auto parsed = parse_backup_file_name(file.filename().string());
     if (parsed && parsed->role == FileRole::Dump && !parsed->temporary) {
         entry.id = parsed->id;
         entry.has_manifest = std::filesystem::exists(repo.path_of(entry.id.manifest_file()));
     }
-    report.checksum = entry.has_manifest
-                          ? check_checksum(repo, entry, true)
-                          : ChecksumCheck{ChecksumState::NoManifest, "no manifest beside it", {}};
+    report.checksum =
+        entry.has_manifest
+            ? check_checksum(repo, entry, true)
+            : ChecksumCheck{ChecksumState::NoManifest, "no manifest beside it", {}, {}};
     if (report.checksum.state == ChecksumState::NoManifest) {
         if (!allow_missing_manifest) {
             report.problem = "no manifest: its checksum cannot be checked";
@@ -98,13 +118,6 @@ VerifyReport verify_archive(const std::filesystem::path& file, const pg::Tool& p
     } else if (!report.checksum.good()) {
         report.problem =
             fmt::format("{} ({})", to_string(report.checksum.state), report.checksum.detail);
-        return report;
-    }
-    try {
-        report.version = read_archive_version(file);
-        check_pg_restore_reads(pg_restore, *report.version, file);
-    } catch (const Error& e) {
-        report.problem = e.what();
         return report;
     }
     CapturedRun list =

@@ -36,11 +36,13 @@ struct VerifyReport {
     ChecksumCheck checksum;
     std::optional<ArchiveVersion> version;
     std::string problem;  // empty when ok
+    std::string hint;     // what to do about it, when there is more to say
 };
 
 // The checks `verify`, `restore` and `drill` run before trusting an archive:
-// its manifest (re-hashed), its header, and `pg_restore --list`. A missing
-// manifest fails unless `allow_missing_manifest`.
+// its header (a format the pg_restore in use reads), its manifest (re-hashed)
+// and `pg_restore --list`. A missing manifest fails unless
+// `allow_missing_manifest`.
 VerifyReport verify_archive(const std::filesystem::path& file, const pg::Tool& pg_restore,
                             bool allow_missing_manifest);
 

@@ -74,6 +74,14 @@ Sandbox::Sandbox(const Options& options) : options_(options) {
     }
     CapturedRun v = run_captured(Command{{(bin_dir_ / "postgres").string(), "--version"}, {}, {}});
     version_ = parse_tool_version(v.out).value_or(Version{0});
+    if (options.refuse_older_than && version_.major() < options.refuse_older_than->major) {
+        // Before initdb: nothing has been made yet.
+        throw failure(
+            fmt::format("the sandbox server is PostgreSQL {} ({}) but {}", version_.text(),
+                        bin_dir_.string(), options.refuse_older_than->reason),
+            fmt::format("point --pg-bin at a folder with initdb and postgres {} or newer",
+                        options.refuse_older_than->major));
+    }
 
     std::string pattern =
         (std::filesystem::temp_directory_path() / ("pgward-" + options.tag + "-XXXXXX")).string();

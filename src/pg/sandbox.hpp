@@ -24,6 +24,12 @@ class Sandbox {
         std::optional<std::string> password;           // scram-sha-256 for superuser; else trust
         std::vector<std::string> server_settings;      // extra -c name=value
         std::string tag = "sandbox";
+        // Refuse a server of an older major than this, saying why.
+        struct MinimumMajor {
+            int major = 0;
+            std::string reason;
+        };
+        std::optional<MinimumMajor> refuse_older_than;
     };
 
     explicit Sandbox(const Options& options);

@@ -85,6 +85,17 @@ else
   bad "docker-compose config with overrides failed"
 fi
 
+# Every supported major: the server image and the backup image's build arg
+# (its pg_dump, pg_restore and libpq) follow POSTGRES_MAJOR together.
+for major in 13 14 15 16 17 18; do
+  if compose POSTGRES_PASSWORD=x POSTGRES_MAJOR=$major > "$tmp/config.yml" 2>/dev/null; then
+    expect "POSTGRES_MAJOR=$major sets the server image and PG_MAJOR" \
+      "b['build']['args']['PG_MAJOR'] == '$major' and c['services']['postgres']['image'] == 'postgres:$major' and b['image'] == 'pgward:$major'"
+  else
+    bad "docker-compose config with POSTGRES_MAJOR=$major failed"
+  fi
+done
+
 # No password in the file: config must refuse to run without one.
 if compose POSTGRES_USER=u POSTGRES_DB=d > /dev/null 2> "$tmp/config.err"; then
   bad "compose config must fail without POSTGRES_PASSWORD"
@@ -109,6 +120,9 @@ has() { grep -qE -- "$2" "$1"; }
 dockerfile() { local what=$1 file=$2 re=$3; if has "$file" "$re"; then ok; else bad "Dockerfile: $what"; fi; }
 dockerfile "ARG PG_MAJOR=16 before the first FROM" <(sed '/^FROM /,$d' "$tmp/Dockerfile") '^ARG PG_MAJOR=16$'
 dockerfile "two stages" <(grep -c '^FROM ' "$tmp/Dockerfile") '^2$'
+# Both stages on the PGDG image of the chosen major's Debian 12 variant, which
+# exists for 13 to 18, so the build compiles against that image's libpq.
+dockerfile "both stages FROM postgres:\${PG_MAJOR}-bookworm" <(grep -c '^FROM postgres:\${PG_MAJOR}-bookworm' "$tmp/Dockerfile") '^2$'
 # -bookworm: the bare tags are Debian 13, where the runtime package names differ.
 dockerfile "build stage on postgres:\${PG_MAJOR}-bookworm" "$tmp/stage1" '^FROM postgres:\$\{PG_MAJOR\}-bookworm AS build$'
 dockerfile "build stage: install-deps.sh, profile build" "$tmp/stage1" 'RUN PGWARD_DEPS_PROFILE=build (\./)?scripts/install-deps\.sh'

@@ -12,8 +12,10 @@ namespace pgward::test {
 
 // The integration tests' PostgreSQL: a pg::Sandbox with scram-sha-256
 // password auth and a free loopback port as well as its unix socket.
-// Binaries come from PGWARD_TEST_PG_BIN, else the local PostgreSQL. On a
-// test failure the directory is kept and its path printed.
+// The server's binaries come from PGWARD_TEST_PG_BIN, else the local
+// PostgreSQL; the client tools pgward runs (pg_dump, pg_restore) from
+// PGWARD_TEST_CLIENT_BIN, else the server's folder (the version matrix sets
+// both). On a test failure the directory is kept and its path printed.
 class PgCluster {
   public:
     static PgCluster& instance();
@@ -25,6 +27,9 @@ class PgCluster {
     void destroy(bool keep_files);
 
     const std::filesystem::path& bin_dir() const { return sandbox_->bin_dir(); }
+    // pg_dump, pg_restore, psql: what pgward is pointed at (PGWARD_PG_BIN).
+    const std::filesystem::path& client_bin_dir() const { return client_bin_; }
+    int client_major() const { return client_major_; }
     int port() const { return port_; }
     const std::string& password() const { return password_; }
     const std::string& superuser() const { return sandbox_->superuser(); }
@@ -44,6 +49,9 @@ class PgCluster {
 
   private:
     std::unique_ptr<pg::Sandbox> sandbox_;
+    std::filesystem::path client_bin_;
+    std::string pgward_pg_bin_;  // "" = pgward finds its tools on PATH
+    int client_major_ = 0;
     int port_ = 0;
     std::string password_;
 };

@@ -50,7 +50,7 @@ class ScratchDirTest : public ::testing::Test {
                                        int mode = 0755) const {
         std::filesystem::path bin = dir_ / name;
         std::filesystem::create_directory(bin);
-        const std::filesystem::path real = PgCluster::instance().bin_dir();
+        const std::filesystem::path real = PgCluster::instance().client_bin_dir();
         write_text(bin / "pg_dump",
                    "#!/bin/sh\nREAL='" + (real / "pg_dump").string() +
                        "'\nif [ \"$1\" = --version ]; then exec \"$REAL\" --version; fi\n" +

@@ -52,21 +52,25 @@ class DrillTest : public ScratchDirTest {
         return json::parse(slurp(path));
     }
 
-    // A bin dir with the real tools but `tool` replaced by `script`.
+    // A bin dir with the real tools but `tool` replaced by `script`; with the
+    // test cluster's initdb and postgres, so a sandbox is of the cluster's major.
     fs::path fake_bin(const std::string& tool, const std::string& script) const {
         fs::path bin = dir_ / ("bin-" + tool);
         fs::create_directories(bin);
         for (const char* real : {"pg_dump", "pg_restore", "pg_dumpall", "psql"}) {
             if (real != tool) {
-                fs::create_symlink(PgCluster::instance().bin_dir() / real, bin / real);
+                fs::create_symlink(PgCluster::instance().client_bin_dir() / real, bin / real);
             }
+        }
+        for (const char* server : {"initdb", "postgres", "pg_ctl"}) {
+            fs::create_symlink(PgCluster::instance().bin_dir() / server, bin / server);
         }
         write_text(bin / tool, script, 0755);
         return bin;
     }
 
     std::string real(const std::string& tool) const {
-        return (PgCluster::instance().bin_dir() / tool).string();
+        return (PgCluster::instance().client_bin_dir() / tool).string();
     }
 
     fs::path tmp_;
@@ -138,12 +142,13 @@ TEST_F(DrillTest, APgRestoreThatDropsAMarkerRowFailsTheDrill) {
         "' \"$@\";; esac\n"
         "'" +
         real("pg_restore") +
-        "' \"$@\" || exit $?\n"
+        "' \"$@\"; rc=$?\n"
         "for a in \"$@\"; do [[ $a == --dbname=* ]] && conn=${a#--dbname=}; done\n"
-        "exec '" +
+        "'" +
         real("psql") +
         "' -q -d \"$conn\" -c "
-        "'DELETE FROM users WHERE telegram_user_id >= 9000000000000'\n";
+        "'DELETE FROM users WHERE telegram_user_id >= 9000000000000' || exit 99\n"
+        "exit $rc\n";
     fs::path bin = fake_bin("pg_restore", script);
     RunResult r = run_pgward({"drill", "--migrations", kMigrations.string(), "--pg-bin",
                               bin.string(), "--report-dir", (dir_ / "reports").string()},
@@ -290,7 +295,7 @@ TEST_F(DrillTest, TheSeedScriptRunsToolsInTheContainerThroughDockerExec) {
                    "shift\n"  // the container
                    "tool=$1; shift\n"
                    "exec '" +
-                   PgCluster::instance().bin_dir().string() + "'/$tool \"$@\"\n",
+                   PgCluster::instance().client_bin_dir().string() + "'/$tool \"$@\"\n",
                0755);
     Env e = env({{"PATH", bin.string() + ":/usr/bin:/bin"},
                  {"POSTGRES_CONTAINER", "quiz_arena_postgres"},

@@ -356,7 +356,7 @@ TEST_F(ServiceTest, ServerDownIsCountedAlertedAndRecovers) {
 TEST_F(ServiceTest, StallWatchdogKillsAHungPgDump) {
     fs::path bin = dir_ / "hang-bin";
     fs::create_directory(bin);
-    const fs::path real = PgCluster::instance().bin_dir();
+    const fs::path real = PgCluster::instance().client_bin_dir();
     write_text(bin / "pg_dump",
                "#!/bin/sh\n"
                "if [ \"$1\" = --version ]; then exec '" +
@@ -421,7 +421,7 @@ TEST_F(ServiceTest, HardTimeoutKillsABackupThatRunsTooLong) {
     // but never finishes.
     fs::path bin = dir_ / "slow-bin";
     fs::create_directory(bin);
-    const fs::path real = PgCluster::instance().bin_dir();
+    const fs::path real = PgCluster::instance().client_bin_dir();
     write_text(bin / "pg_dump",
                "#!/bin/bash\n"
                "if [ \"$1\" = --version ]; then exec '" +
@@ -527,7 +527,7 @@ TEST_F(ServiceTest, AFailingScheduledDrillTurnsHealthRedAndAlerts) {
     int http_port = free_loopback_port();
     fs::path bin = dir_ / "bad-restore-bin";
     fs::create_directory(bin);
-    const fs::path real = PgCluster::instance().bin_dir();
+    const fs::path real = PgCluster::instance().client_bin_dir();
     for (const char* tool : {"pg_dump", "pg_dumpall"}) {
         fs::create_symlink(real / tool, bin / tool);
     }
@@ -583,6 +583,8 @@ TEST_F(ServiceTest, EveryBadValueIsExitTwoNamingTheVariable) {
         {"PGWARD_HEALTH_GRACE_SECONDS", "-5"},
         {"PGWARD_HEALTH_MAX_AGE_SECONDS", "0"},
         {"PGWARD_GLOBALS", "perhaps"},
+        {"POSTGRES_BACKUP_COMPRESSION", "zstd:99"},
+        {"POSTGRES_BACKUP_COMPRESSION", "brotli"},
         {"POSTGRES_DRILL_INTERVAL_SECONDS", "0"},
         {"PGWARD_LOG_FORMAT", "xml"},
         {"POSTGRES_PORT", "abc"},
