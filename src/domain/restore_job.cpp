@@ -145,7 +145,9 @@ PgRestoreRun run_pg_restore(const pg::Tool& pg_restore, const pg::Connection& co
     if (auto password = conn.password_used()) {
         command.set_env.emplace_back("PGPASSWORD", *password);
     }
-    command.unset_env = {"POSTGRES_PASSWORD", "POSTGRES_PASSWORD_FILE"};
+    // Its stderr is parsed ("pg_restore: error:", "Command was:"): untranslated.
+    command.set_env.emplace_back("LC_MESSAGES", "C");
+    command.unset_env = {"POSTGRES_PASSWORD", "POSTGRES_PASSWORD_FILE", "LC_ALL"};
 
     const bool tolerate_timeout =
         sets_unknown_transaction_timeout(pg_restore, conn.server_version_num());

@@ -41,9 +41,9 @@ struct PgRestoreFlags {
 
 // pg_restore 17 and newer open every restore with SET transaction_timeout = 0;
 // a server older than 17 rejects it ("unrecognized configuration parameter").
-// Outside a single transaction that one error only skips a timeout.
-inline constexpr std::string_view kTransactionTimeoutError =
-    "unrecognized configuration parameter \"transaction_timeout\"";
+// Outside a single transaction that one error only skips a timeout. Matched by
+// the parameter's name, which no server translates.
+inline constexpr std::string_view kTransactionTimeoutError = "transaction_timeout";
 bool sets_unknown_transaction_timeout(const pg::Tool& pg_restore, int server_version_num);
 
 // Runs pg_restore into the database `conn` is connected to (the password,
