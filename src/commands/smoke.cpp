@@ -15,15 +15,16 @@ namespace pgward::commands {
 namespace {
 
 // Without a manifest a deep read proves the archive's structure, and its
-// content only as far as its compression checks itself: zlib and pg_dump's
-// zstd frames carry checksums, pg_dump's lz4 frames and uncompressed data none.
+// content only as far as its compression checks itself: zlib streams carry a
+// checksum; pg_dump writes its lz4 and zstd frames without one (frame flags
+// 0x40 and 0x00), and uncompressed data has none.
 std::string unchecked_content_note(const std::filesystem::path& file) {
     archive::Compression c = archive::Compression::Gzip;
     try {
         c = archive::read_index(file).header.compression;
     } catch (const Error&) {
     }
-    if (c == archive::Compression::Lz4 || c == archive::Compression::None) {
+    if (c != archive::Compression::Gzip) {
         return fmt::format(
             "; nothing to compare them with, and its {} data carries no checksum: a changed byte "
             "in it cannot be seen without the manifest",
