@@ -14,6 +14,7 @@
 # Data: pgbench -i -s BENCH_SCALE (default 30) plus BENCH_TEXT_ROWS (default 2M)
 # rows of random text, floats and timestamps (pgbench's tables compress 50:1
 # and would hide the inflate cost).
+# BENCH_ONLY=compression: only section 7, on the same data.
 # Usage: bench/bench.sh [BUILD_DIR]
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -51,6 +52,9 @@ seconds() {
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 conn="host=$TPG_DIR/sock user=postgres dbname=bench"
 
+# BENCH_ONLY=compression runs only section 7 (on the same data).
+only=${BENCH_ONLY:-all}
+if [[ $only != compression ]]; then
 declare -a backup dump deep restore inflate zinflate fp copy
 for ((i = 0; i < runs; i++)); do
   rm -rf "$work/backups" "$work/plain.dump"
@@ -99,6 +103,7 @@ for ((i = 0; i < runs; i++)); do
 done
 [[ $("$pgward" list --dir "$many" | grep -c '^bench_') == 10000 ]] || { echo "bench: list did not show 10,000 backups" >&2; exit 1; }
 
+fi
 # 7. Compression with a 17 client (scripts/pg-clients.sh): pgward backup (auto:
 #    zstd:1) vs pg_dump -Fc (gzip) and vs pg_dump -Fc --compress=none (the
 #    floor: COPY at the speed the server sends it); verify --deep of the zstd
@@ -140,6 +145,7 @@ fi
 
 [[ ! -e $work/failed ]] || { echo "bench: a measured run failed (above); no figures" >&2; exit 1; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
+if [[ $only != compression ]]; then
 mb=$(stat -c %s "$archive")
 b=$(median "${backup[@]}") d=$(median "${dump[@]}") v=$(median "${deep[@]}") r=$(median "${restore[@]}")
 f=$(median "${inflate[@]}") z=$(median "${zinflate[@]}") p=$(median "${fp[@]}") c=$(median "${copy[@]}")
@@ -157,6 +163,7 @@ printf '| prune --dry-run, 10,000 dumps | %s | | | <= 100 ms |\n' "$(ms "$pr")"
 printf '| fp1 of random_text vs psql copy \\| sha256sum | %.2f s | %.2f s | %s | |\n' "$p" "$c" "$(ratio "$p" "$c")"
 printf '\narchive: %s bytes (gzip, pg_dump %s)\n' "$mb" "$(pg_dump --version | awk '{print $3}')"
 
+fi
 if [[ -n $c17 ]]; then
   zb=$(median "${zbackup[@]}") zd=$(median "${zdefault[@]}") zn=$(median "${znone[@]}")
   zv=$(median "${zdeep[@]}") zr=$(median "${zrestore[@]}") zdr=$(median "${zdrill[@]}") gdr=$(median "${gdrill[@]}")
@@ -177,5 +184,7 @@ else
   echo
   echo "bench: SKIPPED the compression rows: no client 17 ($(tail -n 1 "$work/c17.err"))"
 fi
+if [[ $only != compression ]]; then
 echo
 "$repo/bench/idle_service.sh" "$pgward" "${BENCH_IDLE_SECONDS:-60}"
+fi
