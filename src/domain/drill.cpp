@@ -357,7 +357,8 @@ DrillOutcome run_migration_drill(const DrillRequest& request) {
         // A pg_dump older than the server would fail only at the backup step,
         // after the drill database was made: refuse before touching anything.
         pg::Tool pg_dump = pg::ToolFinder(request.pg_bin).find("pg_dump");
-        check_client_against_server(pg_dump, pg::Connection::open(request.server, "pgward drill"));
+        check_client_against_server(
+            pg_dump, pg::Connection::open(request.server.with_dbname("postgres"), "pgward drill"));
         recreate_database(request.server, request.drill_db);
     });
     drill.step("migrate", [&] {

@@ -129,6 +129,17 @@ TEST_F(CompressionTest, AMethodTheClientCannotWriteIsExitTwoBeforeAnythingRuns) 
         EXPECT_TRUE(contains(run.err, "cannot write " + name + " archives")) << run.err;
     }
     EXPECT_FALSE(fs::exists(dir_ / "pg_dump-ran"));
+    // Debian 12's own pg_dump 15, when it is here, is refused the same way.
+    const fs::path debian15 = "/usr/lib/postgresql/15/bin";
+    if (fs::exists(debian15 / "pg_dump")) {
+        RunResult real =
+            run_pgward({"backup", "--compress", "zstd", "--pg-bin", debian15.string()}, env());
+        EXPECT_EQ(real.exit_code, 2) << real.err;
+        EXPECT_TRUE(
+            contains(real.err, "cannot write zstd archives: zstd needs pg_dump 16 or newer"))
+            << real.err;
+        EXPECT_FALSE(fs::exists(dir_ / "backups"));
+    }
     RunResult bad = run_pgward({"backup", "--compress", "zstd:0"}, env());
     EXPECT_EQ(bad.exit_code, 2) << bad.err;
     EXPECT_TRUE(contains(bad.err,

@@ -128,6 +128,15 @@ TEST_F(VersionTest, PgRestore15IsToldWhichMajorReadsAFormat116Archive) {
     EXPECT_EQ(
         c.query_value("postgres", "SELECT count(*) FROM pg_database WHERE datname = 'from17'"),
         "0");
+    // A zstd archive (pg_dump 17 --compress=zstd) is refused the same way,
+    // naming its compression.
+    fs::copy_file(kFixtures / "pg17_zstd.dump", dir_ / "backups/pg17_zstd.dump");
+    RunResult zstd = run_pgward({"restore", (dir_ / "backups/pg17_zstd.dump").string(), "--dbname",
+                                 "from17", "--create", "--pg-bin", pg15.string()},
+                                env("shop"));
+    EXPECT_EQ(zstd.exit_code, 1) << zstd.err;
+    EXPECT_TRUE(contains(zstd.err, "archive format 1.16 (zstd), which pg_restore 15.")) << zstd.err;
+    EXPECT_TRUE(contains(zstd.err, needs)) << zstd.err;
 
     fs::path reports = shared_subdir("reports");
     RunResult drill =
