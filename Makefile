@@ -11,7 +11,7 @@ FUZZ_DIR ?= $(BUILD_DIR)-fuzz
 RELEASE_DIR ?= $(BUILD_DIR)-release
 FUZZ_SECONDS ?= 300
 
-.PHONY: all deps configure build build-asan build-fuzz build-release fuzz fuzz-smoke test test-release test-asan campaigns-short torture bench test-matrix test-client17 unit integration demo clean format
+.PHONY: all deps configure build build-asan build-fuzz build-release fuzz fuzz-smoke test test-release test-asan campaigns-short torture walks bench test-matrix test-client17 unit integration demo clean format
 
 all: build
 
@@ -57,8 +57,14 @@ fuzz-smoke:
 campaigns-short: build
 	tests/campaigns/campaigns.sh $(BUILD_DIR)/pgward short
 
-torture: build
+torture: build walks
 	tests/campaigns/campaigns.sh $(BUILD_DIR)/pgward full
+
+# The fault walks (tests/integration/test_fault_walks.cpp, tests/shims/faultfs.c)
+# over every call: a kill and each errno, once and persistently, at each one.
+# `make test` walks every third call with one errno per call.
+walks: build
+	PGWARD_WALK=full $(BUILD_DIR)/tests/pgward_integration_tests --gtest_filter='FaultWalkTest.*'
 
 # Speed against the tools an operator would use instead, on the Release build.
 build-release: deps

@@ -5,7 +5,8 @@
 #   full     (default) build, test and develop: compilers, -dev libraries,
 #            GoogleTest, a PostgreSQL server and client, docker-compose, gcovr,
 #            procps (pgrep, pkill and ps in the campaigns), debootstrap (the
-#            version matrix's clients 17 and 18, scripts/pg-clients.sh)
+#            version matrix's clients 17 and 18, scripts/pg-clients.sh), strace
+#            (the write-order audit)
 #   build    only what compiling pgward needs (the image's build stage)
 #   runtime  only the shared libraries the built binary loads (the image),
 #            plus ca-certificates (TLS to the server and alert URLs) and
@@ -28,7 +29,7 @@ runtime=(
 case $profile in
   full) packages=("${build[@]}" libgtest-dev libgmock-dev postgresql postgresql-client util-linux
                   docker-compose python3-yaml gcovr clang libfuzzer-14-dev systemd procps
-                  debootstrap) ;;
+                  debootstrap strace) ;;
   build) packages=("${build[@]}") ;;
   runtime) packages=("${runtime[@]}") ;;
   *) echo "install-deps: unknown PGWARD_DEPS_PROFILE '$profile' (full, build or runtime)" >&2; exit 2 ;;

@@ -88,6 +88,8 @@ class RunCommand : public Command {
                      "where scheduled drill reports go (default <dir>/reports)");
         options_.add(app, "globals", "--globals", "PGWARD_GLOBALS",
                      "pg_dumpall --globals-only beside each dump (default true)");
+        app.add_flag("--once", once_,
+                     "one cycle (backup, prune, state file) now, then exit 0 or 1 (for cron)");
     }
 
     int run() override {
@@ -137,6 +139,7 @@ class RunCommand : public Command {
         config.drill_report_dir =
             options_.get_or("report_dir", (config.backup.dir / "reports").string());
         config.drill_version_table = VersionTable::parse("alembic_version.version_num");
+        config.once = once_;
 
         const char* format = std::getenv("PGWARD_LOG_FORMAT");
         log::configure(log::parse_format(format == nullptr ? "" : format), stdout);
@@ -145,6 +148,7 @@ class RunCommand : public Command {
 
   private:
     OptionTable options_;
+    bool once_ = false;
 };
 
 }  // namespace

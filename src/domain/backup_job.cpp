@@ -518,6 +518,7 @@ BackupResult run_backup_job(const BackupRequest& request) {
         }
     }();
     check_rows(tables, summary, database);
+    dump.flush();
     check_archive(dump.temp_path(), magic, pg_restore);
 
     // Globals (roles, tablespaces) never fail the backup: they are a help for
@@ -561,10 +562,17 @@ BackupResult run_backup_job(const BackupRequest& request) {
     // The manifest is published first: a crash between the two renames leaves
     // a manifest without a dump (removed by the next run), never a dump
     // without its manifest.
-    write_file_atomically(repo.path_of(id.manifest_file()),
-                          manifest_to_json(manifest).dump(2) + "\n",
+    const std::filesystem::path manifest_path = repo.path_of(id.manifest_file());
+    write_file_atomically(manifest_path, manifest_to_json(manifest).dump(2) + "\n",
                           AtomicFile::Publish::NoReplace);
-    dump.commit();
+    try {
+        dump.commit();
+    } catch (const Error&) {
+        // The dump was not published: its manifest must not stay behind
+        // looking like half of a backup.
+        ::unlink(manifest_path.c_str());
+        throw;
+    }
     globals_guard.armed = false;
 
     log::info("backup end", {{"database", database},

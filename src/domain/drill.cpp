@@ -24,12 +24,46 @@
 #include "pg/sandbox.hpp"
 #include "util/error.hpp"
 #include "util/files.hpp"
+#include "util/lock.hpp"
 #include "util/log.hpp"
 #include "util/signals.hpp"
 #include "util/time.hpp"
 
 namespace pgward {
 namespace {
+
+FileLock lock_report_dir(const std::filesystem::path& dir) {
+    for (int attempt = 0;; ++attempt) {
+        if (std::optional<FileLock> lock = FileLock::try_acquire_directory(dir)) {
+            return std::move(*lock);
+        }
+        if (attempt == 300) {
+            throw failure("another drill has held the report directory's lock for a minute",
+                          "look for a hung pgward drill writing to " + dir.string());
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+}
+
+// Temp files of reports whose drill was killed while writing them. Called
+// with the report directory's lock held.
+void remove_report_leftovers(const std::filesystem::path& dir) {
+    std::error_code ec;
+    bool removed = false;
+    for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+        const std::string name = entry.path().filename().string();
+        if (name.rfind("restore_drill_result_", 0) == 0 && name.size() > 9 &&
+            name.compare(name.size() - 9, 9, ".json.tmp") == 0) {
+            remove_file(entry.path());
+            log::info("removed leftover temp file of an interrupted drill report",
+                      {{"file", name}});
+            removed = true;
+        }
+    }
+    if (removed) {
+        fsync_directory(dir);
+    }
+}
 
 using json = nlohmann::ordered_json;
 using SteadyClock = std::chrono::steady_clock;
@@ -108,6 +142,11 @@ class Drill {
 
         std::filesystem::path dir = request_.report_dir;
         ensure_directory(dir);
+        // Drills that finish together (the service's and one by hand) take
+        // turns here, so the temp file a killed drill left can be removed
+        // without touching one being written.
+        FileLock lock = lock_report_dir(dir);
+        remove_report_leftovers(dir);
         std::filesystem::path path;
         for (;;) {
             path = dir / ("restore_drill_result_" + format_compact_utc(now_seconds()) + ".json");

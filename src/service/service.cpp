@@ -214,8 +214,8 @@ int run_service(const ServiceConfig& config) {
     Notifier notifier(config.notify_url, config.ping_url, config.notify_every_success,
                       config.notify_timeout);
 
-    Schedule schedule(config.interval, boot_clock_now(), config.on_start, config.retry_initial,
-                      config.retry_max);
+    Schedule schedule(config.interval, boot_clock_now(), config.on_start || config.once,
+                      config.retry_initial, config.retry_max);
     log::info("service started",
               {{"database", config.database},
                {"dir", config.backup.dir.string()},
@@ -229,6 +229,7 @@ int run_service(const ServiceConfig& config) {
         // The first drill one interval after start: there is a backup by then.
         drills.emplace(*config.drill_interval, boot_clock_now(), false, Ms(60000), Ms(3600000));
     }
+    bool last_cycle_failed = false;
     for (;;) {
         bool drill_due = drills && drills->next_run() < schedule.next_run();
         if (!sleep_until(drill_due ? drills->next_run() : schedule.next_run())) {
@@ -266,7 +267,9 @@ int run_service(const ServiceConfig& config) {
                 {"", config.database, result.manifest.finished_at, result.id.dump_file(), 0},
                 recovered);
             overran = schedule.on_success(started, boot_clock_now());
+            last_cycle_failed = false;
         } catch (const Error& e) {
+            last_cycle_failed = true;
             if (pending_interrupt() != 0) {
                 break;
             }
@@ -289,6 +292,9 @@ int run_service(const ServiceConfig& config) {
                         {"consecutive_failures", std::to_string(s.consecutive_failures)},
                         {"next_attempt_at", wall_time_in(schedule.next_run() - boot_clock_now())}});
         }
+        if (config.once) {
+            break;
+        }
         if (overran) {
             log::warn("the next backup was due while this one ran; starting it now (delayed)",
                       {{"database", config.database}});
@@ -305,7 +311,7 @@ int run_service(const ServiceConfig& config) {
     });
     notifier.drain(Ms(2000));
     log::info("service stopped", {{"signal", sig != 0 ? signal_name(sig) : "none"}});
-    return 0;
+    return config.once && sig == 0 && last_cycle_failed ? 1 : 0;
 }
 
 }  // namespace pgward

@@ -27,11 +27,15 @@ struct ServiceConfig {
     std::optional<std::chrono::seconds> drill_interval;
     std::filesystem::path drill_report_dir;
     std::optional<VersionTable> drill_version_table;
+    // One backup cycle (backup, prune, state file) at once, then exit:
+    // 0 if it succeeded, 1 if not. For cron and one-shot containers.
+    bool once = false;
 };
 
 // `pgward run`: a backup at start (unless on_start is false), then one every
 // interval, until SIGTERM/SIGINT; returns the exit code (0 on a signal, even
 // mid-backup: the in-flight pg_dump is killed and its temp file removed).
+// With `once`, a single cycle at once.
 int run_service(const ServiceConfig& config);
 
 }  // namespace pgward

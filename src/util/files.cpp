@@ -61,11 +61,26 @@ AtomicFile::~AtomicFile() {
 }
 
 void AtomicFile::write(const void* data, size_t size) {
-    write_all(fd_, data, size, temp_path_);
+    if (buffer_.empty() && size >= kBufferSize) {
+        write_all(fd_, data, size, temp_path_);
+    } else {
+        buffer_.append(static_cast<const char*>(data), size);
+        if (buffer_.size() >= kBufferSize) {
+            flush();
+        }
+    }
     bytes_written_ += size;
 }
 
+void AtomicFile::flush() {
+    if (!buffer_.empty()) {
+        write_all(fd_, buffer_.data(), buffer_.size(), temp_path_);
+        buffer_.clear();
+    }
+}
+
 void AtomicFile::commit() {
+    flush();
     if (::fsync(fd_) != 0) {
         // Never retry a failed fsync: the page cache may have dropped the
         // dirty pages, so a second fsync could succeed over lost data.
@@ -82,7 +97,17 @@ void AtomicFile::commit() {
         throw os_error("cannot rename into place", final_path_.string(), errno);
     }
     committed_ = true;
-    fsync_directory(final_path_.parent_path());
+    try {
+        fsync_directory(final_path_.parent_path());
+    } catch (const Error&) {
+        // The name is not durable, and a failed fsync is never retried: a
+        // new file is unpublished again, so a failure never leaves it looking
+        // complete. A replaced file cannot be put back; it keeps the new text.
+        if (publish_ == Publish::NoReplace) {
+            ::unlink(final_path_.c_str());
+        }
+        throw;
+    }
 }
 
 void write_file_atomically(const fs::path& path, std::string_view content,

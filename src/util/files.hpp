@@ -12,7 +12,8 @@ namespace fs = std::filesystem;
 
 // A file that appears under its final name only complete and durable:
 // written as "<final>.tmp" (0600, never through a symlink), then on commit()
-// fsynced, renamed into place and the directory fsynced. Destroyed without a
+// written in 1 MiB blocks, fsynced, renamed into place and the directory
+// fsynced. Destroyed without a
 // commit, it removes its temp file, so a failure leaves nothing half-written.
 class AtomicFile {
   public:
@@ -28,6 +29,8 @@ class AtomicFile {
 
     void write(const void* data, size_t size);
     void write(std::string_view text) { write(text.data(), text.size()); }
+    // Writes out what is gathered, so that the temp file can be read.
+    void flush();
     void commit();
 
     const fs::path& final_path() const { return final_path_; }
@@ -41,6 +44,11 @@ class AtomicFile {
     int fd_ = -1;
     bool committed_ = false;
     uint64_t bytes_written_ = 0;
+    // Small pieces (pg_dump's pipe hands over a few KiB at a time) are
+    // gathered into writes of kBufferSize: fewer system calls, and the same
+    // calls for the same data, whatever the pipe's timing.
+    static constexpr size_t kBufferSize = size_t{1} << 20;
+    std::string buffer_;
 };
 
 void write_file_atomically(const fs::path& path, std::string_view content,

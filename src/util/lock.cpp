@@ -15,6 +15,18 @@ std::optional<FileLock> FileLock::try_acquire(const std::filesystem::path& path)
     if (fd < 0) {
         throw os_error("cannot open lock file", path.string(), errno);
     }
+    return lock_open_fd(fd, path);
+}
+
+std::optional<FileLock> FileLock::try_acquire_directory(const std::filesystem::path& dir) {
+    int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        throw os_error("cannot open directory", dir.string(), errno);
+    }
+    return lock_open_fd(fd, dir);
+}
+
+std::optional<FileLock> FileLock::lock_open_fd(int fd, const std::filesystem::path& path) {
     if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
         int saved = errno;
         ::close(fd);

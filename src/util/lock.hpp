@@ -10,6 +10,8 @@ namespace pgward {
 class FileLock {
   public:
     static std::optional<FileLock> try_acquire(const std::filesystem::path& path);
+    // The lock taken on a directory itself: no lock file is left in it.
+    static std::optional<FileLock> try_acquire_directory(const std::filesystem::path& dir);
 
     FileLock(FileLock&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
     FileLock& operator=(FileLock&&) = delete;
@@ -18,6 +20,8 @@ class FileLock {
 
   private:
     explicit FileLock(int fd) : fd_(fd) {}
+    // Takes the flock on `fd` (closed if the lock is held elsewhere).
+    static std::optional<FileLock> lock_open_fd(int fd, const std::filesystem::path& path);
     int fd_;
 };
 

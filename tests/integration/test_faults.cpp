@@ -215,16 +215,19 @@ TEST_F(FaultTest, SigtermOfABackupMidDumpExitsOneAndLeavesNothing) {
     // A pg_dump slowed to a trickle: the signal lands mid-stream.
     fs::path bin = fake_pg_dump("slow-bin", "\"$REAL\" \"$@\" | (head -c 4096; sleep 30; cat)");
     BackgroundPgward backup({"backup", "--pg-bin", bin.string()}, env());
+    // The temp file is made before pg_dump starts; its first 4 KiB stay in
+    // pgward's 1 MiB write buffer, so give them a moment to arrive.
     ASSERT_TRUE(eventually(
         [&] {
             for (const std::string& name : list_dir(dir_)) {
-                if (has_suffix(name, ".dump.tmp") && fs::file_size(dir_ / name) >= 4096) {
+                if (has_suffix(name, ".dump.tmp")) {
                     return true;
                 }
             }
             return false;
         },
         30s));
+    std::this_thread::sleep_for(1s);
     ::kill(backup.pid(), SIGTERM);
     auto r = backup.wait(15s);
     ASSERT_TRUE(r);
