@@ -9,6 +9,8 @@
 
 #include <csignal>
 #include <cstring>
+#include <map>
+#include <random>
 #include <thread>
 
 #include <httplib.h>
@@ -365,6 +367,70 @@ TEST_F(FullFilesystemTest, AFullDiskFailsEachCycleKeepsTheServiceUpAndHealsWhenS
     for (const std::string& name : list_dir(small_)) {
         EXPECT_FALSE(has_suffix(name, ".tmp")) << "left behind: " << name;
     }
+}
+
+TEST_F(FullFilesystemTest, TenRandomFillLevelsEachBackupSucceedsWhollyOrFailsNamingEnospc) {
+    // The last good backup, then ten backups with --retention 1 into what is
+    // left after filling the tmpfs to a random level: each one is whole and
+    // proven and has replaced the last, or failed naming ENOSPC with the
+    // last good backup untouched and nothing partial beside it.
+    RunResult first = run_pgward({"backup", "--dir", small_.string()}, env());
+    ASSERT_EQ(first.exit_code, 0) << first.err;
+    const uintmax_t dump_bytes = fs::file_size(first.out.substr(0, first.out.find('\n')));
+    const unsigned seed = static_cast<unsigned>(std::random_device{}());
+    std::mt19937 random(seed);
+    int succeeded = 0;
+    for (int i = 0; i < 10; ++i) {
+        std::vector<std::string> before_names = backup_files(small_);
+        std::map<std::string, std::string> before;
+        for (const std::string& name : before_names) {
+            before[name] = slurp(small_ / name);
+        }
+        std::error_code ec;
+        fs::remove(small_ / "filler", ec);
+        // Between nothing and twice the dump (or all there is): about half
+        // the levels leave room for a whole backup.
+        struct statvfs st {};
+        ASSERT_EQ(::statvfs(small_.c_str(), &st), 0);
+        const uintmax_t available = static_cast<uintmax_t>(st.f_bavail) * st.f_frsize;
+        const uintmax_t pages = std::uniform_int_distribution<uintmax_t>(
+            0, std::min(available, 2 * dump_bytes + 65536) / 4096)(random);
+        leave_free(pages * 4096);
+        const std::string where = "seed " + std::to_string(seed) + ", fill " +
+                                  std::to_string(i + 1) + ": " + std::to_string(pages * 4) +
+                                  " KiB free";
+        RunResult r = run_pgward({"backup", "--dir", small_.string(), "--retention", "1"}, env());
+        std::vector<std::string> after = backup_files(small_);
+        for (const std::string& name : after) {
+            EXPECT_FALSE(has_suffix(name, ".tmp")) << where << ": left behind: " << name;
+        }
+        if (r.exit_code == 0) {
+            ++succeeded;
+            const std::string dump = r.out.substr(0, r.out.find('\n'));
+            RunResult v = run_pgward({"verify", dump, "--deep"}, env());
+            EXPECT_EQ(v.exit_code, 0) << where << ": " << v.err;
+            size_t dumps = 0;
+            for (const std::string& name : after) {
+                dumps += has_suffix(name, ".dump") ? 1 : 0;
+            }
+            EXPECT_EQ(dumps, 1u) << where << ": " << testing::PrintToString(after);
+        } else {
+            EXPECT_EQ(r.exit_code, 1) << where << ": " << r.err;
+            EXPECT_TRUE(contains(r.err, "No space left on device")) << where << ": " << r.err;
+            EXPECT_EQ(after, before_names) << where << ": files changed by a failed backup";
+            for (const auto& [name, bytes] : before) {
+                EXPECT_TRUE(fs::exists(small_ / name) && slurp(small_ / name) == bytes)
+                    << where << ": the last good backup changed: " << name;
+            }
+        }
+        if (HasFailure()) {
+            return;
+        }
+    }
+    std::printf(
+        "full filesystem: 10 random fill levels (seed %u): %d backups succeeded whole, "
+        "%d failed naming ENOSPC with the last good backup intact\n",
+        seed, succeeded, 10 - succeeded);
 }
 
 }  // namespace
