@@ -11,10 +11,11 @@ namespace pgward {
 namespace fs = std::filesystem;
 
 // A file that appears under its final name only complete and durable:
-// written as "<final>.tmp" (0600, never through a symlink), then on commit()
-// written in 1 MiB blocks, fsynced, renamed into place and the directory
-// fsynced. Destroyed without a
-// commit, it removes its temp file, so a failure leaves nothing half-written.
+// written as "<final>.tmp" (0600, never through a symlink) in blocks of up to
+// 1 MiB, then on commit() fsynced, renamed into place and the directory
+// fsynced; if that last fsync fails, a new file is unpublished again.
+// Destroyed without a commit, it removes its temp file, so a failure leaves
+// nothing half-written.
 class AtomicFile {
   public:
     enum class Publish {
