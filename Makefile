@@ -11,7 +11,7 @@ FUZZ_DIR ?= $(BUILD_DIR)-fuzz
 RELEASE_DIR ?= $(BUILD_DIR)-release
 FUZZ_SECONDS ?= 300
 
-.PHONY: all deps configure build build-asan build-fuzz build-release fuzz fuzz-smoke test test-release test-asan campaigns-short torture walks bench test-matrix test-client17 unit integration demo clean format
+.PHONY: all deps configure build build-asan build-fuzz build-release fuzz fuzz-smoke test test-release test-asan campaigns-short torture walks coverage bench test-matrix test-client17 unit integration demo clean format
 
 all: build
 
@@ -65,6 +65,18 @@ torture: build walks
 # `make test` walks every third call with one errno per call.
 walks: build
 	PGWARD_WALK=full $(BUILD_DIR)/tests/pgward_integration_tests --gtest_filter='FaultWalkTest.*'
+
+# Line and branch coverage of src/ by the unit and integration suites (gcovr),
+# per file, and the gate of docs/reliability.md (scripts/coverage-gate.py).
+COVERAGE_DIR ?= $(BUILD_DIR)-coverage
+coverage: deps
+	cmake -S . -B $(COVERAGE_DIR) -DCMAKE_BUILD_TYPE=Debug -DPGWARD_COVERAGE=ON $(CMAKE_FLAGS) >/dev/null
+	cmake --build $(COVERAGE_DIR) -j $(JOBS)
+	find $(COVERAGE_DIR) -name '*.gcda' -delete
+	ctest --test-dir $(COVERAGE_DIR) --output-on-failure -E deploy
+	gcovr -r . --object-directory $(COVERAGE_DIR) --filter 'src/' --exclude-throw-branches \
+	  --exclude-unreachable-branches --json-summary $(COVERAGE_DIR)/coverage.json --txt -
+	scripts/coverage-gate.py $(COVERAGE_DIR)/coverage.json
 
 # Speed against the tools an operator would use instead, on the Release build.
 build-release: deps
