@@ -74,7 +74,7 @@ coverage: deps
 	cmake --build $(COVERAGE_DIR) -j $(JOBS)
 	find $(COVERAGE_DIR) -name '*.gcda' -delete
 	ctest --test-dir $(COVERAGE_DIR) --output-on-failure -E deploy
-	gcovr -r . --object-directory $(COVERAGE_DIR) --filter 'src/' --exclude-throw-branches \
+	gcovr -r . --object-directory $(COVERAGE_DIR) --filter 'src/' --exclude-throw-branches --gcov-ignore-parse-errors \
 	  --exclude-unreachable-branches --json-summary $(COVERAGE_DIR)/coverage.json --txt -
 	scripts/coverage-gate.py $(COVERAGE_DIR)/coverage.json
 
