@@ -77,5 +77,24 @@ TEST(RetentionPlanReasons, SayWhy) {
     EXPECT_EQ(plan[1].reason, "older than the newest 1 (number 2 of 2)");
 }
 
+// Backups of the same second (two databases in one directory) keep one order
+// whatever order they are listed in: by database name.
+TEST(RetentionPlanOrder, TheSameSecondIsOrderedByDatabase) {
+    for (bool reversed : {false, true}) {
+        std::vector<BackupId> ids = {at("20260101T000000Z", "zeta"),
+                                     at("20260101T000000Z", "alpha")};
+        if (reversed) {
+            std::swap(ids[0], ids[1]);
+        }
+        auto plan = plan_retention(ids, 1);
+        ASSERT_EQ(plan.size(), 2u);
+        EXPECT_EQ(plan[0].id.database, "alpha");
+        EXPECT_TRUE(plan[0].keep);
+        EXPECT_EQ(plan[1].id.database, "zeta");
+        EXPECT_FALSE(plan[1].keep);
+        EXPECT_EQ(plan[1].reason, "older than the newest 1 (number 2 of 2)");
+    }
+}
+
 }  // namespace
 }  // namespace pgward
