@@ -18,7 +18,13 @@
  *                        the operation's call count (the dry run).
  *
  * A failed close still releases the descriptor, as Linux's does; a failed
- * call otherwise does nothing but set errno. */
+ * call otherwise does nothing but set errno.
+ *
+ * Linked into a test executable instead (tests/faultunit), the same wrappers
+ * interpose pgward's calls in-process, and faultfs_arm() sets rules directly:
+ * each rule counts its own calls (all of the above, or one named call; `read`
+ * is counted only by a rule that names it, so the walks' counts never include
+ * it) and fails its Nth with an errno. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
@@ -33,17 +39,28 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "faultfs.h"
+
+struct rule {
+    char call[32]; /* "" = every counted call but read */
+    long at;
+    int err; /* 0 = kill */
+    int persist;
+    long seen;
+};
+
+#define MAX_RULES 8
+static struct rule rules[MAX_RULES];
+static int rule_count;
 static char root[4096];
 static size_t root_len;
-static long fault_at;
-static int fault_errno; /* 0 = kill */
-static int persist;
 static const char* trace_path;
 static pid_t owner_pid;
 static long calls;
 
-__attribute__((constructor)) static void faultfs_init(void) {
-    const char* r = getenv("PGWARD_FAULT_ROOT");
+static void set_root(const char* r) {
+    root[0] = '\0';
+    root_len = 0;
     if (r != NULL && strlen(r) < sizeof root) {
         strcpy(root, r);
         root_len = strlen(root);
@@ -51,30 +68,61 @@ __attribute__((constructor)) static void faultfs_init(void) {
             root[--root_len] = '\0';
         }
     }
+}
+
+__attribute__((constructor)) static void faultfs_init(void) {
+    set_root(getenv("PGWARD_FAULT_ROOT"));
     const char* at = getenv("PGWARD_FAULT_AT");
-    fault_at = at != NULL ? strtol(at, NULL, 10) : 0;
-    const char* action = getenv("PGWARD_FAULT_ACTION");
-    if (action == NULL || strcmp(action, "kill") == 0) {
-        fault_errno = 0;
-    } else if (strcmp(action, "EIO") == 0) {
-        fault_errno = EIO;
-    } else if (strcmp(action, "ENOSPC") == 0) {
-        fault_errno = ENOSPC;
-    } else if (strcmp(action, "EDQUOT") == 0) {
-        fault_errno = EDQUOT;
-    } else if (strcmp(action, "EACCES") == 0) {
-        fault_errno = EACCES;
-    } else {
-        fault_errno = EIO;
+    if (at != NULL) {
+        struct rule* r = &rules[rule_count++];
+        memset(r, 0, sizeof *r);
+        r->at = strtol(at, NULL, 10);
+        const char* action = getenv("PGWARD_FAULT_ACTION");
+        if (action == NULL || strcmp(action, "kill") == 0) {
+            r->err = 0;
+        } else if (strcmp(action, "ENOSPC") == 0) {
+            r->err = ENOSPC;
+        } else if (strcmp(action, "EDQUOT") == 0) {
+            r->err = EDQUOT;
+        } else if (strcmp(action, "EACCES") == 0) {
+            r->err = EACCES;
+        } else {
+            r->err = EIO;
+        }
+        const char* mode = getenv("PGWARD_FAULT_MODE");
+        r->persist = mode != NULL && strcmp(mode, "persist") == 0;
     }
-    const char* mode = getenv("PGWARD_FAULT_MODE");
-    persist = mode != NULL && strcmp(mode, "persist") == 0;
     trace_path = getenv("PGWARD_FAULT_TRACE");
     if (trace_path != NULL) {
         trace_path = strdup(trace_path);
     }
     owner_pid = (pid_t)syscall(SYS_getpid);
     unsetenv("LD_PRELOAD");
+}
+
+int faultfs_arm(const char* dir, const char* call, long at, int err, int persist) {
+    if (rule_count == MAX_RULES || strlen(call) >= sizeof rules[0].call) {
+        return -1;
+    }
+    set_root(dir);
+    owner_pid = (pid_t)syscall(SYS_getpid);
+    struct rule* r = &rules[rule_count];
+    memset(r, 0, sizeof *r);
+    strcpy(r->call, call);
+    r->at = at;
+    r->err = err;
+    r->persist = persist;
+    return rule_count++;
+}
+
+long faultfs_seen(int rule) {
+    return rule >= 0 && rule < rule_count ? rules[rule].seen : -1;
+}
+
+void faultfs_disarm(void) {
+    rule_count = 0;
+    set_root(NULL);
+    calls = 0;
 }
 
 static int under_root(const char* path) {
@@ -119,6 +167,15 @@ static void trace(long n, const char* call, const char* path, const char* path2,
     }
 }
 
+static int reads_counted(void) {
+    for (int i = 0; i < rule_count; ++i) {
+        if (strcmp(rules[i].call, "read") == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* Counts one call on `path`; returns the errno to fail it with, or 0 to let
  * it run. Kills the process when that is the action. */
 static int count_call(const char* call, const char* path, const char* path2) {
@@ -129,18 +186,31 @@ static int count_call(const char* call, const char* path, const char* path2) {
         return 0;
     }
     long n = __atomic_add_fetch(&calls, 1, __ATOMIC_SEQ_CST);
-    int hit = fault_at > 0 && (n == fault_at || (persist && n > fault_at));
+    int hit = 0;
+    int err = 0;
+    for (int i = 0; i < rule_count; ++i) {
+        struct rule* r = &rules[i];
+        int is_read = strcmp(call, "read") == 0;
+        if (r->call[0] == '\0' ? is_read : strcmp(r->call, call) != 0) {
+            continue;
+        }
+        long seen = __atomic_add_fetch(&r->seen, 1, __ATOMIC_SEQ_CST);
+        if (!hit && r->at > 0 && (seen == r->at || (r->persist && seen > r->at))) {
+            hit = 1;
+            err = r->err;
+        }
+    }
     trace(n, call, path != NULL ? path : "", path2, hit);
     if (!hit) {
         return 0;
     }
-    if (fault_errno == 0) {
+    if (err == 0) {
         syscall(SYS_kill, owner_pid, SIGKILL);
         for (;;) {
             pause();
         }
     }
-    return fault_errno;
+    return err;
 }
 
 static int count_fd(const char* call, int fd) {
@@ -248,6 +318,11 @@ ssize_t pwrite64(int fd, const void* data, size_t size, off_t offset) {
     REAL(pwrite64);
     int err = count_fd("pwrite", fd);
     return err != 0 ? fail(err) : real_pwrite64(fd, data, size, offset);
+}
+ssize_t read(int fd, void* data, size_t size) {
+    REAL(read);
+    int err = reads_counted() ? count_fd("read", fd) : 0;
+    return err != 0 ? fail(err) : real_read(fd, data, size);
 }
 int fsync(int fd) {
     REAL(fsync);

@@ -1,0 +1,247 @@
+// The atomic file writer and its helpers (src/util/files.cpp) under injected
+// faults: faultfs.c is linked into this executable, so pgward's own calls go
+// through its wrappers and a test fails exactly the call it names.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "shims/faultfs.h"
+#include "util/error.hpp"
+#include "util/files.hpp"
+
+namespace pgward {
+namespace {
+
+class FilesUnderFaults : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        char pattern[] = "/tmp/pgward-faultunit-XXXXXX";
+        ASSERT_NE(::mkdtemp(pattern), nullptr);
+        dir_ = pattern;
+    }
+    void TearDown() override {
+        faultfs_disarm();
+        std::error_code ec;
+        fs::remove_all(dir_, ec);
+    }
+
+    // Fails the `at`th call named `call` under the test's directory.
+    int arm(const char* call, long at, int err, bool persist = false) {
+        int rule = faultfs_arm(dir_.c_str(), call, at, err, persist ? 1 : 0);
+        EXPECT_GE(rule, 0);
+        return rule;
+    }
+
+    std::string names() const {
+        std::string out;
+        for (const auto& entry : fs::directory_iterator(dir_)) {
+            out += (out.empty() ? "" : " ") + entry.path().filename().string();
+        }
+        return out;
+    }
+
+    // The message of the Error `write` throws, or "" if it throws none.
+    template <typename F>
+    static std::string error_of(F&& write) {
+        try {
+            write();
+        } catch (const Error& e) {
+            return e.what();
+        }
+        return "";
+    }
+
+    fs::path dir_;
+};
+
+TEST_F(FilesUnderFaults, AWriteInterruptedBySignalIsRetriedAndTheFileIsWhole) {
+    arm("write", 1, EINTR);
+    std::string big(3 << 20, 'x');  // past the buffer: written straight through
+    write_file_atomically(dir_ / "a.dump", big, AtomicFile::Publish::NoReplace);
+    EXPECT_EQ(read_file(dir_ / "a.dump"), big);
+    EXPECT_EQ(names(), "a.dump");
+}
+
+TEST_F(FilesUnderFaults, AFailedWriteNamesTheTempFileAndLeavesNothing) {
+    arm("write", 1, ENOSPC, true);
+    std::string message = error_of(
+        [&] { write_file_atomically(dir_ / "a.dump", "text", AtomicFile::Publish::NoReplace); });
+    EXPECT_EQ(message,
+              "cannot write " + (dir_ / "a.dump.tmp").string() + ": No space left on device");
+    EXPECT_EQ(names(), "");
+}
+
+TEST_F(FilesUnderFaults, AFailedFsyncIsNeverRetriedAndNothingIsPublished) {
+    int fsyncs = arm("fsync", 1, EIO);
+    std::string message = error_of(
+        [&] { write_file_atomically(dir_ / "a.dump", "text", AtomicFile::Publish::NoReplace); });
+    EXPECT_EQ(message, "cannot fsync " + (dir_ / "a.dump.tmp").string() + ": Input/output error");
+    EXPECT_EQ(faultfs_seen(fsyncs), 1);  // not a second time over lost pages
+    EXPECT_EQ(names(), "");
+}
+
+TEST_F(FilesUnderFaults, AFailedCloseIsNotPublished) {
+    arm("close", 1, EIO);
+    std::string message = error_of(
+        [&] { write_file_atomically(dir_ / "a.dump", "text", AtomicFile::Publish::NoReplace); });
+    EXPECT_EQ(message, "cannot close " + (dir_ / "a.dump.tmp").string() + ": Input/output error");
+    EXPECT_EQ(names(), "");
+}
+
+TEST_F(FilesUnderFaults, AFailedReplacingRenameKeepsTheOldVersion) {
+    write_file_atomically(dir_ / "state.json", "old", AtomicFile::Publish::Replace);
+    arm("rename", 1, EACCES);
+    std::string message = error_of(
+        [&] { write_file_atomically(dir_ / "state.json", "new", AtomicFile::Publish::Replace); });
+    EXPECT_EQ(message,
+              "cannot rename into place " + (dir_ / "state.json").string() + ": Permission denied");
+    EXPECT_EQ(read_file(dir_ / "state.json"), "old");
+    EXPECT_EQ(names(), "state.json");
+}
+
+TEST_F(FilesUnderFaults, AFailedDirectoryFsyncUnpublishesANewFile) {
+    arm("fsync", 2, EIO);  // the first is the file's, the second its directory's
+    std::string message = error_of(
+        [&] { write_file_atomically(dir_ / "a.dump", "text", AtomicFile::Publish::NoReplace); });
+    EXPECT_EQ(message, "cannot fsync directory " + dir_.string() + ": Input/output error");
+    EXPECT_EQ(names(), "");
+}
+
+TEST_F(FilesUnderFaults, AFailedDirectoryFsyncLeavesAReplacedFileWithItsNewText) {
+    write_file_atomically(dir_ / "state.json", "old", AtomicFile::Publish::Replace);
+    arm("fsync", 2, EIO);
+    std::string message = error_of(
+        [&] { write_file_atomically(dir_ / "state.json", "new", AtomicFile::Publish::Replace); });
+    EXPECT_EQ(message, "cannot fsync directory " + dir_.string() + ": Input/output error");
+    EXPECT_EQ(read_file(dir_ / "state.json"), "new");
+    EXPECT_EQ(names(), "state.json");
+}
+
+TEST_F(FilesUnderFaults, ADirectoryThatCannotBeOpenedForFsyncIsNamed) {
+    arm("open", 1, EACCES);
+    EXPECT_EQ(error_of([&] { fsync_directory(dir_); }),
+              "cannot open directory " + dir_.string() + ": Permission denied");
+}
+
+TEST_F(FilesUnderFaults, ATempFileLeftByACrashIsReplacedNotFollowed) {
+    fs::path target = dir_ / "elsewhere";
+    write_file_atomically(target, "keep", AtomicFile::Publish::NoReplace);
+    fs::create_symlink(target, dir_ / "a.dump.tmp");
+    write_file_atomically(dir_ / "a.dump", "new", AtomicFile::Publish::NoReplace);
+    EXPECT_EQ(read_file(dir_ / "a.dump"), "new");
+    EXPECT_EQ(read_file(target), "keep");
+    EXPECT_FALSE(fs::exists(fs::symlink_status(dir_ / "a.dump.tmp")));
+}
+
+TEST_F(FilesUnderFaults, ATempFileThatCannotBeCreatedIsNamed) {
+    arm("open", 1, EDQUOT, true);
+    std::string message =
+        error_of([&] { AtomicFile file(dir_ / "a.dump", AtomicFile::Publish::NoReplace); });
+    EXPECT_EQ(message, "cannot create " + (dir_ / "a.dump.tmp").string() + ": Disk quota exceeded");
+    EXPECT_EQ(names(), "");
+}
+
+TEST_F(FilesUnderFaults, AnUncommittedFileRemovesItsTempFile) {
+    {
+        AtomicFile file(dir_ / "a.dump", AtomicFile::Publish::NoReplace);
+        file.write("partial");
+        file.flush();
+        EXPECT_EQ(read_file(file.temp_path()), "partial");
+        EXPECT_EQ(file.bytes_written(), 7U);
+    }
+    EXPECT_EQ(names(), "");
+}
+
+TEST_F(FilesUnderFaults, NoReplaceNeverOverwritesAnExistingBackup) {
+    write_file_atomically(dir_ / "a.dump", "first", AtomicFile::Publish::NoReplace);
+    std::string message = error_of(
+        [&] { write_file_atomically(dir_ / "a.dump", "second", AtomicFile::Publish::NoReplace); });
+    EXPECT_EQ(message,
+              (dir_ / "a.dump").string() + " already exists; pgward never overwrites a backup");
+    EXPECT_EQ(read_file(dir_ / "a.dump"), "first");
+    EXPECT_EQ(names(), "a.dump");
+}
+
+TEST_F(FilesUnderFaults, ARenameNoReplaceErrorIsNamed) {
+    arm("renameat2", 1, EIO);
+    std::string message = error_of(
+        [&] { write_file_atomically(dir_ / "a.dump", "text", AtomicFile::Publish::NoReplace); });
+    EXPECT_EQ(message,
+              "cannot rename into place " + (dir_ / "a.dump").string() + ": Input/output error");
+    EXPECT_EQ(names(), "");
+}
+
+TEST_F(FilesUnderFaults, WithoutRenameNoReplaceTheFileIsLinkedIntoPlace) {
+    arm("renameat2", 1, EINVAL, true);  // a filesystem without RENAME_NOREPLACE
+    write_file_atomically(dir_ / "a.dump", "text", AtomicFile::Publish::NoReplace);
+    EXPECT_EQ(read_file(dir_ / "a.dump"), "text");
+    EXPECT_EQ(names(), "a.dump");
+}
+
+TEST_F(FilesUnderFaults, AFailedLinkIsNamedAndNothingIsPublished) {
+    arm("renameat2", 1, ENOSYS, true);
+    arm("link", 1, EEXIST);
+    std::string message = error_of(
+        [&] { write_file_atomically(dir_ / "a.dump", "text", AtomicFile::Publish::NoReplace); });
+    EXPECT_EQ(message, "cannot link into place " + (dir_ / "a.dump").string() + ": File exists");
+    EXPECT_EQ(names(), "");
+}
+
+TEST_F(FilesUnderFaults, EnsureDirectoryCreatesParentsAndRefusesAFile) {
+    ensure_directory(dir_ / "a" / "b");
+    EXPECT_TRUE(fs::is_directory(dir_ / "a" / "b"));
+    EXPECT_EQ(fs::status(dir_ / "a").permissions() & fs::perms::all, fs::perms::owner_all);
+    ensure_directory(dir_ / "a" / "b");  // already there: nothing to do
+    write_file_atomically(dir_ / "f", "", AtomicFile::Publish::NoReplace);
+    EXPECT_EQ(error_of([&] { ensure_directory(dir_ / "f"); }),
+              "backup directory " + (dir_ / "f").string() + " is not a directory");
+    EXPECT_EQ(error_of([&] { ensure_directory(dir_ / "f" / "sub"); }),
+              "cannot access " + (dir_ / "f" / "sub").string() + ": Not a directory");
+}
+
+TEST_F(FilesUnderFaults, ADirectoryThatCannotBeCreatedIsNamed) {
+    arm("mkdir", 1, EACCES);
+    EXPECT_EQ(error_of([&] { ensure_directory(dir_ / "new"); }),
+              "cannot create directory " + (dir_ / "new").string() + ": Permission denied");
+    EXPECT_FALSE(fs::exists(dir_ / "new"));
+}
+
+TEST_F(FilesUnderFaults, RemoveFileIgnoresAMissingFileAndNamesOtherErrors) {
+    remove_file(dir_ / "missing");
+    write_file_atomically(dir_ / "f", "", AtomicFile::Publish::NoReplace);
+    arm("unlink", 1, EIO);
+    EXPECT_EQ(error_of([&] { remove_file(dir_ / "f"); }),
+              "cannot remove " + (dir_ / "f").string() + ": Input/output error");
+    EXPECT_EQ(names(), "f");
+}
+
+TEST_F(FilesUnderFaults, ReadsRetryAnInterruptionAndNameAnError) {
+    write_file_atomically(dir_ / "f", "PGDMP and more", AtomicFile::Publish::NoReplace);
+    arm("read", 1, EINTR);
+    EXPECT_EQ(read_file(dir_ / "f"), "PGDMP and more");
+    faultfs_disarm();
+    arm("read", 1, EINTR);
+    EXPECT_EQ(read_file_start(dir_ / "f", 5), "PGDMP");
+    faultfs_disarm();
+    arm("read", 1, EIO);
+    EXPECT_EQ(error_of([&] { read_file(dir_ / "f"); }),
+              "cannot read " + (dir_ / "f").string() + ": Input/output error");
+    faultfs_disarm();
+    arm("read", 1, EIO);
+    EXPECT_EQ(error_of([&] { read_file_start(dir_ / "f", 5); }),
+              "cannot read " + (dir_ / "f").string() + ": Input/output error");
+    EXPECT_EQ(error_of([&] { read_file(dir_ / "missing"); }),
+              "cannot read " + (dir_ / "missing").string() + ": No such file or directory");
+    EXPECT_EQ(error_of([&] { read_file_start(dir_ / "missing", 5); }),
+              "cannot read " + (dir_ / "missing").string() + ": No such file or directory");
+}
+
+}  // namespace
+}  // namespace pgward
