@@ -142,7 +142,7 @@ class Reader {
             return std::nullopt;
         }
         if (length > kMaxString) {
-            damaged(fmt::format("a {} of {} bytes is implausible", what, length));
+            damaged(fmt::format("{} of {} bytes is implausible", what, length));
         }
         std::string out;
         out.reserve(static_cast<size_t>(length));
