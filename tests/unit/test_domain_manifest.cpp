@@ -119,5 +119,59 @@ TEST_F(ManifestFile, HeadOfADamagedOrForeignManifestFailsLikeTheFullRead) {
     EXPECT_THROW(read_manifest_head(dir_ / "missing.json"), Error);
 }
 
+TEST_F(ManifestFile, TheFullReadNamesDamage) {
+    try {
+        read_manifest(write("{\"format\": "));
+        ADD_FAILURE() << "truncated JSON was accepted";
+    } catch (const Error& e) {
+        EXPECT_EQ(std::string(e.what()),
+                  "manifest " + (dir_ / "m.json").string() + " is not valid JSON");
+        EXPECT_EQ(e.hint(), "the sidecar was edited or damaged");
+    }
+    auto doc = nlohmann::json::parse(manifest_to_json(sample()).dump());
+    doc["tables"][0]["rows"] = "many";
+    try {
+        read_manifest(write(doc.dump()));
+        ADD_FAILURE() << "a row count in words was accepted";
+    } catch (const Error& e) {
+        EXPECT_EQ(std::string(e.what()).rfind(
+                      "manifest " + (dir_ / "m.json").string() + " is malformed: ", 0),
+                  0U)
+            << e.what();
+    }
+}
+
+TEST_F(ManifestFile, HeadSkipsValuesOfEveryKind) {
+    // Fields a later pgward may add, of every JSON type, before the head's.
+    Manifest m = sample();
+    m.compression = "zstd";
+    auto doc = manifest_to_json(m);
+    nlohmann::ordered_json extended;
+    extended["note"] = nullptr;
+    extended["checked"] = true;
+    extended["offset"] = -3;
+    extended["ratio"] = 0.5;
+    extended["nested"] = {{"database", "not this one"}, {"size_bytes", 1}};
+    extended["list"] = {1, "two", nullptr};
+    for (auto& [key, value] : doc.items()) {
+        extended[key] = value;
+    }
+    ManifestHead head = read_manifest_head(write(extended.dump()));
+    EXPECT_EQ(head.database, m.database);
+    EXPECT_EQ(head.file, m.file);
+    EXPECT_EQ(head.size_bytes, m.size_bytes);
+    EXPECT_EQ(head.compression, "zstd");
+}
+
+TEST_F(ManifestFile, AHeadTheQuickReadCannotTakeComesFromTheFullRead) {
+    // A size written as 1234.0 is a number the full reader converts; the
+    // quick read only takes unsigned integers, so it hands over.
+    auto doc = nlohmann::json::parse(manifest_to_json(sample()).dump());
+    doc["size_bytes"] = 1234.0;
+    ManifestHead head = read_manifest_head(write(doc.dump()));
+    EXPECT_EQ(head.size_bytes, 1234U);
+    EXPECT_EQ(head.database, "quiz arena");
+}
+
 }  // namespace
 }  // namespace pgward
