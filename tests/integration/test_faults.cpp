@@ -248,6 +248,24 @@ TEST_F(FaultTest, VerifyRefusesANonArchiveAnEmptyFileAndAManifestOfAnotherDump) 
     RunResult empty = run_pgward({"verify", (dir_ / "empty.dump").string(), "--deep"}, env());
     EXPECT_EQ(empty.exit_code, 1);
     EXPECT_TRUE(contains(empty.out + empty.err, "the file is empty")) << empty.out << empty.err;
+    // A real header and a torn TOC, no manifest: pg_restore --list itself refuses it.
+    std::string archive = slurp(fs::path(PGWARD_FIXTURES_DIR) / "pg15_gzip.dump");
+    write_text(dir_ / "torn.dump", archive.substr(0, 300), 0600);
+    RunResult torn = run_pgward({"verify", (dir_ / "torn.dump").string(), "--deep"}, env());
+    EXPECT_EQ(torn.exit_code, 1);
+    EXPECT_TRUE(contains(torn.out,
+                         "FAIL torn.dump: pg_restore --list cannot read it (exit code 1): "
+                         "pg_restore: error: "))
+        << torn.out << torn.err;
+    RunResult torn_restore = run_pgward(
+        {"restore", (dir_ / "torn.dump").string(), "--dbname", "faults_torn", "--create"}, env());
+    EXPECT_EQ(torn_restore.exit_code, 1);
+    EXPECT_TRUE(contains(torn_restore.err,
+                         "torn.dump cannot be restored: pg_restore --list cannot read it"))
+        << torn_restore.err;
+    EXPECT_EQ(PgCluster::instance().query_value(
+                  "postgres", "SELECT count(*) FROM pg_database WHERE datname = 'faults_torn'"),
+              "0");
 
     // Two real backups; the first's manifest copied over the second's.
     RunResult first = run_pgward({"backup"}, env());
