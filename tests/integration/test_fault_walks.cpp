@@ -659,12 +659,13 @@ struct Syscall {
 Syscall parse_syscall(const std::string& line) {
     Syscall call;
     call.line = line;
-    size_t start = line.find(' ');
+    // "<pid> <name>(": strace pads a short pid with more spaces.
+    size_t start = line.find_first_not_of(' ', line.find(' '));
     size_t paren = line.find('(', start);
     if (start == std::string::npos || paren == std::string::npos) {
         return call;
     }
-    call.name = line.substr(start + 1, paren - start - 1);
+    call.name = line.substr(start, paren - start);
     // The arguments up to the first string of data (write's), paths only.
     std::string args = line.substr(paren + 1);
     if (call.name == "write") {
@@ -823,7 +824,7 @@ TEST(WriteOrderAuditor, PassesTheDocumentedOrderAndNamesEachViolation) {
     auto calls = [](std::vector<std::string> lines) {
         std::vector<Syscall> out;
         for (const std::string& line : lines) {
-            out.push_back(parse_syscall("7 " + line));
+            out.push_back(parse_syscall("4569  " + line));  // strace pads a short pid
         }
         return out;
     };
