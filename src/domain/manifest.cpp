@@ -103,7 +103,9 @@ class HeadCollector : public nlohmann::json_sax<nlohmann::json> {
     }
     bool number_float(number_float_t, const string_t&) override { return scalar({}); }
     bool string(string_t& value) override { return scalar(value); }
-    bool binary(binary_t&) override { return scalar({}); }
+    // JSON text has no binary values (only CBOR, MessagePack and the like
+    // do), so sax_parse of a manifest never calls this; the interface needs it.
+    bool binary(binary_t&) override { return scalar({}); }  // GCOVR_EXCL_LINE
     bool start_object(std::size_t) override { return open(); }
     bool end_object() override { return close(); }
     bool start_array(std::size_t) override { return open(); }

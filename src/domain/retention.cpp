@@ -17,10 +17,12 @@ std::vector<RetentionDecision> plan_retention(std::vector<BackupId> backups, siz
     plan.reserve(backups.size());
     for (size_t i = 0; i < backups.size(); ++i) {
         RetentionDecision decision{backups[i], i < keep, {}};
-        decision.reason =
-            decision.keep ? fmt::format("newest {} of {} (keep {})", i + 1, backups.size(), keep)
-                          : fmt::format("older than the newest {} (number {} of {})", keep, i + 1,
-                                        backups.size());
+        if (decision.keep) {
+            decision.reason = fmt::format("newest {} of {} (keep {})", i + 1, backups.size(), keep);
+        } else {
+            decision.reason = fmt::format("older than the newest {} (number {} of {})", keep, i + 1,
+                                          backups.size());
+        }
         plan.push_back(std::move(decision));
     }
     return plan;

@@ -96,5 +96,16 @@ TEST(RetentionPlanOrder, TheSameSecondIsOrderedByDatabase) {
     }
 }
 
+TEST(RetentionReasons, EachDecisionSaysWhy) {
+    auto plan =
+        plan_retention({at("20260101T000000Z"), at("20260103T000000Z"), at("20260102T000000Z")}, 2);
+    ASSERT_EQ(plan.size(), 3U);
+    EXPECT_EQ(plan[0].reason, "newest 1 of 3 (keep 2)");
+    EXPECT_EQ(plan[1].reason, "newest 2 of 3 (keep 2)");
+    EXPECT_EQ(plan[2].reason, "older than the newest 2 (number 3 of 3)");
+    EXPECT_FALSE(plan[2].keep);
+    EXPECT_EQ(format_compact_utc(plan[2].id.started), "20260101T000000Z");
+}
+
 }  // namespace
 }  // namespace pgward
