@@ -67,6 +67,20 @@ int run_cli(int argc, char** argv) {
             Command* raw = command.get();
             sub->final_callback([&selected, raw] { selected = raw; });
         }
+        if (argc > 1 && argv[1][0] != '-') {
+            // CLI11 would only say that a command is required.
+            std::string names;
+            bool known = false;
+            for (const auto& command : commands) {
+                known = known || std::string_view(command->name()) == argv[1];
+                names += (names.empty() ? "" : ", ") + std::string(command->name());
+            }
+            if (!known) {
+                std::fprintf(stderr, "pgward: unknown command \"%s\" (hint: the commands are %s)\n",
+                             argv[1], names.c_str());
+                return 2;
+            }
+        }
         try {
             app.parse(argc, argv);
         } catch (const CLI::CallForHelp& e) {
