@@ -11,7 +11,7 @@ FUZZ_DIR ?= $(BUILD_DIR)-fuzz
 RELEASE_DIR ?= $(BUILD_DIR)-release
 FUZZ_SECONDS ?= 300
 
-.PHONY: all deps configure build build-asan build-fuzz build-release fuzz fuzz-smoke test test-release test-asan campaigns-short torture walks coverage bench test-matrix test-client17 unit integration demo clean format
+.PHONY: all deps configure build build-asan build-fuzz build-release fuzz fuzz-smoke test test-release test-deploy test-asan campaigns-short torture walks coverage bench test-matrix test-client17 unit integration demo clean format
 
 all: build
 
@@ -86,7 +86,13 @@ build-release: deps
 bench: build-release
 	bench/bench.sh $(RELEASE_DIR)
 
-test: test-release test-client17 campaigns-short test-asan fuzz-smoke
+# The unit and integration suites run once instrumented (make coverage, whose gate
+# fails the run below its numbers) and once sanitized; the optimized build is
+# compiled too and runs the deployment check, the client-17 suites and the campaigns.
+test: build coverage test-deploy test-client17 campaigns-short test-asan fuzz-smoke
+
+test-deploy: build
+	ctest --test-dir $(BUILD_DIR) --output-on-failure -R deploy
 
 # The client-dependent tests again with pg_dump/pg_restore 17 (zstd, lz4,
 # format 1.16): tests/matrix/client17.sh.
