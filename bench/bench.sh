@@ -110,7 +110,7 @@ fi
 #    archive vs pg_restore -f /dev/null of it; the sandbox drill of a zstd vs a
 #    gzip backup; and each method's time and size, the measurement behind auto.
 c17=$("$repo/scripts/pg-clients.sh" path client-17 2>"$work/c17.err" || true)
-declare -a zbackup zdefault znone zdeep zrestore zdrill gdrill
+declare -a zbackup zdefault znone zdeep zrestore zinflate zdrill gdrill
 declare -A level_time level_size
 levels=(gzip zstd:1 zstd:3 lz4 none)
 if [[ -n $c17 ]]; then
@@ -129,6 +129,7 @@ if [[ -n $c17 ]]; then
   for ((i = 0; i < runs; i++)); do
     zdeep+=("$(seconds "$pgward" verify --deep --pg-bin "$c17" "$zarchive")")
     zrestore+=("$(seconds "$c17/pg_restore" -f /dev/null "$zarchive")")
+    zinflate+=("$(seconds "$tools" inflate "$zarchive")")
     rm -rf "$zdir/reports"
     zdrill+=("$(seconds env TMPDIR="$zdir" "$pgward" drill --backup "$zarchive" --sandbox --pg-bin "$c17" --report-dir "$zdir/reports")")
     gdrill+=("$(seconds env TMPDIR="$zdir" "$pgward" drill --backup "$garchive" --sandbox --pg-bin "$c17" --report-dir "$zdir/reports")")
@@ -167,6 +168,7 @@ fi
 if [[ -n $c17 ]]; then
   zb=$(median "${zbackup[@]}") zd=$(median "${zdefault[@]}") zn=$(median "${znone[@]}")
   zv=$(median "${zdeep[@]}") zr=$(median "${zrestore[@]}") zdr=$(median "${zdrill[@]}") gdr=$(median "${gdrill[@]}")
+  zi=$(median "${zinflate[@]}")
   printf '\nwith %s (median of %d):\n\n' "$("$c17/pg_dump" --version)" "$runs"
   printf '| pair | pgward | baseline | ratio | goal |\n|---|---|---|---|---|\n'
   printf '| backup (auto: zstd:1) vs pg_dump -Fc (gzip) | %.2f s | %.2f s | %s | <= 0.40 |\n' "$zb" "$zd" "$(ratio "$zb" "$zd")"
@@ -174,6 +176,9 @@ if [[ -n $c17 ]]; then
   printf '| archive size: pgward (zstd:1) vs pg_dump -Fc (gzip) | %s B | %s B | %s | <= 1.00 |\n' \
     "$(stat -c %s "$zarchive")" "$(stat -c %s "$zdir/default.dump")" "$(ratio "$(stat -c %s "$zarchive")" "$(stat -c %s "$zdir/default.dump")")"
   printf '| verify --deep (zstd) vs pg_restore -f /dev/null (same archive) | %.2f s | %.2f s | %s | <= 0.50 |\n' "$zv" "$zr" "$(ratio "$zv" "$zr")"
+  printf '| verify --deep (zstd) vs the inflate limit (one thread: read and decompress, nothing else) | %.2f s | %.2f s | %s | |\n' "$zv" "$zi" "$(ratio "$zv" "$zi")"
+  printf '| inflate limit (zstd) vs pg_restore -f /dev/null | %.2f s | %.2f s | %s | |\n' "$zi" "$zr" "$(ratio "$zi" "$zr")"
+  printf '| backup (auto) vs pg_dump -Fc --compress=zstd:1 alone (what the proof adds) | %.2f s | %.2f s | %s | |\n' "$zb" "${level_time[zstd:1]}" "$(ratio "$zb" "${level_time[zstd:1]}")"
   printf '| drill --sandbox: zstd backup vs gzip backup | %.2f s | %.2f s | %s | |\n' "$zdr" "$gdr" "$(ratio "$zdr" "$gdr")"
   printf '\n| pg_dump 17 -Fc --compress= | time | archive | vs gzip time | vs gzip size |\n|---|---|---|---|---|\n'
   for level in "${levels[@]}"; do
