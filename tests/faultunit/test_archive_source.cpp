@@ -8,6 +8,7 @@
 
 #include "archive/reader.hpp"
 #include "shims/faultfs.h"
+#include "support/temp_dir.hpp"
 #include "util/error.hpp"
 
 namespace pgward::archive {
@@ -15,18 +16,16 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class ArchiveSourceUnderFaults : public ::testing::Test {
+class ArchiveSourceUnderFaults : public test::TempDirTest {
   protected:
     void SetUp() override {
-        char pattern[] = "/tmp/pgward-faultunit-XXXXXX";
-        ASSERT_NE(::mkdtemp(pattern), nullptr);
-        dir_ = pattern;
+        TempDirTest::SetUp();
         archive_ = dir_ / "a.dump";
         fs::copy_file(fs::path(PGWARD_FIXTURES_DIR) / "pg18_none.dump", archive_);
     }
     void TearDown() override {
         faultfs_disarm();
-        fs::remove_all(dir_);
+        TempDirTest::TearDown();
     }
 
     class Rows : public ArchiveVisitor {
@@ -35,7 +34,6 @@ class ArchiveSourceUnderFaults : public ::testing::Test {
         uint64_t bytes = 0;
     };
 
-    fs::path dir_;
     fs::path archive_;
 };
 

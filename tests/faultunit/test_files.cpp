@@ -13,23 +13,18 @@
 #include <gtest/gtest.h>
 
 #include "shims/faultfs.h"
+#include "support/temp_dir.hpp"
 #include "util/error.hpp"
 #include "util/files.hpp"
 
 namespace pgward {
 namespace {
 
-class FilesUnderFaults : public ::testing::Test {
+class FilesUnderFaults : public test::TempDirTest {
   protected:
-    void SetUp() override {
-        char pattern[] = "/tmp/pgward-faultunit-XXXXXX";
-        ASSERT_NE(::mkdtemp(pattern), nullptr);
-        dir_ = pattern;
-    }
     void TearDown() override {
         faultfs_disarm();
-        std::error_code ec;
-        fs::remove_all(dir_, ec);
+        TempDirTest::TearDown();
     }
 
     // Fails the `at`th call named `call` under the test's directory.
@@ -46,19 +41,6 @@ class FilesUnderFaults : public ::testing::Test {
         }
         return out;
     }
-
-    // The message of the Error `write` throws, or "" if it throws none.
-    template <typename F>
-    static std::string error_of(F&& write) {
-        try {
-            write();
-        } catch (const Error& e) {
-            return e.what();
-        }
-        return "";
-    }
-
-    fs::path dir_;
 };
 
 TEST_F(FilesUnderFaults, AWriteInterruptedBySignalIsRetriedAndTheFileIsWhole) {
@@ -71,7 +53,7 @@ TEST_F(FilesUnderFaults, AWriteInterruptedBySignalIsRetriedAndTheFileIsWhole) {
 
 TEST_F(FilesUnderFaults, AFailedWriteNamesTheTempFileAndLeavesNothing) {
     arm("write", 1, ENOSPC, true);
-    std::string message = error_of(
+    std::string message = test::error_message(
         [&] { write_file_atomically(dir_ / "a.dump", "text", AtomicFile::Publish::NoReplace); });
     EXPECT_EQ(message,
               "cannot write " + (dir_ / "a.dump.tmp").string() + ": No space left on device");
@@ -80,7 +62,7 @@ TEST_F(FilesUnderFaults, AFailedWriteNamesTheTempFileAndLeavesNothing) {
 
 TEST_F(FilesUnderFaults, AFailedFsyncIsNeverRetriedAndNothingIsPublished) {
     int fsyncs = arm("fsync", 1, EIO);
-    std::string message = error_of(
+    std::string message = test::error_message(
         [&] { write_file_atomically(dir_ / "a.dump", "text", AtomicFile::Publish::NoReplace); });
     EXPECT_EQ(message, "cannot fsync " + (dir_ / "a.dump.tmp").string() + ": Input/output error");
     EXPECT_EQ(faultfs_seen(fsyncs), 1);  // not a second time over lost pages
@@ -89,7 +71,7 @@ TEST_F(FilesUnderFaults, AFailedFsyncIsNeverRetriedAndNothingIsPublished) {
 
 TEST_F(FilesUnderFaults, AFailedCloseIsNotPublished) {
     arm("close", 1, EIO);
-    std::string message = error_of(
+    std::string message = test::error_message(
         [&] { write_file_atomically(dir_ / "a.dump", "text", AtomicFile::Publish::NoReplace); });
     EXPECT_EQ(message, "cannot close " + (dir_ / "a.dump.tmp").string() + ": Input/output error");
     EXPECT_EQ(names(), "");
@@ -98,7 +80,7 @@ TEST_F(FilesUnderFaults, AFailedCloseIsNotPublished) {
 TEST_F(FilesUnderFaults, AFailedReplacingRenameKeepsTheOldVersion) {
     write_file_atomically(dir_ / "state.json", "old", AtomicFile::Publish::Replace);
     arm("rename", 1, EACCES);
-    std::string message = error_of(
+    std::string message = test::error_message(
         [&] { write_file_atomically(dir_ / "state.json", "new", AtomicFile::Publish::Replace); });
     EXPECT_EQ(message,
               "cannot rename into place " + (dir_ / "state.json").string() + ": Permission denied");
@@ -108,7 +90,7 @@ TEST_F(FilesUnderFaults, AFailedReplacingRenameKeepsTheOldVersion) {
 
 TEST_F(FilesUnderFaults, AFailedDirectoryFsyncUnpublishesANewFile) {
     arm("fsync", 2, EIO);  // the first is the file's, the second its directory's
-    std::string message = error_of(
+    std::string message = test::error_message(
         [&] { write_file_atomically(dir_ / "a.dump", "text", AtomicFile::Publish::NoReplace); });
     EXPECT_EQ(message, "cannot fsync directory " + dir_.string() + ": Input/output error");
     EXPECT_EQ(names(), "");
@@ -117,7 +99,7 @@ TEST_F(FilesUnderFaults, AFailedDirectoryFsyncUnpublishesANewFile) {
 TEST_F(FilesUnderFaults, AFailedDirectoryFsyncLeavesAReplacedFileWithItsNewText) {
     write_file_atomically(dir_ / "state.json", "old", AtomicFile::Publish::Replace);
     arm("fsync", 2, EIO);
-    std::string message = error_of(
+    std::string message = test::error_message(
         [&] { write_file_atomically(dir_ / "state.json", "new", AtomicFile::Publish::Replace); });
     EXPECT_EQ(message, "cannot fsync directory " + dir_.string() + ": Input/output error");
     EXPECT_EQ(read_file(dir_ / "state.json"), "new");
@@ -126,7 +108,7 @@ TEST_F(FilesUnderFaults, AFailedDirectoryFsyncLeavesAReplacedFileWithItsNewText)
 
 TEST_F(FilesUnderFaults, ADirectoryThatCannotBeOpenedForFsyncIsNamed) {
     arm("open", 1, EACCES);
-    EXPECT_EQ(error_of([&] { fsync_directory(dir_); }),
+    EXPECT_EQ(test::error_message([&] { fsync_directory(dir_); }),
               "cannot open directory " + dir_.string() + ": Permission denied");
 }
 
@@ -142,8 +124,8 @@ TEST_F(FilesUnderFaults, ATempFileLeftByACrashIsReplacedNotFollowed) {
 
 TEST_F(FilesUnderFaults, ATempFileThatCannotBeCreatedIsNamed) {
     arm("open", 1, EDQUOT, true);
-    std::string message =
-        error_of([&] { AtomicFile file(dir_ / "a.dump", AtomicFile::Publish::NoReplace); });
+    std::string message = test::error_message(
+        [&] { AtomicFile file(dir_ / "a.dump", AtomicFile::Publish::NoReplace); });
     EXPECT_EQ(message, "cannot create " + (dir_ / "a.dump.tmp").string() + ": Disk quota exceeded");
     EXPECT_EQ(names(), "");
 }
@@ -161,7 +143,7 @@ TEST_F(FilesUnderFaults, AnUncommittedFileRemovesItsTempFile) {
 
 TEST_F(FilesUnderFaults, NoReplaceNeverOverwritesAnExistingBackup) {
     write_file_atomically(dir_ / "a.dump", "first", AtomicFile::Publish::NoReplace);
-    std::string message = error_of(
+    std::string message = test::error_message(
         [&] { write_file_atomically(dir_ / "a.dump", "second", AtomicFile::Publish::NoReplace); });
     EXPECT_EQ(message,
               (dir_ / "a.dump").string() + " already exists; pgward never overwrites a backup");
@@ -171,7 +153,7 @@ TEST_F(FilesUnderFaults, NoReplaceNeverOverwritesAnExistingBackup) {
 
 TEST_F(FilesUnderFaults, ARenameNoReplaceErrorIsNamed) {
     arm("renameat2", 1, EIO);
-    std::string message = error_of(
+    std::string message = test::error_message(
         [&] { write_file_atomically(dir_ / "a.dump", "text", AtomicFile::Publish::NoReplace); });
     EXPECT_EQ(message,
               "cannot rename into place " + (dir_ / "a.dump").string() + ": Input/output error");
@@ -188,7 +170,7 @@ TEST_F(FilesUnderFaults, WithoutRenameNoReplaceTheFileIsLinkedIntoPlace) {
 TEST_F(FilesUnderFaults, AFailedLinkIsNamedAndNothingIsPublished) {
     arm("renameat2", 1, ENOSYS, true);
     arm("link", 1, EEXIST);
-    std::string message = error_of(
+    std::string message = test::error_message(
         [&] { write_file_atomically(dir_ / "a.dump", "text", AtomicFile::Publish::NoReplace); });
     EXPECT_EQ(message, "cannot link into place " + (dir_ / "a.dump").string() + ": File exists");
     EXPECT_EQ(names(), "");
@@ -200,15 +182,15 @@ TEST_F(FilesUnderFaults, EnsureDirectoryCreatesParentsAndRefusesAFile) {
     EXPECT_EQ(fs::status(dir_ / "a").permissions() & fs::perms::all, fs::perms::owner_all);
     ensure_directory(dir_ / "a" / "b");  // already there: nothing to do
     write_file_atomically(dir_ / "f", "", AtomicFile::Publish::NoReplace);
-    EXPECT_EQ(error_of([&] { ensure_directory(dir_ / "f"); }),
+    EXPECT_EQ(test::error_message([&] { ensure_directory(dir_ / "f"); }),
               "backup directory " + (dir_ / "f").string() + " is not a directory");
-    EXPECT_EQ(error_of([&] { ensure_directory(dir_ / "f" / "sub"); }),
+    EXPECT_EQ(test::error_message([&] { ensure_directory(dir_ / "f" / "sub"); }),
               "cannot access " + (dir_ / "f" / "sub").string() + ": Not a directory");
 }
 
 TEST_F(FilesUnderFaults, ADirectoryThatCannotBeCreatedIsNamed) {
     arm("mkdir", 1, EACCES);
-    EXPECT_EQ(error_of([&] { ensure_directory(dir_ / "new"); }),
+    EXPECT_EQ(test::error_message([&] { ensure_directory(dir_ / "new"); }),
               "cannot create directory " + (dir_ / "new").string() + ": Permission denied");
     EXPECT_FALSE(fs::exists(dir_ / "new"));
 }
@@ -217,7 +199,7 @@ TEST_F(FilesUnderFaults, RemoveFileIgnoresAMissingFileAndNamesOtherErrors) {
     remove_file(dir_ / "missing");
     write_file_atomically(dir_ / "f", "", AtomicFile::Publish::NoReplace);
     arm("unlink", 1, EIO);
-    EXPECT_EQ(error_of([&] { remove_file(dir_ / "f"); }),
+    EXPECT_EQ(test::error_message([&] { remove_file(dir_ / "f"); }),
               "cannot remove " + (dir_ / "f").string() + ": Input/output error");
     EXPECT_EQ(names(), "f");
 }
@@ -231,15 +213,15 @@ TEST_F(FilesUnderFaults, ReadsRetryAnInterruptionAndNameAnError) {
     EXPECT_EQ(read_file_start(dir_ / "f", 5), "PGDMP");
     faultfs_disarm();
     arm("read", 1, EIO);
-    EXPECT_EQ(error_of([&] { read_file(dir_ / "f"); }),
+    EXPECT_EQ(test::error_message([&] { read_file(dir_ / "f"); }),
               "cannot read " + (dir_ / "f").string() + ": Input/output error");
     faultfs_disarm();
     arm("read", 1, EIO);
-    EXPECT_EQ(error_of([&] { read_file_start(dir_ / "f", 5); }),
+    EXPECT_EQ(test::error_message([&] { read_file_start(dir_ / "f", 5); }),
               "cannot read " + (dir_ / "f").string() + ": Input/output error");
-    EXPECT_EQ(error_of([&] { read_file(dir_ / "missing"); }),
+    EXPECT_EQ(test::error_message([&] { read_file(dir_ / "missing"); }),
               "cannot read " + (dir_ / "missing").string() + ": No such file or directory");
-    EXPECT_EQ(error_of([&] { read_file_start(dir_ / "missing", 5); }),
+    EXPECT_EQ(test::error_message([&] { read_file_start(dir_ / "missing", 5); }),
               "cannot read " + (dir_ / "missing").string() + ": No such file or directory");
 }
 

@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "archive/reader.hpp"
+#include "support/temp_dir.hpp"
 #include "util/error.hpp"
 
 namespace pgward::archive {
@@ -375,14 +376,8 @@ TEST(ArchiveRefusals, ACompressedStreamThatEndsEarly) {
     EXPECT_NE(message.find("of table public.t"), std::string::npos) << message;
 }
 
-class ArchiveFileRefusals : public ::testing::Test {
+class ArchiveFileRefusals : public test::TempDirTest {
   protected:
-    void SetUp() override {
-        char pattern[] = "/tmp/pgward-archive-XXXXXX";
-        ASSERT_NE(::mkdtemp(pattern), nullptr);
-        dir_ = pattern;
-    }
-    void TearDown() override { fs::remove_all(dir_); }
     fs::path write(const std::string& data) {
         fs::path path = dir_ / "a.dump";
         std::ofstream(path, std::ios::binary) << data;
@@ -405,7 +400,6 @@ class ArchiveFileRefusals : public ::testing::Test {
         }
         return "";
     }
-    fs::path dir_;
 };
 
 TEST_F(ArchiveFileRefusals, OffsetsThatPointNowhere) {

@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "domain/manifest.hpp"
+#include "support/temp_dir.hpp"
 #include "util/error.hpp"
 
 namespace pgward {
@@ -60,20 +61,13 @@ TEST(Manifest, RejectsOtherDocuments) {
 }
 
 // A manifest file in a temp dir, removed afterwards.
-class ManifestFile : public ::testing::Test {
+class ManifestFile : public test::TempDirTest {
   protected:
-    void SetUp() override {
-        char pattern[] = "/tmp/pgward-manifest-XXXXXX";
-        ASSERT_NE(::mkdtemp(pattern), nullptr);
-        dir_ = pattern;
-    }
-    void TearDown() override { std::filesystem::remove_all(dir_); }
     std::filesystem::path write(const std::string& text) {
         std::filesystem::path path = dir_ / "m.json";
         std::ofstream(path, std::ios::binary | std::ios::trunc) << text;
         return path;
     }
-    std::filesystem::path dir_;
 };
 
 TEST_F(ManifestFile, HeadMatchesTheFullReadInAnyKeyOrder) {

@@ -13,6 +13,7 @@
 #include "archive/summary.hpp"
 #include "domain/manifest.hpp"
 #include "domain/verify.hpp"
+#include "support/temp_dir.hpp"
 #include "util/error.hpp"
 
 namespace pgward {
@@ -21,15 +22,8 @@ namespace {
 namespace fs = std::filesystem;
 const fs::path kFixtures = PGWARD_FIXTURES_DIR;
 
-class VerifyChecks : public ::testing::Test {
+class VerifyChecks : public test::TempDirTest {
   protected:
-    void SetUp() override {
-        char pattern[] = "/tmp/pgward-verify-XXXXXX";
-        ASSERT_NE(::mkdtemp(pattern), nullptr);
-        dir_ = pattern;
-    }
-    void TearDown() override { fs::remove_all(dir_); }
-
     fs::path write(const std::string& name, const std::string& text) {
         fs::path path = dir_ / name;
         std::ofstream(path, std::ios::binary | std::ios::trunc) << text;
@@ -52,17 +46,6 @@ class VerifyChecks : public ::testing::Test {
         m.large_objects = summary.large_objects;
         return m;
     }
-    template <typename F>
-    static std::string error_of(F&& call) {
-        try {
-            call();
-        } catch (const Error& e) {
-            return e.what();
-        }
-        return "";
-    }
-
-    fs::path dir_;
 };
 
 TEST(ArchiveVersion, TheOldestPgRestoreThatReadsEachVersion) {
@@ -80,12 +63,12 @@ TEST(ArchiveVersion, TheOldestPgRestoreThatReadsEachVersion) {
 }
 
 TEST_F(VerifyChecks, TheHeaderOfAFileThatIsNoArchiveIsRefused) {
-    EXPECT_EQ(error_of([&] { read_archive_version(dir_ / "missing.dump"); }),
+    EXPECT_EQ(test::error_message([&] { read_archive_version(dir_ / "missing.dump"); }),
               "cannot open " + (dir_ / "missing.dump").string() + ": No such file or directory");
-    EXPECT_EQ(error_of([&] { read_archive_version(write("empty.dump", "")); }),
+    EXPECT_EQ(test::error_message([&] { read_archive_version(write("empty.dump", "")); }),
               (dir_ / "empty.dump").string() +
                   " is not a pg_dump custom-format archive (no PGDMP header; the file is empty)");
-    EXPECT_EQ(error_of([&] { read_archive_version(write("text.dump", "SELECT 1;\n")); }),
+    EXPECT_EQ(test::error_message([&] { read_archive_version(write("text.dump", "SELECT 1;\n")); }),
               (dir_ / "text.dump").string() +
                   " is not a pg_dump custom-format archive (no PGDMP header)");
     ArchiveVersion v = read_archive_version(kFixtures / "pg17_zstd.dump");
@@ -95,16 +78,16 @@ TEST_F(VerifyChecks, TheHeaderOfAFileThatIsNoArchiveIsRefused) {
 TEST_F(VerifyChecks, APgRestoreTooOldIsToldWhichOneReadsTheArchive) {
     pg::Tool pg_restore{"/usr/lib/postgresql/15/bin/pg_restore", pg::Version{150018}, ""};
     fs::path zstd = copy_fixture("pg17_zstd.dump", "app_20260101T000000Z.dump");
-    EXPECT_EQ(
-        error_of([&] { check_pg_restore_reads(pg_restore, read_archive_version(zstd), zstd); }),
-        "app_20260101T000000Z.dump is in archive format 1.16 (zstd), which pg_restore 15.18 "
-        "cannot read: it needs pg_restore 17 or newer");
+    EXPECT_EQ(test::error_message(
+                  [&] { check_pg_restore_reads(pg_restore, read_archive_version(zstd), zstd); }),
+              "app_20260101T000000Z.dump is in archive format 1.16 (zstd), which pg_restore 15.18 "
+              "cannot read: it needs pg_restore 17 or newer");
     // A header too new and nothing readable after it: the version alone is said.
     fs::path torn = write("torn.dump", std::string("PGDMP\x01\x10\x00", 8) + "garbage");
-    EXPECT_EQ(
-        error_of([&] { check_pg_restore_reads(pg_restore, read_archive_version(torn), torn); }),
-        "torn.dump is in archive format 1.16, which pg_restore 15.18 cannot read: it needs "
-        "pg_restore 17 or newer");
+    EXPECT_EQ(test::error_message(
+                  [&] { check_pg_restore_reads(pg_restore, read_archive_version(torn), torn); }),
+              "torn.dump is in archive format 1.16, which pg_restore 15.18 cannot read: it needs "
+              "pg_restore 17 or newer");
     pg::Tool newer{"/usr/lib/postgresql/17/bin/pg_restore", pg::Version{170012}, ""};
     EXPECT_NO_THROW(check_pg_restore_reads(newer, read_archive_version(zstd), zstd));
 
@@ -121,7 +104,7 @@ TEST_F(VerifyChecks, APgRestoreTooOldIsToldWhichOneReadsTheArchive) {
 
 TEST_F(VerifyChecks, AMissingFileOrManifestIsSaidBeforeAnyPgRestoreRuns) {
     pg::Tool pg_restore{"/nonexistent/pg_restore", pg::Version{170012}, ""};
-    EXPECT_EQ(error_of([&] { verify_archive(dir_ / "gone.dump", pg_restore, false); }),
+    EXPECT_EQ(test::error_message([&] { verify_archive(dir_ / "gone.dump", pg_restore, false); }),
               "cannot read " + (dir_ / "gone.dump").string() + ": No such file or directory");
     fs::path dump = copy_fixture("pg17_gzip.dump", "app_20260101T000000Z.dump");
     VerifyReport report = verify_archive(dump, pg_restore, false);
@@ -191,7 +174,7 @@ TEST_F(VerifyChecks, DeepVerifyNamesEveryDifferenceFromTheManifest) {
 }
 
 TEST_F(VerifyChecks, ABackupSpecNamesOneFile) {
-    EXPECT_EQ(error_of([&] { resolve_backup("latest", dir_, std::nullopt); }),
+    EXPECT_EQ(test::error_message([&] { resolve_backup("latest", dir_, std::nullopt); }),
               "no backups in " + dir_.string());
     write("app_20260101T000000Z.dump", "");
     write("app_20260102T000000Z.dump", "");
@@ -201,7 +184,8 @@ TEST_F(VerifyChecks, ABackupSpecNamesOneFile) {
     EXPECT_EQ(
         resolve_backup((dir_ / "app_20260101T000000Z.dump").string(), "/elsewhere", std::nullopt),
         dir_ / "app_20260101T000000Z.dump");
-    EXPECT_EQ(error_of([&] { resolve_backup("app_20990101T000000Z.dump", dir_, std::nullopt); }),
+    EXPECT_EQ(test::error_message(
+                  [&] { resolve_backup("app_20990101T000000Z.dump", dir_, std::nullopt); }),
               "backup app_20990101T000000Z.dump not found (nor in " + dir_.string() + ")");
     EXPECT_EQ(resolve_backup("latest", dir_, std::string("app")),
               dir_ / "app_20260102T000000Z.dump");
