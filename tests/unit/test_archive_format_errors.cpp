@@ -45,7 +45,8 @@ class ArchiveWriter {
         byte(negative || v < 0 ? 1 : 0);
         auto magnitude = static_cast<uint64_t>(v < 0 ? -v : v);
         for (int i = 0; i < int_size; ++i) {
-            byte(static_cast<int>((magnitude >> (8 * i)) & 0xff));
+            // An implausible int_size (9) gets zero bytes past the 8th.
+            byte(i < 8 ? static_cast<int>((magnitude >> (8 * i)) & 0xff) : 0);
         }
     }
     void string(const std::optional<std::string>& s) {
@@ -105,7 +106,7 @@ class ArchiveWriter {
             string(std::nullopt);
             byte(e.data_state);
             for (int b = 0; b < off_size; ++b) {
-                byte(static_cast<int>((e.offset >> (8 * b)) & 0xff));
+                byte(b < 8 ? static_cast<int>((e.offset >> (8 * b)) & 0xff) : 0);
             }
         }
     }
