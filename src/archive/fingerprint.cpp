@@ -6,6 +6,14 @@
 #include <new>
 
 namespace pgward::archive {
+namespace {
+
+// COPY's end-of-data line, after which pg_dump adds only blank lines.
+bool is_end_marker(const char* row, uint64_t length) {
+    return length == 2 && row[0] == '\\' && row[1] == '.';
+}
+
+}  // namespace
 
 Uint128 row_hash(std::string_view row) {
     XXH128_hash_t h = XXH3_128bits(row.data(), row.size());
@@ -33,8 +41,7 @@ RowStream::~RowStream() {
 }
 
 void RowStream::end_row() {
-    bool marker = row_length_ == 2 && first_[0] == '\\' && first_[1] == '.';
-    if (marker) {
+    if (is_end_marker(first_, row_length_)) {
         ended_ = true;
     } else {
         XXH128_hash_t h = XXH3_128bits_digest(state_);
@@ -52,7 +59,7 @@ void RowStream::feed(const char* data, size_t size) {
         if (found != nullptr && row_length_ == 0) {
             // A whole row in this piece, the common case: XXH3's one-shot
             // hash gives the streaming state's value without its per-row cost.
-            if (take == 2 && data[0] == '\\' && data[1] == '.') {
+            if (is_end_marker(data, take)) {
                 ended_ = true;
             } else {
                 target_.add_hash(row_hash(std::string_view(data, take)));

@@ -44,9 +44,10 @@ class FilesUnderFaults : public test::TempDirTest {
 };
 
 TEST_F(FilesUnderFaults, AWriteInterruptedBySignalIsRetriedAndTheFileIsWhole) {
-    arm("write", 1, EINTR);
+    int writes = arm("write", 1, EINTR);
     std::string big(3 << 20, 'x');  // past the buffer: written straight through
     write_file_atomically(dir_ / "a.dump", big, AtomicFile::Publish::NoReplace);
+    EXPECT_GE(faultfs_seen(writes), 2);  // the interrupted write, then the retry
     EXPECT_EQ(read_file(dir_ / "a.dump"), big);
     EXPECT_EQ(names(), "a.dump");
 }
@@ -162,7 +163,9 @@ TEST_F(FilesUnderFaults, ARenameNoReplaceErrorIsNamed) {
 
 TEST_F(FilesUnderFaults, WithoutRenameNoReplaceTheFileIsLinkedIntoPlace) {
     arm("renameat2", 1, EINVAL, true);  // a filesystem without RENAME_NOREPLACE
+    int links = arm("link", 0, 0);      // counted, never failed
     write_file_atomically(dir_ / "a.dump", "text", AtomicFile::Publish::NoReplace);
+    EXPECT_EQ(faultfs_seen(links), 1);
     EXPECT_EQ(read_file(dir_ / "a.dump"), "text");
     EXPECT_EQ(names(), "a.dump");
 }
@@ -206,11 +209,13 @@ TEST_F(FilesUnderFaults, RemoveFileIgnoresAMissingFileAndNamesOtherErrors) {
 
 TEST_F(FilesUnderFaults, ReadsRetryAnInterruptionAndNameAnError) {
     write_file_atomically(dir_ / "f", "PGDMP and more", AtomicFile::Publish::NoReplace);
-    arm("read", 1, EINTR);
+    int reads = arm("read", 1, EINTR);
     EXPECT_EQ(read_file(dir_ / "f"), "PGDMP and more");
+    EXPECT_GE(faultfs_seen(reads), 2);
     faultfs_disarm();
-    arm("read", 1, EINTR);
+    reads = arm("read", 1, EINTR);
     EXPECT_EQ(read_file_start(dir_ / "f", 5), "PGDMP");
+    EXPECT_EQ(faultfs_seen(reads), 2);
     faultfs_disarm();
     arm("read", 1, EIO);
     EXPECT_EQ(test::error_message([&] { read_file(dir_ / "f"); }),
