@@ -24,9 +24,45 @@ void TableFingerprint::add_row(std::string_view row) {
     add_hash(row_hash(row));
 }
 
-std::string TableFingerprint::to_string() const {
-    return fmt::format("fp1:{:016x}{:016x}", static_cast<uint64_t>(sum_ >> 64),
+std::string TableFingerprint::hex() const {
+    return fmt::format("{:016x}{:016x}", static_cast<uint64_t>(sum_ >> 64),
                        static_cast<uint64_t>(sum_));
+}
+
+std::string TableFingerprint::to_string() const {
+    return "fp1:" + hex();
+}
+
+LargeObjectHasher::LargeObjectHasher(TableFingerprint& target)
+    : target_(target), state_(XXH3_createState()) {
+    if (state_ == nullptr) {
+        throw std::bad_alloc();
+    }
+}
+
+LargeObjectHasher::~LargeObjectHasher() {
+    XXH3_freeState(state_);
+}
+
+void LargeObjectHasher::begin(uint32_t oid) {
+    XXH3_128bits_reset(state_);
+    const unsigned char bytes[4] = {
+        static_cast<unsigned char>(oid & 0xff), static_cast<unsigned char>((oid >> 8) & 0xff),
+        static_cast<unsigned char>((oid >> 16) & 0xff), static_cast<unsigned char>(oid >> 24)};
+    XXH3_128bits_update(state_, bytes, sizeof bytes);
+}
+
+void LargeObjectHasher::feed(const char* data, size_t size) {
+    XXH3_128bits_update(state_, data, size);
+}
+
+void LargeObjectHasher::end() {
+    XXH128_hash_t h = XXH3_128bits_digest(state_);
+    target_.add_hash((static_cast<Uint128>(h.high64) << 64) | h.low64);
+}
+
+std::string large_objects_fingerprint_text(const TableFingerprint& fingerprint) {
+    return "lo1:" + fingerprint.hex();
 }
 
 RowStream::RowStream(TableFingerprint& target) : target_(target), state_(XXH3_createState()) {

@@ -24,8 +24,15 @@ class TableFingerprint {
         ++rows_;
     }
 
+    // Another part of the same set (a sum: the order of parts is free).
+    void merge(const TableFingerprint& other) {
+        sum_ += other.sum_;
+        rows_ += other.rows_;
+    }
+
     uint64_t rows() const { return rows_; }
     std::string to_string() const;  // "fp1:" + 32 lowercase hex digits
+    std::string hex() const;        // the 32 hex digits alone
     bool operator==(const TableFingerprint&) const = default;
 
   private:
@@ -34,6 +41,27 @@ class TableFingerprint {
 };
 
 Uint128 row_hash(std::string_view row);
+
+// lo1: the content fingerprint of a database's large objects. Each object is
+// hashed with XXH3-128 over its oid (4 bytes, little-endian) followed by its
+// content; the hashes are summed modulo 2^128 like fp1's rows, and counted.
+// Written "lo1:" + 32 hex digits. See docs/fingerprint.md.
+class LargeObjectHasher {
+  public:
+    explicit LargeObjectHasher(TableFingerprint& target);
+    ~LargeObjectHasher();
+    LargeObjectHasher(const LargeObjectHasher&) = delete;
+    LargeObjectHasher& operator=(const LargeObjectHasher&) = delete;
+
+    void begin(uint32_t oid);
+    void feed(const char* data, size_t size);
+    void end();
+
+  private:
+    TableFingerprint& target_;
+    XXH3_state_t* state_;
+};
+std::string large_objects_fingerprint_text(const TableFingerprint& fingerprint);
 
 // Feeds COPY text in arbitrary chunks and adds one row per newline, hashing
 // incrementally: a row is never held in memory, however long it is. A line

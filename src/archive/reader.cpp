@@ -289,6 +289,8 @@ class Reader {
             produced += n;
             if (table) {
                 visitor_.on_table_data(e, data, n);
+            } else {
+                visitor_.on_large_object_data(e, data, n);
             }
         };
         for (uint64_t chunk = 1;; ++chunk) {
@@ -371,6 +373,7 @@ class Reader {
             if (oid < 0 || oid > UINT32_MAX) {
                 damaged(fmt::format("implausible large object oid {}", oid));
             }
+            visitor_.on_large_object_begin(e, static_cast<uint32_t>(oid));
             uint64_t size = stream(e, false);
             visitor_.on_large_object(e, static_cast<uint32_t>(oid), size);
         }

@@ -81,6 +81,9 @@ class ArchiveVisitor {
     // Decompressed COPY text, in chunks that may split rows anywhere.
     virtual void on_table_data(const TocEntry&, const char*, size_t) {}
     virtual void on_table_end(const TocEntry&) {}
+    // One large object: begin, its decompressed content in chunks, then its size.
+    virtual void on_large_object_begin(const TocEntry&, uint32_t /*oid*/) {}
+    virtual void on_large_object_data(const TocEntry&, const char*, size_t) {}
     virtual void on_large_object(const TocEntry&, uint32_t /*oid*/, uint64_t /*bytes*/) {}
 };
 

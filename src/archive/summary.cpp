@@ -1,6 +1,7 @@
 #include "archive/summary.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <memory>
 #include <thread>
@@ -24,13 +25,27 @@ std::string archive_encoding(const std::vector<TocEntry>& toc) {
     return {};
 }
 
+std::vector<SequenceValue> archive_sequences(const std::vector<TocEntry>& toc) {
+    std::vector<SequenceValue> out;
+    for (const TocEntry& e : toc) {
+        if (e.desc == "SEQUENCE SET") {
+            if (std::optional<SequenceValue> value = parse_setval(e.defn)) {
+                out.push_back(std::move(*value));
+            }
+        }
+    }
+    return out;
+}
+
 class Summarizer : public ArchiveVisitor {
   public:
-    explicit Summarizer(ArchiveSummary& out) : out_(out) {}
+    explicit Summarizer(ArchiveSummary& out)
+        : out_(out), large_objects_(out.large_objects_content) {}
 
     void on_toc(const Header& header, const std::vector<TocEntry>& toc) override {
         out_.header = header;
         out_.encoding = archive_encoding(toc);
+        out_.sequences = archive_sequences(toc);
     }
     void on_table_begin(const TocEntry&) override {
         fingerprint_ = TableFingerprint();
@@ -46,10 +61,17 @@ class Summarizer : public ArchiveVisitor {
                             display_name(entry)),
                 "this archive cannot be trusted; use another backup");
         }
-        out_.tables.push_back(
-            {entry.schema, entry.tag, fingerprint_.rows(), fingerprint_.to_string()});
+        out_.tables.push_back({entry.schema, entry.tag, fingerprint_.rows(),
+                               fingerprint_.to_string(), parse_copy_columns(entry.copy_stmt)});
+    }
+    void on_large_object_begin(const TocEntry&, uint32_t oid) override {
+        large_objects_.begin(oid);
+    }
+    void on_large_object_data(const TocEntry&, const char* data, size_t size) override {
+        large_objects_.feed(data, size);
     }
     void on_large_object(const TocEntry&, uint32_t, uint64_t bytes) override {
+        large_objects_.end();
         ++out_.large_objects;
         out_.large_object_bytes += bytes;
     }
@@ -58,6 +80,7 @@ class Summarizer : public ArchiveVisitor {
     ArchiveSummary& out_;
     TableFingerprint fingerprint_;
     std::unique_ptr<RowStream> rows_;
+    LargeObjectHasher large_objects_;
 };
 
 }  // namespace
@@ -142,6 +165,7 @@ ArchiveSummary summarize_file_parallel(const std::filesystem::path& path, unsign
     ArchiveSummary summary;
     summary.header = index.header;
     summary.encoding = archive_encoding(index.toc);
+    summary.sequences = archive_sequences(index.toc);
     for (const TocEntry& e : index.toc) {
         for (const ArchiveSummary& part : parts) {
             if (const TableSummary* t = e.is_table_data() ? part.find(e.schema, e.tag) : nullptr) {
@@ -152,13 +176,21 @@ ArchiveSummary summarize_file_parallel(const std::filesystem::path& path, unsign
     for (const ArchiveSummary& part : parts) {
         summary.large_objects += part.large_objects;
         summary.large_object_bytes += part.large_object_bytes;
+        summary.large_objects_content.merge(part.large_objects_content);
     }
     return summary;
 }
 
-void QueueSource::push(const char* data, size_t size) {
+void QueueSource::push(const char* data, size_t size, const std::function<void()>& while_full) {
     std::unique_lock lock(mutex_);
-    changed_.wait(lock, [&] { return chunks_.size() < capacity_ || aborted_; });
+    while (!changed_.wait_for(lock, std::chrono::milliseconds(100),
+                              [&] { return chunks_.size() < capacity_ || aborted_; })) {
+        if (while_full) {
+            lock.unlock();
+            while_full();
+            lock.lock();
+        }
+    }
     if (aborted_) {
         return;
     }

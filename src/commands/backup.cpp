@@ -25,6 +25,7 @@ class BackupCommand : public Command {
         options_.add(app, "lock_wait", "--lock-wait-timeout", "POSTGRES_BACKUP_LOCK_WAIT_SECONDS",
                      "seconds pg_dump waits for a table another session holds locked "
                      "(default: wait)");
+        add_watchdog_options(options_, app);
         add_compression_option(options_, app);
         options_.add(
             app, "pg_bin", "--pg-bin", "PGWARD_PG_BIN",
@@ -42,6 +43,9 @@ class BackupCommand : public Command {
             request.lock_wait = std::chrono::seconds(*lock_wait);
         }
         request.compression = compression_setting(options_);
+        const WatchdogLimits limits = watchdog_limits(options_);
+        request.timeout = limits.timeout;
+        request.stall = limits.stall;
         if (auto pg_bin = options_.get("pg_bin")) {
             request.pg_bin = pg_bin->value;
         }

@@ -38,6 +38,7 @@ class DrillCommand : public Command {
         app.add_flag("--sandbox", sandbox_,
                      "with --backup: restore into a private throwaway cluster");
         app.add_flag("--keep-drill-db", keep_, "keep the drill database afterwards");
+        add_watchdog_options(options_, app);
     }
 
     int run() override {
@@ -49,6 +50,7 @@ class DrillCommand : public Command {
         request.version_table = VersionTable::parse(version_table_);
         request.keep_drill_db = keep_;
         request.sandbox = sandbox_;
+        request.limits = watchdog_limits(options_);
         if (auto s = options_.get("pg_bin")) {
             request.pg_bin = s->value;
         }

@@ -82,6 +82,20 @@ void add_connection_options(OptionTable& table, CLI::App& app) {
               "database: a name, a key=value conninfo string or a postgresql:// URI");
 }
 
+void add_watchdog_options(OptionTable& table, CLI::App& app) {
+    table.add(app, "timeout", "--timeout", "POSTGRES_BACKUP_TIMEOUT_SECONDS",
+              "kill pg_dump / pg_restore when the operation runs longer (default 21600)");
+    table.add(app, "stall", "--stall-timeout", "POSTGRES_BACKUP_STALL_SECONDS",
+              "kill pg_dump / pg_restore after this many seconds without progress (default "
+              "900)");
+}
+
+WatchdogLimits watchdog_limits(const OptionTable& table) {
+    constexpr uint64_t kTenYears = 10ULL * 366 * 86400;
+    return {std::chrono::seconds(table.get_number("timeout", 1, kTenYears).value_or(21600)),
+            std::chrono::seconds(table.get_number("stall", 1, kTenYears).value_or(900))};
+}
+
 void add_compression_option(OptionTable& table, CLI::App& app) {
     table.add(app, "compression", "--compress", "POSTGRES_BACKUP_COMPRESSION",
               "auto (default: zstd:1 with pg_dump 16+, gzip before), gzip[:N], lz4[:N], "

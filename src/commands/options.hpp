@@ -9,6 +9,7 @@
 #include <string>
 
 #include "domain/compression.hpp"
+#include "domain/watchdog.hpp"
 #include "pg/connection.hpp"
 
 namespace pgward::commands {
@@ -50,6 +51,12 @@ class OptionTable {
 void add_connection_options(OptionTable& table, CLI::App& app);
 
 uint64_t parse_number(const Setting& setting, uint64_t min, uint64_t max);
+
+// --timeout / POSTGRES_BACKUP_TIMEOUT_SECONDS (default 21600) and
+// --stall-timeout / POSTGRES_BACKUP_STALL_SECONDS (default 900): the
+// watchdogs of every operation that runs pg_dump or pg_restore.
+void add_watchdog_options(OptionTable& table, CLI::App& app);
+WatchdogLimits watchdog_limits(const OptionTable& table);
 
 // --compress / POSTGRES_BACKUP_COMPRESSION.
 void add_compression_option(OptionTable& table, CLI::App& app);

@@ -43,6 +43,7 @@ class RestoreCommand : public Command {
                      "skip the dump of the target taken before --clean");
         app.add_flag("--terminate-sessions", terminate_, "end other sessions on the target");
         app.add_flag("--json", json_, "print the result as JSON");
+        add_watchdog_options(options_, app);
     }
 
     int run() override {
@@ -71,6 +72,7 @@ class RestoreCommand : public Command {
         request.consent = yes_;
         request.safety_backup = !no_safety_;
         request.terminate_sessions = terminate_;
+        request.limits = watchdog_limits(options_);
         if (::isatty(STDIN_FILENO) && ::isatty(STDERR_FILENO)) {
             request.ask_consent = [](const std::string& database) {
                 std::fprintf(stderr,

@@ -60,10 +60,7 @@ class RunCommand : public Command {
                      "backups kept after each success (default 7)");
         options_.add(app, "on_start", "--on-start", "POSTGRES_BACKUP_ON_START",
                      "take the first backup at start (default true)");
-        options_.add(app, "timeout", "--timeout", "POSTGRES_BACKUP_TIMEOUT_SECONDS",
-                     "kill a backup that runs longer (default 21600)");
-        options_.add(app, "stall", "--stall-timeout", "POSTGRES_BACKUP_STALL_SECONDS",
-                     "kill pg_dump after this many seconds without a byte (default 900)");
+        add_watchdog_options(options_, app);
         options_.add(app, "lock_wait", "--lock-wait-timeout", "POSTGRES_BACKUP_LOCK_WAIT_SECONDS",
                      "seconds pg_dump waits for a table another session holds locked "
                      "(default: wait)");
@@ -104,13 +101,12 @@ class RunCommand : public Command {
         }
         config.backup.compression = compression_setting(options_);
         check_compression_now(config.backup);
-        config.backup.timeout =
-            std::chrono::seconds(options_.get_number("timeout", 1, kTenYears).value_or(21600));
+        const WatchdogLimits limits = watchdog_limits(options_);
+        config.backup.timeout = limits.timeout;
+        config.backup.stall = limits.stall;
         if (auto lock_wait = options_.get_number("lock_wait", 1, kTenYears)) {
             config.backup.lock_wait = std::chrono::seconds(*lock_wait);
         }
-        config.backup.stall =
-            std::chrono::seconds(options_.get_number("stall", 1, kTenYears).value_or(900));
         if (auto globals = options_.get("globals")) {
             config.backup.globals = parse_bool(*globals);
         }

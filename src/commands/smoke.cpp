@@ -63,6 +63,7 @@ class SmokeCommand : public Command {
             for (const Check& c : report.checks) {
                 doc["checks"].push_back(to_json(c));
             }
+            doc["warnings"] = report.warnings;
             doc["tables"] = nlohmann::ordered_json::array();
             for (const TableCount& t : report.tables) {
                 doc["tables"].push_back({{"schema", t.schema}, {"name", t.name}, {"rows", t.rows}});
@@ -78,6 +79,9 @@ class SmokeCommand : public Command {
             }
             for (const Check& c : report.checks) {
                 fmt::print("{} {}: {}\n", c.passed ? "ok  " : "FAIL", c.name, c.actual);
+            }
+            for (const std::string& w : report.warnings) {
+                fmt::print("warn {}\n", w);
             }
         }
         if (!report.passed()) {

@@ -26,14 +26,10 @@ Observed observe(const OptionTable& options) {
     o.database = service_database(options);
     o.state = load_state(repo.path_of(state_file_name(o.database)));
     o.backups = repo.list(o.database);
-    std::optional<TimePoint> newest;
-    for (const BackupEntry& e : o.backups) {
-        if (e.has_manifest) {
-            newest = e.id.started;
-            break;
-        }
-    }
-    o.health = evaluate_health(o.state, newest, now_seconds(), health_policy(options));
+    const TimePoint now = now_seconds();
+    Freshness freshness = assess_freshness(o.backups, now);
+    o.health = evaluate_health(o.state, freshness.newest_finished, now, health_policy(options),
+                               freshness.future_dated);
     return o;
 }
 
@@ -63,6 +59,7 @@ class StatusCommand : public Command {
             doc["status"] = o.health.status;
             doc["reason"] = o.health.reason;
             doc["backups"] = o.backups.size();
+            doc["future_dated_backups"] = o.health.future_dated;
             doc["newest_backup"] = o.backups.empty()
                                        ? nlohmann::ordered_json()
                                        : nlohmann::ordered_json(o.backups.front().id.dump_file());
@@ -75,6 +72,10 @@ class StatusCommand : public Command {
         fmt::print("health:          {} ({})\n", o.health.healthy ? "healthy" : "UNHEALTHY",
                    o.health.reason);
         fmt::print("backups kept:    {}\n", o.backups.size());
+        if (o.health.future_dated > 0) {
+            fmt::print("future-dated:    {} (never fresh; see the reason above)\n",
+                       o.health.future_dated);
+        }
         if (!o.backups.empty()) {
             fmt::print("newest backup:   {}\n", o.backups.front().id.dump_file());
         }

@@ -12,12 +12,17 @@
 #include "archive/summary.hpp"
 #include "domain/repository.hpp"
 #include "domain/retention.hpp"
+#include "domain/smoke.hpp"
+#include "domain/watchdog.hpp"
+#include "pg/catalog.hpp"
+#include "pg/environment.hpp"
 #include "pg/tools.hpp"
 #include "util/error.hpp"
 #include "util/files.hpp"
 #include "util/log.hpp"
 #include "util/process.hpp"
 #include "util/sha256.hpp"
+#include "util/signals.hpp"
 #include "util/time.hpp"
 
 namespace pgward {
@@ -27,25 +32,9 @@ using SteadyClock = std::chrono::steady_clock;
 
 constexpr auto kProgressInterval = std::chrono::seconds(10);
 
-// The tables whose data pg_dump writes: ordinary tables (partitions hold the
-// data of partitioned ones), permanent or unlogged, outside the system
-// schemas, not members of an extension.
-constexpr const char* kTablesQuery = R"SQL(
-SELECT n.nspname, c.relname
-FROM pg_catalog.pg_class c
-JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind = 'r'
-  AND c.relpersistence IN ('p', 'u')
-  AND n.nspname <> 'information_schema'
-  AND n.nspname NOT LIKE 'pg\_%'
-  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
-                  WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
-                    AND d.objid = c.oid AND d.deptype = 'e')
-ORDER BY 1, 2
-)SQL";
-
 // The connection that exports the dump's snapshot and, while pg_dump runs,
-// counts every table's rows in that same snapshot on a thread of its own.
+// counts in that same snapshot exactly the rows pg_dump writes of every table
+// (pg/catalog.hpp), on a thread of its own.
 class SnapshotSession {
   public:
     explicit SnapshotSession(pg::Connection conn) : conn_(std::move(conn)) {}
@@ -54,12 +43,7 @@ class SnapshotSession {
 
     ~SnapshotSession() {
         if (worker_.joinable()) {
-            // Interrupted: stop a long count(*) instead of waiting for it.
-            if (PGcancel* cancel = PQgetCancel(conn_.raw())) {
-                char buffer[256];
-                PQcancel(cancel, buffer, sizeof buffer);
-                PQfreeCancel(cancel);
-            }
+            cancel();  // interrupted: stop a long count(*) instead of waiting for it
             worker_.join();
         }
     }
@@ -69,11 +53,14 @@ class SnapshotSession {
         if (lock_wait) {
             conn_.exec(fmt::format("SET LOCAL lock_timeout = {}", lock_wait->count() * 1000));
         }
+        // As pg_dump runs: a table whose policies would hide rows from this
+        // role is an error for both, never a smaller count.
+        conn_.exec("SET LOCAL row_security = off");
         std::string snapshot = conn_.query_value("SELECT pg_catalog.pg_export_snapshot()").value();
-        pg::Result rows = conn_.exec(kTablesQuery);
-        for (int i = 0; i < rows.rows(); ++i) {
+        dumped_ = pg::list_dumped_tables(conn_);
+        for (const pg::DumpedTable& t : dumped_) {
             tables_.push_back(
-                TableEntry{rows.get(i, 0), rows.get(i, 1), std::nullopt, std::nullopt});
+                TableEntry{t.schema, t.name, std::nullopt, std::nullopt, t.extension});
         }
         auto version_table =
             conn_.query_value("SELECT pg_catalog.to_regclass('alembic_version') IS NOT NULL");
@@ -88,20 +75,31 @@ class SnapshotSession {
     void start_counting() {
         worker_ = std::thread([this] {
             try {
-                for (TableEntry& table : tables_) {
-                    auto count = conn_.query_value(fmt::format(
-                        "SELECT pg_catalog.count(*) FROM ONLY {}.{}",
-                        pg::quote_identifier(table.schema), pg::quote_identifier(table.name)));
-                    table.rows = std::stoull(count.value_or("0"));
+                for (size_t i = 0; i < dumped_.size(); ++i) {
+                    auto count = conn_.query_value(pg::count_rows_sql(dumped_[i]));
+                    tables_[i].rows = std::stoull(count.value_or("0"));
                 }
+                large_objects_ = std::stoull(conn_
+                                                 .query_value("SELECT pg_catalog.count(*) FROM "
+                                                              "pg_catalog.pg_largeobject_metadata")
+                                                 .value_or("0"));
+                conditions_ = find_preexisting_conditions(conn_);
             } catch (...) {
                 error_ = std::current_exception();
             }
+            done_ = true;
         });
     }
 
     // Call after pg_dump exited: the exported snapshot is valid only while
-    // this transaction is open, and pg_dump may import it late.
+    // this transaction is open, and pg_dump may import it late. wait() waits
+    // for the counts under the operation's watchdog; finish() commits.
+    void wait(const Watchdog& watchdog) const {
+        while (!done_) {
+            watchdog.check();
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+    }
     std::vector<TableEntry> finish() {
         worker_.join();
         if (error_) {
@@ -112,13 +110,26 @@ class SnapshotSession {
     }
 
     const std::optional<std::string>& schema_version() const { return schema_version_; }
-    pg::Connection& connection() { return conn_; }
+    uint64_t large_objects() const { return large_objects_; }
+    const SmokeFindings& conditions() const { return conditions_; }
 
   private:
+    void cancel() {
+        if (PGcancel* cancel = PQgetCancel(conn_.raw())) {
+            char buffer[256];
+            PQcancel(cancel, buffer, sizeof buffer);
+            PQfreeCancel(cancel);
+        }
+    }
+
     pg::Connection conn_;
+    std::vector<pg::DumpedTable> dumped_;
     std::vector<TableEntry> tables_;
     std::optional<std::string> schema_version_;
+    uint64_t large_objects_ = 0;
+    SmokeFindings conditions_;
     std::thread worker_;
+    std::atomic<bool> done_{false};
     std::exception_ptr error_;
 };
 
@@ -164,6 +175,11 @@ class StreamingSummary {
         worker_ = std::thread([this] {
             try {
                 summary_ = archive::summarize(queue_);
+                // The reader stops at the last block it needs; whatever follows
+                // must still be taken, or the pump would wait on a full queue.
+                std::vector<char> rest(1 << 16);
+                while (queue_.read(rest.data(), rest.size()) > 0) {
+                }
             } catch (...) {
                 error_ = std::current_exception();
                 queue_.abort();  // the pump must never wait for a reader that stopped
@@ -179,7 +195,10 @@ class StreamingSummary {
     StreamingSummary(const StreamingSummary&) = delete;
     StreamingSummary& operator=(const StreamingSummary&) = delete;
 
-    void feed(const char* data, size_t size) { queue_.push(data, size); }
+    // Waits while the reader is behind, under the operation's watchdog.
+    void feed(const char* data, size_t size, const Watchdog& watchdog) {
+        queue_.push(data, size, [&] { watchdog.check(); });
+    }
 
     archive::ArchiveSummary finish() {
         queue_.close();
@@ -236,26 +255,38 @@ void check_rows(std::vector<TableEntry>& tables, const archive::ArchiveSummary& 
     }
 }
 
-// A name no other backup has: the UTC second the dump starts, moved on to the
-// next second if a backup of this database already took that one.
+// What pg_dump and pg_dumpall run with: the operator's libpq variables (the
+// server is theirs), the password libpq used, and the output settings that
+// make the dump the same whatever the operator's PGOPTIONS say (pg_dump pins
+// DateStyle and the like itself; not bytea_output or TimeZone).
+pg::Variables dump_environment(const pg::Variables& operator_env,
+                               const std::optional<std::string>& password) {
+    pg::Variables env;
+    std::string options;
+    for (const auto& [name, value] : operator_env) {
+        if (name == "PGOPTIONS") {
+            options = value;
+        } else if (name != "PGTZ" && name != "PGPASSWORD") {
+            env.emplace_back(name, value);
+        }
+    }
+    env.emplace_back("PGTZ", "UTC");
+    env.emplace_back("PGOPTIONS", (options.empty() ? "" : options + " ") +
+                                      "-c bytea_output=hex -c TimeZone=UTC");
+    if (password) {
+        env.emplace_back("PGPASSWORD", *password);
+    }
+    return env;
+}
+
+// A name no other backup has: the UTC second the dump starts. A backup of
+// this database that already took that second makes this one wait for the
+// next; names never run ahead of the clock, so one future-dated file (a
+// clock that jumped, a file copied in) cannot drag every later name into the
+// future. `latest` and retention rank such a file as the oldest.
 BackupId choose_backup_id(const BackupRepository& repo, const std::string& database) {
-    // Names must sort in the order the backups were taken: `latest`, restore
-    // and retention go by the name. A clock that jumped back (NTP step, a VM
-    // restored from a snapshot) would otherwise give the newest data the
-    // oldest name, and retention would delete it at once.
-    TimePoint now = now_seconds();
-    TimePoint name_time = now;
-    for (const BackupId& existing : repo.ids(database)) {
-        name_time = std::max(name_time, existing.started + std::chrono::seconds(1));
-    }
-    if (name_time != now) {
-        log::warn("the clock is behind the newest backup; naming this one after it",
-                  {{"database", database},
-                   {"clock", format_iso_utc(now)},
-                   {"named", format_iso_utc(name_time)}});
-    }
     for (;;) {
-        BackupId id{database, name_time};
+        BackupId id{database, now_seconds()};
         bool taken = false;
         for (const std::string& name : {id.dump_file(), id.manifest_file()}) {
             std::error_code ec;
@@ -265,14 +296,7 @@ BackupId choose_backup_id(const BackupRepository& repo, const std::string& datab
         if (!taken) {
             return id;
         }
-        if (name_time == now) {
-            // Wait for the next second rather than name a backup in the future.
-            std::this_thread::sleep_for(std::chrono::milliseconds(200));
-            now = now_seconds();
-            name_time = std::max(name_time, now);
-        } else {
-            name_time += std::chrono::seconds(1);
-        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
 }
 
@@ -407,6 +431,7 @@ BackupResult run_backup_job(const BackupRequest& request) {
     const std::string target = conn.target();
     const std::string child_conninfo = conn.child_conninfo();
     const std::optional<std::string> password = conn.password_used();
+    const pg::Variables snapshot_env = conn.child_environment();
     const std::string server_version = conn.server_version_text();
 
     FileLock lock = repo.lock(database);
@@ -428,10 +453,7 @@ BackupResult run_backup_job(const BackupRequest& request) {
         command.argv.push_back(
             fmt::format("--lock-wait-timeout={}", request.lock_wait->count() * 1000));
     }
-    command.set_env = {{"PGTZ", "UTC"}};
-    if (password) {
-        command.set_env.emplace_back("PGPASSWORD", *password);
-    }
+    command.set_env = dump_environment(snapshot_env, password);
     command.unset_env = {"POSTGRES_PASSWORD", "POSTGRES_PASSWORD_FILE"};
 
     log::info("backup begin", {{"database", database},
@@ -446,7 +468,9 @@ BackupResult run_backup_job(const BackupRequest& request) {
     std::string magic;
     DumpStderr dump_stderr;
     auto last_progress = SteadyClock::now();
-    auto last_byte = SteadyClock::now();
+    Watchdog watchdog({request.timeout, request.stall},
+                      {fmt::format("backup of \"{}\"", database), "pg_dump",
+                       fmt::format("pg_dump of \"{}\"", database), "no bytes"});
 
     StreamingSummary parsed;
     Child child = Child::spawn(command);
@@ -456,25 +480,15 @@ BackupResult run_backup_job(const BackupRequest& request) {
         if (magic.size() < 5) {
             magic.append(data, std::min(size, 5 - magic.size()));
         }
+        watchdog.progress();
         hash.update(data, size);
         dump.write(data, size);
-        parsed.feed(data, size);
-        last_byte = SteadyClock::now();
+        parsed.feed(data, size, watchdog);
     };
     handlers.on_stderr_line = [&](std::string_view line) { dump_stderr.relay(line); };
     handlers.on_tick = [&] {
+        watchdog.check();
         auto now = SteadyClock::now();
-        if (request.timeout && now - clock_start > *request.timeout) {
-            throw failure(fmt::format("backup of \"{}\" timed out after {} s; pg_dump was killed",
-                                      database, request.timeout->count()),
-                          "raise POSTGRES_BACKUP_TIMEOUT_SECONDS if the database needs longer");
-        }
-        if (request.stall && now - last_byte > *request.stall) {
-            throw failure(fmt::format("pg_dump of \"{}\" stalled: no bytes for {} s; it was killed",
-                                      database, request.stall->count()),
-                          "look for locks held on the database (pg_locks) or a hung server; "
-                          "POSTGRES_BACKUP_STALL_SECONDS sets the limit");
-        }
         if (now - last_progress >= kProgressInterval) {
             last_progress = now;
             double seconds = std::chrono::duration<double>(now - clock_start).count();
@@ -496,6 +510,7 @@ BackupResult run_backup_job(const BackupRequest& request) {
                                   status.describe(), dump.bytes_written(), reason),
                       "nothing was published; see pg_dump's messages above");
     }
+    snapshot.wait(watchdog);
     std::vector<TableEntry> tables = [&] {
         try {
             return snapshot.finish();
@@ -518,6 +533,12 @@ BackupResult run_backup_job(const BackupRequest& request) {
         }
     }();
     check_rows(tables, summary, database);
+    if (summary.large_objects != snapshot.large_objects()) {
+        throw failure(fmt::format("the archive of \"{}\" holds {} large objects but the snapshot "
+                                  "has {}",
+                                  database, summary.large_objects, snapshot.large_objects()),
+                      "nothing was published; report this with the pg_dump version");
+    }
     dump.flush();
     check_archive(dump.temp_path(), magic, pg_restore);
 
@@ -557,6 +578,9 @@ BackupResult run_backup_job(const BackupRequest& request) {
     manifest.archive_version = summary.header.version_text();
     manifest.compression = archive::to_string(summary.header.compression);
     manifest.large_objects = summary.large_objects;
+    manifest.large_objects_fingerprint = summary.large_objects_fingerprint();
+    manifest.sequences_behind = snapshot.conditions().sequences_behind;
+    manifest.invalid_indexes = snapshot.conditions().invalid_indexes;
     manifest.tables = std::move(tables);
 
     // The manifest is published first: a crash between the two renames leaves

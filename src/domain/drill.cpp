@@ -116,6 +116,10 @@ class Drill {
     }
 
     void check(Check c) { checks_.push_back(std::move(c)); }
+    void warn(const std::string& text) {
+        log::warn("drill warning", {{"warning", text}});
+        warnings_.push_back(text);
+    }
 
     DrillOutcome finish(json facts, const std::vector<json>& tables) {
         bool success = !failed_ && !checks_.empty() && all_passed(checks_);
@@ -137,6 +141,7 @@ class Drill {
             checks.push_back(to_json(c));
         }
         report["checks"] = checks;
+        report["warnings"] = warnings_;
         report["steps"] = steps_;
         report["tables"] = tables;
 
@@ -168,6 +173,7 @@ class Drill {
     SteadyClock::time_point started_;
     json steps_ = json::array();
     std::vector<Check> checks_;
+    std::vector<std::string> warnings_;
     bool failed_ = false;
 };
 
@@ -232,13 +238,23 @@ struct Comparison {
 
 using Fingerprints = std::map<std::string, std::string>;
 
-// fp1 of every table of a live database (pg_dump's session settings).
-Fingerprints live_fingerprints(pg::Connection& conn, const std::vector<TableCount>& tables) {
+// fp1 of every table of a live database (pg_dump's session settings), over
+// exactly the rows pg_dump writes. With the archive's summary, each table is
+// read over the archive's column list in its order: a restored child of a
+// parent that gained a column later has its columns in another order than
+// the source, and the same rows must give the same fp1.
+Fingerprints live_fingerprints(pg::Connection& conn, const std::vector<TableCount>& tables,
+                               const archive::ArchiveSummary* archive = nullptr) {
     pg::set_dump_session_settings(conn);
     Fingerprints out;
     for (const TableCount& t : tables) {
+        const archive::TableSummary* in_archive =
+            archive != nullptr ? archive->find(t.schema, t.name) : nullptr;
+        std::vector<std::string> columns = in_archive != nullptr && in_archive->columns
+                                               ? *in_archive->columns
+                                               : pg::dumped_columns(conn, t.dumped());
         out[table_key(t.schema, t.name)] =
-            pg::fingerprint_table(conn, t.schema, t.name).to_string();
+            pg::fingerprint_table(conn, t.dumped(), columns).to_string();
     }
     return out;
 }
@@ -362,11 +378,67 @@ struct Restored {
     std::vector<json> tables;
 };
 
+// Large objects: their number and lo1 before (the manifest), in the archive
+// and after the restore; and every sequence at the value the archive set.
+void compare_large_objects_and_sequences(Drill& drill, pg::Connection& conn,
+                                         const Manifest& manifest,
+                                         const archive::ArchiveSummary& archive) {
+    pg::LargeObjectsContent after = pg::large_objects_content(conn);
+    std::string after_fp = archive::large_objects_fingerprint_text(after.fingerprint);
+    std::string archive_fp = archive.large_objects_fingerprint();
+    bool counts_match = archive.large_objects == after.count &&
+                        (!manifest.large_objects || *manifest.large_objects == after.count);
+    bool content_match =
+        archive_fp == after_fp &&
+        (!manifest.large_objects_fingerprint || *manifest.large_objects_fingerprint == after_fp);
+    drill.check(
+        {"large_objects_match", counts_match && content_match,
+         fmt::format("{} large objects, {}", manifest.large_objects.value_or(archive.large_objects),
+                     manifest.large_objects_fingerprint.value_or(archive_fp)),
+         fmt::format("archive {} ({}), after {} ({})", archive.large_objects, archive_fp,
+                     after.count, after_fp)});
+
+    std::vector<std::string> differ;
+    for (const archive::SequenceValue& s : archive.sequences) {
+        auto restored = pg::sequence_last_value(conn, s.sequence);
+        std::optional<int64_t> expected =
+            s.is_called ? std::optional<int64_t>(s.last_value) : std::nullopt;
+        if (!restored) {
+            differ.push_back(s.sequence + " missing");
+        } else if (*restored != expected) {
+            differ.push_back(
+                fmt::format("{} at {} (archive {})", s.sequence,
+                            *restored ? std::to_string(**restored) : std::string("not called"),
+                            expected ? std::to_string(*expected) : std::string("not called")));
+        }
+    }
+    std::string detail;
+    for (const std::string& d : differ) {
+        detail += (detail.empty() ? "" : "; ") + d;
+    }
+    drill.check({"sequences_match", differ.empty(),
+                 fmt::format("{} sequences at the archive's values", archive.sequences.size()),
+                 differ.empty() ? fmt::format("{} sequences match", archive.sequences.size())
+                                : "mismatch: " + detail});
+}
+
+// The source's conditions a smoke check would flag, as the manifest recorded
+// them; none for a manifest written before pgward recorded them.
+std::optional<SmokeFindings> baseline_of(const Manifest& manifest) {
+    if (!manifest.sequences_behind && !manifest.invalid_indexes) {
+        return std::nullopt;
+    }
+    return SmokeFindings{manifest.sequences_behind.value_or(std::vector<std::string>{}),
+                         manifest.invalid_indexes.value_or(std::vector<std::string>{})};
+}
+
 // The checks both kinds of drill run on the restored database: every
-// table's rows and fp1 against the dump, and the smoke checks.
+// table's rows and fp1 against the dump, large objects and sequences against
+// the archive, and the smoke checks (what the source already had is a
+// warning).
 Restored check_restored(Drill& drill, pg::Connection& conn, const Manifest& manifest,
                         const SmokeReport& smoke, const Fingerprints& fp_before,
-                        const Fingerprints& fp_archive) {
+                        const Fingerprints& fp_archive, const archive::ArchiveSummary& archive) {
     std::map<std::string, uint64_t> after;
     for (const TableCount& t : smoke.tables) {
         after[table_key(t.schema, t.name)] = t.rows;
@@ -375,9 +447,13 @@ Restored check_restored(Drill& drill, pg::Connection& conn, const Manifest& mani
     out.users_after = rows_of(after, "public.users");
     out.updates_after = rows_of(after, "public.processed_updates");
     out.tables = compare_tables(drill, manifest, smoke.tables, fp_before, fp_archive,
-                                live_fingerprints(conn, smoke.tables))
+                                live_fingerprints(conn, smoke.tables, &archive))
                      .tables;
+    compare_large_objects_and_sequences(drill, conn, manifest, archive);
     add_smoke_checks(drill, smoke);
+    for (const std::string& w : smoke.warnings) {
+        drill.warn(w);
+    }
     return out;
 }
 
@@ -391,6 +467,7 @@ DrillOutcome run_migration_drill(const DrillRequest& request) {
     std::vector<json> tables;
     std::filesystem::path dump_path;
     Fingerprints fp_before, fp_archive;
+    archive::ArchiveSummary summary;
 
     drill.step("recreate_drill_db", [&] {
         // A pg_dump older than the server would fail only at the backup step,
@@ -432,24 +509,27 @@ DrillOutcome run_migration_drill(const DrillRequest& request) {
         backup.dir = *work;
         backup.pg_bin = request.pg_bin;
         backup.globals = false;
+        backup.timeout = request.limits.timeout;
+        backup.stall = request.limits.stall;
         BackupResult result = run_backup_job(backup);
         dump_path = result.dump_path;
         manifest = result.manifest;
         // The drill database is unchanged since the dump's snapshot.
         pg::Connection conn = pg::Connection::open(drill_options, "pgward drill");
         fp_before = live_fingerprints(conn, count_tables(conn));
-        fp_archive = archive_fingerprints(archive::summarize_file(dump_path));
+        summary = archive::summarize_file(dump_path);
+        fp_archive = archive_fingerprints(summary);
     });
     drill.step("simulate_loss", [&] { recreate_database(request.server, request.drill_db); });
     drill.step("restore", [&] {
         pg::Tool pg_restore = pg::ToolFinder(request.pg_bin).find("pg_restore");
         pg::Connection conn = pg::Connection::open(drill_options, "pgward drill");
-        PgRestoreRun run = run_pg_restore(pg_restore, conn, dump_path, {});
+        PgRestoreRun run = run_pg_restore(pg_restore, conn, dump_path, {}, request.limits);
         drill.check(restore_check(run));
     });
     drill.step("verify", [&] {
         pg::Connection conn = pg::Connection::open(drill_options, "pgward drill");
-        SmokeReport smoke = run_smoke(conn, request.version_table);
+        SmokeReport smoke = run_smoke(conn, request.version_table, baseline_of(*manifest));
         if (request.version_table) {
             version_after = smoke.schema_version;
             drill.check({"alembic_version_matches",
@@ -482,7 +562,8 @@ DrillOutcome run_migration_drill(const DrillRequest& request) {
             drill.check({"seeded_update_id_present", present, *seeded_update,
                          present ? *seeded_update : "absent"});
         }
-        tables = check_restored(drill, conn, *manifest, smoke, fp_before, fp_archive).tables;
+        tables =
+            check_restored(drill, conn, *manifest, smoke, fp_before, fp_archive, summary).tables;
     });
     if (!request.keep_drill_db) {
         try {
@@ -579,7 +660,7 @@ DrillOutcome run_backup_drill(const DrillRequest& request) {
             admin.exec("CREATE DATABASE " + pg::quote_identifier(request.drill_db) +
                        " TEMPLATE template0" +
                        (encoding.empty() ? std::string()
-                                         : " ENCODING " + pg::quote_conninfo_value(encoding) +
+                                         : " ENCODING " + pg::quote_literal(encoding) +
                                                " LC_COLLATE 'C' LC_CTYPE 'C'"));
             log::info("sandbox cluster started",
                       {{"dir", sandbox->root().string()}, {"version", sandbox->version().text()}});
@@ -598,20 +679,21 @@ DrillOutcome run_backup_drill(const DrillRequest& request) {
         if (request.sandbox) {
             flags.jobs = static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1U, 8U));
         }
-        PgRestoreRun run = run_pg_restore(*pg_restore, conn, archive, flags);
+        PgRestoreRun run = run_pg_restore(*pg_restore, conn, archive, flags, request.limits);
         restore_errors = run.messages.errors;
         drill.check(restore_check(run));
     });
     drill.step("verify", [&] {
         pg::Connection conn = pg::Connection::open(target, "pgward drill");
-        SmokeReport smoke = run_smoke(conn, request.version_table);
+        SmokeReport smoke = run_smoke(conn, request.version_table, baseline_of(*manifest));
         if (request.version_table) {
             version_after = smoke.schema_version;
             drill.check({"alembic_version_matches", manifest->schema_version == version_after,
                          manifest->schema_version.value_or("(none)"),
                          version_after.value_or("(none)")});
         }
-        Restored restored = check_restored(drill, conn, *manifest, smoke, fp_before, fp_archive);
+        Restored restored =
+            check_restored(drill, conn, *manifest, smoke, fp_before, fp_archive, summary);
         users_after = restored.users_after;
         updates_after = restored.updates_after;
         tables = std::move(restored.tables);

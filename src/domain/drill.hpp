@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "domain/smoke.hpp"
+#include "domain/watchdog.hpp"
 #include "pg/connection.hpp"
 
 namespace pgward {
@@ -30,6 +31,8 @@ struct DrillRequest {
     // The drill of an existing backup, optionally into a private sandbox cluster.
     std::optional<std::filesystem::path> backup;
     bool sandbox = false;
+
+    WatchdogLimits limits;  // the drill's pg_dump and pg_restore
 };
 
 struct DrillOutcome {

@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include "domain/manifest.hpp"
+#include "util/error.hpp"
+
 namespace pgward {
 namespace {
 
@@ -37,9 +40,57 @@ std::chrono::seconds HealthPolicy::limit() const {
     return std::chrono::seconds(interval.count() * 3 / 2) + grace;
 }
 
+Health evaluate_health_of_real_backups(const std::optional<ServiceState>& state,
+                                       std::optional<TimePoint> newest_backup, TimePoint now,
+                                       const HealthPolicy& policy);
+
+Freshness assess_freshness(const std::vector<BackupEntry>& newest_first, TimePoint now) {
+    Freshness out;
+    for (const BackupEntry& e : newest_first) {
+        if (is_future_dated(e.id, now)) {
+            out.future_dated.push_back(e.dump_path.filename().string());
+            continue;
+        }
+        if (!e.has_manifest || out.newest_finished) {
+            continue;
+        }
+        try {
+            Manifest m = read_manifest(e.dump_path.parent_path() / e.id.manifest_file());
+            auto finished = parse_iso_utc(m.finished_at);
+            if (finished && *finished > now + kFutureTolerance) {
+                out.future_dated.push_back(e.dump_path.filename().string());
+                continue;
+            }
+            out.newest_finished = finished.value_or(e.id.started);
+        } catch (const Error&) {
+            // a damaged manifest is `verify`'s to report; it proves no freshness
+        }
+    }
+    return out;
+}
+
 Health evaluate_health(const std::optional<ServiceState>& state,
                        std::optional<TimePoint> newest_backup, TimePoint now,
-                       const HealthPolicy& policy) {
+                       const HealthPolicy& policy, const std::vector<std::string>& future_dated) {
+    Health h = evaluate_health_of_real_backups(state, newest_backup, now, policy);
+    h.future_dated = future_dated.size();
+    if (!future_dated.empty() && (h.healthy || h.status == "no-backup")) {
+        std::string names;
+        for (const std::string& n : future_dated) {
+            names += (names.empty() ? "" : ", ") + n;
+        }
+        h = {false, "future-dated",
+             fmt::format("{} backup(s) dated after the clock ({}): {}; they never count as fresh{}",
+                         future_dated.size(), format_iso_utc(now), names,
+                         newest_backup ? "; " + h.reason : std::string()),
+             future_dated.size()};
+    }
+    return h;
+}
+
+Health evaluate_health_of_real_backups(const std::optional<ServiceState>& state,
+                                       std::optional<TimePoint> newest_backup, TimePoint now,
+                                       const HealthPolicy& policy) {
     if (state && state->consecutive_failures > 0) {
         return {false, "failing",
                 fmt::format("the last {} backup attempt(s) failed, the latest at {}: {}",
@@ -67,11 +118,11 @@ Health evaluate_health(const std::optional<ServiceState>& state,
     if (age > policy.limit()) {
         return {
             false, "stale",
-            fmt::format("the newest backup started {} ago ({}), more than the limit of {} s",
+            fmt::format("the newest backup finished {} ago ({}), more than the limit of {} s",
                         format_age(age), format_iso_utc(*newest_backup), policy.limit().count())};
     }
     return {true, "ok",
-            fmt::format("the newest backup started {} ago ({})", format_age(age),
+            fmt::format("the newest backup finished {} ago ({})", format_age(age),
                         format_iso_utc(*newest_backup))};
 }
 
@@ -94,6 +145,9 @@ std::string render_metrics(const ServiceState& s, const Health& health) {
           static_cast<double>(s.last_success_bytes));
     gauge("pgward_backups_retained", "Backups of the database kept in the directory.", db,
           static_cast<double>(s.retained_count));
+    gauge("pgward_future_dated_backups",
+          "Backups dated after the clock: never fresh; check the clock.", db,
+          static_cast<double>(health.future_dated));
     gauge("pgward_consecutive_failures", "Failed attempts since the last success.", db,
           static_cast<double>(s.consecutive_failures));
     out += "# HELP pgward_backups_total Backup attempts since the state file was created.\n";

@@ -23,6 +23,15 @@ nlohmann::ordered_json manifest_to_json(const Manifest& m) {
     doc["archive_version"] = m.archive_version;
     doc["compression"] = m.compression;
     doc["large_objects"] = optional_json(m.large_objects);
+    if (m.large_objects_fingerprint) {
+        doc["large_objects_fingerprint"] = *m.large_objects_fingerprint;
+    }
+    if (m.sequences_behind) {
+        doc["sequences_behind"] = *m.sequences_behind;
+    }
+    if (m.invalid_indexes) {
+        doc["invalid_indexes"] = *m.invalid_indexes;
+    }
     nlohmann::ordered_json tables = nlohmann::ordered_json::array();
     for (const TableEntry& t : m.tables) {
         nlohmann::ordered_json entry;
@@ -30,6 +39,9 @@ nlohmann::ordered_json manifest_to_json(const Manifest& m) {
         entry["name"] = t.name;
         entry["rows"] = optional_json(t.rows);
         entry["fingerprint"] = optional_json(t.fingerprint);
+        if (t.extension) {
+            entry["extension"] = *t.extension;
+        }
         tables.push_back(std::move(entry));
     }
     doc["tables"] = std::move(tables);
@@ -58,6 +70,13 @@ Manifest manifest_from_json(const nlohmann::json& doc, const std::string& source
         if (doc.contains("large_objects") && !doc.at("large_objects").is_null()) {
             m.large_objects = doc.at("large_objects").get<uint64_t>();
         }
+        m.large_objects_fingerprint = optional_string(doc, "large_objects_fingerprint");
+        for (auto [key, field] : {std::pair{"sequences_behind", &m.sequences_behind},
+                                  std::pair{"invalid_indexes", &m.invalid_indexes}}) {
+            if (doc.contains(key) && !doc.at(key).is_null()) {
+                *field = doc.at(key).get<std::vector<std::string>>();
+            }
+        }
         for (const auto& t : doc.at("tables")) {
             TableEntry entry;
             entry.schema = t.at("schema").get<std::string>();
@@ -66,6 +85,7 @@ Manifest manifest_from_json(const nlohmann::json& doc, const std::string& source
                 entry.rows = t.at("rows").get<uint64_t>();
             }
             entry.fingerprint = optional_string(t, "fingerprint");
+            entry.extension = optional_string(t, "extension");
             m.tables.push_back(std::move(entry));
         }
         return m;

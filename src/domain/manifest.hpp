@@ -17,6 +17,9 @@ struct TableEntry {
     std::string name;
     std::optional<uint64_t> rows;            // counted in the dump's snapshot
     std::optional<std::string> fingerprint;  // fp1, when computed
+    // The extension whose configuration table this is (its data is in the
+    // dump, filtered by the extension's condition).
+    std::optional<std::string> extension;
 
     bool operator==(const TableEntry&) const = default;
 };
@@ -38,6 +41,13 @@ struct Manifest {
     std::string archive_version;  // e.g. "1.14"
     std::string compression;      // gzip, lz4, zstd, none
     std::optional<uint64_t> large_objects;
+    // lo1 of every large object (oid and content), as in the archive.
+    std::optional<std::string> large_objects_fingerprint;
+    // Conditions that already held in the source when it was dumped, so that
+    // a drill finding them after a restore reports them as warnings, not as
+    // damage: column-owned sequences behind their column, invalid indexes.
+    std::optional<std::vector<std::string>> sequences_behind;
+    std::optional<std::vector<std::string>> invalid_indexes;
     std::vector<TableEntry> tables;
 
     bool operator==(const Manifest&) const = default;

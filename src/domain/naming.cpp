@@ -1,5 +1,7 @@
 #include "domain/naming.hpp"
 
+#include <algorithm>
+
 namespace pgward {
 namespace {
 
@@ -106,6 +108,21 @@ std::optional<ParsedFileName> parse_backup_file_name(std::string_view file_name)
 
 std::string lock_file_name(std::string_view database) {
     return ".pgward-" + encode_db_name(database) + ".lock";
+}
+
+bool is_future_dated(const BackupId& id, TimePoint now) {
+    return id.started > now + kFutureTolerance;
+}
+
+void sort_newest_first(std::vector<BackupId>& ids, TimePoint now) {
+    std::sort(ids.begin(), ids.end(), [now](const BackupId& a, const BackupId& b) {
+        bool a_future = is_future_dated(a, now);
+        bool b_future = is_future_dated(b, now);
+        if (a_future != b_future) {
+            return b_future;
+        }
+        return a.started > b.started;
+    });
 }
 
 }  // namespace pgward

@@ -1,8 +1,10 @@
 #pragma once
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "util/time.hpp"
 
@@ -27,6 +29,14 @@ struct BackupId {
 
     bool operator==(const BackupId&) const = default;
 };
+// A backup whose time is later than the clock plus this (a clock that jumped
+// back, a file copied in from a host whose clock ran ahead) is future-dated:
+// never `latest`, never fresh, ranked as the oldest by retention.
+inline constexpr std::chrono::seconds kFutureTolerance{300};
+bool is_future_dated(const BackupId& id, TimePoint now);
+
+// Newest first, future-dated backups last (as the oldest).
+void sort_newest_first(std::vector<BackupId>& ids, TimePoint now);
 
 enum class FileRole { Dump, Manifest, Globals };
 

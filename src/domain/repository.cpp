@@ -96,7 +96,13 @@ std::vector<BackupEntry> BackupRepository::list(const std::optional<std::string>
         entry.has_manifest = manifests.count(entry.id.manifest_file()) > 0;
         out.push_back(std::move(entry));
     }
-    std::sort(out.begin(), out.end(), [](const BackupEntry& a, const BackupEntry& b) {
+    const TimePoint now = now_seconds();
+    std::sort(out.begin(), out.end(), [now](const BackupEntry& a, const BackupEntry& b) {
+        bool a_future = is_future_dated(a.id, now);
+        bool b_future = is_future_dated(b.id, now);
+        if (a_future != b_future) {
+            return b_future;  // a future-dated backup ranks as the oldest
+        }
         if (a.id.started != b.id.started) {
             return a.id.started > b.id.started;
         }
@@ -121,8 +127,7 @@ std::vector<BackupId> BackupRepository::ids(const std::string& database) const {
             out.push_back(f.parsed.id);
         }
     }
-    std::sort(out.begin(), out.end(),
-              [](const BackupId& a, const BackupId& b) { return a.started > b.started; });
+    sort_newest_first(out, now_seconds());
     return out;
 }
 

@@ -1,6 +1,9 @@
 #include "domain/restore_job.hpp"
 
+#include <unistd.h>
+
 #include <chrono>
+#include <fstream>
 
 #include <fmt/format.h>
 
@@ -119,8 +122,37 @@ size_t RestoreMessages::tolerate(std::string_view marker) {
     return moved;
 }
 
-PgRestoreRun run_pg_restore(const pg::Tool& pg_restore, const pg::Connection& conn,
-                            const std::filesystem::path& archive, const PgRestoreFlags& flags) {
+namespace {
+
+// Bytes read by a process and its descendants (pg_restore --jobs forks
+// workers): what grows while pg_restore works through the archive.
+uint64_t bytes_read_by_tree(pid_t pid) {
+    uint64_t total = 0;
+    std::ifstream io("/proc/" + std::to_string(pid) + "/io");
+    std::string key;
+    uint64_t value = 0;
+    while (io >> key >> value) {
+        if (key == "rchar:") {
+            total += value;
+        }
+    }
+    std::error_code ec;
+    for (const auto& task :
+         std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+        std::ifstream children(task.path() / "children");
+        pid_t child = 0;
+        while (children >> child) {
+            total += bytes_read_by_tree(child);
+        }
+    }
+    return total;
+}
+
+}  // namespace
+
+PgRestoreRun run_pg_restore(const pg::Tool& pg_restore, pg::Connection& conn,
+                            const std::filesystem::path& archive, const PgRestoreFlags& flags,
+                            const WatchdogLimits& limits) {
     Command command;
     command.argv = {pg_restore.path.string(), "--no-password", "--dbname=" + conn.child_conninfo()};
     if (flags.clean) {
@@ -142,6 +174,15 @@ PgRestoreRun run_pg_restore(const pg::Tool& pg_restore, const pg::Connection& co
         command.argv.push_back("--jobs=" + std::to_string(flags.jobs));
     }
     command.argv.push_back(archive.string());
+    // Its sessions carry a name of their own: the stall watchdog looks for
+    // them working on the server (a long CREATE INDEX reads nothing more).
+    const std::string application_name = fmt::format("pgward-pg_restore-{}", ::getpid());
+    for (const auto& [name, value] : conn.child_environment()) {
+        if (name != "PGAPPNAME" && name != "PGPASSWORD") {
+            command.set_env.emplace_back(name, value);
+        }
+    }
+    command.set_env.emplace_back("PGAPPNAME", application_name);
     if (auto password = conn.password_used()) {
         command.set_env.emplace_back("PGPASSWORD", *password);
     }
@@ -152,8 +193,29 @@ PgRestoreRun run_pg_restore(const pg::Tool& pg_restore, const pg::Connection& co
     const bool tolerate_timeout =
         sets_unknown_transaction_timeout(pg_restore, conn.server_version_num());
     PgRestoreRun run;
+    Watchdog watchdog(limits, {fmt::format("restore into \"{}\"", conn.database()), "pg_restore",
+                               fmt::format("pg_restore into \"{}\"", conn.database()),
+                               "no bytes read and no statement running"});
     Child child = Child::spawn(command);
+    uint64_t last_read = 0;
     PumpHandlers handlers;
+    handlers.on_tick = [&] {
+        uint64_t read = bytes_read_by_tree(child.pid());
+        bool working = read != last_read;
+        last_read = read;
+        if (!working && limits.stall) {
+            auto active = conn.query_value(
+                "SELECT pg_catalog.count(*) FROM pg_catalog.pg_stat_activity "
+                "WHERE application_name = $1 AND state = 'active' "
+                "AND wait_event_type IS DISTINCT FROM 'Lock'",
+                {application_name});
+            working = active && *active != "0";
+        }
+        if (working) {
+            watchdog.progress();
+        }
+        watchdog.check();
+    };
     handlers.on_stderr_line = [&](std::string_view line) {
         run.messages.add(line);
         if (line.rfind("pg_restore: error:", 0) == 0 &&
@@ -257,6 +319,8 @@ RestoreResult run_restore_job(const RestoreRequest& request) {
         safety.dir = request.backup_dir;
         safety.pg_bin = request.pg_bin;
         safety.globals = false;
+        safety.timeout = request.limits.timeout;
+        safety.stall = request.limits.stall;
         BackupResult backup = run_backup_job(safety);
         result.safety_backup = backup.dump_path;
         log::info("safety backup written", {{"file", backup.dump_path.string()}});
@@ -269,7 +333,8 @@ RestoreResult run_restore_job(const RestoreRequest& request) {
                                 {"file", request.archive.string()},
                                 {"archive_version", result.archive_version},
                                 {"pg_restore", pg_restore.version.text()}});
-    PgRestoreRun run = run_pg_restore(pg_restore, *target, request.archive, request.flags);
+    PgRestoreRun run =
+        run_pg_restore(pg_restore, *target, request.archive, request.flags, request.limits);
     result.success = run.ok;
     result.errors = run.messages.errors;
     result.benign_notices = run.messages.benign.size();

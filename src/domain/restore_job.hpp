@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "domain/watchdog.hpp"
 #include "pg/connection.hpp"
 #include "pg/tools.hpp"
 
@@ -48,8 +49,12 @@ bool sets_unknown_transaction_timeout(const pg::Tool& pg_restore, int server_ver
 
 // Runs pg_restore into the database `conn` is connected to (the password,
 // if any, through pg_restore's own environment).
-PgRestoreRun run_pg_restore(const pg::Tool& pg_restore, const pg::Connection& conn,
-                            const std::filesystem::path& archive, const PgRestoreFlags& flags);
+// Under `limits`: the whole run, and progress (bytes pg_restore's processes
+// read, or one of its sessions running a statement not waiting on a lock),
+// checked on `conn` about once a second.
+PgRestoreRun run_pg_restore(const pg::Tool& pg_restore, pg::Connection& conn,
+                            const std::filesystem::path& archive, const PgRestoreFlags& flags,
+                            const WatchdogLimits& limits = {});
 
 struct RestoreRequest {
     pg::ConnectionOptions target;  // its dbname is the target database
@@ -63,6 +68,7 @@ struct RestoreRequest {
     std::function<bool(const std::string& database)> ask_consent;
     bool safety_backup = true;
     bool terminate_sessions = false;
+    WatchdogLimits limits;  // the safety dump's and pg_restore's
 };
 
 struct RestoreResult {

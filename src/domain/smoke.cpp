@@ -1,23 +1,13 @@
 #include "domain/smoke.hpp"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "util/error.hpp"
 
 namespace pgward {
 namespace {
-
-constexpr const char* kUserTables = R"SQL(
-SELECT n.nspname, c.relname
-FROM pg_catalog.pg_class c
-JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind = 'r' AND c.relpersistence IN ('p', 'u')
-  AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\_%'
-  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
-                  WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
-                    AND d.objid = c.oid AND d.deptype = 'e')
-ORDER BY 1, 2
-)SQL";
 
 // Sequences that feed a column (serial / identity), with that column.
 constexpr const char* kOwnedSequences = R"SQL(
@@ -38,6 +28,14 @@ ORDER BY 1, 2
 
 std::string qualified(const std::string& schema, const std::string& name) {
     return pg::quote_identifier(schema) + "." + pg::quote_identifier(name);
+}
+
+std::string join(const std::vector<std::string>& items) {
+    std::string out;
+    for (const std::string& item : items) {
+        out += (out.empty() ? "" : "; ") + item;
+    }
+    return out;
 }
 
 }  // namespace
@@ -75,12 +73,9 @@ std::string VersionTable::display() const {
 
 std::vector<TableCount> count_tables(pg::Connection& conn) {
     std::vector<TableCount> out;
-    pg::Result tables = conn.exec(kUserTables);
-    for (int i = 0; i < tables.rows(); ++i) {
-        TableCount t{tables.get(i, 0), tables.get(i, 1), 0};
-        t.rows = std::stoull(
-            conn.query_value("SELECT pg_catalog.count(*) FROM ONLY " + qualified(t.schema, t.name))
-                .value_or("0"));
+    for (const pg::DumpedTable& table : pg::list_dumped_tables(conn)) {
+        TableCount t{table.schema, table.name, 0, table.filter};
+        t.rows = std::stoull(conn.query_value(pg::count_rows_sql(table)).value_or("0"));
         out.push_back(std::move(t));
     }
     return out;
@@ -99,7 +94,76 @@ std::optional<std::string> read_schema_version(pg::Connection& conn, const Versi
         .value_or("");
 }
 
-SmokeReport run_smoke(pg::Connection& conn, const std::optional<VersionTable>& version_table) {
+std::vector<SequenceBehind> find_sequences_behind(pg::Connection& conn) {
+    pg::Result sequences = conn.exec(kOwnedSequences);
+    std::vector<SequenceBehind> behind;
+    for (int i = 0; i < sequences.rows(); ++i) {
+        SequenceBehind s;
+        s.sequence = qualified(sequences.get(i, 0), sequences.get(i, 1));
+        s.table = qualified(sequences.get(i, 2), sequences.get(i, 3));
+        s.column = pg::quote_identifier(sequences.get(i, 4));
+        s.ascending = std::stoll(sequences.get(i, 5)) > 0;
+        pg::Result state = conn.exec(fmt::format(
+            "SELECT s.last_value, s.is_called, (SELECT {}({})::bigint FROM {}) FROM {} s",
+            s.ascending ? "max" : "min", s.column, s.table, s.sequence));
+        if (state.is_null(0, 2)) {
+            continue;  // an empty table: any sequence position is fine
+        }
+        s.last_value = std::stoll(state.get(0, 0));
+        bool called = state.get(0, 1) == "t";
+        s.extreme = std::stoll(state.get(0, 2));
+        // The next value nextval() hands out must not collide with a row.
+        bool ok = s.ascending ? (called ? s.last_value >= s.extreme : s.last_value > s.extreme)
+                              : (called ? s.last_value <= s.extreme : s.last_value < s.extreme);
+        if (!ok) {
+            behind.push_back(std::move(s));
+        }
+    }
+    return behind;
+}
+
+std::string SequenceBehind::describe() const {
+    return fmt::format("{} at {} behind {}.{} {} {}", sequence, last_value, table, column,
+                       ascending ? "max" : "min", extreme);
+}
+
+std::string SequenceBehind::fix() const {
+    return fmt::format("SELECT pg_catalog.setval({}, (SELECT {}({}) FROM {}));",
+                       pg::quote_literal(sequence), ascending ? "max" : "min", column, table);
+}
+
+bool SequenceBehind::listed_in(const std::vector<std::string>& descriptions) const {
+    const std::string prefix = sequence + " at ";
+    for (const std::string& d : descriptions) {
+        if (d.rfind(prefix, 0) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+std::vector<std::string> find_invalid_indexes(pg::Connection& conn) {
+    pg::Result invalid = conn.exec(
+        "SELECT indexrelid::pg_catalog.regclass::text FROM pg_catalog.pg_index "
+        "WHERE NOT indisvalid ORDER BY 1");
+    std::vector<std::string> out;
+    for (int i = 0; i < invalid.rows(); ++i) {
+        out.push_back(invalid.get(i, 0));
+    }
+    return out;
+}
+
+SmokeFindings find_preexisting_conditions(pg::Connection& conn) {
+    SmokeFindings out;
+    for (const SequenceBehind& s : find_sequences_behind(conn)) {
+        out.sequences_behind.push_back(s.describe());
+    }
+    out.invalid_indexes = find_invalid_indexes(conn);
+    return out;
+}
+
+SmokeReport run_smoke(pg::Connection& conn, const std::optional<VersionTable>& version_table,
+                      const std::optional<SmokeFindings>& baseline) {
     SmokeReport report;
     if (version_table) {
         report.schema_version = read_schema_version(conn, *version_table);
@@ -119,45 +183,42 @@ SmokeReport run_smoke(pg::Connection& conn, const std::optional<VersionTable>& v
     report.checks.push_back({"table_row_counts", true, "every table countable",
                              fmt::format("{} tables, {} rows", report.tables.size(), total)});
 
-    pg::Result sequences = conn.exec(kOwnedSequences);
-    std::vector<std::string> behind;
-    for (int i = 0; i < sequences.rows(); ++i) {
-        std::string seq = qualified(sequences.get(i, 0), sequences.get(i, 1));
-        std::string table = qualified(sequences.get(i, 2), sequences.get(i, 3));
-        std::string column = pg::quote_identifier(sequences.get(i, 4));
-        bool ascending = std::stoll(sequences.get(i, 5)) > 0;
-        pg::Result state = conn.exec(fmt::format(
-            "SELECT s.last_value, s.is_called, (SELECT {}({})::bigint FROM {}) FROM {} s",
-            ascending ? "max" : "min", column, table, seq));
-        if (state.is_null(0, 2)) {
-            continue;  // an empty table: any sequence position is fine
+    // A condition the source already had is a warning (the restore did not
+    // cause it); one it did not have fails. Without a source to compare with
+    // (`pgward smoke` after an emergency restore), a sequence behind is a
+    // warning with its fix, an invalid index a failure.
+    std::vector<std::string> new_behind;
+    std::vector<SequenceBehind> behind = find_sequences_behind(conn);
+    for (const SequenceBehind& s : behind) {
+        bool preexisting = !baseline || s.listed_in(baseline->sequences_behind);
+        if (preexisting) {
+            report.warnings.push_back(fmt::format("sequence {}{}; fix: {}", s.describe(),
+                                                  baseline ? " (so in the source too)" : "",
+                                                  s.fix()));
+        } else {
+            new_behind.push_back(s.describe());
         }
-        long long last = std::stoll(state.get(0, 0));
-        bool called = state.get(0, 1) == "t";
-        long long extreme = std::stoll(state.get(0, 2));
-        // The next value nextval() hands out must not collide with a row.
-        bool ok = ascending ? (called ? last >= extreme : last > extreme)
-                            : (called ? last <= extreme : last < extreme);
-        if (!ok) {
-            behind.push_back(fmt::format("{} at {} behind {}.{} {} {}", sequences.get(i, 1), last,
-                                         sequences.get(i, 3), sequences.get(i, 4),
-                                         ascending ? "max" : "min", extreme));
-        }
-    }
-    std::string behind_text;
-    for (const std::string& b : behind) {
-        behind_text += (behind_text.empty() ? "" : "; ") + b;
     }
     report.checks.push_back(
-        {"sequences", behind.empty(), "every column-owned sequence past its column's values",
-         behind.empty() ? fmt::format("{} sequences ok", sequences.rows()) : behind_text});
+        {"sequences", new_behind.empty(),
+         "no column-owned sequence behind its column that was not so in the source",
+         new_behind.empty() ? fmt::format("{} behind, none caused by the restore", behind.size())
+                            : join(new_behind)});
 
-    pg::Result invalid = conn.exec(
-        "SELECT pg_catalog.string_agg(indexrelid::pg_catalog.regclass::text, ', ') "
-        "FROM pg_catalog.pg_index WHERE NOT indisvalid");
-    bool no_invalid = invalid.is_null(0, 0);
-    report.checks.push_back({"indexes_valid", no_invalid, "no invalid index",
-                             no_invalid ? "none invalid" : "invalid: " + invalid.get(0, 0)});
+    std::vector<std::string> new_invalid;
+    for (const std::string& index : find_invalid_indexes(conn)) {
+        bool preexisting = baseline && std::find(baseline->invalid_indexes.begin(),
+                                                 baseline->invalid_indexes.end(),
+                                                 index) != baseline->invalid_indexes.end();
+        if (preexisting) {
+            report.warnings.push_back("index " + index + " is invalid, as it was in the source");
+        } else {
+            new_invalid.push_back(index);
+        }
+    }
+    report.checks.push_back(
+        {"indexes_valid", new_invalid.empty(), "no invalid index",
+         new_invalid.empty() ? "none invalid" : "invalid: " + join(new_invalid)});
 
     std::string write_result = "accepted and rolled back";
     bool writable = true;

@@ -6,6 +6,7 @@
 #include <list>
 #include <string_view>
 
+#include "pg/environment.hpp"
 #include "util/error.hpp"
 #include "util/log.hpp"
 
@@ -106,7 +107,8 @@ std::string describe_target(PGconn* conn) {
 
 namespace {
 
-// The keyword/value arrays for libpq. Order gives the precedence: variables,
+// The keyword/value arrays for libpq. Order gives the precedence: the
+// operator's PG* variables as libpq resolved them, then POSTGRES_* variables,
 // then a conninfo/URI in dbname (expanded in place), then flags; for the same
 // keyword the last wins.
 struct Params {
@@ -117,6 +119,16 @@ struct Params {
 
 Params connection_params(const ConnectionOptions& options, const std::string& application_name) {
     Params p;
+    if (options.isolated) {
+        // Not even ~/.pgpass: a password pgward did not give is never sent.
+        p.keywords.push_back("passfile");
+        p.values.push_back("/nonexistent/pgward-no-passfile");
+    } else {
+        for (const auto& [keyword, value] : operator_connection_defaults()) {
+            p.keywords.push_back(keyword.c_str());
+            p.values.push_back(value.c_str());
+        }
+    }
     auto add = [&](const char* key, const std::optional<ConnectionOptions::Setting>& setting,
                    bool from_flag) {
         if (setting && setting->from_flag == from_flag) {
@@ -168,13 +180,18 @@ std::string resolve_database_name(const ConnectionOptions& options) {
     return name;
 }
 
+bool ping(const ConnectionOptions& options) {
+    Params p = connection_params(options, "pgward");
+    return PQpingParams(p.keywords.data(), p.values.data(), 1) == PQPING_OK;
+}
+
 Connection Connection::open(const ConnectionOptions& options, const std::string& application_name) {
     Params p = connection_params(options, application_name);
     PGconn* raw = PQconnectdbParams(p.keywords.data(), p.values.data(), 1);
     if (raw == nullptr) {
         throw failure("cannot connect: out of memory");
     }
-    Connection conn(raw);
+    Connection conn(raw, options.isolated);
     PQsetNoticeProcessor(raw, &relay_notice, nullptr);
     if (PQstatus(raw) != CONNECTION_OK) {
         std::string message = one_line(PQerrorMessage(raw));
@@ -244,9 +261,9 @@ std::string Connection::child_conninfo() const {
         if (o->compiled != nullptr && std::string_view(o->val) == o->compiled) {
             continue;
         }
-        if (o->envvar != nullptr) {
-            const char* inherited = std::getenv(o->envvar);
-            if (inherited != nullptr && std::string_view(o->val) == inherited) {
+        if (o->envvar != nullptr && !isolated_) {
+            std::optional<std::string> inherited = operator_variable(o->envvar);
+            if (inherited && *inherited == o->val) {
                 continue;
             }
         }
@@ -261,6 +278,13 @@ std::string Connection::child_conninfo() const {
     }
     out += "port=" + quote_conninfo_value(PQport(conn_.get()));
     return out;
+}
+
+std::vector<std::pair<std::string, std::string>> Connection::child_environment() const {
+    if (isolated_) {
+        return {};
+    }
+    return operator_variables();
 }
 
 std::optional<std::string> Connection::password_used() const {
@@ -280,6 +304,19 @@ std::string quote_identifier(const std::string& name) {
         out += c;
     }
     out += '"';
+    return out;
+}
+
+std::string quote_literal(const std::string& value) {
+    bool backslash = value.find('\\') != std::string::npos;
+    std::string out = backslash ? "E'" : "'";
+    for (char c : value) {
+        if (c == '\'' || (backslash && c == '\\')) {
+            out += c;
+        }
+        out += c;
+    }
+    out += '\'';
     return out;
 }
 

@@ -5,6 +5,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace pgward::pg {
@@ -25,6 +26,9 @@ struct ConnectionOptions {
     // Another database on the same server: applied after everything else, so
     // host and port still come from a conninfo/URI given as dbname.
     std::optional<std::string> dbname_override;
+    // A server pgward started itself (the sandbox): the operator's libpq
+    // environment (pg/environment.hpp) and password file never apply.
+    bool isolated = false;
 
     // The same connection, to another database of the same server.
     ConnectionOptions with_dbname(const std::string& name) const;
@@ -70,23 +74,35 @@ class Connection {
     // used, if any (it goes to the child's environment only).
     std::string child_conninfo() const;
     std::optional<std::string> password_used() const;
+    // The variables a child tool aimed at this server gets besides its
+    // conninfo: the operator's PG* variables for the operator's server,
+    // none for one pgward started (isolated).
+    std::vector<std::pair<std::string, std::string>> child_environment() const;
+    bool isolated() const { return isolated_; }
 
     PGconn* raw() const { return conn_.get(); }
 
   private:
-    explicit Connection(PGconn* conn) : conn_(conn, &PQfinish) {}
+    Connection(PGconn* conn, bool isolated) : conn_(conn, &PQfinish), isolated_(isolated) {}
     std::unique_ptr<PGconn, void (*)(PGconn*)> conn_;
+    bool isolated_ = false;
 };
 
 // The database a connection with these options would use, as libpq resolves
 // it (a conninfo or URI in dbname, PGDATABASE, the user name...).
 std::string resolve_database_name(const ConnectionOptions& options);
 
+// True when a server accepts connections with these options (PQpingParams).
+bool ping(const ConnectionOptions& options);
+
 // host/port/dbname/user as libpq resolved them, for messages.
 std::string describe_target(PGconn* conn);
 
 // A SQL identifier, double-quoted and escaped, e.g. "Mixed ""Case""".
 std::string quote_identifier(const std::string& name);
+// A SQL string literal, quoted and escaped the same whatever
+// standard_conforming_strings says (E'...' when it holds a backslash).
+std::string quote_literal(const std::string& value);
 // A conninfo value, single-quoted and escaped.
 std::string quote_conninfo_value(const std::string& value);
 

@@ -1,9 +1,11 @@
 #include "pg/sandbox.hpp"
 
+#include <fcntl.h>
 #include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <fstream>
@@ -12,9 +14,12 @@
 
 #include <fmt/format.h>
 
+#include "pg/environment.hpp"
 #include "util/error.hpp"
+#include "util/lock.hpp"
 #include "util/log.hpp"
 #include "util/process.hpp"
+#include "util/signals.hpp"
 
 namespace pgward::pg {
 namespace {
@@ -48,9 +53,58 @@ std::filesystem::path server_bin_dir(const std::optional<std::filesystem::path>&
     return best;
 }
 
+// A sandbox child's environment: none of the operator's PG* variables (not
+// PGDATA, PGPORT, PGHOST...), and a locale the cluster is made with.
+Command sandbox_command(std::vector<std::string> argv) {
+    return Command{std::move(argv), {{"LC_ALL", "C.UTF-8"}}, libpq_variable_names_in_environment()};
+}
+
+std::string random_password() {
+    std::random_device rd;
+    return fmt::format("{:08x}{:08x}{:08x}{:08x}", rd(), rd(), rd(), rd());
+}
+
+// The postmaster of a sandbox whose drill was killed: its pid from
+// postmaster.pid, if that process still runs in that data directory.
+std::optional<pid_t> leftover_postmaster(const std::filesystem::path& data_dir) {
+    std::ifstream pidfile(data_dir / "postmaster.pid");
+    long pid = 0;
+    if (!(pidfile >> pid) || pid <= 1) {
+        return std::nullopt;
+    }
+    std::error_code ec;
+    // A postmaster's working directory is its data directory: a reused pid is
+    // not mistaken for it.
+    auto cwd = std::filesystem::read_symlink("/proc/" + std::to_string(pid) + "/cwd", ec);
+    if (ec || cwd != std::filesystem::weakly_canonical(data_dir, ec)) {
+        return std::nullopt;
+    }
+    return static_cast<pid_t>(pid);
+}
+
+bool process_exists(pid_t pid) {
+    return ::kill(pid, 0) == 0 || errno == EPERM;
+}
+
+void stop_leftover_server(const std::filesystem::path& data_dir) {
+    std::optional<pid_t> pid = leftover_postmaster(data_dir);
+    if (!pid) {
+        return;
+    }
+    ::kill(*pid, SIGINT);  // fast shutdown
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (process_exists(*pid) && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    if (process_exists(*pid)) {
+        ::kill(*pid, SIGKILL);
+        log::warn("a leftover sandbox server did not stop in 5 s and was killed",
+                  {{"pid", std::to_string(*pid)}, {"dir", data_dir.string()}});
+    }
+}
+
 void run_or_throw(const std::vector<std::string>& argv, const std::string& what) {
-    CapturedRun run =
-        run_captured(Command{argv, {{"LC_ALL", "C.UTF-8"}}, {}}, std::chrono::seconds(300));
+    CapturedRun run = run_captured(sandbox_command(argv), std::chrono::seconds(300));
     if (!run.status.ok()) {
         throw failure(fmt::format("{} failed ({}): {}", what, run.status.describe(),
                                   run.err.empty() ? run.out : run.err));
@@ -64,6 +118,32 @@ struct Sandbox::Server {
     std::thread drain;
 };
 
+size_t Sandbox::remove_leftovers(const std::string& tag) {
+    const std::string prefix = "pgward-" + tag + "-";
+    size_t removed = 0;
+    std::error_code ec;
+    for (const auto& entry :
+         std::filesystem::directory_iterator(std::filesystem::temp_directory_path(), ec)) {
+        const std::string name = entry.path().filename().string();
+        if (name.rfind(prefix, 0) != 0 || name.size() != prefix.size() + 6 ||
+            !entry.is_directory(ec) || entry.is_symlink(ec)) {
+            continue;
+        }
+        // A live sandbox holds the lock on its directory.
+        std::optional<FileLock> lock = FileLock::try_acquire_directory(entry.path());
+        if (!lock) {
+            continue;
+        }
+        stop_leftover_server(entry.path() / "data");
+        std::filesystem::remove_all(entry.path(), ec);
+        if (!ec) {
+            ++removed;
+            log::info("removed a sandbox a previous drill left", {{"dir", entry.path().string()}});
+        }
+    }
+    return removed;
+}
+
 Sandbox::Sandbox(const Options& options) : options_(options) {
     bin_dir_ = server_bin_dir(options.bin_dir);
     for (const char* tool : {"initdb", "postgres"}) {
@@ -72,7 +152,7 @@ Sandbox::Sandbox(const Options& options) : options_(options) {
                           "a sandbox needs PostgreSQL server binaries (initdb, postgres)");
         }
     }
-    CapturedRun v = run_captured(Command{{(bin_dir_ / "postgres").string(), "--version"}, {}, {}});
+    CapturedRun v = run_captured(sandbox_command({(bin_dir_ / "postgres").string(), "--version"}));
     version_ = parse_tool_version(v.out).value_or(Version{0});
     if (options.refuse_older_than && version_.major() < options.refuse_older_than->major) {
         // Before initdb: nothing has been made yet.
@@ -91,28 +171,39 @@ Sandbox::Sandbox(const Options& options) : options_(options) {
         throw os_error("cannot create a temp dir for the sandbox", pattern, errno);
     }
     root_ = buffer.data();
+    lock_ = std::make_unique<FileLock>(FileLock::try_acquire_directory(root_).value());
     data_dir_ = root_ / "data";
     socket_dir_ = root_ / "sock";
     std::filesystem::create_directory(socket_dir_);
+    ::chmod(socket_dir_.c_str(), 0700);
 
-    std::optional<std::filesystem::path> pwfile;
-    if (options.password) {
-        pwfile = root_ / "pwfile";
-        std::ofstream(*pwfile) << *options.password << "\n";
-        ::chmod(pwfile->c_str(), 0600);
+    // Always a password, known only to this process: with the socket in a
+    // 0700 directory of the server's user, nothing else on the host gets in,
+    // not even another process of that user.
+    password_ = options.password.value_or(random_password());
+    std::filesystem::path pwfile = root_ / "pwfile";
+    {
+        int fd = ::open(pwfile.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            throw os_error("cannot create", pwfile.string(), errno);
+        }
+        std::string line = password_ + "\n";
+        bool written = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+        ::close(fd);
+        if (!written) {
+            throw os_error("cannot write", pwfile.string(), errno);
+        }
     }
     if (::geteuid() == 0) {
         // PostgreSQL refuses to run as root; hand the files to a plain user.
         const char* user = ::getpwnam("postgres") != nullptr ? "postgres" : "nobody";
         passwd* pw = ::getpwnam(user);
         run_as_ = user;
-        for (const auto& p : {root_, socket_dir_}) {
-            [[maybe_unused]] int rc = ::chown(p.c_str(), pw->pw_uid, pw->pw_gid);
+        for (const auto& p : {root_, socket_dir_, pwfile}) {
+            if (::chown(p.c_str(), pw->pw_uid, pw->pw_gid) != 0) {
+                throw os_error("cannot hand the sandbox to user " + *run_as_, p.string(), errno);
+            }
         }
-        if (pwfile) {
-            [[maybe_unused]] int rc = ::chown(pwfile->c_str(), pw->pw_uid, pw->pw_gid);
-        }
-        ::chmod(root_.c_str(), 0711);
     }
     std::vector<std::string> initdb = {(bin_dir_ / "initdb").string(),
                                        "-D",
@@ -122,15 +213,9 @@ Sandbox::Sandbox(const Options& options) : options_(options) {
                                        "-E",
                                        "UTF8",
                                        "--locale=C.UTF-8",
-                                       "--no-sync"};
-    if (pwfile) {
-        initdb.push_back("--auth=scram-sha-256");
-        initdb.push_back("--pwfile=" + pwfile->string());
-    } else {
-        // Trust is safe here: the only way in is a socket in a 0700 directory.
-        initdb.push_back("--auth=trust");
-        ::chmod(socket_dir_.c_str(), 0700);
-    }
+                                       "--no-sync",
+                                       "--auth=scram-sha-256",
+                                       "--pwfile=" + pwfile.string()};
     try {
         run_or_throw(as_server_user(initdb), "initdb of the sandbox cluster");
     } catch (...) {
@@ -138,9 +223,7 @@ Sandbox::Sandbox(const Options& options) : options_(options) {
         std::filesystem::remove_all(root_, ec);
         throw;
     }
-    if (pwfile) {
-        std::filesystem::remove(*pwfile);
-    }
+    std::filesystem::remove(pwfile);
 }
 
 Sandbox::~Sandbox() {
@@ -168,26 +251,28 @@ std::vector<std::string> Sandbox::as_server_user(std::vector<std::string> argv) 
 }
 
 void Sandbox::start() {
+    // The port always given: postgres would otherwise take the operator's
+    // PGPORT, and its socket would not be where the sandbox looks.
     std::vector<std::string> argv = {(bin_dir_ / "postgres").string(),
                                      "-D",
                                      data_dir_.string(),
                                      "-k",
                                      socket_dir_.string(),
+                                     "-p",
+                                     std::to_string(port()),
+                                     "-c",
+                                     "unix_socket_permissions=0700",
                                      "-c",
                                      "fsync=off",
                                      "-c",
                                      "max_connections=50"};
     argv.push_back("-c");
     argv.push_back(options_.tcp_port ? "listen_addresses=127.0.0.1" : "listen_addresses=");
-    if (options_.tcp_port) {
-        argv.push_back("-p");
-        argv.push_back(std::to_string(*options_.tcp_port));
-    }
     for (const std::string& setting : options_.server_settings) {
         argv.push_back("-c");
         argv.push_back(setting);
     }
-    Child child = Child::spawn(Command{as_server_user(argv), {{"LC_ALL", "C.UTF-8"}}, {}});
+    Child child = Child::spawn(sandbox_command(as_server_user(argv)));
     server_ = std::make_unique<Server>();
     server_->pid = child.pid();
     // The server's output goes to server.log; the thread reaps it on exit.
@@ -209,18 +294,24 @@ bool Sandbox::running() const {
     return server_ != nullptr;
 }
 
-void Sandbox::wait_ready() const {
-    std::string conninfo = fmt::format("host={} port={} dbname=postgres user={}",
-                                       quote_conninfo_value(socket_dir_.string()),
-                                       options_.tcp_port.value_or(5432), superuser_);
+void Sandbox::wait_ready() {
+    ConnectionOptions target = options("postgres");
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
     while (std::chrono::steady_clock::now() < deadline) {
-        if (PQping(conninfo.c_str()) == PQPING_OK) {
+        if (ping(target)) {
             return;
+        }
+        if (int sig = pending_interrupt(); sig != 0 && options_.stop_on_interrupt) {
+            throw failure(std::string("interrupted by ") + signal_name(sig) +
+                          " while the sandbox server was starting");
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
-    throw failure("the sandbox server did not start; see " + (root_ / "server.log").string());
+    // The log it names must outlive this error.
+    keep_files_ = true;
+    throw failure(
+        "the sandbox server did not start within 60 s; see " + (root_ / "server.log").string(),
+        "the sandbox directory is kept for its log; the next drill removes it");
 }
 
 void Sandbox::stop(int signal) {
@@ -246,11 +337,12 @@ ConnectionOptions Sandbox::options(const std::string& dbname) const {
         o.port = ConnectionOptions::Setting{std::to_string(*options_.tcp_port), true};
     } else {
         o.host = ConnectionOptions::Setting{socket_dir_.string(), true};
-        o.port = ConnectionOptions::Setting{"5432", true};
+        o.port = ConnectionOptions::Setting{std::to_string(port()), true};
     }
     o.user = ConnectionOptions::Setting{superuser_, true};
     o.dbname = ConnectionOptions::Setting{"dbname=" + quote_conninfo_value(dbname), true};
-    o.password = options_.password;
+    o.password = password_;
+    o.isolated = true;
     return o;
 }
 

@@ -8,20 +8,23 @@
 
 #include "pg/connection.hpp"
 #include "pg/tools.hpp"
+#include "util/lock.hpp"
 
 namespace pgward::pg {
 
-// A private, throwaway PostgreSQL cluster: initdb into a temp dir and a
+// A private, throwaway PostgreSQL cluster: initdb into a 0700 temp dir and a
 // postgres server on a unix socket in that dir (plus a loopback port if
 // asked), run as an unprivileged user (`postgres`, or `nobody`, when pgward
-// runs as root). Stopped and removed when destroyed, also when an error or
-// SIGTERM unwinds the stack.
+// runs as root) who owns the dir, with a random superuser password only this
+// process knows. Nothing of the operator's libpq environment reaches it.
+// Stopped and removed when destroyed, also when an error or SIGTERM unwinds
+// the stack (kept, with its log, when asked to).
 class Sandbox {
   public:
     struct Options {
         std::optional<std::filesystem::path> bin_dir;  // initdb and postgres; else discovered
         std::optional<int> tcp_port;                   // listen on 127.0.0.1 too
-        std::optional<std::string> password;           // scram-sha-256 for superuser; else trust
+        std::optional<std::string> password;           // the superuser's; else a random one
         std::vector<std::string> server_settings;      // extra -c name=value
         std::string tag = "sandbox";
         // Refuse a server of an older major than this, saying why.
@@ -30,7 +33,14 @@ class Sandbox {
             std::string reason;
         };
         std::optional<MinimumMajor> refuse_older_than;
+        // A pending SIGTERM/SIGINT aborts waiting for the server to start.
+        bool stop_on_interrupt = true;
     };
+
+    // Removes the sandboxes of `tag` that no live process holds (a killed
+    // drill's, or a failed one's kept for its log), stopping a server still
+    // running in one (SIGKILL after 5 s). Returns how many were removed.
+    static size_t remove_leftovers(const std::string& tag);
 
     explicit Sandbox(const Options& options);
     ~Sandbox();
@@ -43,6 +53,7 @@ class Sandbox {
     bool running() const;
     // Keep the files on destruction (to look at after a failure).
     void keep_files(bool keep) { keep_files_ = keep; }
+    bool keeps_files() const { return keep_files_; }
 
     ConnectionOptions options(const std::string& dbname) const;
     const std::filesystem::path& root() const { return root_; }
@@ -54,7 +65,8 @@ class Sandbox {
   private:
     struct Server;
     std::vector<std::string> as_server_user(std::vector<std::string> argv) const;
-    void wait_ready() const;
+    void wait_ready();
+    int port() const { return options_.tcp_port.value_or(5432); }
     void stop(int signal);
 
     Options options_;
@@ -63,6 +75,8 @@ class Sandbox {
     std::filesystem::path data_dir_;
     std::filesystem::path socket_dir_;
     std::string superuser_ = "postgres";
+    std::string password_;
+    std::unique_ptr<FileLock> lock_;  // held while this sandbox lives
     std::optional<std::string> run_as_;
     Version version_;
     std::unique_ptr<Server> server_;

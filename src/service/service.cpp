@@ -77,19 +77,14 @@ class SharedState {
 
     Health health() const {
         ServiceState s = get();
-        std::optional<TimePoint> newest;
+        Freshness freshness;
+        const TimePoint now = now_seconds();
         try {
-            BackupRepository repo(dir_);
-            for (const BackupEntry& e : repo.list(s.database)) {
-                if (e.has_manifest) {
-                    newest = e.id.started;
-                    break;
-                }
-            }
+            freshness = assess_freshness(BackupRepository(dir_).list(s.database), now);
         } catch (const Error&) {
             // an unreadable directory shows as no backup
         }
-        return evaluate_health(s, newest, now_seconds(), policy_);
+        return evaluate_health(s, freshness.newest_finished, now, policy_, freshness.future_dated);
     }
 
   private:
@@ -127,6 +122,7 @@ void run_scheduled_drill(const ServiceConfig& config, SharedState& shared, Notif
     request.version_table = config.drill_version_table;
     request.backup = newest;
     request.sandbox = true;
+    request.limits = {config.backup.timeout, config.backup.stall};
     bool success = false;
     std::string detail;
     std::string report;

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include "harness/pg_cluster.hpp"
+#include "pg/environment.hpp"
 
 namespace pgward::test {
 namespace {
@@ -24,6 +25,9 @@ class ClusterEnvironment : public ::testing::Environment {
 }  // namespace pgward::test
 
 int main(int argc, char** argv) {
+    // As pgward does: the harness's own server and connections never see the
+    // PG* variables of the shell the tests run in (the hostile run sets them).
+    pgward::pg::capture_operator_environment();
     ::testing::InitGoogleTest(&argc, argv);
     ::testing::AddGlobalTestEnvironment(new pgward::test::ClusterEnvironment);
     return RUN_ALL_TESTS();

@@ -26,7 +26,13 @@ Manifest sample() {
     m.pg_dump_version = "pg_dump (PostgreSQL) 15.18";
     m.schema_version = "a1b2";
     m.pgward_version = "0.1.0";
-    m.tables = {{"public", "users", 3, std::nullopt}, {"Other", "Mixed \"Q\"", 0, "fp1:00"}};
+    m.tables = {{"public", "users", 3, std::nullopt, std::nullopt},
+                {"Other", "Mixed \"Q\"", 0, "fp1:00", std::nullopt},
+                {"public", "spatial_ref_sys", 1, "fp1:01", "postgis"}};
+    m.large_objects = 2;
+    m.large_objects_fingerprint = "lo1:0123456789abcdef0123456789abcdef";
+    m.sequences_behind = std::vector<std::string>{"public.s at 1 behind public.t.id max 9"};
+    m.invalid_indexes = std::vector<std::string>{"public.broken_idx"};
     return m;
 }
 
@@ -80,7 +86,8 @@ TEST_F(ManifestFile, HeadMatchesTheFullReadInAnyKeyOrder) {
 
     // The table list first and longer than the first read: the head fields
     // come after 4 KiB, so the whole file is read.
-    m.tables.assign(200, TableEntry{"public", "a_table_with_a_long_name", 1, "fp1:00"});
+    m.tables.assign(200,
+                    TableEntry{"public", "a_table_with_a_long_name", 1, "fp1:00", std::nullopt});
     nlohmann::ordered_json reordered;
     auto doc = manifest_to_json(m);
     reordered["tables"] = doc["tables"];

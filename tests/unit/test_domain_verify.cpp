@@ -41,7 +41,7 @@ class VerifyChecks : public test::TempDirTest {
         m.database = "app";
         m.file = archive.filename().string();
         for (const archive::TableSummary& t : summary.tables) {
-            m.tables.push_back(TableEntry{t.schema, t.name, t.rows, t.fingerprint});
+            m.tables.push_back(TableEntry{t.schema, t.name, t.rows, t.fingerprint, std::nullopt});
         }
         m.large_objects = summary.large_objects;
         return m;
@@ -148,7 +148,7 @@ TEST_F(VerifyChecks, DeepVerifyNamesEveryDifferenceFromTheManifest) {
     const TableEntry& second = m.tables[1];
     wrong.tables[0].rows = *first.rows + 1;
     wrong.tables[1].fingerprint = "fp1:0000";
-    wrong.tables.push_back(TableEntry{"public", "dropped_later", 1, std::nullopt});
+    wrong.tables.push_back(TableEntry{"public", "dropped_later", 1, std::nullopt, std::nullopt});
     wrong.large_objects = *m.large_objects + 2;
     DeepReport report = deep_verify(dump, wrong);
     EXPECT_FALSE(report.ok);

@@ -1,0 +1,45 @@
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "pg/connection.hpp"
+
+namespace pgward::pg {
+
+// A table whose rows pg_dump writes into a full-database dump, by pg_dump's
+// own rules (getTables, makeTableDataInfo, processExtensionTables): ordinary
+// tables (partitions hold the data of partitioned ones), permanent or
+// unlogged, outside the system schemas; of the members of an extension, only
+// its configuration tables (pg_extension_config_dump), and of those only the
+// rows the extension's condition keeps.
+struct DumpedTable {
+    std::string schema;
+    std::string name;
+    // The extension's condition, e.g. "WHERE NOT (srid BETWEEN 2000 AND 2217 ...)",
+    // for a configuration table that has one; pg_dump then writes
+    // COPY (SELECT columns FROM table condition) TO stdout, children included.
+    std::optional<std::string> filter;
+    // The extension whose configuration table this is, if any.
+    std::optional<std::string> extension;
+
+    std::string qualified() const;  // "schema"."name", quoted
+};
+
+// Every such table of the connected database, ordered by schema and name,
+// as the current snapshot sees it.
+std::vector<DumpedTable> list_dumped_tables(Connection& conn);
+
+// SELECT count(*) of exactly the rows pg_dump writes for the table.
+std::string count_rows_sql(const DumpedTable& table);
+
+// The columns pg_dump copies, in its order: not dropped, not generated, by
+// attribute number.
+std::vector<std::string> dumped_columns(Connection& conn, const DumpedTable& table);
+
+// The COPY ... TO STDOUT that yields the rows pg_dump writes, over `columns`
+// in that order (the archive's column list, or dumped_columns()).
+std::string copy_out_sql(const DumpedTable& table, const std::vector<std::string>& columns);
+
+}  // namespace pgward::pg
