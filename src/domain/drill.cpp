@@ -628,6 +628,9 @@ DrillOutcome run_backup_drill(const DrillRequest& request) {
     });
     drill.step("create_target", [&] {
         if (request.sandbox) {
+            // A sandbox kept for its log by a failed drill, or left by a
+            // killed one, goes now (its server too, if it still runs).
+            pg::Sandbox::remove_leftovers("sandbox");
             pg::Sandbox::Options options;
             options.tag = "sandbox";
             // An upgrade rehearsal: --pg-bin holding a server of another major

@@ -11,7 +11,11 @@ namespace {
 
 // Sequences that feed a column (serial / identity), with that column.
 constexpr const char* kOwnedSequences = R"SQL(
-SELECT sn.nspname, s.relname, tn.nspname, t.relname, a.attname, q.seqincrement
+SELECT sn.nspname, s.relname, tn.nspname, t.relname, a.attname, q.seqincrement,
+       (SELECT e.extname FROM pg_catalog.pg_depend x
+        JOIN pg_catalog.pg_extension e ON e.oid = x.refobjid
+        WHERE x.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND x.objid = s.oid
+          AND x.deptype = 'e')
 FROM pg_catalog.pg_class s
 JOIN pg_catalog.pg_namespace sn ON sn.oid = s.relnamespace
 JOIN pg_catalog.pg_sequence q ON q.seqrelid = s.oid
@@ -103,6 +107,7 @@ std::vector<SequenceBehind> find_sequences_behind(pg::Connection& conn) {
         s.table = qualified(sequences.get(i, 2), sequences.get(i, 3));
         s.column = pg::quote_identifier(sequences.get(i, 4));
         s.ascending = std::stoll(sequences.get(i, 5)) > 0;
+        s.extension = sequences.get_optional(i, 6);
         pg::Result state = conn.exec(fmt::format(
             "SELECT s.last_value, s.is_called, (SELECT {}({})::bigint FROM {}) FROM {} s",
             s.ascending ? "max" : "min", s.column, s.table, s.sequence));
@@ -191,7 +196,16 @@ SmokeReport run_smoke(pg::Connection& conn, const std::optional<VersionTable>& v
     std::vector<SequenceBehind> behind = find_sequences_behind(conn);
     for (const SequenceBehind& s : behind) {
         bool preexisting = !baseline || s.listed_in(baseline->sequences_behind);
-        if (preexisting) {
+        if (s.extension && !preexisting) {
+            // pg_dump writes an extension's sequences only when the extension
+            // marks them (pg_extension_config_dump); one it does not mark comes
+            // back at its start whatever the backup held. The dump could not
+            // have done better: a warning with the fix.
+            report.warnings.push_back(fmt::format(
+                "sequence {} of extension {} is not in the dump (the extension does not mark "
+                "it for pg_dump) and came back behind its column: {}; fix: {}",
+                s.sequence, *s.extension, s.describe(), s.fix()));
+        } else if (preexisting) {
             report.warnings.push_back(fmt::format("sequence {}{}; fix: {}", s.describe(),
                                                   baseline ? " (so in the source too)" : "",
                                                   s.fix()));

@@ -47,7 +47,8 @@ struct SequenceBehind {
     std::string column;    // quoted
     bool ascending = true;
     long long last_value = 0;
-    long long extreme = 0;  // the column's max (ascending) or min
+    long long extreme = 0;                 // the column's max (ascending) or min
+    std::optional<std::string> extension;  // the extension it belongs to, if any
 
     std::string describe() const;  // "<seq> at <n> behind <table>.<column> max <m>"
     std::string fix() const;       // the setval() that puts it right

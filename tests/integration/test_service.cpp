@@ -149,7 +149,7 @@ class ServiceTest : public ScratchDirTest {
     }
 };
 
-TEST_F(ServiceTest, ClockJumpsKeepNamesInTakingOrderAndRetentionExact) {
+TEST_F(ServiceTest, ClockJumpsNameBackupsByTheClockAndRankFutureDatedOnesOldest) {
     // pgward's wall clock, moved by rewriting one file (tests/shims/fakeclock.c).
     fs::path offset = dir_ / "clock-offset";
     write_text(offset, "0", 0644);
@@ -182,18 +182,21 @@ TEST_F(ServiceTest, ClockJumpsKeepNamesInTakingOrderAndRetentionExact) {
     auto r = service.wait(15s);
     ASSERT_TRUE(r);
     EXPECT_EQ(r->exit_code, 0) << r->err;
-    // Each newest backup still exists and sorts after the one before it, so
-    // `latest` and retention keep meaning "most recently taken".
-    for (size_t i = 0; i < newest.size(); ++i) {
-        ASSERT_FALSE(newest[i].empty());
-        if (i > 0) {
-            EXPECT_LT(newest[i - 1], newest[i]);
-        }
+    // Names follow the clock, never the newest name: one future-dated file
+    // cannot drag every later name into the future.
+    for (const std::string& name : newest) {
+        ASSERT_FALSE(name.empty());
     }
+    EXPECT_LT(newest[1], newest[0]);  // a day back
+    EXPECT_GT(newest[2], newest[1]);  // a day ahead
+    EXPECT_LT(newest[3], newest[2]);  // back to now: the day-ahead ones are future-dated
     EXPECT_TRUE(fs::exists(dir_ / newest.back()));
     EXPECT_EQ(with_suffix(dir_, ".dump").size(), 3u);
     EXPECT_TRUE(with_suffix(dir_, ".tmp").empty());
-    EXPECT_TRUE(contains(r->out + r->err, "the clock is behind the newest backup")) << r->out;
+    // `latest` is the newest backup taken by the clock, not the future-dated one.
+    RunResult latest = run_pgward({"verify", "latest"}, env("svc"));
+    EXPECT_EQ(latest.exit_code, 0) << latest.err;
+    EXPECT_TRUE(contains(latest.out, newest.back())) << latest.out;
     RunResult verify = run_pgward({"verify", "all", "--deep"}, env("svc"));
     EXPECT_EQ(verify.exit_code, 0) << verify.out << verify.err;
 }
