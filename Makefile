@@ -11,7 +11,7 @@ FUZZ_DIR ?= $(BUILD_DIR)-fuzz
 RELEASE_DIR ?= $(BUILD_DIR)-release
 FUZZ_SECONDS ?= 300
 
-.PHONY: all deps configure build build-asan build-fuzz build-release fuzz fuzz-smoke test test-release test-deploy test-asan campaigns-short torture walks coverage bench test-matrix test-client17 unit integration demo clean format
+.PHONY: all deps configure build build-asan build-fuzz build-release fuzz fuzz-smoke test test-release test-deploy test-hostile test-asan campaigns-short torture walks coverage bench test-matrix test-client17 unit integration demo clean format
 
 all: build
 
@@ -89,7 +89,13 @@ bench: build-release
 # The unit and integration suites run once instrumented (make coverage, whose gate
 # fails the run below its numbers) and once sanitized; the optimized build is
 # compiled too and runs the deployment check, the client-17 suites and the campaigns.
-test: build coverage test-deploy test-client17 campaigns-short test-asan fuzz-smoke
+test: build coverage test-deploy test-client17 test-hostile campaigns-short test-asan fuzz-smoke
+
+# The integration suite once more in an operator's shell set to wrong values
+# (PG*, a service file, ~/.pgpass, German locale, a far time zone):
+# tests/hostile/run.sh.
+test-hostile: build
+	tests/hostile/run.sh $(BUILD_DIR)
 
 test-deploy: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -R deploy

@@ -6,7 +6,8 @@
 #            GoogleTest, a PostgreSQL server and client, docker-compose, gcovr,
 #            procps (pgrep, pkill and ps in the campaigns), debootstrap (the
 #            version matrix's clients 17 and 18, scripts/pg-clients.sh), strace
-#            (the write-order audit)
+#            (the write-order audit), PostGIS (the real-features database of
+#            the tests) and a de_DE.UTF-8 locale (the hostile-environment run)
 #   build    only what compiling pgward needs (the image's build stage)
 #   runtime  only the shared libraries the built binary loads (the image),
 #            plus ca-certificates (TLS to the server and alert URLs) and
@@ -29,7 +30,8 @@ runtime=(
 case $profile in
   full) packages=("${build[@]}" libgtest-dev libgmock-dev postgresql postgresql-client util-linux
                   docker-compose python3-yaml gcovr clang libfuzzer-14-dev systemd procps
-                  debootstrap strace) ;;
+                  debootstrap strace postgresql-15-postgis-3 postgresql-15-postgis-3-scripts
+                  locales) ;;
   build) packages=("${build[@]}") ;;
   runtime) packages=("${runtime[@]}") ;;
   *) echo "install-deps: unknown PGWARD_DEPS_PROFILE '$profile' (full, build or runtime)" >&2; exit 2 ;;
@@ -46,13 +48,26 @@ for p in "${packages[@]}"; do
   [[ $status == "install ok installed" ]] || missing+=("$p")
 done
 
+sudo=()
+if [[ $(id -u) != 0 ]]; then
+  sudo=(sudo)
+fi
+
+# The hostile-environment run (tests/hostile/run.sh) speaks German.
+ensure_test_locale() {
+  [[ $profile == full ]] || return 0
+  locale -a 2>/dev/null | grep -qix 'de_DE.utf8' && return 0
+  echo "install-deps: generating the de_DE.UTF-8 locale"
+  "${sudo[@]}" localedef -i de_DE -f UTF-8 de_DE.UTF-8
+}
+
 if ((${#missing[@]} == 0)); then
   echo "install-deps: all ${#packages[@]} packages of profile $profile present"
+  ensure_test_locale
   exit 0
 fi
 
 echo "install-deps: installing (profile $profile): ${missing[*]}"
-sudo=()
 if [[ $(id -u) != 0 ]]; then
   command -v sudo >/dev/null || { echo "install-deps: not root and no sudo; install as root: ${missing[*]}" >&2; exit 1; }
   sudo=(sudo)
@@ -60,4 +75,5 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update -q
 "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+ensure_test_locale
 echo "install-deps: done"

@@ -271,6 +271,8 @@ pg::Variables dump_environment(const pg::Variables& operator_env,
         }
     }
     env.emplace_back("PGTZ", "UTC");
+    // Their stderr is read ("error: ", "permission denied"): untranslated.
+    env.emplace_back("LC_MESSAGES", "C");
     env.emplace_back("PGOPTIONS", (options.empty() ? "" : options + " ") +
                                       "-c bytea_output=hex -c TimeZone=UTC");
     if (password) {
@@ -454,7 +456,7 @@ BackupResult run_backup_job(const BackupRequest& request) {
             fmt::format("--lock-wait-timeout={}", request.lock_wait->count() * 1000));
     }
     command.set_env = dump_environment(snapshot_env, password);
-    command.unset_env = {"POSTGRES_PASSWORD", "POSTGRES_PASSWORD_FILE"};
+    command.unset_env = {"POSTGRES_PASSWORD", "POSTGRES_PASSWORD_FILE", "LC_ALL"};
 
     log::info("backup begin", {{"database", database},
                                {"file", dump_path.string()},

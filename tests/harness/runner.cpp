@@ -1,5 +1,7 @@
 #include "harness/runner.hpp"
 
+#include "pg/environment.hpp"
+
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <pwd.h>
@@ -44,7 +46,11 @@ Command pgward_command(const std::vector<std::string>& args, const Env& env) {
     command.argv.push_back(PGWARD_BINARY);
     command.argv.insert(command.argv.end(), args.begin(), args.end());
     command.unset_env = variables_to_clear();
-    command.set_env = env;
+    // The operator's libpq variables of the shell the tests run in (the
+    // hostile run sets them, tests/hostile/run.sh): every pgward gets them,
+    // below the test's own settings.
+    command.set_env = pg::operator_variables();
+    command.set_env.insert(command.set_env.end(), env.begin(), env.end());
     return command;
 }
 

@@ -24,7 +24,8 @@ struct RunResult {
 };
 
 // Runs the real pgward binary with a clean environment: every POSTGRES_*,
-// PG* and PGWARD_* variable of the test process is removed, then `env` set.
+// PG* and PGWARD_* variable of the test process is removed, then the PG*
+// variables the test binary started with (the hostile run's) set, then `env`.
 // With `as_user`, it runs as that user (tests that need permissions to bite
 // while running as root).
 RunResult run_pgward(const std::vector<std::string>& args, const Env& env = {},

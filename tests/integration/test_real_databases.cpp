@@ -8,6 +8,7 @@
 
 #include <csignal>
 #include <map>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -374,10 +375,20 @@ TEST_F(RealDatabaseTest, SigtermEndsAHungBackupWithItsChildTransactionAndTemp) {
     PgCluster& c = PgCluster::instance();
     c.create_database("hang");
     c.exec("hang", "CREATE TABLE t(id int); INSERT INTO t SELECT generate_series(1, 1000)");
-    fs::path bin = fake_pg_dump("hang-bin", "\"$REAL\" \"$@\"\nexec sleep 300");
+    // The archive, 8 MB the reader does not need, then silence with stdout
+    // open: before the fix the pump blocked on the parser's full queue and
+    // never looked at signals again.
+    fs::path bin = fake_pg_dump(
+        "hang-bin", "\"$REAL\" \"$@\"\nhead -c 8388608 /dev/zero | tr '\\000' x\nexec sleep 300");
     BackgroundPgward backup({"backup", "--pg-bin", bin.string()}, env("hang"));
-    ASSERT_TRUE(eventually([&] { return !children_named(backup.pid(), "sleep").empty(); }, 60s));
-    auto children = children_named(backup.pid(), "sleep");
+    ASSERT_TRUE(eventually(
+        [&] { return find_file(dir_ / "backups", ".dump.tmp", 1024 * 1024).has_value(); }, 60s));
+    std::this_thread::sleep_for(1s);
+    auto children = children_named(backup.pid(), "pg_dump");
+    for (pid_t pid : children_named(backup.pid(), "sleep")) {
+        children.push_back(pid);
+    }
+    ASSERT_FALSE(children.empty());
     auto sent = std::chrono::steady_clock::now();
     ::kill(backup.pid(), SIGTERM);
     auto r = backup.wait(10s);
