@@ -79,6 +79,9 @@ std::optional<std::vector<std::string>> parse_copy_columns(std::string_view text
         if (!consume(text, pos, " ")) {
             return std::nullopt;
         }
+    } else if (!consume(text, pos, " ")) {
+        // No columns: pg_dump writes an empty list, "COPY public.t  FROM stdin;".
+        return std::nullopt;
     }
     if (!consume(text, pos, "FROM stdin;")) {
         return std::nullopt;
