@@ -85,6 +85,7 @@ build-release: deps
 
 bench: build-release
 	bench/bench.sh $(RELEASE_DIR)
+	bench/shapes.sh $(RELEASE_DIR)
 
 # The unit and integration suites run once instrumented (make coverage, whose gate
 # fails the run below its numbers) and once sanitized; the optimized build is
