@@ -192,6 +192,13 @@ DeepReport deep_verify(const std::filesystem::path& file, const std::optional<Ma
                 fmt::format("{} large objects in the archive, {} in the manifest",
                             summary.large_objects, *manifest->large_objects));
         }
+        if (manifest->large_objects_fingerprint &&
+            *manifest->large_objects_fingerprint != summary.large_objects_fingerprint()) {
+            report.problems.push_back(
+                fmt::format("large objects: content fingerprint {} differs from the manifest's {}",
+                            summary.large_objects_fingerprint(),
+                            *manifest->large_objects_fingerprint));
+        }
     }
     report.ok = report.problems.empty();
     return report;

@@ -44,6 +44,7 @@ class VerifyChecks : public test::TempDirTest {
             m.tables.push_back(TableEntry{t.schema, t.name, t.rows, t.fingerprint, std::nullopt});
         }
         m.large_objects = summary.large_objects;
+        m.large_objects_fingerprint = summary.large_objects_fingerprint();
         return m;
     }
 };
@@ -150,6 +151,7 @@ TEST_F(VerifyChecks, DeepVerifyNamesEveryDifferenceFromTheManifest) {
     wrong.tables[1].fingerprint = "fp1:0000";
     wrong.tables.push_back(TableEntry{"public", "dropped_later", 1, std::nullopt, std::nullopt});
     wrong.large_objects = *m.large_objects + 2;
+    wrong.large_objects_fingerprint = "lo1:00000000000000000000000000000001";
     DeepReport report = deep_verify(dump, wrong);
     EXPECT_FALSE(report.ok);
     std::vector<std::string> expected = {
@@ -160,6 +162,9 @@ TEST_F(VerifyChecks, DeepVerifyNamesEveryDifferenceFromTheManifest) {
         "table public.dropped_later is in the manifest but not in the archive",
         fmt::format("{} large objects in the archive, {} in the manifest", *m.large_objects,
                     *m.large_objects + 2),
+        fmt::format("large objects: content fingerprint {} differs from the manifest's "
+                    "lo1:00000000000000000000000000000001",
+                    *m.large_objects_fingerprint),
     };
     EXPECT_EQ(report.problems, expected);
 
