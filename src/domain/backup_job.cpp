@@ -328,8 +328,7 @@ void check_archive(const std::filesystem::path& tmp, const std::string& magic,
                                   tmp.string()),
                       "check the pg_dump in use (--pg-bin / PGWARD_PG_BIN)");
     }
-    CapturedRun run =
-        run_captured(Command{{pg_restore.path.string(), "--list", tmp.string()}, {}, {}});
+    CapturedRun run = run_captured(pg::list_archive_command(pg_restore, tmp));
     if (!run.status.ok()) {
         std::string first = run.err.substr(0, run.err.find('\n'));
         throw failure(fmt::format("the new archive does not pass pg_restore --list ({}): {}",

@@ -152,6 +152,7 @@ std::vector<std::string> find_invalid_indexes(pg::Connection& conn) {
         "SELECT indexrelid::pg_catalog.regclass::text FROM pg_catalog.pg_index "
         "WHERE NOT indisvalid ORDER BY 1");
     std::vector<std::string> out;
+    out.reserve(static_cast<size_t>(invalid.rows()));
     for (int i = 0; i < invalid.rows(); ++i) {
         out.push_back(invalid.get(i, 0));
     }

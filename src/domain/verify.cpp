@@ -120,8 +120,7 @@ VerifyReport verify_archive(const std::filesystem::path& file, const pg::Tool& p
             fmt::format("{} ({})", to_string(report.checksum.state), report.checksum.detail);
         return report;
     }
-    CapturedRun list =
-        run_captured(Command{{pg_restore.path.string(), "--list", file.string()}, {}, {}});
+    CapturedRun list = run_captured(pg::list_archive_command(pg_restore, file));
     if (!list.status.ok()) {
         report.problem =
             fmt::format("pg_restore --list cannot read it ({}): {}", list.status.describe(),
@@ -194,10 +193,9 @@ DeepReport deep_verify(const std::filesystem::path& file, const std::optional<Ma
         }
         if (manifest->large_objects_fingerprint &&
             *manifest->large_objects_fingerprint != summary.large_objects_fingerprint()) {
-            report.problems.push_back(
-                fmt::format("large objects: content fingerprint {} differs from the manifest's {}",
-                            summary.large_objects_fingerprint(),
-                            *manifest->large_objects_fingerprint));
+            report.problems.push_back(fmt::format(
+                "large objects: content fingerprint {} differs from the manifest's {}",
+                summary.large_objects_fingerprint(), *manifest->large_objects_fingerprint));
         }
     }
     report.ok = report.problems.empty();

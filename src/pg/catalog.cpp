@@ -75,6 +75,7 @@ std::vector<std::string> dumped_columns(Connection& conn, const DumpedTable& tab
         "AND a.attgenerated = '' ORDER BY a.attnum",
         {table.qualified()});
     std::vector<std::string> out;
+    out.reserve(static_cast<size_t>(columns.rows()));
     for (int i = 0; i < columns.rows(); ++i) {
         out.push_back(columns.get(i, 0));
     }

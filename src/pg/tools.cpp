@@ -118,4 +118,9 @@ Tool ToolFinder::find(const std::string& name) const {
     return tool;
 }
 
+Command list_archive_command(const Tool& pg_restore, const std::filesystem::path& archive) {
+    return Command{
+        {pg_restore.path.string(), "--list", archive.string()}, {{"LC_MESSAGES", "C"}}, {"LC_ALL"}};
+}
+
 }  // namespace pgward::pg

@@ -5,6 +5,8 @@
 #include <string>
 #include <string_view>
 
+#include "util/process.hpp"
+
 namespace pgward::pg {
 
 // A PostgreSQL version as a number like server_version_num: 150018 for
@@ -30,6 +32,10 @@ struct Tool {
     Version version;
     std::string version_line;  // the tool's own --version output, first line
 };
+
+// `pg_restore --list FILE`, with the messages pgward quotes and reads
+// untranslated whatever the operator's LANG/LC_ALL.
+Command list_archive_command(const Tool& pg_restore, const std::filesystem::path& archive);
 
 // Finds pg_dump, pg_restore... in --pg-bin/PGWARD_PG_BIN when given (and only
 // there), else on PATH, else in `pg_config --bindir`; then asks the tool

@@ -245,7 +245,7 @@ TEST_F(ServiceTest, CyclesKeepExactlyTheRetentionCountWithGlobalsAndJsonLogs) {
     // status and healthcheck read the same state.
     RunResult health = run_pgward({"healthcheck"}, env("svc"));
     EXPECT_EQ(health.exit_code, 0) << health.out << health.err;
-    EXPECT_TRUE(contains(health.out, "healthy: the newest backup started")) << health.out;
+    EXPECT_TRUE(contains(health.out, "healthy: the newest backup finished")) << health.out;
     RunResult status = run_pgward({"status", "--json"}, env("svc"));
     ASSERT_EQ(status.exit_code, 0) << status.err;
     json doc = json::parse(status.out);
