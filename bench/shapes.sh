@@ -9,6 +9,7 @@
 # and the server-side cost of the snapshot row counts (they scan every table
 # a second time): the count's own time and buffer reads beside pg_dump's.
 # Goals: pgward at most 1.3x pg_dump's time, at most 256 MB peak RSS.
+# BENCH_SHAPES (default "tenants blobs big") picks shapes.
 # Usage: bench/shapes.sh [BUILD_DIR]    (`make bench` runs it after bench.sh)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,6 +19,8 @@ runs=${BENCH_RUNS:-3}
 tenants=${BENCH_TENANTS:-1000}
 blobs=${BENCH_BLOBS:-100000}
 big_gb=${BENCH_BIG_GB:-3}
+shapes=${BENCH_SHAPES:-tenants blobs big}
+has() { [[ " $shapes " == *" $1 "* ]]; }
 source "$repo/scripts/lib/throwaway-pg.sh"
 TPG_SERVER_OPTIONS="-c shared_buffers=128MB -c max_wal_size=8GB -c max_locks_per_transaction=256" \
   throwaway_pg_start
@@ -38,7 +41,7 @@ measure() {
 
 echo "shapes: creating $tenants x 10 tables, $blobs large objects, one ${big_gb} GB table..."
 tpsql postgres -c 'CREATE DATABASE tenants' -c 'CREATE DATABASE blobs' -c 'CREATE DATABASE big'
-tpsql tenants -c "DO \$\$ BEGIN FOR t IN 1..$tenants LOOP
+has tenants && tpsql tenants -c "DO \$\$ BEGIN FOR t IN 1..$tenants LOOP
   EXECUTE format('CREATE SCHEMA tenant_%s', t);
   FOR k IN 1..10 LOOP
     EXECUTE format('CREATE TABLE tenant_%s.t%s(id int PRIMARY KEY, v text)', t, k);
@@ -46,18 +49,18 @@ tpsql tenants -c "DO \$\$ BEGIN FOR t IN 1..$tenants LOOP
   END LOOP;
   IF t % 100 = 0 THEN COMMIT; END IF;
 END LOOP; END \$\$"
-tpsql blobs -c "SELECT count(lo_from_bytea(0, convert_to(repeat(md5(g::text), 1 + g % 8), 'UTF8')))
+has blobs && tpsql blobs -c "SELECT count(lo_from_bytea(0, convert_to(repeat(md5(g::text), 1 + g % 8), 'UTF8')))
   FROM generate_series(1, $blobs) g" >/dev/null
 rows=$((big_gb * 1024 * 1024 * 1024 / 150))
-tpsql big -c "CREATE TABLE payload AS SELECT g AS id, md5(random()::text) || md5(random()::text) AS a,
+has big && tpsql big -c "CREATE TABLE payload AS SELECT g AS id, md5(random()::text) || md5(random()::text) AS a,
   md5(random()::text) AS b, random() * 1e6 AS f FROM generate_series(1, $rows) g"
 tpsql postgres -c 'VACUUM ANALYZE' >/dev/null
-for db in tenants blobs big; do
+for db in $shapes; do
   echo "shapes: $db: $(tpsql "$db" -Atc "SELECT pg_size_pretty(pg_database_size('$db'))")"
 done
 
 printf '\n| shape | pgward backup | pg_dump -Fc | ratio (goal <= 1.30) | pgward peak RSS (goal <= 256 MB) |\n|---|---|---|---|---|\n'
-for db in tenants blobs big; do
+for db in $shapes; do
   declare -a ours=() theirs=() rss=()
   for ((i = 0; i < runs; i++)); do
     rm -rf "$work/backups" "$work/plain.dump"
@@ -74,7 +77,8 @@ done
 # dump's snapshot. Measured alone (one session, as pgward runs it, beside
 # pg_dump's COPY of the same tables).
 printf '\n| shape | snapshot counts alone | blocks read + hit by the counts | blocks read + hit by pg_dump |\n|---|---|---|---|\n'
-for db in tenants big; do
+for db in $shapes; do
+  [[ $db == blobs ]] && continue
   blocks() { tpsql "$db" -Atc "SELECT blks_read + blks_hit FROM pg_stat_database WHERE datname = '$db'"; }
   sql=$(tpsql "$db" -Atc "SELECT string_agg(format('SELECT count(*) FROM ONLY %I.%I;', n.nspname, c.relname), ' ')
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace

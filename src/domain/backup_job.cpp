@@ -75,9 +75,19 @@ class SnapshotSession {
     void start_counting() {
         worker_ = std::thread([this] {
             try {
-                for (size_t i = 0; i < dumped_.size(); ++i) {
-                    auto count = conn_.query_value(pg::count_rows_sql(dumped_[i]));
-                    tables_[i].rows = std::stoull(count.value_or("0"));
+                // Many tables per statement, one column each: a database of
+                // 10,000 small tables is counted in 20 round trips, not 10,000.
+                constexpr size_t kBatch = 500;
+                for (size_t first = 0; first < dumped_.size(); first += kBatch) {
+                    size_t last = std::min(dumped_.size(), first + kBatch);
+                    std::string sql = "SELECT ";
+                    for (size_t i = first; i < last; ++i) {
+                        sql += (i == first ? "" : ", ") + pg::count_rows_expression(dumped_[i]);
+                    }
+                    pg::Result counts = conn_.exec(sql);
+                    for (size_t i = first; i < last; ++i) {
+                        tables_[i].rows = std::stoull(counts.get(0, static_cast<int>(i - first)));
+                    }
                 }
                 large_objects_ = std::stoull(conn_
                                                  .query_value("SELECT pg_catalog.count(*) FROM "

@@ -59,13 +59,17 @@ std::vector<DumpedTable> list_dumped_tables(Connection& conn) {
     return out;
 }
 
-std::string count_rows_sql(const DumpedTable& table) {
+std::string count_rows_expression(const DumpedTable& table) {
     if (table.filter) {
         // As pg_dump reads it: FROM without ONLY, then the condition.
-        return fmt::format("SELECT pg_catalog.count(*) FROM {} {}", table.qualified(),
+        return fmt::format("(SELECT pg_catalog.count(*) FROM {} {})", table.qualified(),
                            *table.filter);
     }
-    return "SELECT pg_catalog.count(*) FROM ONLY " + table.qualified();
+    return "(SELECT pg_catalog.count(*) FROM ONLY " + table.qualified() + ")";
+}
+
+std::string count_rows_sql(const DumpedTable& table) {
+    return "SELECT " + count_rows_expression(table);
 }
 
 std::vector<std::string> dumped_columns(Connection& conn, const DumpedTable& table) {

@@ -31,8 +31,10 @@ struct DumpedTable {
 // as the current snapshot sees it.
 std::vector<DumpedTable> list_dumped_tables(Connection& conn);
 
-// SELECT count(*) of exactly the rows pg_dump writes for the table.
+// SELECT count(*) of exactly the rows pg_dump writes for the table, and the
+// same as a scalar subquery (many tables counted in one round trip).
 std::string count_rows_sql(const DumpedTable& table);
+std::string count_rows_expression(const DumpedTable& table);
 
 // The columns pg_dump copies, in its order: not dropped, not generated, by
 // attribute number.
