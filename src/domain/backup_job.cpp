@@ -84,16 +84,25 @@ class SnapshotSession {
                     for (size_t i = first; i < last; ++i) {
                         sql += (i == first ? "" : ", ") + pg::count_rows_expression(dumped_[i]);
                     }
+                    // The ACCESS SHARE locks a count takes would otherwise be
+                    // held to the end beside pg_dump's own: a database of
+                    // 10,000 tables would need twice the lock table pg_dump
+                    // alone needs ("out of shared memory"). Rolling back to a
+                    // savepoint releases them; the snapshot stays.
+                    conn_.exec("SAVEPOINT pgward_count");
                     pg::Result counts = conn_.exec(sql);
                     for (size_t i = first; i < last; ++i) {
                         tables_[i].rows = std::stoull(counts.get(0, static_cast<int>(i - first)));
                     }
+                    conn_.exec("ROLLBACK TO SAVEPOINT pgward_count");
                 }
                 large_objects_ = std::stoull(conn_
                                                  .query_value("SELECT pg_catalog.count(*) FROM "
                                                               "pg_catalog.pg_largeobject_metadata")
                                                  .value_or("0"));
+                conn_.exec("SAVEPOINT pgward_count");
                 conditions_ = find_preexisting_conditions(conn_);
+                conn_.exec("ROLLBACK TO SAVEPOINT pgward_count");
             } catch (...) {
                 error_ = std::current_exception();
             }

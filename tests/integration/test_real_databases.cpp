@@ -535,3 +535,45 @@ TEST_F(RealDatabaseTest, AnInheritanceChildRestoredWithReorderedColumnsPassesThe
 
 }  // namespace
 }  // namespace pgward::test
+
+namespace pgward::test {
+namespace {
+
+// Found by bench/shapes.sh (a schema per tenant): the snapshot row counts
+// held an ACCESS SHARE lock on every table to the end, beside pg_dump's own,
+// so a database pg_dump alone dumps failed with "out of shared memory".
+TEST_F(RealDatabaseTest, ManyTablesNeedNoMoreLocksThanPgDumpAlone) {
+    PgCluster& c = PgCluster::instance();
+    c.create_database("many");
+    c.exec("many", R"SQL(
+        DO $$ BEGIN FOR t IN 1..5000 LOOP
+          EXECUTE format('CREATE TABLE t%s(id int)', t);
+        END LOOP; END $$;
+        INSERT INTO t1 VALUES (1), (2);
+    )SQL");
+    // pg_dump starts 4 s late: meanwhile the counts run, and every lock they
+    // kept would be held when pg_dump takes its own 5,000.
+    fs::path bin = fake_pg_dump("late-bin", "sleep 4\nexec \"$REAL\" \"$@\"");
+    BackgroundPgward backup({"backup", "--pg-bin", bin.string()}, env("many"));
+    long most = 0;
+    auto until = std::chrono::steady_clock::now() + 3500ms;
+    while (std::chrono::steady_clock::now() < until) {
+        most = std::max(most, std::stol(c.query_value(
+                                  "postgres",
+                                  "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a "
+                                  "USING (pid) WHERE a.application_name = 'pgward backup' "
+                                  "AND l.mode = 'AccessShareLock' AND l.locktype = 'relation'")));
+        std::this_thread::sleep_for(50ms);
+    }
+    auto r = backup.wait(120s);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->exit_code, 0) << r->err;
+    EXPECT_GT(most, 0) << "the counts were never seen";
+    EXPECT_LE(most, 600) << "the snapshot session held a lock on every table it counted";
+    json m = manifest_of("many");
+    EXPECT_EQ(m["tables"].size(), 5000u);
+    c.drop_database("many");
+}
+
+}  // namespace
+}  // namespace pgward::test
