@@ -575,5 +575,47 @@ TEST_F(RealDatabaseTest, ManyTablesNeedNoMoreLocksThanPgDumpAlone) {
     c.drop_database("many");
 }
 
+// Issue 17, defect 4, the other half: every operation that runs pg_restore
+// has the same watchdogs as a backup (restore by hand, a drill).
+TEST_F(RealDatabaseTest, RestoreAndDrillHaveTheWatchdogsToo) {
+    PgCluster& c = PgCluster::instance();
+    c.create_database("slowsrc");
+    c.exec("slowsrc", "CREATE TABLE t(id int); INSERT INTO t SELECT generate_series(1, 10)");
+    ASSERT_EQ(run_pgward({"backup"}, env("slowsrc")).exit_code, 0);
+    // A pg_restore that reads nothing and runs nothing on the server.
+    fs::path bin = dir_ / "hung-restore-bin";
+    fs::create_directories(bin);
+    const fs::path real = c.client_bin_dir();
+    for (const char* tool : {"pg_dump", "pg_dumpall", "psql"}) {
+        fs::create_symlink(real / tool, bin / tool);
+    }
+    for (const char* server : {"initdb", "postgres", "pg_ctl"}) {
+        fs::create_symlink(c.bin_dir() / server, bin / server);
+    }
+    write_text(bin / "pg_restore",
+               "#!/bin/sh\ncase \"$1\" in --version|--list) exec '" +
+                   (real / "pg_restore").string() + "' \"$@\";; esac\nexec sleep 300\n",
+               0755);
+    c.drop_database("slowdst");
+    RunResult stalled = run_pgward({"restore", "latest", "--from-db", "slowsrc", "--create",
+                                    "--pg-bin", bin.string(), "--stall-timeout", "2"},
+                                   env("slowdst"));
+    EXPECT_EQ(stalled.exit_code, 1);
+    EXPECT_TRUE(contains(stalled.err,
+                         "pg_restore into \"slowdst\" stalled: no bytes read and no statement "
+                         "running for 2 s; it was killed"))
+        << stalled.err;
+    RunResult timed_out =
+        run_pgward({"drill", "--backup", "latest", "--sandbox", "--pg-bin", bin.string(),
+                    "--timeout", "3", "--report-dir", (dir_ / "reports").string()},
+                   env("slowsrc"));
+    EXPECT_EQ(timed_out.exit_code, 1);
+    EXPECT_TRUE(contains(timed_out.err, "timed out after 3 s; pg_restore was killed"))
+        << timed_out.err;
+    EXPECT_TRUE(list_dir(tmp_).empty()) << testing::PrintToString(list_dir(tmp_));
+    c.drop_database("slowsrc");
+    c.drop_database("slowdst");
+}
+
 }  // namespace
 }  // namespace pgward::test
