@@ -181,7 +181,9 @@ std::string resolve_database_name(const ConnectionOptions& options) {
 }
 
 bool ping(const ConnectionOptions& options) {
-    Params p = connection_params(options, "pgward");
+    // Params points into this string: it must outlive the call.
+    const std::string application_name = "pgward";
+    Params p = connection_params(options, application_name);
     return PQpingParams(p.keywords.data(), p.values.data(), 1) == PQPING_OK;
 }
 
