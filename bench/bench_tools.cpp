@@ -34,7 +34,9 @@ int main(int argc, char** argv) {
             options.dbname = pgward::pg::ConnectionOptions::Setting{argv[2], true};
             auto conn = pgward::pg::Connection::open(options, "pgward bench");
             pgward::pg::set_dump_session_settings(conn);
-            auto fp = pgward::pg::fingerprint_table(conn, argv[3], argv[4]);
+            pgward::pg::DumpedTable table{argv[3], argv[4], std::nullopt, std::nullopt};
+            auto fp =
+                pgward::pg::fingerprint_table(conn, table, pgward::pg::dumped_columns(conn, table));
             std::printf("%s %llu\n", fp.to_string().c_str(),
                         static_cast<unsigned long long>(fp.rows()));
             return 0;

@@ -75,26 +75,10 @@ class SnapshotSession {
     void start_counting() {
         worker_ = std::thread([this] {
             try {
-                // Many tables per statement, one column each: a database of
-                // 10,000 small tables is counted in 20 round trips, not 10,000.
-                constexpr size_t kBatch = 500;
-                for (size_t first = 0; first < dumped_.size(); first += kBatch) {
-                    size_t last = std::min(dumped_.size(), first + kBatch);
-                    std::string sql = "SELECT ";
-                    for (size_t i = first; i < last; ++i) {
-                        sql += (i == first ? "" : ", ") + pg::count_rows_expression(dumped_[i]);
-                    }
-                    // The ACCESS SHARE locks a count takes would otherwise be
-                    // held to the end beside pg_dump's own: a database of
-                    // 10,000 tables would need twice the lock table pg_dump
-                    // alone needs ("out of shared memory"). Rolling back to a
-                    // savepoint releases them; the snapshot stays.
-                    conn_.exec("SAVEPOINT pgward_count");
-                    pg::Result counts = conn_.exec(sql);
-                    for (size_t i = first; i < last; ++i) {
-                        tables_[i].rows = std::stoull(counts.get(0, static_cast<int>(i - first)));
-                    }
-                    conn_.exec("ROLLBACK TO SAVEPOINT pgward_count");
+                // In savepoints (pg/catalog.hpp): no lock kept beside pg_dump's.
+                std::vector<uint64_t> rows = pg::count_dumped_rows(conn_, dumped_);
+                for (size_t i = 0; i < rows.size(); ++i) {
+                    tables_[i].rows = rows[i];
                 }
                 large_objects_ = std::stoull(conn_
                                                  .query_value("SELECT pg_catalog.count(*) FROM "

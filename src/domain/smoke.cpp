@@ -76,11 +76,12 @@ std::string VersionTable::display() const {
 }
 
 std::vector<TableCount> count_tables(pg::Connection& conn) {
+    std::vector<pg::DumpedTable> tables = pg::list_dumped_tables(conn);
+    std::vector<uint64_t> rows = pg::count_dumped_rows(conn, tables);
     std::vector<TableCount> out;
-    for (const pg::DumpedTable& table : pg::list_dumped_tables(conn)) {
-        TableCount t{table.schema, table.name, 0, table.filter};
-        t.rows = std::stoull(conn.query_value(pg::count_rows_sql(table)).value_or("0"));
-        out.push_back(std::move(t));
+    out.reserve(tables.size());
+    for (size_t i = 0; i < tables.size(); ++i) {
+        out.push_back({tables[i].schema, tables[i].name, rows[i], tables[i].filter});
     }
     return out;
 }

@@ -1,5 +1,7 @@
 #include "pg/catalog.hpp"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 namespace pgward::pg {
@@ -59,6 +61,9 @@ std::vector<DumpedTable> list_dumped_tables(Connection& conn) {
     return out;
 }
 
+namespace {
+
+// SELECT count(*) of exactly the rows pg_dump writes, as a scalar subquery.
 std::string count_rows_expression(const DumpedTable& table) {
     if (table.filter) {
         // As pg_dump reads it: FROM without ONLY, then the condition.
@@ -68,8 +73,31 @@ std::string count_rows_expression(const DumpedTable& table) {
     return "(SELECT pg_catalog.count(*) FROM ONLY " + table.qualified() + ")";
 }
 
-std::string count_rows_sql(const DumpedTable& table) {
-    return "SELECT " + count_rows_expression(table);
+}  // namespace
+
+std::vector<uint64_t> count_dumped_rows(Connection& conn, const std::vector<DumpedTable>& tables) {
+    constexpr size_t kBatch = 500;
+    const bool in_transaction = PQtransactionStatus(conn.raw()) == PQTRANS_INTRANS;
+    std::vector<uint64_t> rows;
+    rows.reserve(tables.size());
+    for (size_t first = 0; first < tables.size(); first += kBatch) {
+        size_t last = std::min(tables.size(), first + kBatch);
+        std::string sql = "SELECT ";
+        for (size_t i = first; i < last; ++i) {
+            sql += (i == first ? "" : ", ") + count_rows_expression(tables[i]);
+        }
+        if (in_transaction) {
+            conn.exec("SAVEPOINT pgward_count");
+        }
+        Result counts = conn.exec(sql);
+        for (size_t i = first; i < last; ++i) {
+            rows.push_back(std::stoull(counts.get(0, static_cast<int>(i - first))));
+        }
+        if (in_transaction) {
+            conn.exec("ROLLBACK TO SAVEPOINT pgward_count");
+        }
+    }
+    return rows;
 }
 
 std::vector<std::string> dumped_columns(Connection& conn, const DumpedTable& table) {

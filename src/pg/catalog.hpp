@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -31,10 +32,12 @@ struct DumpedTable {
 // as the current snapshot sees it.
 std::vector<DumpedTable> list_dumped_tables(Connection& conn);
 
-// SELECT count(*) of exactly the rows pg_dump writes for the table, and the
-// same as a scalar subquery (many tables counted in one round trip).
-std::string count_rows_sql(const DumpedTable& table);
-std::string count_rows_expression(const DumpedTable& table);
+// The number of rows pg_dump writes of each table, in the order given: many
+// tables per statement (10,000 small tables in 20 round trips). Inside a
+// transaction each statement runs in a savepoint rolled back afterwards, which
+// releases its ACCESS SHARE locks (the snapshot stays): a backup's counts
+// must not need a lock table as large again as pg_dump's own.
+std::vector<uint64_t> count_dumped_rows(Connection& conn, const std::vector<DumpedTable>& tables);
 
 // The columns pg_dump copies, in its order: not dropped, not generated, by
 // attribute number.

@@ -16,17 +16,6 @@ void set_dump_session_settings(Connection& conn) {
     conn.exec("SELECT pg_catalog.set_config('client_encoding', $1, false)", {encoding});
 }
 
-archive::TableFingerprint fingerprint_table(Connection& conn, const std::string& schema,
-                                            const std::string& name) {
-    for (const DumpedTable& t : list_dumped_tables(conn)) {
-        if (t.schema == schema && t.name == name) {
-            return fingerprint_table(conn, t, dumped_columns(conn, t));
-        }
-    }
-    DumpedTable plain{schema, name, std::nullopt, std::nullopt};
-    return fingerprint_table(conn, plain, dumped_columns(conn, plain));
-}
-
 archive::TableFingerprint fingerprint_table(Connection& conn, const DumpedTable& dumped,
                                             const std::vector<std::string>& columns) {
     const std::string table = dumped.qualified();

@@ -15,11 +15,9 @@ namespace pgward::pg {
 // TO STDOUT` of the columns pg_dump dumps (not dropped, not generated, in
 // order), in a session with pg_dump's settings (DateStyle ISO,
 // IntervalStyle postgres, extra_float_digits 3, TimeZone UTC, the
-// database's encoding). See docs/fingerprint.md.
-archive::TableFingerprint fingerprint_table(Connection& conn, const std::string& schema,
-                                            const std::string& name);
-// The same over exactly the rows pg_dump writes (an extension's condition
-// applied) and over `columns` in their order: the archive's own column list,
+// database's encoding), over exactly the rows pg_dump writes (an extension's
+// condition applied) and over `columns` in their order: dumped_columns(), or
+// the archive's own column list,
 // so a restored table whose columns came back in another order (a child of
 // a parent that gained a column later) is read as the archive holds it.
 archive::TableFingerprint fingerprint_table(Connection& conn, const DumpedTable& table,

@@ -10,6 +10,7 @@
 #include <map>
 #include <thread>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "harness/pg_cluster.hpp"
@@ -144,6 +145,14 @@ class RealDatabaseTest : public ScratchDirTest {
     Env env(const std::string& db, Env extra = {}) const {
         extra.insert(extra.begin(), {"TMPDIR", tmp_.string()});
         return pg_env(db, dir_ / "backups", std::move(extra));
+    }
+
+    // A database with one table t of `rows` rows.
+    static void small_database(const std::string& name, int rows) {
+        PgCluster::instance().create_database(name);
+        PgCluster::instance().exec(
+            name, fmt::format("CREATE TABLE t(id int); INSERT INTO t SELECT generate_series(1, {})",
+                              rows));
     }
 
     json drill_report(const RunResult& r) const {
@@ -332,8 +341,7 @@ TEST_F(RealDatabaseTest, APostgisDatabaseBacksUpWithOnlyTheUsersSrids) {
 // own connection went to the operator's port and the drill failed after 60 s.
 TEST_F(RealDatabaseTest, ASandboxDrillIgnoresTheOperatorsLibpqEnvironment) {
     PgCluster& c = PgCluster::instance();
-    c.create_database("envdb");
-    c.exec("envdb", "CREATE TABLE t(id int); INSERT INTO t SELECT generate_series(1, 10)");
+    small_database("envdb", 10);
     ASSERT_EQ(run_pgward({"backup"}, env("envdb")).exit_code, 0);
     int wrong_port = free_loopback_port();
     write_text(dir_ / "pgpass", "*:*:*:*:wrong-password\n", 0600);
@@ -356,8 +364,7 @@ TEST_F(RealDatabaseTest, ASandboxDrillIgnoresTheOperatorsLibpqEnvironment) {
 // parser, filled its queue and hung the backup for ever.
 TEST_F(RealDatabaseTest, BytesAfterTheArchiveDoNotHangTheBackup) {
     PgCluster& c = PgCluster::instance();
-    c.create_database("trail");
-    c.exec("trail", "CREATE TABLE t(id int); INSERT INTO t SELECT generate_series(1, 1000)");
+    small_database("trail", 1000);
     fs::path bin = fake_pg_dump(
         "trailing-bin", "\"$REAL\" \"$@\" || exit $?\nhead -c 8388608 /dev/zero | tr '\\000' x");
     auto started = std::chrono::steady_clock::now();
@@ -373,8 +380,7 @@ TEST_F(RealDatabaseTest, BytesAfterTheArchiveDoNotHangTheBackup) {
 // with its pg_dump, its snapshot transaction and its .tmp gone.
 TEST_F(RealDatabaseTest, SigtermEndsAHungBackupWithItsChildTransactionAndTemp) {
     PgCluster& c = PgCluster::instance();
-    c.create_database("hang");
-    c.exec("hang", "CREATE TABLE t(id int); INSERT INTO t SELECT generate_series(1, 1000)");
+    small_database("hang", 1000);
     // The archive, 8 MB the reader does not need, then silence with stdout
     // open: before the fix the pump blocked on the parser's full queue and
     // never looked at signals again.
@@ -416,8 +422,7 @@ TEST_F(RealDatabaseTest, SigtermEndsAHungBackupWithItsChildTransactionAndTemp) {
 // Issue 17, defect 4: `pgward backup` had no watchdog; only `run` did.
 TEST_F(RealDatabaseTest, BackupHasTheTimeoutAndStallWatchdogs) {
     PgCluster& c = PgCluster::instance();
-    c.create_database("dog");
-    c.exec("dog", "CREATE TABLE t(id int); INSERT INTO t SELECT generate_series(1, 10)");
+    small_database("dog", 10);
     fs::path silent = fake_pg_dump("silent-bin", "exec sleep 300");
     RunResult stalled = run_pgward({"backup", "--pg-bin", silent.string()},
                                    env("dog", {{"POSTGRES_BACKUP_STALL_SECONDS", "2"}}));
@@ -579,8 +584,7 @@ TEST_F(RealDatabaseTest, ManyTablesNeedNoMoreLocksThanPgDumpAlone) {
 // has the same watchdogs as a backup (restore by hand, a drill).
 TEST_F(RealDatabaseTest, RestoreAndDrillHaveTheWatchdogsToo) {
     PgCluster& c = PgCluster::instance();
-    c.create_database("slowsrc");
-    c.exec("slowsrc", "CREATE TABLE t(id int); INSERT INTO t SELECT generate_series(1, 10)");
+    small_database("slowsrc", 10);
     ASSERT_EQ(run_pgward({"backup"}, env("slowsrc")).exit_code, 0);
     // A pg_restore that reads nothing and runs nothing on the server.
     fs::path bin = dir_ / "hung-restore-bin";

@@ -264,8 +264,9 @@ TEST_F(RestoreTest, SmokeWarnsOnASequenceBehindItsColumnWithTheFixAndFailsOnAMis
     EXPECT_EQ(behind_json.exit_code, 0) << behind_json.err;
     EXPECT_EQ(json::parse(behind_json.out)["warnings"].size(), 1u) << behind_json.out;
     // The fix it shows works.
-    c.exec("shop", "SELECT pg_catalog.setval('\"public\".\"orders_id_seq\"', "
-                   "(SELECT max(\"id\") FROM \"public\".\"orders\"))");
+    c.exec("shop",
+           "SELECT pg_catalog.setval('\"public\".\"orders_id_seq\"', "
+           "(SELECT max(\"id\") FROM \"public\".\"orders\"))");
     RunResult fixed = run_pgward({"smoke", "--json"}, env("shop"));
     EXPECT_TRUE(json::parse(fixed.out)["warnings"].empty()) << fixed.out;
 
