@@ -85,13 +85,27 @@ class Summarizer : public ArchiveVisitor {
 
 }  // namespace
 
-const TableSummary* ArchiveSummary::find(const std::string& schema, const std::string& name) const {
+namespace {
+// No identifier holds a NUL byte.
+std::string table_key(const std::string& schema, const std::string& name) {
+    std::string key;
+    key.reserve(schema.size() + 1 + name.size());
+    key.append(schema).push_back('\0');
+    key.append(name);
+    return key;
+}
+}  // namespace
+
+TableLookup::TableLookup(const std::vector<TableSummary>& tables) {
+    by_name_.reserve(tables.size());
     for (const TableSummary& t : tables) {
-        if (t.schema == schema && t.name == name) {
-            return &t;
-        }
+        by_name_.emplace(table_key(t.schema, t.name), &t);
     }
-    return nullptr;
+}
+
+const TableSummary* TableLookup::find(const std::string& schema, const std::string& name) const {
+    auto found = by_name_.find(table_key(schema, name));
+    return found == by_name_.end() ? nullptr : found->second;
 }
 
 ArchiveSummary summarize(ByteSource& source) {
@@ -166,8 +180,12 @@ ArchiveSummary summarize_file_parallel(const std::filesystem::path& path, unsign
     summary.header = index.header;
     summary.encoding = archive_encoding(index.toc);
     summary.sequences = archive_sequences(index.toc);
+    std::vector<TableLookup> lookups;
+    for (const ArchiveSummary& part : parts) {
+        lookups.emplace_back(part.tables);
+    }
     for (const TocEntry& e : index.toc) {
-        for (const ArchiveSummary& part : parts) {
+        for (const TableLookup& part : lookups) {
             if (const TableSummary* t = e.is_table_data() ? part.find(e.schema, e.tag) : nullptr) {
                 summary.tables.push_back(*t);
             }

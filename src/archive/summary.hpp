@@ -8,6 +8,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "archive/fingerprint.hpp"
@@ -35,10 +36,20 @@ struct ArchiveSummary {
     std::vector<SequenceValue> sequences;    // the SEQUENCE SET entries
     std::string encoding;                    // from the ENCODING entry, e.g. UTF8, LATIN1
 
-    const TableSummary* find(const std::string& schema, const std::string& name) const;
     std::string large_objects_fingerprint() const {
         return large_objects_fingerprint_text(large_objects_content);
     }
+};
+
+// The tables of a summary by (schema, name): a database can have tens of
+// thousands, and every check looks each one up. Holds pointers into `tables`.
+class TableLookup {
+  public:
+    explicit TableLookup(const std::vector<TableSummary>& tables);
+    const TableSummary* find(const std::string& schema, const std::string& name) const;
+
+  private:
+    std::unordered_map<std::string, const TableSummary*> by_name_;
 };
 
 // Reads a whole archive and sums up every table's rows and fp1; a table

@@ -5,6 +5,8 @@
 #include <atomic>
 #include <chrono>
 #include <exception>
+#include <set>
+#include <string_view>
 #include <thread>
 
 #include <fmt/format.h>
@@ -224,8 +226,9 @@ class StreamingSummary {
 void check_rows(std::vector<TableEntry>& tables, const archive::ArchiveSummary& summary,
                 const std::string& database) {
     std::vector<std::string> problems;
+    const archive::TableLookup archived(summary.tables);
     for (TableEntry& t : tables) {
-        const archive::TableSummary* a = summary.find(t.schema, t.name);
+        const archive::TableSummary* a = archived.find(t.schema, t.name);
         if (a == nullptr) {
             problems.push_back(fmt::format("{}.{} is missing from the archive", t.schema, t.name));
             continue;
@@ -237,12 +240,12 @@ void check_rows(std::vector<TableEntry>& tables, const archive::ArchiveSummary& 
                             t.name, *t.rows, a->rows));
         }
     }
+    std::set<std::pair<std::string_view, std::string_view>> counted;
+    for (const TableEntry& t : tables) {
+        counted.emplace(t.schema, t.name);
+    }
     for (const archive::TableSummary& a : summary.tables) {
-        bool counted = false;
-        for (const TableEntry& t : tables) {
-            counted = counted || (t.schema == a.schema && t.name == a.name);
-        }
-        if (!counted) {
+        if (counted.count({a.schema, a.name}) == 0) {
             problems.push_back(
                 fmt::format("{}.{} is in the archive but was not counted", a.schema, a.name));
         }

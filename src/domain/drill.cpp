@@ -247,9 +247,11 @@ Fingerprints live_fingerprints(pg::Connection& conn, const std::vector<TableCoun
                                const archive::ArchiveSummary* archive = nullptr) {
     pg::set_dump_session_settings(conn);
     Fingerprints out;
+    const std::optional<archive::TableLookup> archived =
+        archive != nullptr ? std::optional<archive::TableLookup>(archive->tables) : std::nullopt;
     for (const TableCount& t : tables) {
         const archive::TableSummary* in_archive =
-            archive != nullptr ? archive->find(t.schema, t.name) : nullptr;
+            archived ? archived->find(t.schema, t.name) : nullptr;
         std::vector<std::string> columns = in_archive != nullptr && in_archive->columns
                                                ? *in_archive->columns
                                                : pg::dumped_columns(conn, t.dumped());

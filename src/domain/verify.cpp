@@ -166,8 +166,9 @@ DeepReport deep_verify(const std::filesystem::path& file, const std::optional<Ma
         report.rows += t.rows;
     }
     if (manifest) {
+        const archive::TableLookup archived(summary.tables);
         for (const TableEntry& m : manifest->tables) {
-            const archive::TableSummary* a = summary.find(m.schema, m.name);
+            const archive::TableSummary* a = archived.find(m.schema, m.name);
             std::string name = m.schema + "." + m.name;
             if (a == nullptr) {
                 report.problems.push_back("table " + name +

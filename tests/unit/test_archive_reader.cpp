@@ -374,5 +374,26 @@ TEST(ArchiveFormat, Version115HeaderWithAnAlgorithmByteParses) {
     }
 }
 
+TEST(TableLookup, FindsByExactSchemaAndNameWithoutMixingThem) {
+    std::vector<TableSummary> tables;
+    tables.push_back({"a.b", "c", 1, "", std::nullopt});
+    tables.push_back({"a", "b.c", 2, "", std::nullopt});
+    tables.push_back({"", "x", 3, "", std::nullopt});
+    for (int i = 0; i < 20000; ++i) {
+        tables.push_back(
+            {"tenant_" + std::to_string(i), "t", static_cast<uint64_t>(i), "", std::nullopt});
+    }
+    const TableLookup lookup(tables);
+    ASSERT_NE(lookup.find("a.b", "c"), nullptr);
+    EXPECT_EQ(lookup.find("a.b", "c")->rows, 1U);
+    ASSERT_NE(lookup.find("a", "b.c"), nullptr);
+    EXPECT_EQ(lookup.find("a", "b.c")->rows, 2U);
+    EXPECT_EQ(lookup.find("", "x")->rows, 3U);
+    EXPECT_EQ(lookup.find("tenant_19999", "t")->rows, 19999U);
+    EXPECT_EQ(lookup.find("a", "b"), nullptr);
+    EXPECT_EQ(lookup.find("A.B", "c"), nullptr);
+    EXPECT_EQ(lookup.find("tenant_20000", "t"), nullptr);
+}
+
 }  // namespace
 }  // namespace pgward::archive
