@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <exception>
+#include <map>
 #include <thread>
 
 #include "commands/command.hpp"
@@ -42,56 +43,109 @@ class ListCommand : public Command {
 
     int run() override {
         BackupRepository repo(options_.get_or("dir", "/backups"));
-        std::vector<BackupEntry> entries = repo.list(database_name(options_));
+        const std::optional<std::string> database = database_name(options_);
+        std::vector<BackupEntry> entries = repo.list(database);
+        std::vector<BackupEntry> safety = repo.list(database, BackupRepository::Kind::SafetyDumps);
         TimePoint now = now_seconds();
         nlohmann::ordered_json out = nlohmann::ordered_json::array();
         bool all_good = true;
-        if (!json_) {
-            fmt::print("{:<48} {:>10}  {:<20}  {:>8}  {:<11}  {}\n", "NAME", "SIZE",
-                       "STARTED (UTC)", "AGE", "COMPRESSION", "CHECKSUM");
-        }
         std::vector<ChecksumCheck> checks = check_all(repo, entries);
-        for (size_t i = 0; i < entries.size(); ++i) {
-            const BackupEntry& entry = entries[i];
-            const ChecksumCheck& check = checks[i];
-            all_good = all_good && check.good();
-            auto age = std::chrono::duration_cast<std::chrono::seconds>(now - entry.id.started);
-            if (json_) {
-                nlohmann::ordered_json item;
-                item["file"] = entry.id.dump_file();
-                item["database"] = entry.id.database;
-                item["size_bytes"] = entry.size_bytes;
-                item["started_at"] = format_iso_utc(entry.id.started);
-                item["age_seconds"] = age.count();
-                item["compression"] = check.compression.empty()
-                                          ? nlohmann::ordered_json()
-                                          : nlohmann::ordered_json(check.compression);
-                item["checksum"] = to_string(check.state);
-                if (!check.detail.empty()) {
-                    item["checksum_detail"] = check.detail;
-                }
-                item["manifest"] = entry.has_manifest
-                                       ? nlohmann::ordered_json(entry.id.manifest_file())
-                                       : nlohmann::ordered_json();
-                out.push_back(std::move(item));
-            } else {
-                fmt::print("{:<48} {:>10}  {:<20}  {:>8}  {:<11}  {}{}\n", entry.id.dump_file(),
-                           human_size(entry.size_bytes), format_iso_utc(entry.id.started),
-                           format_age(age), check.compression.empty() ? "-" : check.compression,
-                           to_string(check.state),
-                           check.detail.empty() ? "" : " (" + check.detail + ")");
+        std::vector<ChecksumCheck> safety_checks = check_all(repo, safety);
+        auto section = [&](const std::vector<BackupEntry>& listed,
+                           const std::vector<ChecksumCheck>& checked, const char* kind) {
+            if (!json_) {
+                fmt::print("{:<48} {:>10}  {:<20}  {:>8}  {:<11}  {}\n", "NAME", "SIZE",
+                           "STARTED (UTC)", "AGE", "COMPRESSION", "CHECKSUM");
             }
+            for (size_t i = 0; i < listed.size(); ++i) {
+                const BackupEntry& entry = listed[i];
+                const ChecksumCheck& check = checked[i];
+                all_good = all_good && check.good();
+                auto age = std::chrono::duration_cast<std::chrono::seconds>(now - entry.id.started);
+                if (json_) {
+                    nlohmann::ordered_json item;
+                    item["file"] = entry.id.dump_file();
+                    item["kind"] = kind;
+                    item["database"] = entry.id.database;
+                    item["size_bytes"] = entry.size_bytes;
+                    item["started_at"] = format_iso_utc(entry.id.started);
+                    item["age_seconds"] = age.count();
+                    item["compression"] = check.compression.empty()
+                                              ? nlohmann::ordered_json()
+                                              : nlohmann::ordered_json(check.compression);
+                    item["system_identifier"] =
+                        check.system_identifier ? nlohmann::ordered_json(*check.system_identifier)
+                                                : nlohmann::ordered_json();
+                    item["checksum"] = to_string(check.state);
+                    if (!check.detail.empty()) {
+                        item["checksum_detail"] = check.detail;
+                    }
+                    item["manifest"] = entry.has_manifest
+                                           ? nlohmann::ordered_json(entry.id.manifest_file())
+                                           : nlohmann::ordered_json();
+                    out.push_back(std::move(item));
+                } else {
+                    fmt::print("{:<48} {:>10}  {:<20}  {:>8}  {:<11}  {}{}\n", entry.id.dump_file(),
+                               human_size(entry.size_bytes), format_iso_utc(entry.id.started),
+                               format_age(age), check.compression.empty() ? "-" : check.compression,
+                               to_string(check.state),
+                               check.detail.empty() ? "" : " (" + check.detail + ")");
+                }
+            }
+        };
+        section(entries, checks, kKindBackup);
+        if (!json_ && entries.empty()) {
+            fmt::print("(no backups in {})\n", repo.dir().string());
+        }
+        if (!safety.empty()) {
+            if (!json_) {
+                fmt::print(
+                    "\nsafety dumps (taken by restore before replacing a database; never "
+                    "latest, not counted by retention; the newest {} of each database are "
+                    "kept):\n",
+                    kSafetyDumpsKept);
+            }
+            section(safety, safety_checks, kKindPreRestore);
         }
         if (json_) {
             fmt::print("{}\n", out.dump(2));
-        } else if (entries.empty()) {
-            fmt::print("(no backups in {})\n", repo.dir().string());
+        } else {
+            for (const std::string& line : mixed_servers(entries, checks)) {
+                fmt::print("\n{}\n", line);
+            }
         }
         // A listing that found a damaged or unmatched dump is a failed check.
         return all_good ? 0 : 1;
     }
 
   private:
+    // One line per database whose backups come from more than one server.
+    static std::vector<std::string> mixed_servers(const std::vector<BackupEntry>& entries,
+                                                  const std::vector<ChecksumCheck>& checks) {
+        std::map<std::string, std::map<std::string, size_t>> servers;  // db -> server -> count
+        for (size_t i = 0; i < entries.size(); ++i) {
+            if (checks[i].system_identifier) {
+                ++servers[entries[i].id.database][*checks[i].system_identifier];
+            }
+        }
+        std::vector<std::string> lines;
+        for (const auto& [db, counts] : servers) {
+            if (counts.size() < 2) {
+                continue;
+            }
+            std::string parts;
+            for (const auto& [system, count] : counts) {
+                parts +=
+                    fmt::format("{}{} from server {}", parts.empty() ? "" : ", ", count, system);
+            }
+            lines.push_back(fmt::format(
+                "note: the backups of \"{}\" come from {} servers ({}); latest and retention "
+                "work per server (`pgward list --json` shows each backup's system_identifier)",
+                db, counts.size(), parts));
+        }
+        return lines;
+    }
+
     // Each entry's check on its own thread share: on a directory of thousands
     // of backups, opening the manifests is most of the time.
     std::vector<ChecksumCheck> check_all(const BackupRepository& repo,

@@ -1,5 +1,8 @@
 #include <fmt/format.h>
 
+#include <map>
+#include <optional>
+
 #include "commands/command.hpp"
 #include "commands/registry.hpp"
 #include "domain/repository.hpp"
@@ -41,7 +44,25 @@ class PruneCommand : public Command {
             lock.emplace(repo.lock(database));
             repo.remove_leftovers(database);
         }
-        auto plan = plan_retention(repo.ids(database), static_cast<size_t>(*keep));
+        // Per server: backups of one database name from two clusters are two
+        // histories, each kept to N (those without a recorded server: one more).
+        std::map<std::optional<std::string>, std::vector<BackupId>> by_server;
+        for (const BackupId& id : repo.ids(database)) {
+            by_server[repo.system_of(id)].push_back(id);
+        }
+        // Backups whose manifest predates the field belong with the only
+        // server there is.
+        if (by_server.size() == 2 && by_server.count(std::nullopt) == 1) {
+            std::vector<BackupId> unknown = std::move(by_server[std::nullopt]);
+            by_server.erase(std::nullopt);
+            std::vector<BackupId>& known = by_server.begin()->second;
+            known.insert(known.end(), unknown.begin(), unknown.end());
+        }
+        std::vector<RetentionDecision> plan;
+        for (auto& [system, ids] : by_server) {
+            auto part = plan_retention(std::move(ids), static_cast<size_t>(*keep));
+            plan.insert(plan.end(), part.begin(), part.end());
+        }
         auto deleted = repo.apply(plan, dry_run_);
         log::info(dry_run_ ? "prune plan" : "prune done",
                   {{"database", database},

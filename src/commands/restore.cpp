@@ -27,7 +27,8 @@ class RestoreCommand : public Command {
         options_.add(app, "dir", "--dir", "POSTGRES_BACKUP_DIR",
                      "backup directory: where latest is found and the safety dump goes");
         options_.add(app, "from_db", "--from-db", "",
-                     "with latest: whose backups (default: --dbname)");
+                     "with latest: the source database whose newest backup to restore "
+                     "(default: the target's name)");
         options_.add(app, "jobs", "-j,--jobs", "", "parallel pg_restore jobs");
         options_.add(app, "pg_bin", "--pg-bin", "PGWARD_PG_BIN",
                      "directory of pg_restore and pg_dump");
@@ -74,27 +75,34 @@ class RestoreCommand : public Command {
         request.terminate_sessions = terminate_;
         request.limits = watchdog_limits(options_);
         if (::isatty(STDIN_FILENO) && ::isatty(STDERR_FILENO)) {
-            request.ask_consent = [](const std::string& database) {
+            request.ask_consent = [](const std::string& database, const std::string& plan) {
                 std::fprintf(stderr,
-                             "This replaces the contents of database \"%s\".\nType its name to "
-                             "confirm: ",
-                             database.c_str());
+                             "%s\nThis replaces the contents of database \"%s\".\nType its "
+                             "name to confirm: ",
+                             plan.c_str(), database.c_str());
                 std::string answer;
                 std::getline(std::cin, answer);
                 return answer == database;
             };
         }
-        std::optional<std::string> from = options_.get("from_db")
-                                              ? std::optional(options_.get("from_db")->value)
-                                              : database_name(options_);
-        request.archive = resolve_backup(backup_, request.backup_dir, from);
+        request.backup = backup_;
+        if (auto from = options_.get("from_db")) {
+            request.from_db = from->value;
+        }
 
         RestoreResult result = run_restore_job(request);
         if (json_) {
             nlohmann::ordered_json doc;
             doc["restore_success"] = result.success;
-            doc["file"] = request.archive.string();
+            doc["restoring"] = result.plan;
+            doc["file"] = result.archive.string();
+            doc["source_database"] = result.source_database
+                                         ? nlohmann::ordered_json(*result.source_database)
+                                         : nlohmann::ordered_json();
+            doc["taken_at"] = result.taken_at ? nlohmann::ordered_json(*result.taken_at)
+                                              : nlohmann::ordered_json();
             doc["target_database"] = result.target_database;
+            doc["connections_blocked"] = result.connections_blocked;
             doc["archive_version"] = result.archive_version;
             doc["safety_backup"] = result.safety_backup
                                        ? nlohmann::ordered_json(result.safety_backup->string())
@@ -109,7 +117,7 @@ class RestoreCommand : public Command {
         if (!result.success) {
             throw failure(
                 fmt::format("restore of {} into \"{}\" failed with {} error(s); first: {}",
-                            request.archive.filename().string(), result.target_database,
+                            result.archive.filename().string(), result.target_database,
                             result.errors.size(),
                             result.errors.empty() ? "?" : result.errors.front()),
                 result.safety_backup

@@ -2,11 +2,14 @@
 
 #include <fmt/format.h>
 
+#include <map>
+
 #include "commands/command.hpp"
 #include "commands/registry.hpp"
 #include "commands/service_options.hpp"
 #include "domain/health.hpp"
 #include "domain/repository.hpp"
+#include "domain/restore_job.hpp"
 #include "domain/state.hpp"
 #include "util/error.hpp"
 
@@ -18,6 +21,10 @@ struct Observed {
     std::optional<ServiceState> state;
     std::vector<BackupEntry> backups;
     Health health;
+    size_t safety_dumps = 0;
+    // server system identifier -> how many of the backups came from it
+    std::map<std::string, size_t> servers;
+    std::optional<LeftConnectionBlock> left_block;
 };
 
 Observed observe(const OptionTable& options) {
@@ -26,6 +33,17 @@ Observed observe(const OptionTable& options) {
     o.database = service_database(options);
     o.state = load_state(repo.path_of(state_file_name(o.database)));
     o.backups = repo.list(o.database);
+    o.safety_dumps = repo.safety_ids(o.database).size();
+    for (const BackupEntry& e : o.backups) {
+        if (auto system = repo.system_of(e.id)) {
+            ++o.servers[*system];
+        }
+    }
+    for (LeftConnectionBlock& left : left_connection_blocks(repo.dir())) {
+        if (left.database == o.database) {
+            o.left_block = std::move(left);
+        }
+    }
     const TimePoint now = now_seconds();
     Freshness freshness = assess_freshness(o.backups, now);
     o.health = evaluate_health(o.state, freshness.newest_finished, now, health_policy(options),
@@ -60,6 +78,12 @@ class StatusCommand : public Command {
             doc["reason"] = o.health.reason;
             doc["backups"] = o.backups.size();
             doc["future_dated_backups"] = o.health.future_dated;
+            doc["safety_dumps"] = o.safety_dumps;
+            doc["servers"] = o.servers;
+            if (o.left_block) {
+                doc["connections_left_blocked"] = {{"since", o.left_block->since},
+                                                   {"undo", o.left_block->undo_sql}};
+            }
             doc["newest_backup"] = o.backups.empty()
                                        ? nlohmann::ordered_json()
                                        : nlohmann::ordered_json(o.backups.front().id.dump_file());
@@ -78,6 +102,25 @@ class StatusCommand : public Command {
         }
         if (!o.backups.empty()) {
             fmt::print("newest backup:   {}\n", o.backups.front().id.dump_file());
+        }
+        if (o.safety_dumps > 0) {
+            fmt::print("safety dumps:    {} (taken by restore; `pgward list` shows them)\n",
+                       o.safety_dumps);
+        }
+        if (o.servers.size() > 1) {
+            std::string parts;
+            for (const auto& [system, count] : o.servers) {
+                parts +=
+                    fmt::format("{}{} from server {}", parts.empty() ? "" : ", ", count, system);
+            }
+            fmt::print("servers:         {} ({}); latest and retention work per server\n",
+                       o.servers.size(), parts);
+        }
+        if (o.left_block) {
+            fmt::print(
+                "WARNING:         a restore interrupted at {} left new connections to "
+                "\"{}\" blocked; the next restore puts the setting back, or run: {}\n",
+                o.left_block->since, o.database, o.left_block->undo_sql);
         }
         if (o.state) {
             const ServiceState& s = *o.state;

@@ -34,6 +34,15 @@ std::optional<ChecksumCheck> check_head(const ManifestHead& head, const BackupEn
         return ChecksumCheck{ChecksumState::BadManifest,
                              fmt::format("the manifest describes {}, not this dump", head.file),
                              std::nullopt,
+                             {},
+                             {}};
+    }
+    if ((head.kind == kKindPreRestore) != entry.id.pre_restore) {
+        return ChecksumCheck{ChecksumState::BadManifest,
+                             fmt::format("the manifest's kind \"{}\" does not match the name {}",
+                                         head.kind, entry.id.dump_file()),
+                             std::nullopt,
+                             {},
                              {}};
     }
     if (head.size_bytes != entry.size_bytes) {
@@ -41,6 +50,7 @@ std::optional<ChecksumCheck> check_head(const ManifestHead& head, const BackupEn
             ChecksumState::SizeMismatch,
             fmt::format("{} bytes on disk, {} in the manifest", entry.size_bytes, head.size_bytes),
             std::nullopt,
+            {},
             {}};
     }
     return std::nullopt;
@@ -50,8 +60,11 @@ std::optional<ChecksumCheck> check_head(const ManifestHead& head, const BackupEn
 
 ChecksumCheck check_checksum(const BackupRepository& repo, const BackupEntry& entry, bool rehash) {
     if (!entry.has_manifest) {
-        return {
-            ChecksumState::NoManifest, "no sidecar " + entry.id.manifest_file(), std::nullopt, {}};
+        return {ChecksumState::NoManifest,
+                "no sidecar " + entry.id.manifest_file(),
+                std::nullopt,
+                {},
+                {}};
     }
     std::filesystem::path path = repo.path_of(entry.id.manifest_file());
     if (!rehash) {
@@ -62,19 +75,21 @@ ChecksumCheck check_checksum(const BackupRepository& repo, const BackupEntry& en
                 return *problem;
             }
         } catch (const Error& e) {
-            return {ChecksumState::BadManifest, e.what(), std::nullopt, {}};
+            return {ChecksumState::BadManifest, e.what(), std::nullopt, {}, {}};
         }
-        return {ChecksumState::SizeMatches, "", std::nullopt, head.compression};
+        return {ChecksumState::SizeMatches, "", std::nullopt, head.compression,
+                head.system_identifier};
     }
     Manifest manifest;
     try {
         manifest = read_manifest(path);
     } catch (const Error& e) {
-        return {ChecksumState::BadManifest, e.what(), std::nullopt, {}};
+        return {ChecksumState::BadManifest, e.what(), std::nullopt, {}, {}};
     }
-    if (auto problem = check_head(ManifestHead{manifest.database, manifest.file,
-                                               manifest.size_bytes, manifest.compression},
-                                  entry)) {
+    if (auto problem = check_head(
+            ManifestHead{manifest.database, manifest.file, manifest.size_bytes,
+                         manifest.compression, manifest.kind, manifest.system_identifier},
+            entry)) {
         problem->manifest = manifest;
         return *problem;
     }
@@ -82,9 +97,10 @@ ChecksumCheck check_checksum(const BackupRepository& repo, const BackupEntry& en
     if (actual != manifest.sha256) {
         return {ChecksumState::Sha256Mismatch,
                 fmt::format("sha256 {} on disk, {} in the manifest", actual, manifest.sha256),
-                manifest, manifest.compression};
+                manifest, manifest.compression, manifest.system_identifier};
     }
-    return {ChecksumState::Verified, "", manifest, manifest.compression};
+    return {ChecksumState::Verified, "", manifest, manifest.compression,
+            manifest.system_identifier};
 }
 
 }  // namespace pgward

@@ -24,7 +24,8 @@ struct ChecksumCheck {
     ChecksumState state;
     std::string detail;
     std::optional<Manifest> manifest;
-    std::string compression;  // from the manifest, when it was read
+    std::string compression;                       // from the manifest, when it was read
+    std::optional<std::string> system_identifier;  // the server's, from the manifest
 
     bool good() const {
         return state == ChecksumState::SizeMatches || state == ChecksumState::Verified;

@@ -10,6 +10,11 @@ nlohmann::ordered_json manifest_to_json(const Manifest& m) {
     nlohmann::ordered_json doc;
     doc["format"] = kManifestFormat;
     doc["database"] = m.database;
+    doc["kind"] = m.kind;
+    if (m.restoring) {
+        doc["restoring"] = *m.restoring;
+    }
+    doc["system_identifier"] = optional_json(m.system_identifier);
     doc["file"] = m.file;
     doc["size_bytes"] = m.size_bytes;
     doc["sha256"] = m.sha256;
@@ -55,6 +60,9 @@ Manifest manifest_from_json(const nlohmann::json& doc, const std::string& source
         }
         Manifest m;
         m.database = doc.at("database").get<std::string>();
+        m.kind = doc.value("kind", kKindBackup);
+        m.restoring = optional_string(doc, "restoring");
+        m.system_identifier = optional_string(doc, "system_identifier");
         m.file = doc.at("file").get<std::string>();
         m.size_bytes = doc.at("size_bytes").get<uint64_t>();
         m.sha256 = doc.at("sha256").get<std::string>();
@@ -144,7 +152,9 @@ class HeadCollector : public nlohmann::json_sax<nlohmann::json> {
     bool complete() const { return format_ && database_ && file_ && size_; }
     bool malformed() const { return malformed_; }
     bool right_format() const { return format_ == kManifestFormat; }
-    ManifestHead head() const { return ManifestHead{*database_, *file_, *size_, compression_}; }
+    ManifestHead head() const {
+        return ManifestHead{*database_, *file_, *size_, compression_, kind_, system_identifier_};
+    }
 
   private:
     bool scalar(const std::string& value) {
@@ -157,6 +167,10 @@ class HeadCollector : public nlohmann::json_sax<nlohmann::json> {
                 file_ = value;
             } else if (key_ == "compression") {
                 compression_ = value;
+            } else if (key_ == "kind") {
+                kind_ = value;
+            } else if (key_ == "system_identifier" && !value.empty()) {
+                system_identifier_ = value;
             }
         }
         return true;
@@ -174,6 +188,8 @@ class HeadCollector : public nlohmann::json_sax<nlohmann::json> {
     std::string key_;
     std::optional<std::string> format_, database_, file_;
     std::string compression_;
+    std::string kind_ = kKindBackup;
+    std::optional<std::string> system_identifier_;
     std::optional<uint64_t> size_;
     bool malformed_ = false;
 };
@@ -201,7 +217,8 @@ ManifestHead read_manifest_head(const std::filesystem::path& path) {
     }
     // Not a manifest, or one missing a field: the full reader names the problem.
     Manifest full = read_manifest(path);
-    return ManifestHead{full.database, full.file, full.size_bytes, full.compression};
+    return ManifestHead{full.database,    full.file, full.size_bytes,
+                        full.compression, full.kind, full.system_identifier};
 }
 
 }  // namespace pgward

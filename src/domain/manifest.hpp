@@ -11,6 +11,8 @@
 namespace pgward {
 
 inline constexpr const char* kManifestFormat = "pgward-manifest/1";
+inline constexpr const char* kKindBackup = "backup";
+inline constexpr const char* kKindPreRestore = "pre-restore";
 
 struct TableEntry {
     std::string schema;
@@ -28,6 +30,13 @@ struct TableEntry {
 // names its version.
 struct Manifest {
     std::string database;
+    // "backup", or "pre-restore" for the safety dump a restore takes of the
+    // database it replaces (then `restoring` names the file it restored).
+    std::string kind = kKindBackup;
+    std::optional<std::string> restoring;
+    // The server's pg_control system identifier (decimal): backups of one
+    // database name from two clusters are told apart by it.
+    std::optional<std::string> system_identifier;
     std::string file;
     uint64_t size_bytes = 0;
     std::string sha256;
@@ -66,6 +75,8 @@ struct ManifestHead {
     std::string file;
     uint64_t size_bytes = 0;
     std::string compression;  // "" in manifests that do not say
+    std::string kind = kKindBackup;
+    std::optional<std::string> system_identifier;
 };
 ManifestHead read_manifest_head(const std::filesystem::path& path);
 

@@ -76,7 +76,8 @@ std::optional<std::string> decode_db_name(std::string_view encoded) {
 }
 
 std::string BackupId::stem() const {
-    return encode_db_name(database) + "_" + format_compact_utc(started);
+    return encode_db_name(database) + "_" + format_compact_utc(started) +
+           (pre_restore ? std::string(kPreRestoreSuffix) : std::string());
 }
 
 std::optional<ParsedFileName> parse_backup_file_name(std::string_view file_name) {
@@ -92,6 +93,7 @@ std::optional<ParsedFileName> parse_backup_file_name(std::string_view file_name)
     } else {
         return std::nullopt;
     }
+    const bool pre_restore = strip_suffix(rest, kPreRestoreSuffix);
     // <encoded db>_<16-char timestamp>
     constexpr size_t kStampLength = 16;
     if (rest.size() < kStampLength + 2 || rest[rest.size() - kStampLength - 1] != '_') {
@@ -102,7 +104,7 @@ std::optional<ParsedFileName> parse_backup_file_name(std::string_view file_name)
     if (!started || !database) {
         return std::nullopt;
     }
-    parsed.id = BackupId{*database, *started};
+    parsed.id = BackupId{*database, *started, pre_restore};
     return parsed;
 }
 

@@ -17,10 +17,14 @@ namespace pgward {
 std::string encode_db_name(std::string_view name);
 std::optional<std::string> decode_db_name(std::string_view encoded);
 
-// One backup: <db>_<YYYYMMDDTHHMMSSZ> plus an extension per file.
+// One backup: <db>_<YYYYMMDDTHHMMSSZ> plus an extension per file. A safety
+// dump, taken by `restore` of the database it is about to replace, is
+// <db>_<YYYYMMDDTHHMMSSZ>.pre-restore: never `latest`, never drilled, never
+// counted by retention (it has its own bound, kSafetyDumpsKept).
 struct BackupId {
     std::string database;
     TimePoint started;
+    bool pre_restore = false;
 
     std::string stem() const;
     std::string dump_file() const { return stem() + ".dump"; }
@@ -34,6 +38,11 @@ struct BackupId {
 // never `latest`, never fresh, ranked as the oldest by retention.
 inline constexpr std::chrono::seconds kFutureTolerance{300};
 bool is_future_dated(const BackupId& id, TimePoint now);
+
+inline constexpr std::string_view kPreRestoreSuffix = ".pre-restore";
+// How many safety dumps of one database a restore leaves: the newest ones;
+// older ones are deleted when a new one is published.
+inline constexpr size_t kSafetyDumpsKept = 3;
 
 // Newest first, future-dated backups last (as the oldest).
 void sort_newest_first(std::vector<BackupId>& ids, TimePoint now);

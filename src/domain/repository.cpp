@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include "domain/manifest.hpp"
 #include "util/error.hpp"
 #include "util/files.hpp"
 #include "util/log.hpp"
@@ -59,7 +60,8 @@ std::vector<BackupRepository::Listed> BackupRepository::scan() const {
     return out;
 }
 
-std::vector<BackupEntry> BackupRepository::list(const std::optional<std::string>& database) const {
+std::vector<BackupEntry> BackupRepository::list(const std::optional<std::string>& database,
+                                                Kind kind) const {
     std::vector<Listed> files = scan();
     std::unordered_set<std::string> manifests;
     for (const Listed& f : files) {
@@ -81,7 +83,8 @@ std::vector<BackupEntry> BackupRepository::list(const std::optional<std::string>
         if (f.parsed.role != FileRole::Dump || f.parsed.temporary) {
             continue;
         }
-        if (database && f.parsed.id.database != *database) {
+        if ((database && f.parsed.id.database != *database) ||
+            f.parsed.id.pre_restore != (kind == Kind::SafetyDumps)) {
             continue;
         }
         BackupEntry entry;
@@ -123,7 +126,7 @@ bool BackupRepository::is_dump(const Listed& f) const {
 std::vector<BackupId> BackupRepository::ids(const std::string& database) const {
     std::vector<BackupId> out;
     for (const Listed& f : scan()) {
-        if (f.parsed.id.database == database && is_dump(f)) {
+        if (f.parsed.id.database == database && !f.parsed.id.pre_restore && is_dump(f)) {
             out.push_back(f.parsed.id);
         }
     }
@@ -131,10 +134,55 @@ std::vector<BackupId> BackupRepository::ids(const std::string& database) const {
     return out;
 }
 
+std::vector<BackupId> BackupRepository::safety_ids(const std::string& database) const {
+    std::vector<BackupId> out;
+    for (const Listed& f : scan()) {
+        if (f.parsed.id.database == database && f.parsed.id.pre_restore && is_dump(f)) {
+            out.push_back(f.parsed.id);
+        }
+    }
+    sort_newest_first(out, now_seconds());
+    return out;
+}
+
+std::optional<std::string> BackupRepository::system_of(const BackupId& id) const {
+    try {
+        return read_manifest_head(path_of(id.manifest_file())).system_identifier;
+    } catch (const Error&) {
+        return std::nullopt;
+    }
+}
+
+std::vector<BackupId> BackupRepository::ids_of_server(
+    const std::string& database, const std::optional<std::string>& system) const {
+    std::vector<BackupId> out = ids(database);
+    if (system) {
+        std::erase_if(out, [&](const BackupId& id) {
+            std::optional<std::string> from = system_of(id);
+            return from && *from != *system;
+        });
+    }
+    return out;
+}
+
+std::vector<BackupId> BackupRepository::bound_safety_dumps(const std::string& database,
+                                                           size_t keep) const {
+    std::vector<BackupId> safety = safety_ids(database);
+    std::vector<BackupId> deleted;
+    for (size_t i = keep; i < safety.size(); ++i) {
+        remove_backup(safety[i]);
+        log::info("deleted an old safety dump",
+                  {{"file", safety[i].dump_file()},
+                   {"reason", fmt::format("only the newest {} safety dumps are kept", keep)}});
+        deleted.push_back(safety[i]);
+    }
+    return deleted;
+}
+
 std::vector<std::string> BackupRepository::databases() const {
     std::set<std::string> names;
     for (const Listed& f : scan()) {
-        if (is_dump(f)) {
+        if (is_dump(f) && !f.parsed.id.pre_restore) {
             names.insert(f.parsed.id.database);
         }
     }

@@ -29,12 +29,32 @@ class BackupRepository {
     const std::filesystem::path& dir() const { return dir_; }
     std::filesystem::path path_of(const std::string& file_name) const { return dir_ / file_name; }
 
-    // Newest first. With a database, only that database's dumps.
-    std::vector<BackupEntry> list(const std::optional<std::string>& database = {}) const;
+    // Newest first. With a database, only that database's dumps. Backups, or
+    // the safety dumps restores took (id.pre_restore).
+    enum class Kind { Backups, SafetyDumps };
+    std::vector<BackupEntry> list(const std::optional<std::string>& database = {},
+                                  Kind kind = Kind::Backups) const;
     // The same backups' ids only, newest first: no stat per file where the
     // directory listing already says what each name is (retention, prune).
+    // Backups only: safety dumps are never `latest` and never retained.
     std::vector<BackupId> ids(const std::string& database) const;
+    // The safety dumps of a database (`restore` takes them), newest first.
+    std::vector<BackupId> safety_ids(const std::string& database) const;
+    // The databases that have backups (safety dumps aside).
     std::vector<std::string> databases() const;
+
+    // The system identifier of the server a backup was taken from, from its
+    // manifest; nullopt when the manifest is missing, unreadable or older
+    // than the field.
+    std::optional<std::string> system_of(const BackupId& id) const;
+    // `ids` of one server: those whose manifest names `system` or no server
+    // at all (manifests written before the field). With no system, all.
+    std::vector<BackupId> ids_of_server(const std::string& database,
+                                        const std::optional<std::string>& system) const;
+
+    // Keeps the newest `keep` safety dumps of the database and deletes the
+    // rest; returns the deleted.
+    std::vector<BackupId> bound_safety_dumps(const std::string& database, size_t keep) const;
 
     // Throws "previous run still active" when another pgward holds it.
     FileLock lock(const std::string& database) const;

@@ -60,9 +60,17 @@ std::optional<Manifest> manifest_beside(const std::filesystem::path& dump);
 
 DeepReport deep_verify(const std::filesystem::path& file, const std::optional<Manifest>& manifest);
 
-// FILE (a path, or a name in the backup directory) or "latest" (the newest
-// dump of `database`, or of the only database in the directory).
+// FILE (a path, or a name in the backup directory) or "latest": the newest
+// backup (never a safety dump) of the source database `database`, or, when
+// none is named, of the only database in the directory. Backups of that name
+// from more than one server are told apart by the system identifier in their
+// manifests: with `server`, that server's backups; a database none of whose
+// backups came from `server` but all from one other server (a restore onto a
+// new server) takes those; anything else is ambiguous and refused, naming the
+// servers. No backup of the named database is an error that names the
+// databases that do have backups.
 std::filesystem::path resolve_backup(const std::string& spec, const std::filesystem::path& dir,
-                                     const std::optional<std::string>& database);
+                                     const std::optional<std::string>& database,
+                                     const std::optional<std::string>& server = std::nullopt);
 
 }  // namespace pgward

@@ -113,6 +113,19 @@ void run_or_throw(const std::vector<std::string>& argv, const std::string& what)
 
 }  // namespace
 
+std::string sandbox_server_user(const std::function<bool(const std::string&)>& user_exists) {
+    // Never `nobody`: every daemon that drops privileges runs as it, and the
+    // sandbox's files (a full copy of production) would be theirs to read.
+    if (!user_exists("postgres")) {
+        throw failure(
+            "a sandbox started as root runs its server as the user \"postgres\", "
+            "and this host has none",
+            "create it (adduser --system --group postgres) or run pgward as a "
+            "non-root user");
+    }
+    return "postgres";
+}
+
 struct Sandbox::Server {
     pid_t pid = -1;
     std::thread drain;
@@ -196,8 +209,9 @@ Sandbox::Sandbox(const Options& options) : options_(options) {
     }
     if (::geteuid() == 0) {
         // PostgreSQL refuses to run as root; hand the files to a plain user.
-        const char* user = ::getpwnam("postgres") != nullptr ? "postgres" : "nobody";
-        passwd* pw = ::getpwnam(user);
+        const std::string user = sandbox_server_user(
+            [](const std::string& name) { return ::getpwnam(name.c_str()) != nullptr; });
+        passwd* pw = ::getpwnam(user.c_str());
         run_as_ = user;
         for (const auto& p : {root_, socket_dir_, pwfile}) {
             if (::chown(p.c_str(), pw->pw_uid, pw->pw_gid) != 0) {

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -19,6 +20,10 @@ namespace pgward::pg {
 // process knows. Nothing of the operator's libpq environment reaches it.
 // Stopped and removed when destroyed, also when an error or SIGTERM unwinds
 // the stack (kept, with its log, when asked to).
+// The user a sandbox server runs as when pgward runs as root: "postgres",
+// which must exist (PostgreSQL refuses root).
+std::string sandbox_server_user(const std::function<bool(const std::string&)>& user_exists);
+
 class Sandbox {
   public:
     struct Options {

@@ -199,13 +199,19 @@ TEST_F(VerifyChecks, ABackupSpecNamesOneFile) {
         ADD_FAILURE() << "an ambiguous latest was resolved";
     } catch (const Error& e) {
         EXPECT_EQ(e.kind(), ErrorKind::Usage);
-        EXPECT_EQ(std::string(e.what()),
-                  "\"latest\" is ambiguous: " + dir_.string() + " holds backups of 2 databases");
+        EXPECT_EQ(std::string(e.what()), "\"latest\" is ambiguous: " + dir_.string() +
+                                             " holds backups of 2 databases (\"app\", \"other\")");
     }
-    // A database with no backups falls back to the only database there is.
+    // A named database with no backups never falls back to another one
+    // (issue 18: that restored another database's backup).
     fs::remove(dir_ / "other_20260103T000000Z.dump");
-    EXPECT_EQ(resolve_backup("latest", dir_, std::string("nobody")),
-              dir_ / "app_20260102T000000Z.dump");
+    try {
+        resolve_backup("latest", dir_, std::string("nobody"));
+        ADD_FAILURE() << "latest of a database without backups was resolved";
+    } catch (const Error& e) {
+        EXPECT_EQ(std::string(e.what()),
+                  "no backups of \"nobody\" in " + dir_.string() + "; it holds backups of \"app\"");
+    }
     EXPECT_EQ(resolve_backup("latest", dir_, std::nullopt), dir_ / "app_20260102T000000Z.dump");
 }
 

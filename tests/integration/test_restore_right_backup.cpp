@@ -1,0 +1,314 @@
+// Issue 18, restore and retention: `latest` is one named source database's,
+// safety dumps are never latest nor retained, new connections are kept out
+// during a --clean restore, any user object needs consent, and backups of one
+// database name from two servers are told apart.
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <fstream>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include <nlohmann/json.hpp>
+
+#include "harness/pg_cluster.hpp"
+#include "harness/runner.hpp"
+#include "harness/scratch.hpp"
+#include "util/error.hpp"
+#include "util/time.hpp"
+
+namespace pgward::test {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+
+class RightBackupTest : public ScratchDirTest {
+  protected:
+    RightBackupTest() : ScratchDirTest("right-backup") {}
+    void SetUp() override {
+        ScratchDirTest::SetUp();
+        PgCluster& c = PgCluster::instance();
+        c.create_database("shop");
+        c.exec("shop",
+               "CREATE TABLE orders(id serial PRIMARY KEY, item text); "
+               "INSERT INTO orders(item) SELECT 'item ' || g FROM generate_series(1, 300) g;");
+    }
+    Env env(const std::string& db) const { return pg_env(db, dir_); }
+    std::string backup(const std::string& db) {
+        RunResult b = run_pgward({"backup"}, env(db));
+        EXPECT_EQ(b.exit_code, 0) << b.err;
+        return b.out.substr(0, b.out.find('\n'));
+    }
+    std::string orders(const std::string& db) const {
+        return PgCluster::instance().query_value(db, "SELECT count(*) FROM orders");
+    }
+    std::vector<std::string> files_ending(const std::string& suffix) const {
+        std::vector<std::string> out;
+        for (const std::string& name : list_dir(dir_)) {
+            if (name.size() > suffix.size() &&
+                name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+                out.push_back(name);
+            }
+        }
+        return out;
+    }
+    // A backup that the directory says came from another server: a copy of
+    // `dump` one hour later, its manifest naming another system identifier.
+    std::string copy_as_other_server(const std::string& dump, const std::string& system) {
+        fs::path from = dump;
+        std::string stem = from.stem().string();  // shop_YYYYMMDDTHHMMSSZ
+        std::string stamp = stem.substr(stem.size() - 16);
+        std::string later = format_compact_utc(*parse_compact_utc(stamp) + std::chrono::hours(1));
+        std::string other_stem = stem.substr(0, stem.size() - 16) + later;
+        fs::copy_file(from, dir_ / (other_stem + ".dump"));
+        json manifest = json::parse(slurp(dir_ / (stem + ".json")));
+        manifest["file"] = other_stem + ".dump";
+        manifest["system_identifier"] = system;
+        write_text(dir_ / (other_stem + ".json"), manifest.dump(2), 0600);
+        return (dir_ / (other_stem + ".dump")).string();
+    }
+};
+
+// Item 1. Before: `restore latest --dbname other` restored shop's backup into
+// "other" (the fallback to the only database in the directory).
+TEST_F(RightBackupTest, LatestIsTheNamedSourceDatabasesAndTheRestoreSaysWhatItRestores) {
+    PgCluster& c = PgCluster::instance();
+    const std::string dump = backup("shop");
+    c.create_database("other");
+    c.exec("other", "CREATE TABLE keep_me(x int); INSERT INTO keep_me VALUES (1)");
+
+    RunResult wrong = run_pgward({"restore", "latest", "--dbname", "other", "--clean",
+                                  "--if-exists", "--yes", "--no-safety-backup"},
+                                 env("other"));
+    EXPECT_EQ(wrong.exit_code, 1);
+    EXPECT_TRUE(contains(wrong.err, fmt::format("no backups of \"other\" in {}; it holds backups "
+                                                "of \"shop\"",
+                                                dir_.string())))
+        << wrong.err;
+    EXPECT_TRUE(contains(wrong.err, "--from-db")) << wrong.err;
+    EXPECT_EQ(c.query_value("other", "SELECT count(*) FROM keep_me"), "1");
+
+    c.drop_database("shop_copy");
+    RunResult right = run_pgward(
+        {"restore", "latest", "--dbname", "shop_copy", "--from-db", "shop", "--create", "--json"},
+        env("shop"));
+    ASSERT_EQ(right.exit_code, 0) << right.err;
+    json doc = json::parse(right.out);
+    const std::string plan = doc["restoring"].get<std::string>();
+    EXPECT_TRUE(contains(plan, "restoring " + dump)) << plan;
+    EXPECT_TRUE(contains(plan, "database \"shop\", taken 20")) << plan;
+    EXPECT_TRUE(contains(plan, "into \"shop_copy\" on ")) << plan;
+    EXPECT_EQ(doc["source_database"], "shop");
+    EXPECT_TRUE(doc["taken_at"].is_string());
+    const size_t logged = right.err.find("msg=\"restoring " + dump);
+    ASSERT_NE(logged, std::string::npos) << "the log has the same line: " << right.err;
+    EXPECT_TRUE(contains(right.err.substr(logged), "into \\\"shop_copy\\\" on ")) << right.err;
+    // Said before anything changed: before the database was created.
+    EXPECT_LT(logged, right.err.find("created the target database")) << right.err;
+    EXPECT_EQ(orders("shop_copy"), "300");
+    c.drop_database("shop_copy");
+    c.drop_database("other");
+}
+
+// Item 2. Before: the second restore picked the first one's safety dump (the
+// corrupted data) as latest, and prune kept safety dumps over backups.
+TEST_F(RightBackupTest, SafetyDumpsAreNeverLatestNeverRetainedAndBounded) {
+    PgCluster& c = PgCluster::instance();
+    backup("shop");
+    std::this_thread::sleep_for(1100ms);
+    const std::string newest = backup("shop");
+    c.exec("shop", "UPDATE orders SET item = 'corrupted'");
+    const std::vector<std::string> restore = {"restore", "latest",      "--dbname", "shop",
+                                              "--clean", "--if-exists", "--yes"};
+    for (int run = 0; run < 4; ++run) {
+        if (run > 0) {
+            std::this_thread::sleep_for(1100ms);  // one safety dump per second
+        }
+        RunResult r = run_pgward(restore, env("shop"));
+        ASSERT_EQ(r.exit_code, 0) << r.err;
+        EXPECT_TRUE(contains(r.err, "restoring " + newest)) << "run " << run << ": " << r.err;
+        EXPECT_EQ(c.query_value("shop", "SELECT count(*) FROM orders WHERE item = 'corrupted'"),
+                  "0")
+            << "run " << run;
+    }
+    std::vector<std::string> safety = files_ending(".pre-restore.dump");
+    ASSERT_EQ(safety.size(), 3u) << "the newest 3 safety dumps are kept";
+    EXPECT_EQ(files_ending(".pre-restore.json").size(), 3u);
+    json manifest =
+        json::parse(slurp(dir_ / (safety.front().substr(0, safety.front().size() - 5) + ".json")));
+    EXPECT_EQ(manifest["kind"], "pre-restore");
+    EXPECT_EQ(manifest["restoring"], fs::path(newest).filename().string());
+
+    RunResult list = run_pgward({"list"}, env("shop"));
+    EXPECT_EQ(list.exit_code, 0) << list.out << list.err;
+    size_t section = list.out.find("safety dumps (taken by restore");
+    ASSERT_NE(section, std::string::npos) << list.out;
+    EXPECT_GT(list.out.find(safety.front()), section) << list.out;
+    EXPECT_LT(list.out.find(fs::path(newest).filename().string()), section) << list.out;
+
+    RunResult prune = run_pgward({"prune", "--keep", "1"}, env("shop"));
+    ASSERT_EQ(prune.exit_code, 0) << prune.err;
+    EXPECT_EQ(files_ending(".pre-restore.dump").size(), 3u) << "retention never counts them";
+    std::vector<std::string> dumps = files_ending(".dump");
+    EXPECT_EQ(dumps.size(), 4u);
+    EXPECT_TRUE(fs::exists(newest)) << "the newest real backup is kept";
+
+    // A safety dump is still restorable when named.
+    RunResult back = run_pgward({"restore", safety.front(), "--dbname", "shop", "--clean",
+                                 "--if-exists", "--yes", "--no-safety-backup"},
+                                env("shop"));
+    EXPECT_EQ(back.exit_code, 0) << back.err;
+    EXPECT_TRUE(contains(back.err, "this is a safety dump a restore took")) << back.err;
+}
+
+// Item 4. Before: a target holding only a function, a type, a schema or a
+// large object was replaced without consent and without a safety dump.
+TEST_F(RightBackupTest, AnyUserObjectMakesTheTargetNonEmpty) {
+    PgCluster& c = PgCluster::instance();
+    const std::string dump = backup("shop");
+    const std::vector<std::pair<std::string, std::string>> kinds = {
+        {"CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'", "1 functions"},
+        {"CREATE TYPE mood AS ENUM ('ok')", "1 types"},
+        {"CREATE SCHEMA lonely", "1 schemas"},
+        {"SELECT lo_from_bytea(0, 'x')", "1 large objects"},
+    };
+    for (const auto& [sql, said] : kinds) {
+        c.drop_database("target");
+        c.create_database("target");
+        RunResult empty =
+            run_pgward({"restore", dump, "--dbname", "target", "--json"}, env("target"));
+        ASSERT_EQ(empty.exit_code, 0) << "an empty database needs nothing: " << empty.err;
+        c.drop_database("target");
+        c.create_database("target");
+        c.exec("target", sql);
+        RunResult plain = run_pgward({"restore", dump, "--dbname", "target"}, env("target"));
+        EXPECT_EQ(plain.exit_code, 1) << sql;
+        EXPECT_TRUE(contains(plain.err, "target database \"target\" is not empty (" + said + ")"))
+            << plain.err;
+        RunResult no_yes =
+            run_pgward({"restore", dump, "--dbname", "target", "--clean"}, env("target"));
+        EXPECT_EQ(no_yes.exit_code, 1) << sql;
+        EXPECT_TRUE(contains(no_yes.err, "needs consent")) << no_yes.err;
+        EXPECT_TRUE(files_ending(".pre-restore.dump").empty()) << "nothing before consent";
+        RunResult yes = run_pgward(
+            {"restore", dump, "--dbname", "target", "--clean", "--if-exists", "--yes", "--json"},
+            env("target"));
+        ASSERT_EQ(yes.exit_code, 0) << yes.err;
+        EXPECT_TRUE(json::parse(yes.out)["safety_backup"].is_string()) << sql;
+        for (const std::string& name : list_dir(dir_)) {
+            if (contains(name, ".pre-restore.")) {
+                fs::remove(dir_ / name);
+            }
+        }
+    }
+    c.drop_database("target");
+}
+
+// Item 3. Before: nothing kept a reconnecting pool out of a --clean restore.
+TEST_F(RightBackupTest, NewConnectionsAreKeptOutDuringACleanRestoreAndLetInAfter) {
+    PgCluster& c = PgCluster::instance();
+    // Enough rows for the restore to take a few seconds.
+    c.exec("shop",
+           "CREATE TABLE bulk AS SELECT g AS id, md5(g::text) AS v "
+           "FROM generate_series(1, 1500000) g; CREATE INDEX ON bulk(v)");
+    const std::string dump = backup("shop");
+    const std::vector<std::string> args = {
+        "restore", dump,          "--dbname", "shop",
+        "--clean", "--if-exists", "--yes",    "--no-safety-backup"};
+    auto allowed = [&] {
+        return c.query_value("postgres",
+                             "SELECT datallowconn::text FROM pg_database WHERE datname = 'shop'");
+    };
+    {
+        BackgroundPgward restore(args, env("shop"));
+        ASSERT_TRUE(eventually([&] { return allowed() == "false"; }, 60s))
+            << "the restore never blocked new connections";
+        EXPECT_TRUE(fs::exists(dir_ / ".pgward-shop.restore-block.json"));
+        try {
+            c.connect("shop");
+            ADD_FAILURE() << "a new session got in during the restore";
+        } catch (const Error& e) {
+            EXPECT_TRUE(contains(e.what(), "not currently accepting connections")) << e.what();
+        }
+        std::optional<RunResult> done = restore.wait(120s);
+        ASSERT_TRUE(done);
+        EXPECT_EQ(done->exit_code, 0) << done->err;
+        EXPECT_TRUE(contains(done->err, "new connections to the target are allowed again"))
+            << done->err;
+    }
+    EXPECT_EQ(allowed(), "true");
+    EXPECT_FALSE(fs::exists(dir_ / ".pgward-shop.restore-block.json"));
+    EXPECT_NO_THROW(c.connect("shop"));
+
+    // Killed mid-restore: the block stays, status says how to undo it, and
+    // the next restore puts the setting back itself.
+    {
+        BackgroundPgward restore(args, env("shop"));
+        ASSERT_TRUE(eventually([&] { return allowed() == "false"; }, 60s));
+        ::kill(restore.pid(), SIGKILL);
+        ASSERT_TRUE(restore.wait(30s));
+    }
+    ASSERT_TRUE(eventually(
+        [&] {
+            return c.query_value("postgres",
+                                 "SELECT count(*) FROM pg_stat_activity "
+                                 "WHERE datname = 'shop'") == "0";
+        },
+        30s));
+    EXPECT_EQ(allowed(), "false");
+    RunResult status = run_pgward({"status", "--dbname", "shop"}, env("shop"));
+    EXPECT_TRUE(contains(status.out, "left new connections to \"shop\" blocked")) << status.out;
+    EXPECT_TRUE(
+        contains(status.out, "ALTER DATABASE \"shop\" ALLOW_CONNECTIONS true CONNECTION LIMIT -1"))
+        << status.out;
+    RunResult again = run_pgward(args, env("shop"));
+    EXPECT_EQ(again.exit_code, 0) << again.err;
+    EXPECT_TRUE(contains(again.err, "putting the setting back")) << again.err;
+    EXPECT_EQ(allowed(), "true");
+    EXPECT_EQ(c.query_value("shop", "SELECT count(*) FROM bulk"), "1500000");
+}
+
+// Item 5. Before: retention pruned the other server's backups and latest
+// took the other server's newer one.
+TEST_F(RightBackupTest, BackupsOfOneNameFromTwoServersAreKeptApart) {
+    PgCluster& c = PgCluster::instance();
+    const std::string ours = backup("shop");
+    json manifest = json::parse(slurp(fs::path(ours).replace_extension(".json")));
+    const std::string system =
+        c.query_value("postgres", "SELECT system_identifier::text FROM pg_control_system()");
+    EXPECT_EQ(manifest["system_identifier"], system);
+    const std::string theirs = copy_as_other_server(ours, "1234567890123456789");
+
+    // latest on this server is this server's, though theirs is newer.
+    c.exec("shop", "DELETE FROM orders WHERE id > 10");
+    RunResult r = run_pgward({"restore", "latest", "--dbname", "shop", "--clean", "--if-exists",
+                              "--yes", "--no-safety-backup"},
+                             env("shop"));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_TRUE(contains(r.err, "restoring " + ours)) << r.err;
+
+    // Retention of this server's backups leaves theirs alone.
+    std::this_thread::sleep_for(1100ms);
+    RunResult keep1 = run_pgward({"backup", "--retention", "1"}, env("shop"));
+    ASSERT_EQ(keep1.exit_code, 0) << keep1.err;
+    EXPECT_FALSE(fs::exists(ours)) << "our older backup is pruned";
+    EXPECT_TRUE(fs::exists(theirs)) << "theirs is not ours to prune";
+
+    RunResult list = run_pgward({"list"}, env("shop"));
+    EXPECT_TRUE(contains(list.out, "note: the backups of \"shop\" come from 2 servers"))
+        << list.out;
+    RunResult status = run_pgward({"status", "--dbname", "shop"}, env("shop"));
+    EXPECT_TRUE(contains(status.out, "servers:         2 (")) << status.out;
+
+    // Without a server to go by (a drill of latest), two servers are ambiguous.
+    RunResult verify = run_pgward({"drill", "--backup", "latest", "--sandbox"}, env("shop"));
+    EXPECT_EQ(verify.exit_code, 1) << verify.err;
+    EXPECT_TRUE(contains(verify.err, "\"latest\" is ambiguous")) << verify.err;
+    EXPECT_TRUE(contains(verify.err, "server 1234567890123456789")) << verify.err;
+}
+
+}  // namespace
+}  // namespace pgward::test
