@@ -1,8 +1,10 @@
 #include "archive/reader.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <optional>
@@ -120,6 +122,23 @@ class Reader {
         }
     }
 
+    // The bytes after the current one, when the source's size is known.
+    std::optional<uint64_t> bytes_left() const {
+        std::optional<uint64_t> total = source_.total_size();
+        if (!total) {
+            return std::nullopt;
+        }
+        return *total > offset_ ? *total - offset_ : 0;
+    }
+
+    // The fewest bytes a TOC entry takes: every string absent (a length of -1),
+    // an empty dependency list.
+    uint64_t smallest_toc_entry() const {
+        int integers = 15 + (header_.at_least(14) ? 1 : 0) + (header_.at_least(16) ? 1 : 0);
+        return static_cast<uint64_t>(integers) * (1 + static_cast<uint64_t>(header_.int_size)) + 1 +
+               static_cast<uint64_t>(header_.off_size);
+    }
+
     int64_t integer(const char* what) {
         int sign = byte(what);
         if (sign > 1) {
@@ -144,8 +163,14 @@ class Reader {
         if (length > kMaxString) {
             damaged(fmt::format("{} of {} bytes is implausible", what, length));
         }
+        if (auto left = bytes_left(); left && static_cast<uint64_t>(length) > *left) {
+            damaged(fmt::format("{} of {} bytes is longer than the {} bytes left (truncated)", what,
+                                length, *left));
+        }
+        // Never more room than the bytes already read: the length is only a
+        // claim until they arrive (from a pipe, the string grows as they do).
         std::string out;
-        out.reserve(static_cast<size_t>(length));
+        out.reserve(std::min<uint64_t>(static_cast<uint64_t>(length), len_ - pos_));
         bytes(static_cast<uint64_t>(length), what,
               [&](const char* data, size_t n) { out.append(data, n); });
         return out;
@@ -213,6 +238,14 @@ class Reader {
         int64_t count = integer("the TOC entry count");
         if (count < 0 || count > kMaxTocEntries) {
             damaged(fmt::format("implausible TOC entry count {}", count));
+        }
+        if (auto left = bytes_left()) {
+            uint64_t most = *left / smallest_toc_entry();
+            if (static_cast<uint64_t>(count) > most) {
+                damaged(fmt::format(
+                    "implausible TOC entry count {}: the {} bytes left hold at most {} entries",
+                    count, *left, most));
+            }
         }
         for (int64_t i = 0; i < count; ++i) {
             where_ = fmt::format("in TOC entry {} of {}", i + 1, count);
@@ -423,6 +456,10 @@ FileSource::FileSource(const std::filesystem::path& path) : path_(path) {
     fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd_ < 0) {
         throw os_error("cannot open", path.string(), errno);
+    }
+    struct stat st {};
+    if (::fstat(fd_, &st) == 0 && S_ISREG(st.st_mode)) {
+        size_ = static_cast<uint64_t>(st.st_size);
     }
     ::posix_fadvise(fd_, 0, 0, POSIX_FADV_SEQUENTIAL);
 }

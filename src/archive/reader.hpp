@@ -4,6 +4,7 @@
 #include <ctime>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -57,6 +58,10 @@ class ByteSource {
     virtual ~ByteSource() = default;
     // Up to `size` bytes; 0 only at the end.
     virtual size_t read(char* buffer, size_t size) = 0;
+    // How many bytes there are in all, when that is known (a file, not a
+    // pipe): what the archive claims (a TOC entry count, a string's length)
+    // is held against it before anything is allocated for it.
+    virtual std::optional<uint64_t> total_size() const { return std::nullopt; }
 };
 
 class FileSource : public ByteSource {
@@ -66,11 +71,13 @@ class FileSource : public ByteSource {
     FileSource(const FileSource&) = delete;
     FileSource& operator=(const FileSource&) = delete;
     size_t read(char* buffer, size_t size) override;
+    std::optional<uint64_t> total_size() const override { return size_; }
     void seek(uint64_t offset);
 
   private:
     std::filesystem::path path_;
     int fd_ = -1;
+    std::optional<uint64_t> size_;  // a regular file's size at open
 };
 
 class ArchiveVisitor {

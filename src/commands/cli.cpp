@@ -3,6 +3,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <memory>
 #include <vector>
 
@@ -97,6 +98,11 @@ int run_cli(int argc, char** argv) {
         std::fflush(stdout);  // what was printed comes before the error line
         std::fprintf(stderr, "%s\n", format_error_line(e).c_str());
         return exit_code(e.kind());
+    } catch (const std::filesystem::filesystem_error& e) {
+        // An OS error like any other: the operation, the path, the errno's text.
+        std::fflush(stdout);
+        std::fprintf(stderr, "%s\n", format_error_line(filesystem_failure(e)).c_str());
+        return 1;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "pgward: internal error: %s\n", e.what());
         return 1;

@@ -292,9 +292,10 @@ pg::Variables dump_environment(const pg::Variables& operator_env,
 // next; names never run ahead of the clock, so one future-dated file (a
 // clock that jumped, a file copied in) cannot drag every later name into the
 // future. `latest` and retention rank such a file as the oldest.
-BackupId choose_backup_id(const BackupRepository& repo, const std::string& database) {
+BackupId choose_backup_id(const BackupRepository& repo, const std::string& database,
+                          bool pre_restore) {
     for (;;) {
-        BackupId id{database, now_seconds()};
+        BackupId id{database, now_seconds(), pre_restore};
         bool taken = false;
         for (const std::string& name : {id.dump_file(), id.manifest_file()}) {
             std::error_code ec;
@@ -355,18 +356,19 @@ std::optional<std::filesystem::path> run_dumpall(
     command.set_env = env;
     command.unset_env = unset_env;
     AtomicFile file(path, AtomicFile::Publish::NoReplace);
-    std::string last_error;
+    HeadTailText last_error;  // its first and last 64 KiB
     Child child = Child::spawn(command);
     PumpHandlers handlers;
     handlers.on_stdout = [&](const char* data, size_t size) { file.write(data, size); };
     handlers.on_stderr_line = [&](std::string_view line) {
         if (!line.empty()) {
-            last_error += (last_error.empty() ? "" : "; ") + std::string(line);
+            last_error.append(last_error.empty() ? "" : "; ");
+            last_error.append(line);
         }
     };
     ExitStatus status = pump(child, handlers);
     if (!status.ok()) {
-        *error = fmt::format("{}: {}", status.describe(), last_error);
+        *error = fmt::format("{}: {}", status.describe(), last_error.str());
         return std::nullopt;
     }
     file.commit();
@@ -440,11 +442,13 @@ BackupResult run_backup_job(const BackupRequest& request) {
     const std::optional<std::string> password = conn.password_used();
     const pg::Variables snapshot_env = conn.child_environment();
     const std::string server_version = conn.server_version_text();
+    // Read before the snapshot's transaction, which a refused call would end.
+    const std::optional<std::string> system = pg::system_identifier(conn);
 
     FileLock lock = repo.lock(database);
     repo.remove_leftovers(database);
 
-    BackupId id = choose_backup_id(repo, database);
+    BackupId id = choose_backup_id(repo, database, request.pre_restore);
     TimePoint started = now_seconds();
     std::filesystem::path dump_path = repo.path_of(id.dump_file());
 
@@ -570,6 +574,9 @@ BackupResult run_backup_job(const BackupRequest& request) {
     auto finished = now_seconds();
     Manifest manifest;
     manifest.database = database;
+    manifest.kind = request.pre_restore ? kKindPreRestore : kKindBackup;
+    manifest.restoring = request.restoring;
+    manifest.system_identifier = system;
     manifest.file = id.dump_file();
     manifest.size_bytes = dump.bytes_written();
     manifest.sha256 = hash.hex_digest();
@@ -614,11 +621,16 @@ BackupResult run_backup_job(const BackupRequest& request) {
                              {"sha256", manifest.sha256}});
 
     BackupResult result{id, dump_path, std::move(manifest), {}, 0, globals_path.has_value()};
+    // Retention counts this server's backups only: another cluster's backups
+    // of a database with the same name are not ours to prune.
     if (request.retention) {
-        auto plan = plan_retention(repo.ids(database), *request.retention);
+        auto plan = plan_retention(repo.ids_of_server(database, system), *request.retention);
         result.pruned = repo.apply(plan, false);
     }
-    result.retained = repo.ids(database).size();
+    if (request.pre_restore) {
+        result.pruned = repo.bound_safety_dumps(database, kSafetyDumpsKept);
+    }
+    result.retained = repo.ids_of_server(database, system).size();
     return result;
 }
 

@@ -29,6 +29,11 @@ struct BackupRequest {
     std::optional<std::chrono::seconds> lock_wait;
     // POSTGRES_BACKUP_COMPRESSION / --compress: auto picks by pg_dump's major.
     CompressionSetting compression;
+    // A restore's safety dump of the database it replaces (named and marked
+    // "pre-restore"; the older ones beyond kSafetyDumpsKept are deleted), and
+    // the file that restore is about to restore.
+    bool pre_restore = false;
+    std::optional<std::string> restoring;
 };
 
 struct BackupResult {
@@ -36,7 +41,7 @@ struct BackupResult {
     std::filesystem::path dump_path;
     Manifest manifest;
     std::vector<BackupId> pruned;
-    size_t retained = 0;  // this database's backups after retention
+    size_t retained = 0;  // this database's backups (of this server) after retention
     bool globals_written = false;
 };
 

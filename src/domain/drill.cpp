@@ -665,7 +665,7 @@ DrillOutcome run_backup_drill(const DrillRequest& request) {
             admin.exec("CREATE DATABASE " + pg::quote_identifier(request.drill_db) +
                        " TEMPLATE template0" +
                        (encoding.empty() ? std::string()
-                                         : " ENCODING " + pg::quote_literal(encoding) +
+                                         : " ENCODING " + admin.escape_literal(encoding) +
                                                " LC_COLLATE 'C' LC_CTYPE 'C'"));
             log::info("sandbox cluster started",
                       {{"dir", sandbox->root().string()}, {"version", sandbox->version().text()}});

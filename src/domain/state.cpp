@@ -1,18 +1,24 @@
 #include "domain/state.hpp"
 
 #include <cerrno>
+#include <chrono>
+#include <thread>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "domain/json_fields.hpp"
 #include "domain/naming.hpp"
 #include "util/error.hpp"
 #include "util/files.hpp"
+#include "util/lock.hpp"
 
 namespace pgward {
 namespace {
 
 constexpr const char* kStateFormat = "pgward-state/1";
+// How long a state write waits for another writer of the same file.
+constexpr std::chrono::seconds kStateLockWait{10};
 
 }  // namespace
 
@@ -94,8 +100,38 @@ std::optional<ServiceState> load_state(const std::filesystem::path& path) {
     return state_from_json(read_file(path), path.string());
 }
 
+std::filesystem::path state_lock_path(const std::filesystem::path& state_path) {
+    std::filesystem::path lock = state_path;
+    lock += ".lock";
+    return lock;
+}
+
 void save_state(const std::filesystem::path& path, const ServiceState& state) {
-    write_file_atomically(path, state_to_json(state), AtomicFile::Publish::Replace);
+    // AtomicFile writes "<state>.tmp" and, finding one already there, removes
+    // it as a crashed writer's leftover: that is only safe while no other
+    // process can be writing the same file, i.e. under a lock every writer of
+    // it holds. The database's lock (".pgward-<db>.lock") is not that lock:
+    // a backup holds it for hours, and a service (or a `run --once` beside
+    // it) records its state while another process backs up, so waiting for
+    // it would stall the service and skipping would lose the record. The
+    // state file's writers therefore take a lock of their own, held only
+    // while they write, and wait for it a bounded time.
+    const std::filesystem::path lock_path = state_lock_path(path);
+    const auto deadline = std::chrono::steady_clock::now() + kStateLockWait;
+    for (;;) {
+        if (std::optional<FileLock> lock = FileLock::try_acquire(lock_path)) {
+            write_file_atomically(path, state_to_json(state), AtomicFile::Publish::Replace);
+            return;
+        }
+        if (std::chrono::steady_clock::now() >= deadline) {
+            throw failure(
+                fmt::format("cannot write the state file {}: another process has held "
+                            "its lock {} for {} s",
+                            path.string(), lock_path.filename().string(), kStateLockWait.count()),
+                "is a second pgward writing the same directory? the next update retries");
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
 }
 
 }  // namespace pgward

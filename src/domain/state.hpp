@@ -40,6 +40,10 @@ std::string state_file_name(const std::string& database);
 std::string state_to_json(const ServiceState& state);
 ServiceState state_from_json(const std::string& text, const std::string& source);
 std::optional<ServiceState> load_state(const std::filesystem::path& path);
+// Writes the state file atomically under its own lock (state_lock_path),
+// waiting up to 10 s for another writer of it.
 void save_state(const std::filesystem::path& path, const ServiceState& state);
+// "<state file>.lock": the lock every writer of the state file holds.
+std::filesystem::path state_lock_path(const std::filesystem::path& state_path);
 
 }  // namespace pgward

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 
 #include <fmt/format.h>
@@ -47,7 +48,11 @@ ArchiveVersion read_archive_version(const std::filesystem::path& path) {
     }
     std::array<unsigned char, 8> header{};
     ssize_t n = ::read(fd, header.data(), header.size());
+    int read_errno = errno;
     ::close(fd);
+    if (n < 0) {
+        throw os_error("cannot read", path.string(), read_errno);  // EIO is no verdict
+    }
     if (n < 8 || std::string_view(reinterpret_cast<const char*>(header.data()), 5) != "PGDMP") {
         throw failure(fmt::format("{} is not a pg_dump custom-format archive (no PGDMP header{})",
                                   path.string(), n == 0 ? "; the file is empty" : ""),
@@ -109,7 +114,7 @@ VerifyReport verify_archive(const std::filesystem::path& file, const pg::Tool& p
     report.checksum =
         entry.has_manifest
             ? check_checksum(repo, entry, true)
-            : ChecksumCheck{ChecksumState::NoManifest, "no manifest beside it", {}, {}};
+            : ChecksumCheck{ChecksumState::NoManifest, "no manifest beside it", {}, {}, {}};
     if (report.checksum.state == ChecksumState::NoManifest) {
         if (!allow_missing_manifest) {
             report.problem = "no manifest: its checksum cannot be checked";
@@ -203,8 +208,79 @@ DeepReport deep_verify(const std::filesystem::path& file, const std::optional<Ma
     return report;
 }
 
+namespace {
+
+std::string quoted_list(const std::vector<std::string>& names) {
+    std::string out;
+    for (const std::string& name : names) {
+        out += (out.empty() ? "\"" : ", \"") + name + "\"";
+    }
+    return out;
+}
+
+std::filesystem::path resolve_latest(const BackupRepository& repo,
+                                     const std::optional<std::string>& named,
+                                     const std::optional<std::string>& server) {
+    std::vector<std::string> names = repo.databases();
+    std::string database;
+    if (named) {
+        database = *named;
+    } else if (names.size() == 1) {
+        database = names.front();
+    } else if (names.empty()) {
+        throw failure(fmt::format("no backups in {}", repo.dir().string()),
+                      "check --dir / POSTGRES_BACKUP_DIR");
+    } else {
+        throw usage_error(fmt::format("\"latest\" is ambiguous: {} holds backups of {} databases "
+                                      "({})",
+                                      repo.dir().string(), names.size(), quoted_list(names)),
+                          "name the database with --from-db or give the file");
+    }
+    std::vector<BackupId> ids = repo.ids(database);
+    if (ids.empty()) {
+        throw failure(names.empty()
+                          ? fmt::format("no backups of \"{}\" in {} (it holds none at all)",
+                                        database, repo.dir().string())
+                          : fmt::format("no backups of \"{}\" in {}; it holds backups of {}",
+                                        database, repo.dir().string(), quoted_list(names)),
+                      names.empty() ? "check --dir / POSTGRES_BACKUP_DIR"
+                                    : "name the source database with --from-db, or give the file");
+    }
+    // Newest first; each server's newest, in that order.
+    std::vector<std::pair<std::string, BackupId>> newest_by_server;
+    std::optional<BackupId> newest_of_target_server;
+    for (const BackupId& id : ids) {
+        std::optional<std::string> from = repo.system_of(id);
+        if (server && (!from || *from == *server)) {
+            newest_of_target_server = newest_of_target_server.value_or(id);
+        }
+        if (from && std::none_of(newest_by_server.begin(), newest_by_server.end(),
+                                 [&](const auto& known) { return known.first == *from; })) {
+            newest_by_server.emplace_back(*from, id);
+        }
+    }
+    if (newest_of_target_server) {
+        return repo.path_of(newest_of_target_server->dump_file());
+    }
+    if (newest_by_server.size() <= 1) {
+        return repo.path_of(ids.front().dump_file());
+    }
+    std::string servers;
+    for (const auto& [system, id] : newest_by_server) {
+        servers += fmt::format("{}server {} (newest {})", servers.empty() ? "" : ", ", system,
+                               id.dump_file());
+    }
+    throw failure(fmt::format("\"latest\" is ambiguous: {} holds backups of \"{}\" from {} "
+                              "servers: {}",
+                              repo.dir().string(), database, newest_by_server.size(), servers),
+                  "give the file to restore (`pgward list` shows each backup's server)");
+}
+
+}  // namespace
+
 std::filesystem::path resolve_backup(const std::string& spec, const std::filesystem::path& dir,
-                                     const std::optional<std::string>& database) {
+                                     const std::optional<std::string>& database,
+                                     const std::optional<std::string>& server) {
     if (spec != "latest") {
         std::filesystem::path path = spec;
         if (!std::filesystem::exists(path) && path.parent_path().empty()) {
@@ -216,27 +292,7 @@ std::filesystem::path resolve_backup(const std::string& spec, const std::filesys
         }
         return path;
     }
-    BackupRepository repo(dir);
-    std::vector<BackupEntry> entries;
-    if (database) {
-        entries = repo.list(*database);
-    }
-    if (entries.empty()) {
-        std::vector<std::string> names = repo.databases();
-        if (names.size() == 1) {
-            entries = repo.list(names.front());
-        } else if (names.size() > 1) {
-            throw usage_error(
-                fmt::format("\"latest\" is ambiguous: {} holds backups of {} databases",
-                            dir.string(), names.size()),
-                "name the database with --from-db or give the file");
-        }
-    }
-    if (entries.empty()) {
-        throw failure(fmt::format("no backups in {}", dir.string()),
-                      "check --dir / POSTGRES_BACKUP_DIR");
-    }
-    return entries.front().dump_path;
+    return resolve_latest(BackupRepository(dir), database, server);
 }
 
 }  // namespace pgward

@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include "util/error.hpp"
+
 namespace pgward::pg {
 namespace {
 
@@ -125,6 +127,15 @@ std::string copy_out_sql(const DumpedTable& table, const std::vector<std::string
     }
     return list.empty() ? fmt::format("COPY {} TO STDOUT", table.qualified())
                         : fmt::format("COPY {} ({}) TO STDOUT", table.qualified(), list);
+}
+
+std::optional<std::string> system_identifier(Connection& conn) {
+    try {
+        return conn.query_value(
+            "SELECT system_identifier::text FROM pg_catalog.pg_control_system()");
+    } catch (const Error&) {
+        return std::nullopt;  // an older server or a revoked EXECUTE
+    }
 }
 
 }  // namespace pgward::pg

@@ -47,4 +47,9 @@ std::vector<std::string> dumped_columns(Connection& conn, const DumpedTable& tab
 // in that order (the archive's column list, or dumped_columns()).
 std::string copy_out_sql(const DumpedTable& table, const std::vector<std::string>& columns);
 
+// The cluster's pg_control system identifier, in decimal: one per initdb, so
+// two servers that both have a database "app" are told apart. nullopt when
+// the role may not read it.
+std::optional<std::string> system_identifier(Connection& conn);
+
 }  // namespace pgward::pg

@@ -1,13 +1,20 @@
 #include "pg/connection.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <fmt/format.h>
 
+#include <cctype>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <list>
 #include <string_view>
 
 #include "pg/environment.hpp"
 #include "util/error.hpp"
+#include "util/files.hpp"
 #include "util/log.hpp"
 
 namespace pgward::pg {
@@ -245,7 +252,117 @@ std::string Connection::target() const {
     return describe_target(conn_.get());
 }
 
+namespace {
+
+// libpq marks the options whose value is a secret ("Password field - hide
+// value"): password, sslpassword, and what later versions add.
+bool is_secret(const PQconninfoOption& option) {
+    return option.dispchar != nullptr && std::strchr(option.dispchar, '*') != nullptr;
+}
+
+constexpr const char* kChildService = "pgward";
+
+}  // namespace
+
+// A libpq service file holding the secrets a child tool needs, in a 0700
+// directory of its own; both are removed with the last connection using it.
+class Connection::SecretFile {
+  public:
+    explicit SecretFile(const std::vector<std::pair<std::string, std::string>>& settings) {
+        // libpq reads a service file line by line (at most 1023 bytes each,
+        // trimmed of trailing white space): a value it would change is refused
+        // rather than handed over changed (or put on a command line).
+        std::string text = std::string("[") + kChildService + "]\n";
+        for (const auto& [key, value] : settings) {
+            bool representable = value.find('\n') == std::string::npos &&
+                                 !std::isspace(static_cast<unsigned char>(value.back())) &&
+                                 key.size() + value.size() + 2 < 1023;
+            if (!representable) {
+                throw failure(
+                    fmt::format("the connection's {} cannot be handed to pg_dump/pg_restore: it "
+                                "holds a newline, ends in white space or is over 1000 bytes, which "
+                                "a libpq service file cannot carry",
+                                key),
+                    "a secret is never put on a child's command line; change the secret");
+            }
+            text += key + "=" + value + "\n";
+        }
+        const char* tmp = std::getenv("TMPDIR");
+        std::string pattern =
+            std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/pgward-conn-XXXXXX";
+        if (::mkdtemp(pattern.data()) == nullptr) {
+            throw os_error("cannot create a private directory", pattern, errno,
+                           "make TMPDIR (or /tmp) writable for the user pgward runs as");
+        }
+        dir_ = pattern;
+        path_ = dir_ + "/pg_service.conf";
+        int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            int err = errno;
+            ::rmdir(dir_.c_str());
+            throw os_error("cannot create", path_, err);
+        }
+        try {
+            write_all(fd, text.data(), text.size(), path_);
+        } catch (...) {
+            ::close(fd);
+            remove();
+            throw;
+        }
+        if (::close(fd) != 0) {
+            int err = errno;
+            remove();
+            throw os_error("cannot close", path_, err);
+        }
+    }
+    SecretFile(const SecretFile&) = delete;
+    SecretFile& operator=(const SecretFile&) = delete;
+    ~SecretFile() { remove(); }
+
+    const std::string& path() const { return path_; }
+
+  private:
+    void remove() const {
+        if (::unlink(path_.c_str()) != 0 && errno != ENOENT) {
+            log::warn("cannot remove the connection's secrets file",
+                      {{"file", path_}, {"error", std::strerror(errno)}});
+        }
+        if (::rmdir(dir_.c_str()) != 0 && errno != ENOENT) {
+            log::warn("cannot remove the connection's secrets directory",
+                      {{"dir", dir_}, {"error", std::strerror(errno)}});
+        }
+    }
+
+    std::string dir_;
+    std::string path_;
+};
+
+const Connection::SecretFile* Connection::child_secrets() const {
+    if (secrets_checked_) {
+        return secrets_.get();
+    }
+    PQconninfoOption* options = PQconninfo(conn_.get());
+    if (options == nullptr) {
+        throw failure("cannot read the connection's settings: out of memory");
+    }
+    std::vector<std::pair<std::string, std::string>> secrets;
+    for (PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
+        // The password goes to the child's environment (PGPASSWORD).
+        if (is_secret(*o) && o->val != nullptr && *o->val != '\0' &&
+            std::string_view(o->keyword) != "password") {
+            secrets.emplace_back(o->keyword, o->val);
+        }
+    }
+    PQconninfoFree(options);
+    if (!secrets.empty()) {
+        secrets_ = std::make_shared<const SecretFile>(secrets);
+    }
+    secrets_checked_ = true;
+    return secrets_.get();
+}
+
 std::string Connection::child_conninfo() const {
+    const SecretFile* secrets = child_secrets();
     PQconninfoOption* options = PQconninfo(conn_.get());
     if (options == nullptr) {
         throw failure("cannot read the connection's settings: out of memory");
@@ -253,8 +370,13 @@ std::string Connection::child_conninfo() const {
     std::string out;
     for (PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
         std::string key = o->keyword;
-        if (o->val == nullptr || *o->val == '\0' || key == "password" || key == "host" ||
+        // No secret ever: a command line is readable by every local user.
+        if (o->val == nullptr || *o->val == '\0' || is_secret(*o) || key == "host" ||
             key == "hostaddr" || key == "port" || key == "application_name") {
+            continue;
+        }
+        // The operator's service is spelled out below; ours names the secrets.
+        if (secrets != nullptr && key == "service") {
             continue;
         }
         // Only what differs from what the child would pick by itself (its
@@ -279,14 +401,55 @@ std::string Connection::child_conninfo() const {
         out += "hostaddr=" + quote_conninfo_value(addr) + " ";
     }
     out += "port=" + quote_conninfo_value(PQport(conn_.get()));
+    if (secrets != nullptr) {
+        out += std::string(" service=") + kChildService;
+    }
     return out;
 }
 
 std::vector<std::pair<std::string, std::string>> Connection::child_environment() const {
-    if (isolated_) {
-        return {};
+    const SecretFile* secrets = child_secrets();
+    std::vector<std::pair<std::string, std::string>> env;
+    if (!isolated_) {
+        env = operator_variables();
     }
-    return operator_variables();
+    if (secrets != nullptr) {
+        // The service the conninfo names is ours: the operator's service file
+        // and service (already spelled out in the conninfo) make way for it.
+        std::erase_if(env, [](const auto& variable) {
+            return variable.first == "PGSERVICEFILE" || variable.first == "PGSERVICE";
+        });
+        env.emplace_back("PGSERVICEFILE", secrets->path());
+    }
+    return env;
+}
+
+std::string Connection::escape_literal(const std::string& value) const {
+    if (value.find('\0') != std::string::npos) {
+        throw failure(fmt::format("a SQL literal for {} holds a NUL byte", target()));
+    }
+    char* quoted = PQescapeLiteral(conn_.get(), value.data(), value.size());
+    if (quoted == nullptr) {
+        throw failure(fmt::format("cannot quote a SQL literal for {}: {}", target(),
+                                  one_line(PQerrorMessage(conn_.get()))));
+    }
+    std::string out(quoted);
+    PQfreemem(quoted);
+    return out;
+}
+
+std::string Connection::escape_identifier(const std::string& name) const {
+    if (name.find('\0') != std::string::npos) {
+        throw failure(fmt::format("a SQL identifier for {} holds a NUL byte", target()));
+    }
+    char* quoted = PQescapeIdentifier(conn_.get(), name.data(), name.size());
+    if (quoted == nullptr) {
+        throw failure(fmt::format("cannot quote a SQL identifier for {}: {}", target(),
+                                  one_line(PQerrorMessage(conn_.get()))));
+    }
+    std::string out(quoted);
+    PQfreemem(quoted);
+    return out;
 }
 
 std::optional<std::string> Connection::password_used() const {

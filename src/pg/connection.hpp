@@ -69,23 +69,42 @@ class Connection {
     std::string user() const { return PQuser(conn_.get()); }
     std::string target() const;
 
+    // A SQL string literal or identifier for this connection, quoted by libpq
+    // (PQescapeLiteral, PQescapeIdentifier) for its client encoding and its
+    // standard_conforming_strings. For SQL that cannot take a parameter.
+    std::string escape_literal(const std::string& value) const;
+    std::string escape_identifier(const std::string& name) const;
+
     // The conninfo string a child tool (pg_dump) needs to reach exactly this
-    // server and database, without the password, and the password libpq
-    // used, if any (it goes to the child's environment only).
+    // server and database. It holds no secret: the password libpq used goes
+    // to the child's environment (password_used(), PGPASSWORD), and any
+    // other secret (sslpassword...) to a 0600 service file in a private 0700
+    // directory that the conninfo names (service=pgward) and
+    // child_environment() points at (PGSERVICEFILE); the file lives as long
+    // as this connection.
     std::string child_conninfo() const;
     std::optional<std::string> password_used() const;
     // The variables a child tool aimed at this server gets besides its
     // conninfo: the operator's PG* variables for the operator's server,
-    // none for one pgward started (isolated).
+    // none for one pgward started (isolated); PGSERVICEFILE when secrets are
+    // handed over in a file.
     std::vector<std::pair<std::string, std::string>> child_environment() const;
     bool isolated() const { return isolated_; }
 
     PGconn* raw() const { return conn_.get(); }
 
   private:
+    class SecretFile;
+
     Connection(PGconn* conn, bool isolated) : conn_(conn, &PQfinish), isolated_(isolated) {}
+    // The file with the secrets no argv may carry, made on first use; null
+    // when the connection has none but its password.
+    const SecretFile* child_secrets() const;
+
     std::unique_ptr<PGconn, void (*)(PGconn*)> conn_;
     bool isolated_ = false;
+    mutable std::shared_ptr<const SecretFile> secrets_;
+    mutable bool secrets_checked_ = false;
 };
 
 // The database a connection with these options would use, as libpq resolves
@@ -101,7 +120,10 @@ std::string describe_target(PGconn* conn);
 // A SQL identifier, double-quoted and escaped, e.g. "Mixed ""Case""".
 std::string quote_identifier(const std::string& name);
 // A SQL string literal, quoted and escaped the same whatever
-// standard_conforming_strings says (E'...' when it holds a backslash).
+// standard_conforming_strings says (E'...' when it holds a backslash), for
+// text shown to a person (a suggested fix). SQL sent over a connection uses
+// Connection::escape_literal: in a client encoding such as SJIS a backslash
+// byte can be half of a character, which only libpq's quoting knows.
 std::string quote_literal(const std::string& value);
 // A conninfo value, single-quoted and escaped.
 std::string quote_conninfo_value(const std::string& value);

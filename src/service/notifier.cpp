@@ -13,21 +13,24 @@ size_t discard(char*, size_t size, size_t count, void*) {
     return size * count;
 }
 
-// The URL without credentials or query, for logs.
+// The URL as logs may show it: scheme, host and port only. Webhook and ping
+// services put their secret in the path (Slack's /services/T.../B.../<token>,
+// Discord's /api/webhooks/<id>/<token>, healthchecks.io's /<uuid>), the query
+// or the userinfo, so none of the three is ever logged.
 std::string redact_url(const std::string& url) {
-    std::string out = url;
-    size_t scheme = out.find("://");
-    size_t at = out.find('@', scheme == std::string::npos ? 0 : scheme + 3);
-    size_t slash = out.find('/', scheme == std::string::npos ? 0 : scheme + 3);
-    if (scheme != std::string::npos && at != std::string::npos &&
-        (slash == std::string::npos || at < slash)) {
-        out.erase(scheme + 3, at - scheme - 2);
+    size_t scheme_end = url.find("://");
+    if (scheme_end == std::string::npos) {
+        return "(url)";
     }
-    size_t query = out.find('?');
-    if (query != std::string::npos) {
-        out.erase(query);
+    size_t host_begin = scheme_end + 3;
+    size_t host_end = url.find_first_of("/?#", host_begin);
+    std::string authority = url.substr(
+        host_begin, host_end == std::string::npos ? std::string::npos : host_end - host_begin);
+    size_t at = authority.rfind('@');
+    if (at != std::string::npos) {
+        authority.erase(0, at + 1);
     }
-    return out;
+    return url.substr(0, host_begin) + authority;
 }
 
 }  // namespace
@@ -156,12 +159,15 @@ void Notifier::work() {
         }
         if (rc != CURLE_OK || status >= 400) {
             log::warn("alert not delivered",
-                      {{"url", redact_url(request.url)},
+                      {{"to", request.json_body ? "PGWARD_NOTIFY_URL" : "PGWARD_PING_URL"},
+                       {"url", redact_url(request.url)},
                        {"error", rc != CURLE_OK ? curl_easy_strerror(rc)
                                                 : "HTTP status " + std::to_string(status)}});
         } else {
             log::info("alert delivered",
-                      {{"url", redact_url(request.url)}, {"status", std::to_string(status)}});
+                      {{"to", request.json_body ? "PGWARD_NOTIFY_URL" : "PGWARD_PING_URL"},
+                       {"url", redact_url(request.url)},
+                       {"status", std::to_string(status)}});
         }
         {
             std::lock_guard lock(mutex_);

@@ -16,6 +16,8 @@ namespace pgward {
 //    a failure (and on every success with notify_every_success);
 //  - ping_url: the healthchecks.io convention: GET <url> on success,
 //    GET <url>/fail on failure.
+// Logs show either URL as scheme://host[:port] only: webhook tokens and
+// ping UUIDs are in the path, and credentials in the userinfo or query.
 class Notifier {
   public:
     struct Event {

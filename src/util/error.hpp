@@ -1,5 +1,6 @@
 #pragma once
 
+#include <filesystem>
 #include <stdexcept>
 #include <string>
 
@@ -37,6 +38,11 @@ inline Error failure(const std::string& message, std::string hint = {}) {
 
 // An OS call that failed: "<what> <path>: <strerror(errnum)>".
 Error os_error(const std::string& what, const std::string& path, int errnum, std::string hint = {});
+
+// A std::filesystem call that threw, as an os_error: what it did, the path
+// (and the second path, for a rename or a copy) and the errno's text, e.g.
+// "cannot get file size (file_size) /backups/x.dump: Permission denied".
+Error filesystem_failure(const std::filesystem::filesystem_error& error);
 
 inline int exit_code(ErrorKind kind) {
     return kind == ErrorKind::Usage ? 2 : 1;

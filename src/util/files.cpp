@@ -6,10 +6,12 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
 #include "util/error.hpp"
+#include "util/log.hpp"
 
 namespace pgward {
 namespace {
@@ -55,8 +57,10 @@ AtomicFile::~AtomicFile() {
     if (fd_ >= 0) {
         ::close(fd_);
     }
-    if (!committed_) {
-        ::unlink(temp_path_.c_str());
+    if (!committed_ && ::unlink(temp_path_.c_str()) != 0 && errno != ENOENT) {
+        // A destructor cannot throw; the next run's leftover cleanup retries.
+        log::warn("cannot remove an unfinished temp file",
+                  {{"file", temp_path_.string()}, {"error", std::strerror(errno)}});
     }
 }
 
@@ -99,12 +103,15 @@ void AtomicFile::commit() {
     committed_ = true;
     try {
         fsync_directory(final_path_.parent_path());
-    } catch (const Error&) {
+    } catch (const Error& e) {
         // The name is not durable, and a failed fsync is never retried: a
         // new file is unpublished again, so a failure never leaves it looking
         // complete. A replaced file cannot be put back; it keeps the new text.
-        if (publish_ == Publish::NoReplace) {
-            ::unlink(final_path_.c_str());
+        if (publish_ == Publish::NoReplace && ::unlink(final_path_.c_str()) != 0 &&
+            errno != ENOENT) {
+            throw failure(std::string(e.what()) + "; and it stays published: " +
+                              os_error("cannot remove", final_path_.string(), errno).what(),
+                          "delete that file: it may not survive a crash");
         }
         throw;
     }
@@ -143,12 +150,19 @@ void ensure_directory(const fs::path& dir) {
     if (errno != ENOENT) {
         throw os_error("cannot access", dir.string(), errno);
     }
-    if (dir.has_parent_path() && dir.parent_path() != dir) {
+    const bool has_parent = dir.has_parent_path() && dir.parent_path() != dir;
+    if (has_parent) {
         ensure_directory(dir.parent_path());
     }
-    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-        throw os_error("cannot create directory", dir.string(), errno);
+    if (::mkdir(dir.c_str(), 0700) != 0) {
+        if (errno != EEXIST) {
+            throw os_error("cannot create directory", dir.string(), errno);
+        }
+        return;  // another process made it
     }
+    // A new directory is durable only once its entry in the parent is: the
+    // files later fsynced into it must not vanish with it in a crash.
+    fsync_directory(has_parent ? dir.parent_path() : fs::path("."));
 }
 
 void rename_no_replace(const fs::path& from, const fs::path& to) {
@@ -166,7 +180,16 @@ void rename_no_replace(const fs::path& from, const fs::path& to) {
     if (::link(from.c_str(), to.c_str()) != 0) {
         throw os_error("cannot link into place", to.string(), errno);
     }
-    ::unlink(from.c_str());
+    if (::unlink(from.c_str()) != 0 && errno != ENOENT) {
+        // Not a rename: the file has two names. Take the new one back.
+        Error error = os_error("cannot remove", from.string(), errno);
+        if (::unlink(to.c_str()) != 0 && errno != ENOENT) {
+            throw failure(std::string(error.what()) + "; and " +
+                              os_error("cannot remove", to.string(), errno).what(),
+                          "delete both: the file is published under two names");
+        }
+        throw error;
+    }
 }
 
 void remove_file(const fs::path& path) {

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <csignal>
@@ -71,7 +72,71 @@ ExitStatus decode(int status) {
     return result;
 }
 
+// The length of `text` without a UTF-8 sequence cut short at its end.
+size_t whole_utf8_prefix(std::string_view text) {
+    size_t n = text.size();
+    for (size_t back = 1; back <= 4 && back <= n; ++back) {
+        auto c = static_cast<unsigned char>(text[n - back]);
+        if ((c & 0xC0) == 0x80) {
+            continue;  // a continuation byte: look further back for its lead
+        }
+        size_t needed = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : 4;
+        return needed > back ? n - back : n;
+    }
+    return n;
+}
+
+// How many continuation bytes (of a character cut at its start) `text` begins with.
+size_t leading_continuation_bytes(std::string_view text) {
+    size_t n = 0;
+    while (n < text.size() && n < 3 && (static_cast<unsigned char>(text[n]) & 0xC0) == 0x80) {
+        ++n;
+    }
+    return n;
+}
+
 }  // namespace
+
+void HeadTailText::append(std::string_view text) {
+    if (head_.size() < side_) {
+        size_t take = std::min(side_ - head_.size(), text.size());
+        head_.append(text.substr(0, take));
+        text.remove_prefix(take);
+    }
+    tail_.append(text);
+    if (tail_.size() >= 2 * side_ && tail_.size() > side_) {
+        size_t cut = tail_.size() - side_;
+        dropped_ += cut;
+        tail_.erase(0, cut);
+    }
+}
+
+uint64_t HeadTailText::elided() const {
+    return dropped_ + (tail_.size() > side_ ? tail_.size() - side_ : 0);
+}
+
+std::string HeadTailText::str() const {
+    uint64_t cut = elided();
+    if (cut == 0) {
+        return head_ + tail_;
+    }
+    // Whole characters on either side of the marker.
+    std::string_view head(head_);
+    std::string_view tail = std::string_view(tail_).substr(tail_.size() - side_);
+    size_t head_keep = whole_utf8_prefix(head);
+    size_t tail_skip = leading_continuation_bytes(tail);
+    cut += (head.size() - head_keep) + tail_skip;
+    std::string out(head.substr(0, head_keep));
+    out += fmt::format("[... {} bytes elided ...]", cut);
+    out += tail.substr(tail_skip);
+    return out;
+}
+
+void HeadTailText::clear() {
+    head_.clear();
+    tail_.clear();
+    dropped_ = 0;
+}
 
 std::string ExitStatus::describe() const {
     if (signal != 0) {
@@ -139,7 +204,12 @@ Child Child::spawn(const Command& command) {
     sigemptyset(&empty);
     posix_spawnattr_setsigdefault(&attr, &defaults);
     posix_spawnattr_setsigmask(&attr, &empty);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+    // A process group of its own (setpgid(0, 0) in the child, before exec):
+    // terminate() reaches whatever the child starts, and a terminal's Ctrl-C
+    // reaches pgward alone, which then stops its children itself.
+    posix_spawnattr_setpgroup(&attr, 0);
+    posix_spawnattr_setflags(
+        &attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP);
 
     std::vector<std::string> args = command.argv;
     std::vector<std::string> env = child_environment(command);
@@ -174,7 +244,11 @@ Child::Child(Child&& other) noexcept
 Child::~Child() {
     close_pipes();
     if (pid_ > 0) {
-        terminate(std::chrono::milliseconds(2000));
+        try {
+            terminate(std::chrono::milliseconds(2000));
+        } catch (const Error&) {
+            // waitpid failed: the child is not ours to reap any more.
+        }
     }
 }
 
@@ -191,60 +265,71 @@ void Child::close_pipes() {
 
 void Child::signal(int sig) {
     if (pid_ > 0) {
-        ::kill(pid_, sig);
+        ::kill(-pid_, sig);
+    }
+}
+
+std::optional<ExitStatus> Child::reap(int flags) {
+    for (;;) {
+        int status = 0;
+        pid_t rc = ::waitpid(pid_, &status, flags);
+        if (rc == pid_) {
+            pid_ = -1;
+            return decode(status);
+        }
+        if (rc == 0) {
+            return std::nullopt;
+        }
+        if (errno == EINTR) {
+            continue;
+        }
+        int err = errno;
+        pid_t pid = pid_;
+        pid_ = -1;
+        throw failure(
+            fmt::format("cannot wait for {} (pid {}): {}", name_, pid, std::strerror(err)),
+            "its exit status is unknown; treat its work as failed");
     }
 }
 
 ExitStatus Child::wait() {
-    int status = 0;
-    for (;;) {
-        pid_t rc = ::waitpid(pid_, &status, 0);
-        if (rc == pid_) {
-            break;
-        }
-        if (rc < 0 && errno != EINTR) {
-            pid_ = -1;
-            return ExitStatus{};
-        }
+    if (pid_ <= 0) {
+        return ExitStatus{};
     }
-    pid_ = -1;
-    return decode(status);
+    return *reap(0);
 }
 
 std::optional<ExitStatus> Child::try_wait() {
     if (pid_ <= 0) {
         return ExitStatus{};
     }
-    int status = 0;
-    pid_t rc = ::waitpid(pid_, &status, WNOHANG);
-    if (rc == pid_) {
-        pid_ = -1;
-        return decode(status);
-    }
-    return std::nullopt;
+    return reap(WNOHANG);
 }
 
 ExitStatus Child::terminate(std::chrono::milliseconds grace) {
     if (pid_ <= 0) {
         return ExitStatus{};
     }
-    ::kill(pid_, SIGTERM);
+    const pid_t group = pid_;
+    ::kill(-group, SIGTERM);
     auto deadline = std::chrono::steady_clock::now() + grace;
-    int status = 0;
-    while (std::chrono::steady_clock::now() < deadline) {
-        pid_t rc = ::waitpid(pid_, &status, WNOHANG);
-        if (rc == pid_) {
-            pid_ = -1;
-            return decode(status);
-        }
+    std::optional<ExitStatus> status;
+    while (!(status = reap(WNOHANG)) && std::chrono::steady_clock::now() < deadline) {
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
-    ::kill(pid_, SIGKILL);
-    return wait();
+    // The child if it is still there, and whatever of its group outlived it
+    // (a `sh -c`'s background jobs): the group lives on while any member does.
+    ::kill(-group, SIGKILL);
+    if (!status) {
+        status = reap(0);
+    }
+    return *status;
 }
 
 ExitStatus pump(Child& child, const PumpHandlers& handlers) {
-    std::string err_partial;
+    // The stderr line being read; only a line longer than 128 KiB is cut.
+    HeadTailText err_line;
+    bool err_pending = false;
     std::array<char, 1 << 16> buffer{};
     int fds[2] = {child.stdout_fd(), child.stderr_fd()};
     bool open[2] = {true, true};
@@ -254,6 +339,29 @@ ExitStatus pump(Child& child, const PumpHandlers& handlers) {
         }
         if (handlers.on_stderr_line) {
             handlers.on_stderr_line(line);
+        }
+    };
+    auto take_stderr = [&](std::string_view chunk) {
+        for (size_t nl; (nl = chunk.find('\n')) != std::string_view::npos;
+             chunk.remove_prefix(nl + 1)) {
+            if (!err_pending) {
+                flush_stderr_line(chunk.substr(0, nl));
+                continue;
+            }
+            err_line.append(chunk.substr(0, nl));
+            flush_stderr_line(err_line.str());
+            err_line.clear();
+            err_pending = false;
+        }
+        if (!chunk.empty()) {
+            err_line.append(chunk);
+            err_pending = true;
+        }
+    };
+    auto check_interrupt = [&] {
+        if (int sig = pending_interrupt(); sig != 0 && handlers.stop_on_interrupt) {
+            throw failure(fmt::format("interrupted by {} while {} was running", signal_name(sig),
+                                      child.name()));
         }
     };
     while (open[0] || open[1]) {
@@ -274,10 +382,7 @@ ExitStatus pump(Child& child, const PumpHandlers& handlers) {
         if (ready < 0 && errno != EINTR) {
             throw failure(fmt::format("poll failed: {}", std::strerror(errno)));
         }
-        if (int sig = pending_interrupt(); sig != 0 && handlers.stop_on_interrupt) {
-            throw failure(fmt::format("interrupted by {} while {} was running", signal_name(sig),
-                                      child.name()));
-        }
+        check_interrupt();
         for (nfds_t p = 0; p < count && ready > 0; ++p) {
             int i = index_of[p];
             if (i == 2 || (polls[p].revents & (POLLIN | POLLHUP | POLLERR)) == 0) {
@@ -296,34 +401,43 @@ ExitStatus pump(Child& child, const PumpHandlers& handlers) {
                     handlers.on_stdout(buffer.data(), static_cast<size_t>(n));
                 }
             } else {
-                err_partial.append(buffer.data(), static_cast<size_t>(n));
-                size_t start = 0;
-                for (size_t nl; (nl = err_partial.find('\n', start)) != std::string::npos;
-                     start = nl + 1) {
-                    flush_stderr_line(std::string_view(err_partial).substr(start, nl - start));
-                }
-                err_partial.erase(0, start);
+                take_stderr(std::string_view(buffer.data(), static_cast<size_t>(n)));
             }
         }
         if (handlers.on_tick) {
             handlers.on_tick();
         }
     }
-    if (!err_partial.empty()) {
-        flush_stderr_line(err_partial);
+    if (err_pending) {
+        flush_stderr_line(err_line.str());
     }
-    return child.wait();
+    // Both pipes are closed, which a child can do and run on: it is polled,
+    // with the tick (its watchdog) and interrupts still heard, never waited
+    // for blindly.
+    auto pause = std::chrono::milliseconds(1);
+    for (;;) {
+        if (std::optional<ExitStatus> status = child.try_wait()) {
+            return *status;
+        }
+        std::this_thread::sleep_for(pause);
+        pause = std::min(pause * 2, std::chrono::milliseconds(100));
+        check_interrupt();
+        if (handlers.on_tick) {
+            handlers.on_tick();
+        }
+    }
 }
 
 CapturedRun run_captured(const Command& command, std::chrono::seconds timeout) {
     Child child = Child::spawn(command);
     CapturedRun result;
+    HeadTailText err;
     auto deadline = std::chrono::steady_clock::now() + timeout;
     PumpHandlers handlers;
     handlers.on_stdout = [&](const char* data, size_t size) { result.out.append(data, size); };
     handlers.on_stderr_line = [&](std::string_view line) {
-        result.err.append(line);
-        result.err += '\n';
+        err.append(line);
+        err.append("\n");
     };
     handlers.on_tick = [&] {
         if (std::chrono::steady_clock::now() > deadline) {
@@ -332,6 +446,7 @@ CapturedRun run_captured(const Command& command, std::chrono::seconds timeout) {
         }
     };
     result.status = pump(child, handlers);
+    result.err = err.str();
     return result;
 }
 

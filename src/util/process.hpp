@@ -3,6 +3,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
@@ -33,8 +34,33 @@ struct Command {
     std::string display() const;
 };
 
-// A started child with stdin on /dev/null and stdout and stderr on pipes.
-// Destroyed while running, it is terminated and reaped: no zombie, no orphan.
+// Text that keeps only its first and last `side` bytes: what is cut from the
+// middle is counted and shown as "[... N bytes elided ...]". A child's stderr
+// line without a newline, or all the error text a tool prints, is held this way.
+class HeadTailText {
+  public:
+    static constexpr size_t kDefaultSide = size_t{64} << 10;
+
+    explicit HeadTailText(size_t side = kDefaultSide) : side_(side) {}
+
+    void append(std::string_view text);
+    // The text, with the marker in place of what was elided.
+    std::string str() const;
+    bool empty() const { return head_.empty(); }
+    uint64_t elided() const;
+    void clear();
+
+  private:
+    size_t side_;
+    std::string head_;
+    std::string tail_;  // trimmed to `side_` lazily, in steps of `side_`
+    uint64_t dropped_ = 0;
+};
+
+// A started child with stdin on /dev/null and stdout and stderr on pipes, the
+// leader of a process group of its own: signals go to the group, so what a
+// `sh -c` started goes with it. Destroyed while running, it is terminated and
+// reaped: no zombie, no orphan.
 class Child {
   public:
     static Child spawn(const Command& command);
@@ -49,17 +75,23 @@ class Child {
     int stderr_fd() const { return stderr_fd_; }
     const std::string& name() const { return name_; }
 
+    // Signals the child's process group.
     void signal(int sig);
+    // Reaps the child; a failed waitpid() throws an Error with its errno.
     ExitStatus wait();
     // Reaps the child if it has exited; nullopt while it runs.
     std::optional<ExitStatus> try_wait();
-    // SIGTERM, then SIGKILL if it has not exited within `grace`.
+    // SIGTERM to the group, then SIGKILL to the group when the child has not
+    // exited within `grace` (and to what of the group outlived it).
     ExitStatus terminate(std::chrono::milliseconds grace);
 
   private:
     Child(pid_t pid, int out, int err, std::string name)
         : pid_(pid), stdout_fd_(out), stderr_fd_(err), name_(std::move(name)) {}
     void close_pipes();
+    // waitpid(), retried on EINTR: the status once reaped, nullopt while it
+    // runs (with WNOHANG); throws on any other error.
+    std::optional<ExitStatus> reap(int flags);
 
     pid_t pid_ = -1;
     int stdout_fd_ = -1;
@@ -79,8 +111,10 @@ struct PumpHandlers {
 };
 
 // Drains stdout and stderr together (a child never blocks on a full pipe)
-// until both close, then reaps the child. A pending SIGTERM/SIGINT throws an
-// error naming the signal.
+// until both close, then reaps the child, still calling on_tick while it
+// waits (a child that closed its pipes and runs on is bounded by the same
+// watchdog). A stderr line is cut to its first and last 64 KiB (HeadTailText).
+// A pending SIGTERM/SIGINT throws an error naming the signal.
 ExitStatus pump(Child& child, const PumpHandlers& handlers);
 
 struct CapturedRun {
