@@ -27,12 +27,10 @@ struct Observed {
     std::optional<LeftConnectionBlock> left_block;
 };
 
-Observed observe(const OptionTable& options) {
-    BackupRepository repo(options.get_or("dir", "/backups"));
-    Observed o;
-    o.database = service_database(options);
-    o.state = load_state(repo.path_of(state_file_name(o.database)));
-    o.backups = repo.list(o.database);
+// What only `status` shows (healthcheck runs often and needs none of it):
+// safety dumps, the servers the backups came from (a manifest read each), a
+// connection block a killed restore left.
+void observe_more(Observed& o, const BackupRepository& repo) {
     o.safety_dumps = repo.safety_ids(o.database).size();
     for (const BackupEntry& e : o.backups) {
         if (auto system = repo.system_of(e.id)) {
@@ -44,6 +42,14 @@ Observed observe(const OptionTable& options) {
             o.left_block = std::move(left);
         }
     }
+}
+
+Observed observe(const OptionTable& options) {
+    BackupRepository repo(options.get_or("dir", "/backups"));
+    Observed o;
+    o.database = service_database(options);
+    o.state = load_state(repo.path_of(state_file_name(o.database)));
+    o.backups = repo.list(o.database);
     const TimePoint now = now_seconds();
     Freshness freshness = assess_freshness(o.backups, now);
     o.health = evaluate_health(o.state, freshness.newest_finished, now, health_policy(options),
@@ -70,6 +76,7 @@ class StatusCommand : public Command {
     }
     int run() override {
         Observed o = observe(options_);
+        observe_more(o, BackupRepository(options_.get_or("dir", "/backups")));
         if (json_) {
             nlohmann::ordered_json doc;
             doc["database"] = o.database;

@@ -623,14 +623,16 @@ BackupResult run_backup_job(const BackupRequest& request) {
     BackupResult result{id, dump_path, std::move(manifest), {}, 0, globals_path.has_value()};
     // Retention counts this server's backups only: another cluster's backups
     // of a database with the same name are not ours to prune.
+    // (Each backup's server is read from its manifest: once.)
+    std::vector<BackupId> ours = repo.ids_of_server(database, system);
+    result.retained = ours.size();
     if (request.retention) {
-        auto plan = plan_retention(repo.ids_of_server(database, system), *request.retention);
-        result.pruned = repo.apply(plan, false);
+        result.pruned = repo.apply(plan_retention(std::move(ours), *request.retention), false);
+        result.retained -= result.pruned.size();
     }
     if (request.pre_restore) {
         result.pruned = repo.bound_safety_dumps(database, kSafetyDumpsKept);
     }
-    result.retained = repo.ids_of_server(database, system).size();
     return result;
 }
 

@@ -133,6 +133,12 @@ std::string plan_line(const RestoreResult& r, uint64_t size, const std::string& 
                        target_text);
 }
 
+// The statement that gives a database these connection settings back.
+std::string connection_setting_sql(const std::string& database, bool allow, int limit) {
+    return fmt::format("ALTER DATABASE {} ALLOW_CONNECTIONS {} CONNECTION LIMIT {}",
+                       pg::quote_identifier(database), allow ? "true" : "false", limit);
+}
+
 // What a restore changed about who may connect to its target, and puts back.
 // The record file is written before the change and removed after the undo,
 // so a restore killed in between leaves it for status and the next restore.
@@ -185,7 +191,7 @@ class ConnectionBlock {
     // On each tick: close the door once pg_restore is in, and end any session
     // that is neither pgward's nor pg_restore's (a pool that reconnected).
     void tick(const std::string& application_name) {
-        if (mode_ == Mode::AllowConnections && !applied_) {
+        if (mode_ == Mode::AllowConnections && !applied_ && !refused_) {
             auto in = conn_.query_value(
                 "SELECT pg_catalog.count(*) FROM pg_catalog.pg_stat_activity "
                 "WHERE datname = pg_catalog.current_database() AND application_name = $1",
@@ -233,10 +239,7 @@ class ConnectionBlock {
 
   private:
     enum class Mode { AllowConnections, Limit };
-    std::string undo_sql() const {
-        return fmt::format("ALTER DATABASE {} ALLOW_CONNECTIONS {} CONNECTION LIMIT {}",
-                           pg::quote_identifier(database_), allow_ ? "true" : "false", limit_);
-    }
+    std::string undo_sql() const { return connection_setting_sql(database_, allow_, limit_); }
     void apply(const std::string& setting) {
         nlohmann::ordered_json doc;
         doc["database"] = database_;
@@ -258,7 +261,7 @@ class ConnectionBlock {
                 "could not block new connections to the target; sessions that connect "
                 "during the restore are ended as they appear",
                 {{"database", database_}, {"reason", e.what()}});
-            mode_ = Mode::Limit;  // not tried again
+            refused_ = true;  // not tried again
             return;
         }
         log::info("new connections to the target are blocked for the restore",
@@ -275,6 +278,7 @@ class ConnectionBlock {
     Mode mode_ = Mode::AllowConnections;
     int new_limit_ = -1;
     bool applied_ = false;
+    bool refused_ = false;  // the server said no: sessions are ended instead
 };
 
 // A record left by a killed restore: put the setting back through another
@@ -325,9 +329,7 @@ std::vector<LeftConnectionBlock> left_connection_blocks(const std::filesystem::p
         left.connection_limit = doc.value("connection_limit", -1);
         left.since = doc.value("since", "");
         left.undo_sql =
-            fmt::format("ALTER DATABASE {} ALLOW_CONNECTIONS {} CONNECTION LIMIT {}",
-                        pg::quote_identifier(left.database),
-                        left.allow_connections ? "true" : "false", left.connection_limit);
+            connection_setting_sql(left.database, left.allow_connections, left.connection_limit);
         if (connection_block_file_name(left.database) == name) {
             out.push_back(std::move(left));
         }

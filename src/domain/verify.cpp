@@ -246,21 +246,18 @@ std::filesystem::path resolve_latest(const BackupRepository& repo,
                       names.empty() ? "check --dir / POSTGRES_BACKUP_DIR"
                                     : "name the source database with --from-db, or give the file");
     }
-    // Newest first; each server's newest, in that order.
+    // Newest first: the first of the target's server is the one; else each
+    // server's newest, in that order.
     std::vector<std::pair<std::string, BackupId>> newest_by_server;
-    std::optional<BackupId> newest_of_target_server;
     for (const BackupId& id : ids) {
         std::optional<std::string> from = repo.system_of(id);
         if (server && (!from || *from == *server)) {
-            newest_of_target_server = newest_of_target_server.value_or(id);
+            return repo.path_of(id.dump_file());
         }
         if (from && std::none_of(newest_by_server.begin(), newest_by_server.end(),
                                  [&](const auto& known) { return known.first == *from; })) {
             newest_by_server.emplace_back(*from, id);
         }
-    }
-    if (newest_of_target_server) {
-        return repo.path_of(newest_of_target_server->dump_file());
     }
     if (newest_by_server.size() <= 1) {
         return repo.path_of(ids.front().dump_file());

@@ -131,7 +131,20 @@ Params connection_params(const ConnectionOptions& options, const std::string& ap
         p.keywords.push_back("passfile");
         p.values.push_back("/nonexistent/pgward-no-passfile");
     } else {
+        const bool named = options.dbname || options.dbname_override;
         for (const auto& [keyword, value] : operator_connection_defaults()) {
+            // libpq expands only the first dbname as a conninfo: the
+            // operator's PGDATABASE (or service's dbname) must not take that
+            // place from a POSTGRES_DB that is one, and is a name itself.
+            if (keyword == "dbname") {
+                if (named) {
+                    continue;
+                }
+                p.owned.push_back("dbname=" + quote_conninfo_value(value));
+                p.keywords.push_back("dbname");
+                p.values.push_back(p.owned.back().c_str());
+                continue;
+            }
             p.keywords.push_back(keyword.c_str());
             p.values.push_back(value.c_str());
         }
@@ -424,32 +437,33 @@ std::vector<std::pair<std::string, std::string>> Connection::child_environment()
     return env;
 }
 
-std::string Connection::escape_literal(const std::string& value) const {
-    if (value.find('\0') != std::string::npos) {
-        throw failure(fmt::format("a SQL literal for {} holds a NUL byte", target()));
+namespace {
+
+// PQescapeLiteral and PQescapeIdentifier share their contract: a malloc'd
+// quoted copy, or null with the reason in the connection's error message.
+std::string escape_with(PGconn* conn, char* (*escape)(PGconn*, const char*, size_t),
+                        const std::string& text, const char* what, const std::string& target) {
+    if (text.find('\0') != std::string::npos) {
+        throw failure(fmt::format("a SQL {} for {} holds a NUL byte", what, target));
     }
-    char* quoted = PQescapeLiteral(conn_.get(), value.data(), value.size());
+    char* quoted = escape(conn, text.data(), text.size());
     if (quoted == nullptr) {
-        throw failure(fmt::format("cannot quote a SQL literal for {}: {}", target(),
-                                  one_line(PQerrorMessage(conn_.get()))));
+        throw failure(fmt::format("cannot quote a SQL {} for {}: {}", what, target,
+                                  one_line(PQerrorMessage(conn))));
     }
     std::string out(quoted);
     PQfreemem(quoted);
     return out;
 }
 
+}  // namespace
+
+std::string Connection::escape_literal(const std::string& value) const {
+    return escape_with(conn_.get(), PQescapeLiteral, value, "literal", target());
+}
+
 std::string Connection::escape_identifier(const std::string& name) const {
-    if (name.find('\0') != std::string::npos) {
-        throw failure(fmt::format("a SQL identifier for {} holds a NUL byte", target()));
-    }
-    char* quoted = PQescapeIdentifier(conn_.get(), name.data(), name.size());
-    if (quoted == nullptr) {
-        throw failure(fmt::format("cannot quote a SQL identifier for {}: {}", target(),
-                                  one_line(PQerrorMessage(conn_.get()))));
-    }
-    std::string out(quoted);
-    PQfreemem(quoted);
-    return out;
+    return escape_with(conn_.get(), PQescapeIdentifier, name, "identifier", target());
 }
 
 std::optional<std::string> Connection::password_used() const {

@@ -37,8 +37,9 @@ class RightBackupTest : public ScratchDirTest {
                "INSERT INTO orders(item) SELECT 'item ' || g FROM generate_series(1, 300) g;");
     }
     Env env(const std::string& db) const { return pg_env(db, dir_); }
-    std::string backup(const std::string& db) {
-        RunResult b = run_pgward({"backup"}, env(db));
+    std::string backup(const std::string& db) { return backup_with(env(db)); }
+    std::string backup_with(const Env& e) {
+        RunResult b = run_pgward({"backup"}, e);
         EXPECT_EQ(b.exit_code, 0) << b.err;
         return b.out.substr(0, b.out.find('\n'));
     }
@@ -269,6 +270,50 @@ TEST_F(RightBackupTest, NewConnectionsAreKeptOutDuringACleanRestoreAndLetInAfter
     EXPECT_TRUE(contains(again.err, "putting the setting back")) << again.err;
     EXPECT_EQ(allowed(), "true");
     EXPECT_EQ(c.query_value("shop", "SELECT count(*) FROM bulk"), "1500000");
+}
+
+// Item 3 as the database's owner who is not a superuser (an app's own role):
+// ALTER DATABASE is the owner's to run, and with --jobs the limit leaves room
+// for pg_restore's own sessions, which a non-superuser's limit binds.
+TEST_F(RightBackupTest, AnOwnerWhoIsNotASuperuserKeepsConnectionsOutToo) {
+    PgCluster& c = PgCluster::instance();
+    c.exec("postgres",
+           "DROP ROLE IF EXISTS shop_owner; "
+           "CREATE ROLE shop_owner LOGIN NOSUPERUSER PASSWORD 'owner-pw'");
+    c.drop_database("owned");
+    c.create_database("owned");
+    c.exec("postgres", "ALTER DATABASE owned OWNER TO shop_owner");
+    c.exec("owned",
+           "SET ROLE shop_owner; CREATE TABLE bulk AS SELECT g AS id, md5(g::text) AS v "
+           "FROM generate_series(1, 1500000) g; CREATE INDEX ON bulk(v)");
+    Env e = env("owned");
+    for (auto& [name, value] : e) {
+        if (name == "POSTGRES_USER") {
+            value = "shop_owner";
+        } else if (name == "POSTGRES_PASSWORD") {
+            value = "owner-pw";
+        }
+    }
+    const std::string dump = backup_with(e);
+    auto settings = [&] {
+        return c.query_value("postgres",
+                             "SELECT datallowconn::text || ' ' || datconnlimit "
+                             "FROM pg_database WHERE datname = 'owned'");
+    };
+    for (const char* jobs : {"1", "2"}) {
+        RunResult r = run_pgward({"restore", dump, "--dbname", "owned", "--clean", "--if-exists",
+                                  "--yes", "--no-safety-backup", "--jobs", jobs},
+                                 e);
+        ASSERT_EQ(r.exit_code, 0) << jobs << ": " << r.err;
+        EXPECT_TRUE(contains(r.err, std::string(jobs) == "1" ? "how=\"ALLOW_CONNECTIONS false\""
+                                                             : "how=\"CONNECTION LIMIT 3\""))
+            << jobs << ": " << r.err;
+        EXPECT_FALSE(contains(r.err, "could not block")) << r.err;
+        EXPECT_EQ(settings(), "true -1") << jobs;
+        EXPECT_EQ(c.query_value("owned", "SELECT count(*) FROM bulk"), "1500000");
+    }
+    c.drop_database("owned");
+    c.exec("postgres", "DROP ROLE shop_owner");
 }
 
 // Item 5. Before: retention pruned the other server's backups and latest
