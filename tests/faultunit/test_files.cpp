@@ -107,6 +107,48 @@ TEST_F(FilesUnderFaults, AFailedDirectoryFsyncLeavesAReplacedFileWithItsNewText)
     EXPECT_EQ(names(), "state.json");
 }
 
+TEST_F(FilesUnderFaults, ANewFileThatCannotBeUnpublishedAfterAFailedDirectoryFsyncIsNamed) {
+    arm("fsync", 2, EIO);
+    int unlinks = arm("unlink", 1, EIO);  // taking the new name back fails too
+    std::string message = test::error_message(
+        [&] { write_file_atomically(dir_ / "a.dump", "text", AtomicFile::Publish::NoReplace); });
+    EXPECT_EQ(message, "cannot fsync directory " + dir_.string() +
+                           ": Input/output error; and it stays published: cannot remove " +
+                           (dir_ / "a.dump").string() + ": Input/output error");
+    EXPECT_EQ(faultfs_seen(unlinks), 1);
+    EXPECT_EQ(names(), "a.dump");
+}
+
+TEST_F(FilesUnderFaults, AFileNamedRelativeToTheWorkingDirectoryFsyncsIt) {
+    fs::path before = fs::current_path();
+    fs::current_path(dir_);
+    int fsyncs = arm("fsync", 0, 0);  // counted, never failed
+    write_file_atomically("relative.txt", "text", AtomicFile::Publish::Replace);
+    ensure_directory("made-here");
+    fs::current_path(before);
+    EXPECT_EQ(faultfs_seen(fsyncs), 3);  // the file, ".", and "." again for the new directory
+    EXPECT_EQ(read_file(dir_ / "relative.txt"), "text");
+    EXPECT_TRUE(fs::is_directory(dir_ / "made-here"));
+}
+
+TEST_F(FilesUnderFaults, ADirectoryAnotherProcessMadeFirstIsNotAnError) {
+    int mkdirs = arm("mkdir", 1, EEXIST);  // lost the race to another process
+    EXPECT_NO_THROW(ensure_directory(dir_ / "new"));
+    EXPECT_EQ(faultfs_seen(mkdirs), 1);
+}
+
+TEST_F(FilesUnderFaults, AnUncommittedTempFileThatCannotBeRemovedIsLeftForTheNextRun) {
+    {
+        AtomicFile file(dir_ / "a.dump", AtomicFile::Publish::NoReplace);
+        file.write("partial");
+        arm("unlink", 1, EIO);
+    }  // the destructor warns and does not throw
+    EXPECT_EQ(names(), "a.dump.tmp");
+    write_file_atomically(dir_ / "a.dump", "whole", AtomicFile::Publish::NoReplace);
+    EXPECT_EQ(names(), "a.dump");
+    EXPECT_EQ(read_file(dir_ / "a.dump"), "whole");
+}
+
 TEST_F(FilesUnderFaults, ADirectoryThatCannotBeOpenedForFsyncIsNamed) {
     arm("open", 1, EACCES);
     EXPECT_EQ(test::error_message([&] { fsync_directory(dir_); }),
@@ -177,6 +219,29 @@ TEST_F(FilesUnderFaults, AFailedLinkIsNamedAndNothingIsPublished) {
         [&] { write_file_atomically(dir_ / "a.dump", "text", AtomicFile::Publish::NoReplace); });
     EXPECT_EQ(message, "cannot link into place " + (dir_ / "a.dump").string() + ": File exists");
     EXPECT_EQ(names(), "");
+}
+
+TEST_F(FilesUnderFaults, ALinkedFileWhoseTempNameCannotBeRemovedIsTakenBack) {
+    arm("renameat2", 1, ENOSYS, true);
+    int unlinks = arm("unlink", 1, EIO);  // the temp name, once: the new name then goes
+    std::string message = test::error_message(
+        [&] { write_file_atomically(dir_ / "a.dump", "text", AtomicFile::Publish::NoReplace); });
+    EXPECT_EQ(message, "cannot remove " + (dir_ / "a.dump.tmp").string() + ": Input/output error");
+    EXPECT_EQ(faultfs_seen(unlinks), 3);  // the temp name, the new name, the temp name again
+    EXPECT_EQ(names(), "");
+}
+
+TEST_F(FilesUnderFaults, ALinkedFileThatCannotBeTakenBackSaysItHasTwoNames) {
+    arm("renameat2", 1, ENOSYS, true);
+    arm("unlink", 1, EIO, true);
+    std::string message = test::error_message(
+        [&] { write_file_atomically(dir_ / "a.dump", "text", AtomicFile::Publish::NoReplace); });
+    EXPECT_EQ(message, "cannot remove " + (dir_ / "a.dump.tmp").string() +
+                           ": Input/output error; and cannot remove " + (dir_ / "a.dump").string() +
+                           ": Input/output error");
+    faultfs_disarm();
+    std::string both = names();
+    EXPECT_TRUE(both == "a.dump a.dump.tmp" || both == "a.dump.tmp a.dump") << both;
 }
 
 TEST_F(FilesUnderFaults, EnsureDirectoryCreatesParentsAndRefusesAFile) {
