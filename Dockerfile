@@ -12,18 +12,19 @@ WORKDIR /src
 COPY scripts/install-deps.sh scripts/install-deps.sh
 RUN PGWARD_DEPS_PROFILE=build scripts/install-deps.sh
 COPY . .
-RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DPGWARD_BUILD_TESTS=OFF \
- && cmake --build build -j"$(nproc)" \
- && strip build/pgward
+# The same build as `make package`: Release, the man page, a Debian package
+# whose dependencies dpkg-shlibdeps read from the binary.
+RUN scripts/build-package.sh build
 
 FROM postgres:${PG_MAJOR}-bookworm
-COPY scripts/install-deps.sh /tmp/install-deps.sh
-RUN PGWARD_DEPS_PROFILE=runtime /tmp/install-deps.sh \
- && rm -rf /tmp/install-deps.sh /var/lib/apt/lists/*
-COPY --from=build /src/build/pgward /usr/local/bin/pgward
 # pgward never needs root; /backups is private to it (dumps are 0600 anyway).
+# The user first, with a fixed uid: the package's postinst keeps an existing one.
 RUN useradd --system --uid 10001 --user-group --home-dir /backups --shell /usr/sbin/nologin pgward \
  && mkdir -p /backups && chown pgward:pgward /backups && chmod 0700 /backups
+COPY --from=build /src/build/pgward_*.deb /tmp/
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends /tmp/pgward_*.deb \
+ && rm -rf /tmp/pgward_*.deb /var/lib/apt/lists/*
 USER pgward
 VOLUME /backups
 ENV POSTGRES_BACKUP_DIR=/backups

@@ -1,4 +1,5 @@
-# The two commands of the README: `make demo` and `make test`.
+# The README's commands: `make demo`, `make test` (the everyday suite) and
+# `make check` (the full gate, what CI runs: .ci/run).
 BUILD_DIR ?= build
 ASAN_DIR ?= $(BUILD_DIR)-asan
 JOBS ?= $(shell nproc)
@@ -6,23 +7,66 @@ CMAKE_FLAGS ?=
 ifneq ($(CI),)
 CMAKE_FLAGS += -DPGWARD_WERROR=ON
 endif
+PREFIX ?= /usr/local
 
 FUZZ_DIR ?= $(BUILD_DIR)-fuzz
 RELEASE_DIR ?= $(BUILD_DIR)-release
+PACKAGE_DIR ?= $(BUILD_DIR)-package
 FUZZ_SECONDS ?= 300
 
-.PHONY: all deps configure build build-asan build-fuzz build-release fuzz fuzz-smoke test test-release test-deploy test-hostile test-asan campaigns-short torture walks coverage bench test-matrix test-client17 unit integration demo clean format
+.PHONY: all deps configure build build-asan build-fuzz build-release fuzz fuzz-smoke test check test-release test-deploy test-hostile test-asan test-package campaigns-short torture walks coverage bench test-matrix test-client17 unit integration demo package install clean format
 
 all: build
 
 deps:
 	@scripts/install-deps.sh
 
-configure: deps
-	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) >/dev/null
+# One optimized build with the standard library's assertions, for the demo,
+# the everyday tests and the full gate's optimized runs. The demo profile has
+# no GoogleTest: that build has no tests until `make test` installs it.
+configure-%:
+	@PGWARD_DEPS_PROFILE=$* scripts/install-deps.sh
+	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPGWARD_ASSERTIONS=ON $(CMAKE_FLAGS) >/dev/null
+
+configure: configure-full
 
 build: configure
 	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+# Only what the demo runs: the demo profile, the pgward target (a second run
+# builds nothing and starts the demo at once).
+demo:
+	@PGWARD_DEPS_PROFILE=demo scripts/install-deps.sh
+	@test -f $(BUILD_DIR)/CMakeCache.txt || \
+	  cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPGWARD_ASSERTIONS=ON $(CMAKE_FLAGS) >/dev/null
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target pgward
+	scripts/demo.sh $(BUILD_DIR)/pgward
+
+# The everyday suite (tests/run-tests.sh): unit, fault-unit, integration, the
+# hostile-environment run and the short campaigns, side by side.
+test: configure-test
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+	tests/run-tests.sh $(BUILD_DIR)
+
+# The full gate: the everyday suite, then the suites instrumented (the coverage
+# gate, with the fault walks' stride) and sanitized, the fuzz smoke, the
+# client-17 suites, the deployment check and the package test.
+check: deps test coverage test-asan fuzz-smoke test-client17 test-deploy test-package
+
+# A Debian package (CPack, dependencies from dpkg-shlibdeps), built by the
+# same script as the Dockerfile's build stage.
+package:
+	@PGWARD_DEPS_PROFILE=build scripts/install-deps.sh
+	scripts/build-package.sh $(PACKAGE_DIR)
+
+test-package: package
+	tests/package/test_package.sh $(PACKAGE_DIR)
+
+install:
+	@PGWARD_DEPS_PROFILE=build scripts/install-deps.sh
+	cmake -S . -B $(BUILD_DIR) -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target pgward manpage
+	DESTDIR="$(DESTDIR)" cmake --install $(BUILD_DIR)
 
 # The same suite under AddressSanitizer and UndefinedBehaviorSanitizer: every
 # pgward the integration tests start is sanitized too, and a leak or UB fails
@@ -87,11 +131,6 @@ bench: build-release
 	bench/bench.sh $(RELEASE_DIR)
 	bench/shapes.sh $(RELEASE_DIR)
 
-# The unit and integration suites run once instrumented (make coverage, whose gate
-# fails the run below its numbers) and once sanitized; the optimized build is
-# compiled too and runs the deployment check, the client-17 suites and the campaigns.
-test: build coverage test-deploy test-client17 test-hostile campaigns-short test-asan fuzz-smoke
-
 # The integration suite once more in an operator's shell set to wrong values
 # (PG*, a service file, ~/.pgpass, German locale, a far time zone):
 # tests/hostile/run.sh.
@@ -119,11 +158,8 @@ unit: build
 integration: build
 	$(BUILD_DIR)/tests/pgward_integration_tests
 
-demo: build
-	scripts/demo.sh $(BUILD_DIR)/pgward
-
 format:
 	clang-format -i $$(git ls-files '*.cpp' '*.hpp')
 
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(FUZZ_DIR) $(RELEASE_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(FUZZ_DIR) $(RELEASE_DIR) $(PACKAGE_DIR) $(COVERAGE_DIR)

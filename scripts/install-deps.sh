@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
 # Installs, from Debian's packages, what pgward needs: only the packages that
 # are missing, so a second run changes nothing. The Makefile, CI and the
-# Dockerfile all call this one script. PGWARD_DEPS_PROFILE chooses the set:
-#   full     (default) build, test and develop: compilers, -dev libraries,
-#            GoogleTest, a PostgreSQL server and client, docker-compose, gcovr,
-#            procps (pgrep, pkill and ps in the campaigns), debootstrap (the
-#            version matrix's clients 17 and 18, scripts/pg-clients.sh), strace
-#            (the write-order audit), PostGIS (the real-features database of
-#            the tests) and a de_DE.UTF-8 locale (the hostile-environment run)
-#   build    only what compiling pgward needs (the image's build stage)
-#   runtime  only the shared libraries the built binary loads (the image),
-#            plus ca-certificates (TLS to the server and alert URLs) and
-#            util-linux (setpriv, for the sandbox drill run as root)
+# Dockerfile all call this one script. PGWARD_DEPS_PROFILE chooses the set,
+# each one the one before it plus more:
+#   build    compiling pgward and packaging it (help2man writes the man page):
+#            the image's build stage
+#   demo     build + a PostgreSQL server and client (make demo)
+#   test     demo + GoogleTest, python3 (the test runner's report), procps
+#            (pgrep, pkill and ps in the campaigns), PostGIS (the real-features
+#            database of the tests) and a de_DE.UTF-8 locale (the
+#            hostile-environment run): make test
+#   full     (default) test + what make check adds: gcovr, clang and
+#            libFuzzer, debootstrap (clients 17 and 18, scripts/pg-clients.sh),
+#            strace (the write-order audit of the fault walks),
+#            docker-compose, python3-yaml and systemd (the deployment check),
+#            man-db (the package test reads the man page)
+#   runtime  only the shared libraries the built binary loads (a host given
+#            a bare binary), plus ca-certificates (TLS to the server and alert
+#            URLs) and util-linux (setpriv, for the sandbox drill run as root)
 # Runs as root, or through sudo. `install-deps.sh --list` prints the profile's
 # packages, one a line, and installs nothing (the deploy test checks them).
 set -euo pipefail
@@ -21,20 +27,23 @@ build=(
   build-essential cmake pkg-config ca-certificates
   libpq-dev libcli11-dev nlohmann-json3-dev libfmt-dev libssl-dev
   zlib1g-dev libzstd-dev liblz4-dev libxxhash-dev libisal-dev
-  libcurl4-openssl-dev libcpp-httplib-dev
+  libcurl4-openssl-dev libcpp-httplib-dev help2man
 )
 runtime=(
   ca-certificates libpq5 libfmt9 libssl3 zlib1g libzstd1 liblz4-1 libxxhash0 libisal2
   libcurl4 libcpp-httplib0.11 util-linux
 )
+demo=("${build[@]}" postgresql postgresql-client util-linux)
+test=("${demo[@]}" libgtest-dev libgmock-dev python3 procps postgresql-15-postgis-3
+      postgresql-15-postgis-3-scripts locales)
 case $profile in
-  full) packages=("${build[@]}" libgtest-dev libgmock-dev postgresql postgresql-client util-linux
-                  docker-compose python3-yaml gcovr clang libfuzzer-14-dev systemd procps
-                  debootstrap strace postgresql-15-postgis-3 postgresql-15-postgis-3-scripts
-                  locales) ;;
+  full) packages=("${test[@]}" gcovr clang libfuzzer-14-dev debootstrap strace docker-compose
+                  python3-yaml systemd man-db) ;;
+  test) packages=("${test[@]}") ;;
+  demo) packages=("${demo[@]}") ;;
   build) packages=("${build[@]}") ;;
   runtime) packages=("${runtime[@]}") ;;
-  *) echo "install-deps: unknown PGWARD_DEPS_PROFILE '$profile' (full, build or runtime)" >&2; exit 2 ;;
+  *) echo "install-deps: unknown PGWARD_DEPS_PROFILE '$profile' (full, test, demo, build or runtime)" >&2; exit 2 ;;
 esac
 
 if [[ ${1:-} == --list ]]; then
@@ -55,7 +64,7 @@ fi
 
 # The hostile-environment run (tests/hostile/run.sh) speaks German.
 ensure_test_locale() {
-  [[ $profile == full ]] || return 0
+  [[ $profile == full || $profile == test ]] || return 0
   locale -a 2>/dev/null | grep -qix 'de_DE.utf8' && return 0
   echo "install-deps: generating the de_DE.UTF-8 locale"
   "${sudo[@]}" localedef -i de_DE -f UTF-8 de_DE.UTF-8

@@ -60,6 +60,7 @@ int run_cli(int argc, char** argv) {
         // -h is --host, as in every PostgreSQL tool; help is --help only.
         app.set_help_flag("--help", "show this help");
         app.set_help_all_flag("--help-all", "show help for every command");
+        app.set_version_flag("--version", "pgward " PGWARD_VERSION, "print pgward's version");
         std::vector<std::unique_ptr<Command>> commands = make_commands();
         Command* selected = nullptr;
         for (auto& command : commands) {
@@ -87,6 +88,8 @@ int run_cli(int argc, char** argv) {
         } catch (const CLI::CallForHelp& e) {
             return app.exit(e);
         } catch (const CLI::CallForAllHelp& e) {
+            return app.exit(e);
+        } catch (const CLI::CallForVersion& e) {
             return app.exit(e);
         } catch (const CLI::ParseError& e) {
             std::fprintf(stderr, "pgward: %s (hint: see `pgward --help`)\n", e.what());

@@ -126,12 +126,11 @@ dockerfile "both stages FROM postgres:\${PG_MAJOR}-bookworm" <(grep -c '^FROM po
 # -bookworm: the bare tags are Debian 13, where the runtime package names differ.
 dockerfile "build stage on postgres:\${PG_MAJOR}-bookworm" "$tmp/stage1" '^FROM postgres:\$\{PG_MAJOR\}-bookworm AS build$'
 dockerfile "build stage: install-deps.sh, profile build" "$tmp/stage1" 'RUN PGWARD_DEPS_PROFILE=build (\./)?scripts/install-deps\.sh'
-dockerfile "build stage: Release build without tests" "$tmp/stage1" \
-  'cmake -S \. -B build -DCMAKE_BUILD_TYPE=Release -DPGWARD_BUILD_TESTS=OFF'
-dockerfile "build stage: cmake --build" "$tmp/stage1" 'cmake --build build -j"\$\(nproc\)"'
+dockerfile "build stage: the package's build script" "$tmp/stage1" '^RUN (\./)?scripts/build-package\.sh build$'
 dockerfile "runtime stage on postgres:\${PG_MAJOR}-bookworm" "$tmp/stage2" '^FROM postgres:\$\{PG_MAJOR\}-bookworm$'
-dockerfile "runtime stage: install-deps.sh, profile runtime" "$tmp/stage2" 'RUN PGWARD_DEPS_PROFILE=runtime \S*install-deps\.sh'
-dockerfile "runtime stage: binary at /usr/local/bin/pgward" "$tmp/stage2" '^COPY --from=build \S+/pgward /usr/local/bin/pgward$'
+dockerfile "runtime stage: the package from the build stage" "$tmp/stage2" '^COPY --from=build /src/build/pgward_\*\.deb /tmp/$'
+dockerfile "runtime stage: apt-get installs the package" "$tmp/stage2" 'apt-get install -y --no-install-recommends /tmp/pgward_\*\.deb'
+dockerfile "runtime stage: user made before the package" <(grep -nE 'useradd|apt-get install' "$tmp/stage2" | head -n1) 'useradd'
 dockerfile "runtime stage: /backups owned by pgward, 0700" "$tmp/stage2" 'chown pgward(:pgward)? /backups.*chmod 0700 /backups'
 dockerfile "USER pgward" "$tmp/stage2" '^USER pgward$'
 if has "$tmp/Dockerfile" '^USER (root|0)(:|$)'; then bad "Dockerfile: runs as root"; else ok; fi
