@@ -219,9 +219,17 @@ class ConnectionBlock {
         }
     }
     std::string describe() const {
+        if (refused_) {
+            return "not blocked (the server refused: " + refusal_ +
+                   "); sessions that connected were ended";
+        }
         if (mode_ == Mode::Limit) {
             return fmt::format("CONNECTION LIMIT {}{} during the restore", new_limit_,
                                superuser_ ? " (superusers are not bound by it)" : "");
+        }
+        if (!ever_applied_) {
+            return "not blocked: pg_restore finished before the first check; sessions that "
+                   "connected were ended";
         }
         return "ALLOW_CONNECTIONS false once pg_restore connected";
     }
@@ -262,8 +270,10 @@ class ConnectionBlock {
                 "during the restore are ended as they appear",
                 {{"database", database_}, {"reason", e.what()}});
             refused_ = true;  // not tried again
+            refusal_ = e.what();
             return;
         }
+        ever_applied_ = true;
         log::info("new connections to the target are blocked for the restore",
                   {{"database", database_}, {"how", setting}});
     }
@@ -278,7 +288,9 @@ class ConnectionBlock {
     Mode mode_ = Mode::AllowConnections;
     int new_limit_ = -1;
     bool applied_ = false;
+    bool ever_applied_ = false;
     bool refused_ = false;  // the server said no: sessions are ended instead
+    std::string refusal_;
 };
 
 // A record left by a killed restore: put the setting back through another
@@ -656,7 +668,6 @@ RestoreResult run_restore_job(const RestoreRequest& request) {
     ConnectionBlock block(*target, std::move(block_admin),
                           request.backup_dir / connection_block_file_name(database),
                           request.flags.jobs);
-    result.connections_blocked = block.describe();
     block.before_pg_restore();
     const std::string application_name = pg_restore_application_name();
 
@@ -667,6 +678,7 @@ RestoreResult run_restore_job(const RestoreRequest& request) {
     PgRestoreRun run = run_pg_restore(pg_restore, *target, result.archive, request.flags,
                                       request.limits, [&] { block.tick(application_name); });
     block.undo();
+    result.connections_blocked = block.describe();  // what happened, not what was planned
     result.success = run.ok;
     result.errors = run.messages.errors;
     result.benign_notices = run.messages.benign.size();

@@ -316,6 +316,53 @@ TEST_F(RightBackupTest, AnOwnerWhoIsNotASuperuserKeepsConnectionsOutToo) {
     c.exec("postgres", "DROP ROLE shop_owner");
 }
 
+// Item 3 for a role that owns the schema but not the database (an app's
+// role in a database an admin made): the server refuses ALTER DATABASE, the
+// restore goes on, says so in the log and in --json, and ends newcomers.
+TEST_F(RightBackupTest, ARoleThatCannotCloseTheDoorSaysSoAndStillRestores) {
+    PgCluster& c = PgCluster::instance();
+    c.exec("postgres",
+           "DROP ROLE IF EXISTS shop_app; "
+           "CREATE ROLE shop_app LOGIN NOSUPERUSER PASSWORD 'app-pw'");
+    c.drop_database("notmine");
+    c.create_database("notmine");
+    c.exec("notmine",
+           "ALTER SCHEMA public OWNER TO shop_app; SET ROLE shop_app; "
+           "CREATE TABLE items AS SELECT g AS id, md5(g::text) AS v "
+           "FROM generate_series(1, 1000000) g; CREATE INDEX ON items(v)");
+    Env e = env("notmine");
+    for (auto& [name, value] : e) {
+        if (name == "POSTGRES_USER") {
+            value = "shop_app";
+        } else if (name == "POSTGRES_PASSWORD") {
+            value = "app-pw";
+        }
+    }
+    const std::string dump = backup_with(e);
+    c.exec("notmine", "DELETE FROM items WHERE id > 10");
+    RunResult r = run_pgward({"restore", dump, "--dbname", "notmine", "--clean", "--if-exists",
+                              "--yes", "--no-safety-backup", "--json"},
+                             e);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_TRUE(contains(r.err, "could not block new connections to the target")) << r.err;
+    EXPECT_TRUE(contains(r.err, "must be owner of database notmine")) << r.err;
+    json out = json::parse(r.out);
+    const std::string blocked = out["connections_blocked"];
+    EXPECT_EQ(blocked.rfind("not blocked (the server refused: ", 0), 0U) << blocked;
+    EXPECT_TRUE(contains(blocked,
+                         "ERROR: must be owner of database notmine); sessions that "
+                         "connected were ended"))
+        << blocked;
+    EXPECT_EQ(c.query_value("postgres",
+                            "SELECT datallowconn::text || ' ' || datconnlimit FROM pg_database "
+                            "WHERE datname = 'notmine'"),
+              "true -1");
+    EXPECT_TRUE(files_ending(".restore-block.json").empty());
+    EXPECT_EQ(c.query_value("notmine", "SELECT count(*) FROM items"), "1000000");
+    c.drop_database("notmine");
+    c.exec("postgres", "DROP ROLE shop_app");
+}
+
 // Item 5. Before: retention pruned the other server's backups and latest
 // took the other server's newer one.
 TEST_F(RightBackupTest, BackupsOfOneNameFromTwoServersAreKeptApart) {
