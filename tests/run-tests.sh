@@ -122,11 +122,18 @@ done
 for skip in "${skips[@]}"; do echo "skipped: $skip"; done
 for failure in "${failures[@]}"; do echo "FAILED: $failure"; done
 if ((failed > 0)); then
-  # The failing suites' logs stay; print each one's failures in full.
-  for name in "${!pids[@]}"; do
+  # Each failed test's own output (RUN to FAILED); a suite that failed outside
+  # any test, its last 40 lines. The logs stay.
+  for name in $(printf '%s\n' "${!pids[@]}" | sort); do
     [[ $(cat "$out/$name.rc") == 0 ]] && continue
-    echo "---- $name ($out/$name.log), last 60 lines:"
-    tail -n 60 "$out/$name.log"
+    echo "---- $name ($out/$name.log)"
+    if grep -q '^\[  FAILED  \] .*([0-9]* ms)$' "$out/$name.log"; then
+      awk '/^\[ RUN      \]/ {buf = ""} {buf = buf $0 "\n"}
+           /^\[  FAILED  \] .*\([0-9]+ ms\)$/ {printf "%s", buf; buf = ""}' "$out/$name.log" |
+        grep -v ' level=info ' | cut -c1-400
+    else
+      tail -n 40 "$out/$name.log"
+    fi
   done
 fi
 echo "make test: $passed passed, $failed failed, $skipped skipped in $((SECONDS - started)) s"

@@ -28,12 +28,14 @@ struct Session {
     std::string pid, user, application, client, state;
 };
 
+// Client sessions only: an autovacuum worker busy on the target (usual right
+// after a big load) is no one to ask, and gives way to pg_restore's locks.
 std::vector<Session> other_sessions(pg::Connection& conn, const std::string& database) {
     pg::Result r = conn.exec(
         "SELECT pid::text, coalesce(usename, ''), coalesce(application_name, ''), "
         "coalesce(client_addr::text, 'local'), coalesce(state, '') "
         "FROM pg_catalog.pg_stat_activity WHERE datname = $1 AND pid <> "
-        "pg_catalog.pg_backend_pid()",
+        "pg_catalog.pg_backend_pid() AND backend_type = 'client backend'",
         {database});
     std::vector<Session> out;
     out.reserve(static_cast<size_t>(r.rows()));

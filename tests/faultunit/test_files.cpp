@@ -221,16 +221,6 @@ TEST_F(FilesUnderFaults, AFailedLinkIsNamedAndNothingIsPublished) {
     EXPECT_EQ(names(), "");
 }
 
-TEST_F(FilesUnderFaults, ALinkedFileWhoseTempNameCannotBeRemovedIsTakenBack) {
-    arm("renameat2", 1, ENOSYS, true);
-    int unlinks = arm("unlink", 1, EIO);  // the temp name, once: the new name then goes
-    std::string message = test::error_message(
-        [&] { write_file_atomically(dir_ / "a.dump", "text", AtomicFile::Publish::NoReplace); });
-    EXPECT_EQ(message, "cannot remove " + (dir_ / "a.dump.tmp").string() + ": Input/output error");
-    EXPECT_EQ(faultfs_seen(unlinks), 3);  // the temp name, the new name, the temp name again
-    EXPECT_EQ(names(), "");
-}
-
 TEST_F(FilesUnderFaults, ALinkedFileThatCannotBeTakenBackSaysItHasTwoNames) {
     arm("renameat2", 1, ENOSYS, true);
     arm("unlink", 1, EIO, true);
