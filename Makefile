@@ -62,11 +62,13 @@ package:
 test-package: package
 	tests/package/test_package.sh $(PACKAGE_DIR)
 
+# From the Release build (no test binaries, no assertions), as the package.
 install:
 	@PGWARD_DEPS_PROFILE=build scripts/install-deps.sh
-	cmake -S . -B $(BUILD_DIR) -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
-	cmake --build $(BUILD_DIR) -j $(JOBS) --target pgward manpage
-	DESTDIR="$(DESTDIR)" cmake --install $(BUILD_DIR)
+	cmake -S . -B $(RELEASE_DIR) -DCMAKE_BUILD_TYPE=Release -DPGWARD_BUILD_TESTS=OFF \
+	  -DCMAKE_INSTALL_PREFIX=$(PREFIX) $(CMAKE_FLAGS) >/dev/null
+	cmake --build $(RELEASE_DIR) -j $(JOBS) --target pgward manpage
+	DESTDIR="$(DESTDIR)" cmake --install $(RELEASE_DIR)
 
 # The same suite under AddressSanitizer and UndefinedBehaviorSanitizer: every
 # pgward the integration tests start is sanitized too, and a leak or UB fails
