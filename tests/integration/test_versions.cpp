@@ -162,9 +162,9 @@ TEST_F(VersionTest, ANewerPgRestoreRestoresIntoAnOlderServerButNotInOneTransacti
     ASSERT_EQ(backup.exit_code, 0) << backup.err;
     c.drop_database("shop_copy");
 
-    RunResult single = run_pgward(
-        {"restore", "latest", "--dbname", "shop_copy", "--create", "--single-transaction"},
-        env("shop"));
+    RunResult single = run_pgward({"restore", "latest", "--from-db", "shop", "--dbname",
+                                   "shop_copy", "--create", "--single-transaction"},
+                                  env("shop"));
     EXPECT_EQ(single.exit_code, 1) << single.err;
     EXPECT_TRUE(contains(single.err, "in a single transaction: it sends SET transaction_timeout"))
         << single.err;
@@ -174,7 +174,8 @@ TEST_F(VersionTest, ANewerPgRestoreRestoresIntoAnOlderServerButNotInOneTransacti
         "0");
 
     RunResult plain =
-        run_pgward({"restore", "latest", "--dbname", "shop_copy", "--create"}, env("shop"));
+        run_pgward({"restore", "latest", "--from-db", "shop", "--dbname", "shop_copy", "--create"},
+                   env("shop"));
     EXPECT_EQ(plain.exit_code, 0) << plain.err;
     EXPECT_TRUE(contains(plain.err, "sets transaction_timeout, which PostgreSQL")) << plain.err;
     EXPECT_FALSE(contains(plain.err, "level=error")) << plain.err;
