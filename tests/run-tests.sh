@@ -20,7 +20,7 @@ if [[ $filter == *-* ]]; then
 else
   integration_filter="$filter-FaultWalkTest.*"
 fi
-out=$(mktemp -d "${TMPDIR:-/tmp}/pgward-test-XXXXXX")
+out=$(mktemp -d "${TMPDIR:-/tmp}/pgward-run-XXXXXX")
 chmod 0755 "$out"  # the clusters' postgres user writes nothing here, but reads paths under it
 started=$SECONDS
 
@@ -30,6 +30,22 @@ for binary in pgward pgward_unit_tests; do
     exit 2
   }
 done
+
+# Each suite runs in its own process group (job control); interrupted, the
+# runner passes the signal to each group, and each test binary stops its
+# cluster (tests/harness/environment.cpp) before it dies.
+set -m
+interrupted() {
+  trap - INT TERM
+  local pid
+  for pid in "${pids[@]}"; do
+    kill -TERM -- "-$pid" 2>/dev/null
+  done
+  wait
+  echo "make test: interrupted; the logs are in $out" >&2
+  exit 130
+}
+trap interrupted INT TERM
 
 # name -> command; each writes $out/NAME.log, gtest suites also $out/NAME.json.
 declare -A pids=()

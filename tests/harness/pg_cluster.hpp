@@ -27,6 +27,7 @@ class PgCluster {
     void destroy(bool keep_files);
 
     const std::filesystem::path& bin_dir() const { return sandbox_->bin_dir(); }
+    const std::filesystem::path& root() const { return sandbox_->root(); }
     // pg_dump, pg_restore, psql: what pgward is pointed at (PGWARD_PG_BIN).
     const std::filesystem::path& client_bin_dir() const { return client_bin_; }
     int client_major() const { return client_major_; }
