@@ -11,7 +11,8 @@
 #            database of the tests) and a de_DE.UTF-8 locale (the
 #            hostile-environment run): make test
 #   full     (default) test + what make check adds: gcovr, clang and
-#            libFuzzer, debootstrap (clients 17 and 18, scripts/pg-clients.sh),
+#            libFuzzer with its sanitizer runtimes (clang does not pull them in
+#            without its recommends), debootstrap (clients 17 and 18, scripts/pg-clients.sh),
 #            strace (the write-order audit of the fault walks),
 #            docker-compose, python3-yaml and systemd (the deployment check),
 #            man-db (the package test reads the man page)
@@ -37,7 +38,7 @@ demo=("${build[@]}" postgresql postgresql-client util-linux)
 test=("${demo[@]}" libgtest-dev libgmock-dev python3 procps postgresql-15-postgis-3
       postgresql-15-postgis-3-scripts locales)
 case $profile in
-  full) packages=("${test[@]}" gcovr clang libfuzzer-14-dev debootstrap strace docker-compose
+  full) packages=("${test[@]}" gcovr clang libfuzzer-14-dev libclang-rt-14-dev debootstrap strace docker-compose
                   python3-yaml systemd man-db) ;;
   test) packages=("${test[@]}") ;;
   demo) packages=("${demo[@]}") ;;
