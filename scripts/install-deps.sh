@@ -3,8 +3,8 @@
 # are missing, so a second run changes nothing. The Makefile, CI and the
 # Dockerfile all call this one script. PGWARD_DEPS_PROFILE chooses the set,
 # each one the one before it plus more:
-#   build    compiling pgward and packaging it (help2man writes the man page):
-#            the image's build stage
+#   build    compiling pgward and packaging it (help2man writes the man page;
+#            CPack's dpkg-shlibdeps step needs file): the image's build stage
 #   demo     build + a PostgreSQL server and client (make demo)
 #   test     demo + GoogleTest, python3 (the test runner's report), procps
 #            (pgrep, pkill and ps in the campaigns), PostGIS (the real-features
@@ -28,7 +28,7 @@ build=(
   build-essential cmake pkg-config ca-certificates
   libpq-dev libcli11-dev nlohmann-json3-dev libfmt-dev libssl-dev
   zlib1g-dev libzstd-dev liblz4-dev libxxhash-dev libisal-dev
-  libcurl4-openssl-dev libcpp-httplib-dev help2man
+  libcurl4-openssl-dev libcpp-httplib-dev help2man file
 )
 runtime=(
   ca-certificates libpq5 libfmt9 libssl3 zlib1g libzstd1 liblz4-1 libxxhash0 libisal2
