@@ -83,14 +83,13 @@ void run_migrate_command(const std::string& command_text, const pg::Connection& 
     std::string user = PQuser(raw);
     std::string db = PQdb(raw);
     std::optional<std::string> password = conn.password_used();
-    std::string url = "postgresql://" + percent_encode(user);
-    if (password) {
-        url += ":" + percent_encode(*password);
-    }
-    bool socket = !host.empty() && host.front() == '/';
-    url += "@" + (socket ? std::string() : host) + ":" + port + "/" + percent_encode(db);
+    const bool socket = !host.empty() && host.front() == '/';
+    std::string url =
+        fmt::format("postgresql://{}{}@{}:{}/{}", percent_encode(user),
+                    password ? fmt::format(":{}", percent_encode(*password)) : std::string(),
+                    socket ? std::string() : host, port, percent_encode(db));
     if (socket) {
-        url += "?host=" + percent_encode(host);
+        url += fmt::format("?host={}", percent_encode(host));
     }
     Command command;
     command.argv = {"/bin/sh", "-c", command_text};

@@ -195,6 +195,21 @@ TEST_F(DrillTest, AFailingMigrateCommandFailsTheMigrateStep) {
     EXPECT_TRUE(contains(r.err, "the migrate command failed (exit code 3)")) << r.err;
 }
 
+// The migrate command's DATABASE_URL works as it is given: psql migrates
+// through it, with the test cluster's password (a quote, a space and a
+// backslash) percent-encoded in it.
+TEST_F(DrillTest, AMigrateCommandMigratesThroughDatabaseUrl) {
+    const std::string command =
+        "for f in '" + kMigrations.string() + "'/*.sql; do '" + real("psql") +
+        "' \"$DATABASE_URL\" -v ON_ERROR_STOP=1 -q -f \"$f\" || exit 1; done";
+    RunResult r = run_pgward({"drill", "--migrate-cmd", command, "--version-table", "none",
+                              "--report-dir", (dir_ / "reports").string()},
+                             env());
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    json rep = report(r);
+    EXPECT_EQ(rep["restore_success"], true) << rep.dump(2);
+}
+
 TEST_F(DrillTest, AFailingDumpStepFailsTheDrill) {
     fs::path bin =
         fake_bin("pg_dump", "#!/bin/sh\n[ \"$1\" = --version ] && exec '" + real("pg_dump") +
