@@ -14,7 +14,7 @@ RELEASE_DIR ?= $(BUILD_DIR)-release
 PACKAGE_DIR ?= $(BUILD_DIR)-package
 FUZZ_SECONDS ?= 300
 
-.PHONY: all deps configure build build-asan build-fuzz build-release fuzz fuzz-smoke test check test-release test-deploy test-hostile test-asan test-package campaigns-short torture walks coverage bench test-matrix test-client17 unit integration demo package install clean format
+.PHONY: all deps configure build build-asan build-fuzz build-release fuzz fuzz-smoke test check check-rest test-release test-deploy test-hostile test-asan test-package campaigns-short torture walks coverage bench test-matrix test-client17 unit integration demo package install clean format
 
 all: build
 
@@ -51,7 +51,10 @@ test: configure-test
 # The full gate: the everyday suite, then the suites instrumented (the coverage
 # gate, with the fault walks' stride) and sanitized, the fuzz smoke, the
 # client-17 suites, the deployment check and the package test.
-check: deps test coverage test-asan fuzz-smoke test-client17 test-deploy test-package
+# .ci/run runs its two halves: `make test`, then `make check-rest`.
+check: test check-rest
+
+check-rest: deps coverage test-asan fuzz-smoke test-client17 test-deploy test-package
 
 # A Debian package (CPack, dependencies from dpkg-shlibdeps), built by the
 # same script as the Dockerfile's build stage.

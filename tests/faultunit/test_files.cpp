@@ -120,12 +120,12 @@ TEST_F(FilesUnderFaults, ANewFileThatCannotBeUnpublishedAfterAFailedDirectoryFsy
 }
 
 TEST_F(FilesUnderFaults, AFileNamedRelativeToTheWorkingDirectoryFsyncsIt) {
-    fs::path before = fs::current_path();
-    fs::current_path(dir_);
     int fsyncs = arm("fsync", 0, 0);  // counted, never failed
-    write_file_atomically("relative.txt", "text", AtomicFile::Publish::Replace);
-    ensure_directory("made-here");
-    fs::current_path(before);
+    {
+        test::InDirectory cwd(dir_);
+        write_file_atomically("relative.txt", "text", AtomicFile::Publish::Replace);
+        ensure_directory("made-here");
+    }
     EXPECT_EQ(faultfs_seen(fsyncs), 3);  // the file, ".", and "." again for the new directory
     EXPECT_EQ(read_file(dir_ / "relative.txt"), "text");
     EXPECT_TRUE(fs::is_directory(dir_ / "made-here"));

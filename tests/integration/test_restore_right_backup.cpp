@@ -37,6 +37,18 @@ class RightBackupTest : public ScratchDirTest {
                "INSERT INTO orders(item) SELECT 'item ' || g FROM generate_series(1, 300) g;");
     }
     Env env(const std::string& db) const { return pg_env(db, dir_); }
+    // The environment of another login role.
+    Env env_as(const std::string& db, const std::string& user, const std::string& password) const {
+        Env e = env(db);
+        for (auto& [name, value] : e) {
+            if (name == "POSTGRES_USER") {
+                value = user;
+            } else if (name == "POSTGRES_PASSWORD") {
+                value = password;
+            }
+        }
+        return e;
+    }
     std::string backup(const std::string& db) { return backup_with(env(db)); }
     std::string backup_with(const Env& e) {
         RunResult b = run_pgward({"backup"}, e);
@@ -286,14 +298,7 @@ TEST_F(RightBackupTest, AnOwnerWhoIsNotASuperuserKeepsConnectionsOutToo) {
     c.exec("owned",
            "SET ROLE shop_owner; CREATE TABLE bulk AS SELECT g AS id, md5(g::text) AS v "
            "FROM generate_series(1, 1500000) g; CREATE INDEX ON bulk(v)");
-    Env e = env("owned");
-    for (auto& [name, value] : e) {
-        if (name == "POSTGRES_USER") {
-            value = "shop_owner";
-        } else if (name == "POSTGRES_PASSWORD") {
-            value = "owner-pw";
-        }
-    }
+    const Env e = env_as("owned", "shop_owner", "owner-pw");
     const std::string dump = backup_with(e);
     auto settings = [&] {
         return c.query_value("postgres",
@@ -330,14 +335,7 @@ TEST_F(RightBackupTest, ARoleThatCannotCloseTheDoorSaysSoAndStillRestores) {
            "ALTER SCHEMA public OWNER TO shop_app; SET ROLE shop_app; "
            "CREATE TABLE items AS SELECT g AS id, md5(g::text) AS v "
            "FROM generate_series(1, 1000000) g; CREATE INDEX ON items(v)");
-    Env e = env("notmine");
-    for (auto& [name, value] : e) {
-        if (name == "POSTGRES_USER") {
-            value = "shop_app";
-        } else if (name == "POSTGRES_PASSWORD") {
-            value = "app-pw";
-        }
-    }
+    const Env e = env_as("notmine", "shop_app", "app-pw");
     const std::string dump = backup_with(e);
     c.exec("notmine", "DELETE FROM items WHERE id > 10");
     RunResult r = run_pgward({"restore", dump, "--dbname", "notmine", "--clean", "--if-exists",

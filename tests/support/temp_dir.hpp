@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <optional>
 #include <string>
+#include <utility>
 
 #include "util/error.hpp"
 
@@ -29,14 +31,39 @@ class TempDirTest : public ::testing::Test {
 };
 
 // The message of the Error `call` throws, or "" when it throws none.
+// The pgward::Error `call` throws, or none.
 template <typename F>
-std::string error_message(F&& call) {
+std::optional<Error> caught_error(F&& call) {
     try {
         call();
     } catch (const Error& e) {
-        return e.what();
+        return e;
     }
-    return "";
+    return std::nullopt;
 }
+
+template <typename F>
+std::string error_message(F&& call) {
+    std::optional<Error> e = caught_error(std::forward<F>(call));
+    return e ? e->what() : "";
+}
+
+// The working directory for one scope, put back however the scope ends.
+class InDirectory {
+  public:
+    explicit InDirectory(const std::filesystem::path& dir)
+        : before_(std::filesystem::current_path()) {
+        std::filesystem::current_path(dir);
+    }
+    ~InDirectory() {
+        std::error_code ec;
+        std::filesystem::current_path(before_, ec);
+    }
+    InDirectory(const InDirectory&) = delete;
+    InDirectory& operator=(const InDirectory&) = delete;
+
+  private:
+    std::filesystem::path before_;
+};
 
 }  // namespace pgward::test

@@ -115,10 +115,10 @@ TEST_F(VerifyChecks, AMissingFileOrManifestIsSaidBeforeAnyPgRestoreRuns) {
     EXPECT_EQ(report.version->text(), "1.16");
 
     // A bare name is a file of the working directory, its manifest looked for there.
-    fs::path before = fs::current_path();
-    fs::current_path(dir_);
-    VerifyReport relative = verify_archive("app_20260101T000000Z.dump", pg_restore, false);
-    fs::current_path(before);
+    VerifyReport relative = [&] {
+        test::InDirectory cwd(dir_);
+        return verify_archive("app_20260101T000000Z.dump", pg_restore, false);
+    }();
     EXPECT_EQ(relative.problem, "no manifest: its checksum cannot be checked");
     EXPECT_EQ(relative.file, "app_20260101T000000Z.dump");
 }
@@ -224,23 +224,20 @@ TEST_F(VerifyChecks, ABackupSpecNamesOneFile) {
 }
 
 TEST_F(VerifyChecks, LatestOfANamedDatabaseInAnEmptyDirectorySaysItHoldsNone) {
-    try {
-        resolve_backup("latest", dir_, std::string("app"));
-        ADD_FAILURE() << "latest was resolved in an empty directory";
-    } catch (const Error& e) {
-        EXPECT_EQ(std::string(e.what()),
-                  "no backups of \"app\" in " + dir_.string() + " (it holds none at all)");
-        EXPECT_EQ(e.hint(), "check --dir / POSTGRES_BACKUP_DIR");
-    }
+    std::optional<Error> e =
+        test::caught_error([&] { resolve_backup("latest", dir_, std::string("app")); });
+    ASSERT_TRUE(e.has_value()) << "latest was resolved in an empty directory";
+    EXPECT_EQ(std::string(e->what()),
+              "no backups of \"app\" in " + dir_.string() + " (it holds none at all)");
+    EXPECT_EQ(e->hint(), "check --dir / POSTGRES_BACKUP_DIR");
 }
 
 // A bare file name is the directory's file, or one in the working directory;
 // a relative path with a directory is never looked up in --dir.
 TEST_F(VerifyChecks, ARelativeSpecIsTheWorkingDirectorysFileOrTheDirectorys) {
     write("app_20260101T000000Z.dump", "");
-    fs::path before = fs::current_path();
     fs::create_directory(dir_ / "cwd");
-    fs::current_path(dir_ / "cwd");
+    test::InDirectory cwd(dir_ / "cwd");
     std::ofstream("app_20260101T000000Z.dump") << "";
     EXPECT_EQ(resolve_backup("app_20260101T000000Z.dump", dir_, std::nullopt),
               "app_20260101T000000Z.dump");
@@ -250,7 +247,6 @@ TEST_F(VerifyChecks, ARelativeSpecIsTheWorkingDirectorysFileOrTheDirectorys) {
     fs::remove("app_20260101T000000Z.dump");
     EXPECT_EQ(resolve_backup("app_20260101T000000Z.dump", dir_, std::nullopt),
               dir_ / "app_20260101T000000Z.dump");
-    fs::current_path(before);
 }
 
 }  // namespace
