@@ -378,7 +378,7 @@ ExitStatus pump(Child& child, const PumpHandlers& handlers) {
             polls[count] = pollfd{interrupt_fd(), POLLIN, 0};
             index_of[count++] = 2;
         }
-        int ready = ::poll(polls, count, 1000);
+        int ready = ::poll(polls, count, static_cast<int>(handlers.tick_every.count()));
         if (ready < 0 && errno != EINTR) {
             throw failure(fmt::format("poll failed: {}", std::strerror(errno)));
         }

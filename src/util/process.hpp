@@ -102,9 +102,10 @@ class Child {
 struct PumpHandlers {
     std::function<void(const char* data, size_t size)> on_stdout;
     std::function<void(std::string_view line)> on_stderr_line;
-    // Called about once a second and after each read; may throw to abort
-    // (the child is then terminated by Child's destructor).
+    // Called at least every tick_every and after each read; may throw to
+    // abort (the child is then terminated by Child's destructor).
     std::function<void()> on_tick;
+    std::chrono::milliseconds tick_every{1000};
     // A pending SIGTERM/SIGINT aborts the pump (off for a server we only
     // drain: it must go on being drained while it shuts down).
     bool stop_on_interrupt = true;

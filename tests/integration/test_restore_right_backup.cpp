@@ -55,6 +55,17 @@ class RightBackupTest : public ScratchDirTest {
         EXPECT_EQ(b.exit_code, 0) << b.err;
         return b.out.substr(0, b.out.find('\n'));
     }
+    // A table `slow` whose index build sleeps 0.25 s a row: pg_restore is
+    // busy for rows/4 seconds on any machine (CI once restored a million
+    // plain rows before the restore's first look at the door).
+    static std::string slow_table_sql(int rows) {
+        return fmt::format(
+            "CREATE FUNCTION public.slow_id(integer) RETURNS integer LANGUAGE plpgsql "
+            "IMMUTABLE AS $$BEGIN PERFORM pg_catalog.pg_sleep(0.25); RETURN $1; END$$; "
+            "CREATE TABLE slow AS SELECT g AS id FROM generate_series(1, {}) g; "
+            "CREATE INDEX ON slow (public.slow_id(id))",
+            rows);
+    }
     std::string orders(const std::string& db) const {
         return PgCluster::instance().query_value(db, "SELECT count(*) FROM orders");
     }
@@ -223,10 +234,7 @@ TEST_F(RightBackupTest, AnyUserObjectMakesTheTargetNonEmpty) {
 // Item 3. Before: nothing kept a reconnecting pool out of a --clean restore.
 TEST_F(RightBackupTest, NewConnectionsAreKeptOutDuringACleanRestoreAndLetInAfter) {
     PgCluster& c = PgCluster::instance();
-    // Enough rows for the restore to take a few seconds.
-    c.exec("shop",
-           "CREATE TABLE bulk AS SELECT g AS id, md5(g::text) AS v "
-           "FROM generate_series(1, 1500000) g; CREATE INDEX ON bulk(v)");
+    c.exec("shop", slow_table_sql(12));  // a 3 s restore
     const std::string dump = backup("shop");
     const std::vector<std::string> args = {
         "restore", dump,          "--dbname", "shop",
@@ -281,7 +289,7 @@ TEST_F(RightBackupTest, NewConnectionsAreKeptOutDuringACleanRestoreAndLetInAfter
     EXPECT_EQ(again.exit_code, 0) << again.err;
     EXPECT_TRUE(contains(again.err, "putting the setting back")) << again.err;
     EXPECT_EQ(allowed(), "true");
-    EXPECT_EQ(c.query_value("shop", "SELECT count(*) FROM bulk"), "1500000");
+    EXPECT_EQ(c.query_value("shop", "SELECT count(*) FROM slow"), "12");
 }
 
 // Item 3 as the database's owner who is not a superuser (an app's own role):
@@ -295,9 +303,7 @@ TEST_F(RightBackupTest, AnOwnerWhoIsNotASuperuserKeepsConnectionsOutToo) {
     c.drop_database("owned");
     c.create_database("owned");
     c.exec("postgres", "ALTER DATABASE owned OWNER TO shop_owner");
-    c.exec("owned",
-           "SET ROLE shop_owner; CREATE TABLE bulk AS SELECT g AS id, md5(g::text) AS v "
-           "FROM generate_series(1, 1500000) g; CREATE INDEX ON bulk(v)");
+    c.exec("owned", "SET ROLE shop_owner; " + slow_table_sql(8));
     const Env e = env_as("owned", "shop_owner", "owner-pw");
     const std::string dump = backup_with(e);
     auto settings = [&] {
@@ -315,7 +321,7 @@ TEST_F(RightBackupTest, AnOwnerWhoIsNotASuperuserKeepsConnectionsOutToo) {
             << jobs << ": " << r.err;
         EXPECT_FALSE(contains(r.err, "could not block")) << r.err;
         EXPECT_EQ(settings(), "true -1") << jobs;
-        EXPECT_EQ(c.query_value("owned", "SELECT count(*) FROM bulk"), "1500000");
+        EXPECT_EQ(c.query_value("owned", "SELECT count(*) FROM slow"), "8");
     }
     c.drop_database("owned");
     c.exec("postgres", "DROP ROLE shop_owner");
@@ -332,12 +338,10 @@ TEST_F(RightBackupTest, ARoleThatCannotCloseTheDoorSaysSoAndStillRestores) {
     c.drop_database("notmine");
     c.create_database("notmine");
     c.exec("notmine",
-           "ALTER SCHEMA public OWNER TO shop_app; SET ROLE shop_app; "
-           "CREATE TABLE items AS SELECT g AS id, md5(g::text) AS v "
-           "FROM generate_series(1, 1000000) g; CREATE INDEX ON items(v)");
+           "ALTER SCHEMA public OWNER TO shop_app; SET ROLE shop_app; " + slow_table_sql(8));
     const Env e = env_as("notmine", "shop_app", "app-pw");
     const std::string dump = backup_with(e);
-    c.exec("notmine", "DELETE FROM items WHERE id > 10");
+    c.exec("notmine", "DELETE FROM slow WHERE id > 3");
     RunResult r = run_pgward({"restore", dump, "--dbname", "notmine", "--clean", "--if-exists",
                               "--yes", "--no-safety-backup", "--json"},
                              e);
@@ -356,7 +360,7 @@ TEST_F(RightBackupTest, ARoleThatCannotCloseTheDoorSaysSoAndStillRestores) {
                             "WHERE datname = 'notmine'"),
               "true -1");
     EXPECT_TRUE(files_ending(".restore-block.json").empty());
-    EXPECT_EQ(c.query_value("notmine", "SELECT count(*) FROM items"), "1000000");
+    EXPECT_EQ(c.query_value("notmine", "SELECT count(*) FROM slow"), "8");
     c.drop_database("notmine");
     c.exec("postgres", "DROP ROLE shop_app");
 }
