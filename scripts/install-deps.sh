@@ -15,7 +15,10 @@
 #            without its recommends), debootstrap (clients 17 and 18, scripts/pg-clients.sh),
 #            strace (the write-order audit of the fault walks),
 #            docker-compose, python3-yaml and systemd (the deployment check),
-#            man-db (the package test reads the man page)
+#            man-db (the package test reads the man page), and a one-node
+#            Ceph (radosgw, ceph-mon, ceph-osd: the S3 server the offsite
+#            tests start on loopback) with python3-boto3 (the independent
+#            S3 client that checks what pgward wrote)
 #   runtime  only the shared libraries the built binary loads (a host given
 #            a bare binary), plus ca-certificates (TLS to the server and alert
 #            URLs) and util-linux (setpriv, for the sandbox drill run as root)
@@ -28,18 +31,19 @@ build=(
   build-essential cmake pkg-config ca-certificates
   libpq-dev libcli11-dev nlohmann-json3-dev libfmt-dev libssl-dev
   zlib1g-dev libzstd-dev liblz4-dev libxxhash-dev libisal-dev
-  libcurl4-openssl-dev libcpp-httplib-dev help2man file
+  libcurl4-openssl-dev libcpp-httplib-dev libpugixml-dev help2man file
 )
 runtime=(
   ca-certificates libpq5 libfmt9 libssl3 zlib1g libzstd1 liblz4-1 libxxhash0 libisal2
-  libcurl4 libcpp-httplib0.11 util-linux
+  libcurl4 libcpp-httplib0.11 libpugixml1v5 util-linux
 )
 demo=("${build[@]}" postgresql postgresql-client util-linux)
 test=("${demo[@]}" libgtest-dev libgmock-dev python3 procps postgresql-15-postgis-3
       postgresql-15-postgis-3-scripts locales)
 case $profile in
   full) packages=("${test[@]}" gcovr clang libfuzzer-14-dev libclang-rt-14-dev debootstrap strace docker-compose
-                  python3-yaml systemd man-db) ;;
+                  python3-yaml systemd man-db
+                  radosgw ceph-mon ceph-osd python3-boto3) ;;
   test) packages=("${test[@]}") ;;
   demo) packages=("${demo[@]}") ;;
   build) packages=("${build[@]}") ;;

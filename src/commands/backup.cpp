@@ -2,7 +2,11 @@
 
 #include "commands/command.hpp"
 #include "commands/registry.hpp"
+#include "commands/remote_options.hpp"
 #include "domain/backup_job.hpp"
+#include "domain/offsite.hpp"
+#include "util/error.hpp"
+#include "util/log.hpp"
 
 namespace pgward::commands {
 namespace {
@@ -27,6 +31,7 @@ class BackupCommand : public Command {
                      "(default: wait)");
         add_watchdog_options(options_, app);
         add_compression_option(options_, app);
+        add_remote_options(options_, app);
         options_.add(
             app, "pg_bin", "--pg-bin", "PGWARD_PG_BIN",
             "directory of pg_dump and pg_restore (default: PATH, then pg_config --bindir)");
@@ -49,12 +54,43 @@ class BackupCommand : public Command {
         if (auto pg_bin = options_.get("pg_bin")) {
             request.pg_bin = pg_bin->value;
         }
+        // Checked before the dump: a wrong remote is a usage error, not a
+        // failure after an hour of pg_dump.
+        std::optional<RemoteConfig> remote = remote_config(options_);
         BackupResult result = run_backup_job(request);
         std::fprintf(stdout, "%s\n", result.dump_path.string().c_str());
+        std::fflush(stdout);
+        if (remote) {
+            copy_to_remote(request, result, *remote);
+        }
         return 0;
     }
 
   private:
+    static void copy_to_remote(const BackupRequest& request, const BackupResult& result,
+                               RemoteConfig remote) {
+        if (!remote.offsite.retention) {
+            remote.offsite.retention = request.retention;
+        }
+        BackupRepository local(request.dir);
+        storage::S3Store store(storage::S3Client(remote.s3), remote.prefix);
+        try {
+            FileLock lock = local.lock(result.id.database);
+            OffsiteResult copied = copy_offsite(local, store, result.id.database,
+                                                result.manifest.system_identifier, remote.offsite);
+            log::info("offsite copy done", {{"store", store.location()},
+                                            {"uploaded", std::to_string(copied.uploaded.size())},
+                                            {"pruned", std::to_string(copied.pruned.size())},
+                                            {"bytes", std::to_string(copied.bytes_uploaded)},
+                                            {"seconds", fmt::format("{:.3f}", copied.seconds)}});
+        } catch (const Error& e) {
+            throw failure(fmt::format("the backup is kept in {} but its offsite copy to {} "
+                                      "failed: {}",
+                                      request.dir.string(), store.location(), e.what()),
+                          e.hint());
+        }
+    }
+
     OptionTable options_;
 };
 

@@ -2,9 +2,12 @@
 
 #include "commands/command.hpp"
 #include "commands/registry.hpp"
+#include "commands/remote_options.hpp"
 #include "domain/drill.hpp"
+#include "domain/offsite.hpp"
 #include "domain/verify.hpp"
 #include "util/error.hpp"
+#include "util/files.hpp"
 
 namespace pgward::commands {
 namespace {
@@ -39,6 +42,10 @@ class DrillCommand : public Command {
                      "with --backup: restore into a private throwaway cluster");
         app.add_flag("--keep-drill-db", keep_, "keep the drill database afterwards");
         add_watchdog_options(options_, app);
+        app.add_flag("--remote", remote_,
+                     "drill a backup from the remote store (--backup latest by default): the "
+                     "host-loss rehearsal, with no local backup needed");
+        add_remote_options(options_, app, RemoteFlag::SelectsTheStore);
     }
 
     int run() override {
@@ -57,7 +64,26 @@ class DrillCommand : public Command {
         auto migrations = options_.get("migrations");
         auto migrate_cmd = options_.get("migrate_cmd");
         auto backup = options_.get("backup");
-        if (backup) {
+        std::optional<FetchedBackup> fetched;
+        if (remote_) {
+            if (migrations || migrate_cmd) {
+                throw usage_error(
+                    "--remote drills a stored backup; it takes no --migrations or "
+                    "--migrate-cmd");
+            }
+            const RemoteConfig config = required_remote_config(options_);
+            const storage::S3Store store(storage::S3Client(config.s3), config.prefix);
+            const std::string spec = backup ? backup->value : "latest";
+            const std::vector<BackupId> ids =
+                select_stored_backups(store, spec, request.source_database);
+            if (spec == "all") {
+                throw usage_error("the drill takes one backup, not all");
+            }
+            const std::filesystem::path dir = options_.get_or("dir", "/backups");
+            ensure_directory(dir);
+            fetched.emplace(store, ids.front(), dir);
+            request.backup = fetched->dump();
+        } else if (backup) {
             if (migrations || migrate_cmd) {
                 throw usage_error(
                     "--backup drills an existing dump; it takes no --migrations or "
@@ -108,6 +134,7 @@ class DrillCommand : public Command {
     std::string version_table_;
     bool sandbox_ = false;
     bool keep_ = false;
+    bool remote_ = false;
 };
 
 }  // namespace

@@ -5,11 +5,14 @@
 #include <algorithm>
 #include <exception>
 #include <map>
+#include <set>
 #include <thread>
 
 #include "commands/command.hpp"
 #include "commands/registry.hpp"
+#include "commands/remote_options.hpp"
 #include "domain/inspect.hpp"
+#include "domain/offsite.hpp"
 #include "util/time.hpp"
 
 namespace pgward::commands {
@@ -39,9 +42,15 @@ class ListCommand : public Command {
         options_.add(app, "dbname", "-d,--dbname", "", "only this database's backups");
         app.add_flag("--json", json_, "print a JSON array");
         app.add_flag("--verify", verify_, "re-hash every dump and compare with its manifest");
+        app.add_flag("--remote", remote_,
+                     "the backups in the remote store, and which exist only here or only there");
+        add_remote_options(options_, app, RemoteFlag::SelectsTheStore);
     }
 
     int run() override {
+        if (remote_) {
+            return run_remote();
+        }
         BackupRepository repo(options_.get_or("dir", "/backups"));
         const std::optional<std::string> database = database_name(options_);
         std::vector<BackupEntry> entries = repo.list(database);
@@ -119,6 +128,84 @@ class ListCommand : public Command {
     }
 
   private:
+    int run_remote() {
+        const RemoteConfig config = required_remote_config(options_);
+        const storage::S3Store store(storage::S3Client(config.s3), config.prefix);
+        const std::optional<std::string> database = database_name(options_);
+        const std::vector<RemoteBackup> remote = list_remote(store, database);
+        std::set<std::string> local;
+        std::error_code ec;
+        const std::filesystem::path dir = options_.get_or("dir", "/backups");
+        if (std::filesystem::is_directory(dir, ec)) {
+            for (const BackupEntry& entry : BackupRepository(dir).list(database)) {
+                local.insert(entry.id.stem());
+            }
+        }
+        const TimePoint now = now_seconds();
+        nlohmann::ordered_json out = nlohmann::ordered_json::array();
+        if (!json_) {
+            fmt::print("{:<48} {:>10}  {:<20}  {:>8}  {:<10}  {:<14}  {}\n", "NAME", "SIZE",
+                       "STARTED (UTC)", "AGE", "STATE", "COPIES", "LOCKED UNTIL");
+        }
+        std::set<std::string> listed;
+        for (const RemoteBackup& backup : remote) {
+            listed.insert(backup.id.stem());
+            // A backup is in the bucket once its manifest is, and the manifest
+            // goes up only after the dump was proven there.
+            const char* state = backup.has_manifest ? "proven" : "incomplete";
+            const char* copies =
+                local.count(backup.id.stem()) != 0 ? "local+remote" : "remote only";
+            std::string lock;
+            if (backup.has_dump) {
+                if (auto head = store.client().head(store.key_of(backup.id.dump_file()))) {
+                    lock = head->lock_until;
+                }
+            }
+            auto age = std::chrono::duration_cast<std::chrono::seconds>(now - backup.id.started);
+            if (json_) {
+                nlohmann::ordered_json item;
+                item["file"] = backup.id.dump_file();
+                item["url"] = store.location_of(backup.id.dump_file());
+                item["database"] = backup.id.database;
+                item["size_bytes"] = backup.dump_size;
+                item["started_at"] = format_iso_utc(backup.id.started);
+                item["age_seconds"] = age.count();
+                item["state"] = state;
+                item["copies"] = copies;
+                item["globals"] = backup.has_globals;
+                item["locked_until"] =
+                    lock.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(lock);
+                out.push_back(std::move(item));
+            } else {
+                fmt::print("{:<48} {:>10}  {:<20}  {:>8}  {:<10}  {:<14}  {}\n",
+                           backup.id.dump_file(), human_size(backup.dump_size),
+                           format_iso_utc(backup.id.started), format_age(age), state, copies,
+                           lock.empty() ? "-" : lock);
+            }
+        }
+        for (const std::string& stem : local) {
+            if (listed.count(stem) != 0) {
+                continue;
+            }
+            if (json_) {
+                nlohmann::ordered_json item;
+                item["file"] = stem + ".dump";
+                item["state"] = "not uploaded";
+                item["copies"] = "local only";
+                out.push_back(std::move(item));
+            } else {
+                fmt::print("{:<48} {:>10}  {:<20}  {:>8}  {:<10}  {:<14}  {}\n", stem + ".dump",
+                           "-", "-", "-", "not copied", "local only", "-");
+            }
+        }
+        if (json_) {
+            fmt::print("{}\n", out.dump(2));
+        } else if (remote.empty()) {
+            fmt::print("(no backups in {})\n", store.location());
+        }
+        return 0;
+    }
+
     // One line per database whose backups come from more than one server.
     static std::vector<std::string> mixed_servers(const std::vector<BackupEntry>& entries,
                                                   const std::vector<ChecksumCheck>& checks) {
@@ -183,6 +270,7 @@ class ListCommand : public Command {
     OptionTable options_;
     bool json_ = false;
     bool verify_ = false;
+    bool remote_ = false;
 };
 
 }  // namespace

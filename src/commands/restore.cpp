@@ -7,9 +7,12 @@
 
 #include "commands/command.hpp"
 #include "commands/registry.hpp"
+#include "commands/remote_options.hpp"
+#include "domain/offsite.hpp"
 #include "domain/restore_job.hpp"
 #include "domain/verify.hpp"
 #include "util/error.hpp"
+#include "util/files.hpp"
 
 namespace pgward::commands {
 namespace {
@@ -22,7 +25,9 @@ class RestoreCommand : public Command {
     }
 
     void setup(CLI::App& app) override {
-        app.add_option("backup", backup_, "a .dump file, its name in --dir, or latest")->required();
+        app.add_option("backup", backup_,
+                       "a .dump file, its name in --dir, latest, or an s3:// URL of one")
+            ->required();
         add_connection_options(options_, app);
         options_.add(app, "dir", "--dir", "POSTGRES_BACKUP_DIR",
                      "backup directory: where latest is found and the safety dump goes");
@@ -45,6 +50,10 @@ class RestoreCommand : public Command {
         app.add_flag("--terminate-sessions", terminate_, "end other sessions on the target");
         app.add_flag("--json", json_, "print the result as JSON");
         add_watchdog_options(options_, app);
+        app.add_flag("--remote", remote_,
+                     "restore from the remote store: latest or a name there (checked as it "
+                     "streams)");
+        add_remote_options(options_, app, RemoteFlag::SelectsTheStore);
     }
 
     int run() override {
@@ -88,6 +97,24 @@ class RestoreCommand : public Command {
         request.backup = backup_;
         if (auto from = options_.get("from_db")) {
             request.from_db = from->value;
+        }
+        // From the bucket: fetched (checked against its manifest as it
+        // streams) into a private directory that goes when the restore ends.
+        std::optional<FetchedBackup> fetched;
+        if (remote_ || backup_.rfind("s3://", 0) == 0) {
+            const RemoteConfig config = required_remote_config(options_);
+            const storage::S3Store store(storage::S3Client(config.s3), config.prefix);
+            std::optional<std::string> source = request.from_db;
+            if (!source) {
+                source = database_name(options_);
+            }
+            const std::vector<BackupId> ids = select_stored_backups(store, backup_, source);
+            if (backup_ == "all") {
+                throw usage_error("restore takes one backup, not all");
+            }
+            ensure_directory(request.backup_dir);
+            fetched.emplace(store, ids.front(), request.backup_dir);
+            request.backup = fetched->dump().string();
         }
 
         RestoreResult result = run_restore_job(request);
@@ -136,6 +163,7 @@ class RestoreCommand : public Command {
     bool no_safety_ = false;
     bool terminate_ = false;
     bool json_ = false;
+    bool remote_ = false;
 };
 
 }  // namespace

@@ -6,6 +6,8 @@
 #include "archive/reader.hpp"
 #include "commands/command.hpp"
 #include "commands/registry.hpp"
+#include "commands/remote_options.hpp"
+#include "domain/offsite.hpp"
 #include "domain/repository.hpp"
 #include "domain/smoke.hpp"
 #include "domain/verify.hpp"
@@ -119,9 +121,15 @@ class VerifyCommand : public Command {
         options_.add(app, "pg_bin", "--pg-bin", "PGWARD_PG_BIN", "directory of pg_restore");
         app.add_flag("--deep", deep_,
                      "also read every data block: each table's rows and fp1 against the manifest");
+        app.add_flag("--remote", remote_,
+                     "verify the backups in the remote store (streaming, nothing written to disk)");
+        add_remote_options(options_, app, RemoteFlag::SelectsTheStore);
     }
 
     int run() override {
+        if (remote_) {
+            return run_remote();
+        }
         std::filesystem::path dir = options_.get_or("dir", "/backups");
         std::optional<std::filesystem::path> pg_bin;
         if (auto s = options_.get("pg_bin")) {
@@ -184,9 +192,31 @@ class VerifyCommand : public Command {
     }
 
   private:
+    int run_remote() {
+        const RemoteConfig config = required_remote_config(options_);
+        const storage::S3Store store(storage::S3Client(config.s3), config.prefix);
+        const std::vector<BackupId> ids =
+            select_stored_backups(store, backup_, database_name(options_));
+        size_t bad = 0;
+        for (const BackupId& id : ids) {
+            RemoteVerifyReport report = verify_stored_backup(store, id, deep_);
+            fmt::print("{} {} ({})\n", report.ok ? "ok  " : "FAIL",
+                       store.location_of(id.dump_file()), report.detail);
+            std::fflush(stdout);
+            bad += report.ok ? 0 : 1;
+        }
+        if (bad > 0) {
+            throw failure(
+                fmt::format("{} of {} remote backup(s) failed verification", bad, ids.size()),
+                "do not rely on them; the next cycle uploads what is still local");
+        }
+        return 0;
+    }
+
     OptionTable options_;
     std::string backup_;
     bool deep_ = false;
+    bool remote_ = false;
 };
 
 }  // namespace

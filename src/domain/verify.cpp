@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -156,15 +158,75 @@ std::optional<Manifest> manifest_beside(const std::filesystem::path& dump) {
     return std::nullopt;
 }
 
+namespace {
+
+DeepReport compare_with_manifest(const archive::ArchiveSummary& summary,
+                                 const std::optional<Manifest>& manifest);
+
+}  // namespace
+
 DeepReport deep_verify(const std::filesystem::path& file, const std::optional<Manifest>& manifest) {
-    DeepReport report;
-    archive::ArchiveSummary summary;
     try {
-        summary = archive::summarize_file_parallel(file, 2);
+        return compare_with_manifest(archive::summarize_file_parallel(file, 2), manifest);
     } catch (const Error& e) {
+        DeepReport report;
         report.problems.push_back(e.what());
         return report;
     }
+}
+
+DeepReport deep_verify_stream(
+    const std::function<void(const std::function<void(const char*, size_t)>&)>& produce,
+    const std::optional<Manifest>& manifest) {
+    archive::QueueSource queue;
+    std::atomic<bool> reader_done{false};
+    std::optional<archive::ArchiveSummary> summary;
+    std::string reader_error;
+    std::thread reader([&] {
+        try {
+            summary = archive::summarize(queue);
+        } catch (const std::exception& e) {
+            reader_error = e.what();
+        }
+        reader_done = true;
+    });
+    try {
+        produce([&](const char* data, size_t size) {
+            // A reader that is done (the archive ended, or it found damage)
+            // takes no more: what follows is not read, never waited on.
+            if (!reader_done) {
+                queue.push(data, size, [&] {
+                    if (reader_done) {
+                        throw failure("the archive reader stopped");
+                    }
+                });
+            }
+        });
+        queue.close();
+    } catch (...) {
+        queue.abort();
+        reader.join();
+        if (!reader_error.empty()) {
+            DeepReport report;
+            report.problems.push_back(reader_error);
+            return report;
+        }
+        throw;
+    }
+    reader.join();
+    if (!summary) {
+        DeepReport report;
+        report.problems.push_back(reader_error);
+        return report;
+    }
+    return compare_with_manifest(*summary, manifest);
+}
+
+namespace {
+
+DeepReport compare_with_manifest(const archive::ArchiveSummary& summary,
+                                 const std::optional<Manifest>& manifest) {
+    DeepReport report;
     report.tables = summary.tables.size();
     report.large_objects = summary.large_objects;
     for (const archive::TableSummary& t : summary.tables) {
@@ -207,6 +269,8 @@ DeepReport deep_verify(const std::filesystem::path& file, const std::optional<Ma
     report.ok = report.problems.empty();
     return report;
 }
+
+}  // namespace
 
 namespace {
 

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -59,6 +60,11 @@ struct DeepReport {
 std::optional<Manifest> manifest_beside(const std::filesystem::path& dump);
 
 DeepReport deep_verify(const std::filesystem::path& file, const std::optional<Manifest>& manifest);
+// The same over a stream that `produce` writes into its sink (an object in a
+// bucket): read as it arrives, nothing written to disk.
+DeepReport deep_verify_stream(
+    const std::function<void(const std::function<void(const char*, size_t)>&)>& produce,
+    const std::optional<Manifest>& manifest);
 
 // FILE (a path, or a name in the backup directory) or "latest": the newest
 // backup (never a safety dump) of the source database `database`, or, when
