@@ -13,11 +13,7 @@ namespace pgward::commands {
 // settings. Credentials only from the environment (AWS_ACCESS_KEY_ID,
 // AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, each also as *_FILE): argv is
 // readable by every user of the machine.
-struct RemoteConfig {
-    storage::S3Settings s3;
-    std::string prefix;  // "" or ending in '/'
-    OffsiteOptions offsite;
-};
+using RemoteConfig = OffsiteTarget;
 
 // `backup` and `run` take the store as --remote URL; the commands that read
 // from it (list, verify, prune, restore, drill) have a --remote flag of their

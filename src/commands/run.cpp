@@ -2,6 +2,7 @@
 
 #include "commands/command.hpp"
 #include "commands/registry.hpp"
+#include "commands/remote_options.hpp"
 #include "commands/service_options.hpp"
 #include "domain/backup_job.hpp"
 #include "pg/tools.hpp"
@@ -85,6 +86,7 @@ class RunCommand : public Command {
                      "where scheduled drill reports go (default <dir>/reports)");
         options_.add(app, "globals", "--globals", "PGWARD_GLOBALS",
                      "pg_dumpall --globals-only beside each dump (default true)");
+        add_remote_options(options_, app);
         app.add_flag("--once", once_,
                      "one cycle (backup, prune, state file) now, then exit 0 or 1 (for cron)");
     }
@@ -112,6 +114,10 @@ class RunCommand : public Command {
         }
         config.health = health_policy(options_);
         config.interval = config.health.interval;
+        config.offsite = remote_config(options_);
+        if (config.offsite && !config.offsite->offsite.retention) {
+            config.offsite->offsite.retention = config.backup.retention;
+        }
         if (auto on_start = options_.get("on_start")) {
             config.on_start = parse_bool(*on_start);
         }

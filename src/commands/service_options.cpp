@@ -18,6 +18,9 @@ void add_health_options(OptionTable& table, CLI::App& app) {
               "seconds of slack for the freshness check and after a start (default 3600)");
     table.add(app, "max_age", "--max-age", "PGWARD_HEALTH_MAX_AGE_SECONDS",
               "unhealthy when the newest backup is older (default interval x 1.5 + grace)");
+    table.add(app, "remote_max_age", "--remote-max-age", "PGWARD_HEALTH_REMOTE_MAX_AGE_SECONDS",
+              "with an offsite copy: unhealthy when the newest proven copy is older (default: "
+              "the --max-age limit)");
 }
 
 HealthPolicy health_policy(const OptionTable& table) {
@@ -28,6 +31,9 @@ HealthPolicy health_policy(const OptionTable& table) {
     policy.grace = std::chrono::seconds(table.get_number("grace", 0, kTenYears).value_or(3600));
     if (auto max_age = table.get_number("max_age", 1, kTenYears)) {
         policy.max_age = std::chrono::seconds(*max_age);
+    }
+    if (auto remote_max_age = table.get_number("remote_max_age", 1, kTenYears)) {
+        policy.remote_max_age = std::chrono::seconds(*remote_max_age);
     }
     return policy;
 }

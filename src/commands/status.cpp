@@ -142,6 +142,20 @@ class StatusCommand : public Command {
             }
             fmt::print("attempts:        {} succeeded, {} failed, {} failed in a row\n",
                        s.successes_total, s.failures_total, s.consecutive_failures);
+            if (s.remote) {
+                fmt::print("offsite:         {} (proof: {})\n", *s.remote,
+                           s.remote_proof == "size" ? "size only, not read back"
+                                                    : "each upload read back, SHA-256");
+                fmt::print("offsite proven:  {} {}\n", s.last_remote_success_at.value_or("never"),
+                           s.last_remote_file.value_or(""));
+                if (s.last_remote_failure_at) {
+                    fmt::print("offsite failure: {}: {}\n", *s.last_remote_failure_at,
+                               s.last_remote_failure_reason.value_or(""));
+                }
+                fmt::print("offsite copies:  {} succeeded, {} failed, {} failed in a row\n",
+                           s.remote_successes_total, s.remote_failures_total,
+                           s.remote_consecutive_failures);
+            }
         } else {
             fmt::print("service state:   none (pgward run has not written one here)\n");
         }

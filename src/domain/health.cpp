@@ -104,6 +104,37 @@ Health evaluate_health_of_real_backups(const std::optional<ServiceState>& state,
                             state->last_drill_failure.value_or("unknown reason"),
                             state->last_drill_report.value_or("none"))};
     }
+    if (state && state->remote) {
+        if (state->remote_consecutive_failures > 0) {
+            return {false, "offsite-failing",
+                    fmt::format("the last {} offsite cop(y/ies) to {} failed, the latest at {}: "
+                                "{} (the local backups are kept)",
+                                state->remote_consecutive_failures, *state->remote,
+                                state->last_remote_failure_at.value_or("?"),
+                                state->last_remote_failure_reason.value_or("unknown reason"))};
+        }
+        std::optional<TimePoint> copied;
+        if (state->last_remote_success_at) {
+            copied = parse_iso_utc(*state->last_remote_success_at);
+        }
+        if (!copied.has_value()) {
+            auto started = parse_iso_utc(state->service_started_at);
+            if (!(started && now - *started <= policy.grace)) {
+                return {false, "offsite-none",
+                        fmt::format("no backup has been copied to {} and proven there yet",
+                                    *state->remote)};
+            }
+        } else {
+            const auto age = std::chrono::duration_cast<std::chrono::seconds>(now - copied.value());
+            if (age > policy.remote_limit()) {
+                return {false, "offsite-stale",
+                        fmt::format("the newest proven offsite copy in {} was made {} ago ({}), "
+                                    "more than the limit of {} s",
+                                    *state->remote, format_age(age), *state->last_remote_success_at,
+                                    policy.remote_limit().count())};
+            }
+        }
+    }
     if (!newest_backup) {
         if (state) {
             auto started = parse_iso_utc(state->service_started_at);
@@ -167,6 +198,29 @@ std::string render_metrics(const ServiceState& s, const Health& health) {
                        s.drills_succeeded_total);
     out +=
         fmt::format("pgward_drills_total{{{},result=\"failure\"}} {}\n", db, s.drills_failed_total);
+    if (s.remote) {
+        gauge("pgward_remote_last_success_timestamp_seconds",
+              "Unix time the newest offsite copy was proven in the remote store (0: none yet).", db,
+              unix_seconds(s.last_remote_success_at));
+        gauge("pgward_remote_last_failure_timestamp_seconds",
+              "Unix time of the last failed offsite copy (0: none).", db,
+              unix_seconds(s.last_remote_failure_at));
+        gauge("pgward_remote_last_duration_seconds",
+              "Duration of the last offsite copy, its proof included.", db,
+              s.last_remote_duration_seconds);
+        gauge("pgward_remote_consecutive_failures", "Failed offsite copies since the last one.", db,
+              static_cast<double>(s.remote_consecutive_failures));
+        out += "# HELP pgward_remote_uploaded_bytes_total Bytes copied to the remote store.\n";
+        out += "# TYPE pgward_remote_uploaded_bytes_total counter\n";
+        out +=
+            fmt::format("pgward_remote_uploaded_bytes_total{{{}}} {}\n", db, s.remote_bytes_total);
+        out += "# HELP pgward_remote_copies_total Offsite copy attempts.\n";
+        out += "# TYPE pgward_remote_copies_total counter\n";
+        out += fmt::format("pgward_remote_copies_total{{{},result=\"success\"}} {}\n", db,
+                           s.remote_successes_total);
+        out += fmt::format("pgward_remote_copies_total{{{},result=\"failure\"}} {}\n", db,
+                           s.remote_failures_total);
+    }
     gauge("pgward_healthy", "1 when the freshness check passes.", db, health.healthy ? 1 : 0);
     return out;
 }

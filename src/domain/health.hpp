@@ -18,8 +18,11 @@ struct HealthPolicy {
     std::chrono::seconds interval{86400};
     std::chrono::seconds grace{3600};
     std::optional<std::chrono::seconds> max_age;  // default: interval × 1.5 + grace
+    // The newest proven offsite copy's own limit; default: limit().
+    std::optional<std::chrono::seconds> remote_max_age;
 
     std::chrono::seconds limit() const;
+    std::chrono::seconds remote_limit() const { return remote_max_age.value_or(limit()); }
 };
 
 struct Health {

@@ -27,6 +27,13 @@ struct OffsiteOptions {
     std::optional<size_t> retention;  // keep the newest N remote backups; none: keep all
 };
 
+// Where the copies go and how.
+struct OffsiteTarget {
+    storage::S3Settings s3;
+    std::string prefix;  // "" or ending in '/'
+    OffsiteOptions offsite;
+};
+
 struct RemoteBackup {
     BackupId id;
     uint64_t dump_size = 0;

@@ -51,6 +51,17 @@ std::string state_to_json(const ServiceState& s) {
     doc["last_drill_failure"] = optional_json(s.last_drill_failure);
     doc["drills_succeeded_total"] = s.drills_succeeded_total;
     doc["drills_failed_total"] = s.drills_failed_total;
+    doc["remote"] = optional_json(s.remote);
+    doc["remote_proof"] = optional_json(s.remote_proof);
+    doc["last_remote_success_at"] = optional_json(s.last_remote_success_at);
+    doc["last_remote_file"] = optional_json(s.last_remote_file);
+    doc["last_remote_duration_seconds"] = s.last_remote_duration_seconds;
+    doc["last_remote_failure_at"] = optional_json(s.last_remote_failure_at);
+    doc["last_remote_failure_reason"] = optional_json(s.last_remote_failure_reason);
+    doc["remote_consecutive_failures"] = s.remote_consecutive_failures;
+    doc["remote_successes_total"] = s.remote_successes_total;
+    doc["remote_failures_total"] = s.remote_failures_total;
+    doc["remote_bytes_total"] = s.remote_bytes_total;
     return doc.dump(2) + "\n";
 }
 
@@ -86,6 +97,17 @@ ServiceState state_from_json(const std::string& text, const std::string& source)
         s.last_drill_failure = optional_string(doc, "last_drill_failure");
         s.drills_succeeded_total = doc.value("drills_succeeded_total", uint64_t{0});
         s.drills_failed_total = doc.value("drills_failed_total", uint64_t{0});
+        s.remote = optional_string(doc, "remote");
+        s.remote_proof = optional_string(doc, "remote_proof");
+        s.last_remote_success_at = optional_string(doc, "last_remote_success_at");
+        s.last_remote_file = optional_string(doc, "last_remote_file");
+        s.last_remote_duration_seconds = doc.value("last_remote_duration_seconds", 0.0);
+        s.last_remote_failure_at = optional_string(doc, "last_remote_failure_at");
+        s.last_remote_failure_reason = optional_string(doc, "last_remote_failure_reason");
+        s.remote_consecutive_failures = doc.value("remote_consecutive_failures", uint64_t{0});
+        s.remote_successes_total = doc.value("remote_successes_total", uint64_t{0});
+        s.remote_failures_total = doc.value("remote_failures_total", uint64_t{0});
+        s.remote_bytes_total = doc.value("remote_bytes_total", uint64_t{0});
         return s;
     } catch (const nlohmann::json::exception& e) {
         throw failure("state file " + source + " is malformed: " + e.what());

@@ -34,6 +34,19 @@ struct ServiceState {
     std::optional<std::string> last_drill_failure;
     uint64_t drills_succeeded_total = 0;
     uint64_t drills_failed_total = 0;
+    // The offsite copy (POSTGRES_BACKUP_REMOTE): where, how it is proven
+    // ("read" or "size"), and how the last copies went. No remote: unset.
+    std::optional<std::string> remote;
+    std::optional<std::string> remote_proof;
+    std::optional<std::string> last_remote_success_at;
+    std::optional<std::string> last_remote_file;
+    double last_remote_duration_seconds = 0;
+    std::optional<std::string> last_remote_failure_at;
+    std::optional<std::string> last_remote_failure_reason;
+    uint64_t remote_consecutive_failures = 0;
+    uint64_t remote_successes_total = 0;
+    uint64_t remote_failures_total = 0;
+    uint64_t remote_bytes_total = 0;
 };
 
 std::string state_file_name(const std::string& database);

@@ -162,6 +162,62 @@ void run_scheduled_drill(const ServiceConfig& config, SharedState& shared, Notif
                 {"detail", detail}});
 }
 
+// The cycle's offsite copy, after its backup succeeded. False when it
+// failed: the local backup stays, and the cycle is degraded.
+bool copy_offsite_in_cycle(const ServiceConfig& config, SharedState& shared, Notifier& notifier) {
+    const OffsiteTarget& target = *config.offsite;
+    storage::S3Store store(storage::S3Client(target.s3), target.prefix);
+    try {
+        BackupRepository local(config.backup.dir);
+        FileLock lock = local.lock(config.database);
+        std::optional<std::string> system;
+        const std::vector<BackupId> ids = local.ids(config.database);
+        if (!ids.empty()) {
+            system = local.system_of(ids.front());
+        }
+        OffsiteResult copied = copy_offsite(local, store, config.database, system, target.offsite);
+        const std::string at = format_iso_utc(now_seconds());
+        bool recovered = shared.get().remote_consecutive_failures > 0;
+        shared.update([&](ServiceState& s) {
+            s.last_remote_success_at = at;
+            if (!copied.uploaded.empty()) {
+                s.last_remote_file = copied.uploaded.front().dump_file();
+            }
+            s.last_remote_duration_seconds = copied.seconds;
+            s.remote_consecutive_failures = 0;
+            s.remote_successes_total += 1;
+            s.remote_bytes_total += copied.bytes_uploaded;
+        });
+        if (recovered) {
+            log::info("offsite copies work again", {{"store", store.location()}});
+        }
+        log::info("offsite copy done", {{"store", store.location()},
+                                        {"uploaded", std::to_string(copied.uploaded.size())},
+                                        {"pruned", std::to_string(copied.pruned.size())},
+                                        {"bytes", std::to_string(copied.bytes_uploaded)},
+                                        {"seconds", fmt::format("{:.3f}", copied.seconds)}});
+        return true;
+    } catch (const Error& e) {
+        const std::string reason = e.what();
+        shared.update([&](ServiceState& s) {
+            s.last_remote_failure_at = format_iso_utc(now_seconds());
+            s.last_remote_failure_reason = reason;
+            s.remote_consecutive_failures += 1;
+            s.remote_failures_total += 1;
+        });
+        ServiceState s = shared.get();
+        notifier.backup_failed({"", config.database, *s.last_remote_failure_at,
+                                "the backup is kept locally, but its offsite copy to " +
+                                    store.location() + " failed: " + reason,
+                                s.remote_consecutive_failures});
+        log::error("offsite copy failed; the cycle is degraded and the local backup is kept",
+                   {{"store", store.location()},
+                    {"reason", reason},
+                    {"consecutive_failures", std::to_string(s.remote_consecutive_failures)}});
+        return false;
+    }
+}
+
 }  // namespace
 
 int run_service(const ServiceConfig& config) {
@@ -178,6 +234,14 @@ int run_service(const ServiceConfig& config) {
     initial.database = config.database;
     initial.interval_seconds = static_cast<uint64_t>(config.interval.count());
     initial.service_started_at = format_iso_utc(now_seconds());
+    if (config.offsite) {
+        initial.remote =
+            fmt::format("s3://{}/{}", config.offsite->s3.bucket, config.offsite->prefix);
+        initial.remote_proof = config.offsite->offsite.proof == RemoteProof::Read ? "read" : "size";
+    } else {
+        initial.remote.reset();
+        initial.remote_proof.reset();
+    }
     initial.running = false;  // a killed predecessor may have left it set
     initial.running_since.reset();
     SharedState shared(initial, state_path, config.backup.dir, config.health);
@@ -262,8 +326,8 @@ int run_service(const ServiceConfig& config) {
             notifier.backup_succeeded(
                 {"", config.database, result.manifest.finished_at, result.id.dump_file(), 0},
                 recovered);
+            last_cycle_failed = config.offsite && !copy_offsite_in_cycle(config, shared, notifier);
             overran = schedule.on_success(started, boot_clock_now());
-            last_cycle_failed = false;
         } catch (const Error& e) {
             last_cycle_failed = true;
             if (pending_interrupt() != 0) {

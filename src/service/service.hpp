@@ -6,6 +6,7 @@
 
 #include "domain/backup_job.hpp"
 #include "domain/health.hpp"
+#include "domain/offsite.hpp"
 #include "domain/smoke.hpp"
 
 namespace pgward {
@@ -27,6 +28,10 @@ struct ServiceConfig {
     std::optional<std::chrono::seconds> drill_interval;
     std::filesystem::path drill_report_dir;
     std::optional<VersionTable> drill_version_table;
+    // After each backup, every local backup the remote store lacks is copied
+    // there and proven; a failed copy keeps the local backup and makes the
+    // cycle degraded (state, metrics, alert, exit 1 with `once`).
+    std::optional<OffsiteTarget> offsite;
     // One backup cycle (backup, prune, state file) at once, then exit:
     // 0 if it succeeded, 1 if not. For cron and one-shot containers.
     bool once = false;

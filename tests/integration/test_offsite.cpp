@@ -274,6 +274,47 @@ TEST_F(OffsiteTest, AnUploadLeftByAKilledRunIsAbortedByTheNextOne) {
     EXPECT_EQ(keys().size(), 6U);  // both backups, each proven
 }
 
+// The service: a cycle whose upload failed keeps its local backup, is
+// degraded (state, status, /metrics, healthcheck) and `run --once` exits 1;
+// the next good cycle copies what was missed.
+TEST_F(OffsiteTest, AFailedUploadKeepsTheLocalBackupAndDegradesTheCycle) {
+    const std::string secret = "wrong" + s3_->secret_access_key();
+    RunResult bad = run_pgward({"run", "--once"}, env({{"AWS_SECRET_ACCESS_KEY", secret}}));
+    EXPECT_EQ(bad.exit_code, 1) << bad.err;
+    EXPECT_TRUE(contains(bad.out + bad.err, "offsite copy failed; the cycle is degraded"))
+        << bad.out << bad.err;
+    EXPECT_FALSE(contains(bad.err + bad.out, secret));
+    std::vector<std::string> dumps;
+    for (const std::string& name : list_dir(dir_)) {
+        if (name.size() > 5 && name.compare(name.size() - 5, 5, ".dump") == 0) {
+            dumps.push_back(name);
+        }
+    }
+    ASSERT_EQ(dumps.size(), 1U);
+    EXPECT_TRUE(keys().empty());
+    RunResult status = run_pgward({"status"}, env());
+    EXPECT_TRUE(contains(status.out, "offsite:         " + remote() + "/")) << status.out;
+    EXPECT_TRUE(contains(status.out, "offsite copies:  0 succeeded, 1 failed, 1 failed in a row"))
+        << status.out;
+    RunResult health = run_pgward({"healthcheck"}, env());
+    EXPECT_EQ(health.exit_code, 1) << health.out;
+    EXPECT_TRUE(contains(health.out, "offsite cop(y/ies)")) << health.out;
+    EXPECT_TRUE(contains(health.out, "SignatureDoesNotMatch")) << health.out;
+
+    // The store is back: the next cycle copies both backups and is healthy.
+    std::this_thread::sleep_for(1100ms);
+    RunResult good = run_pgward({"run", "--once"}, env());
+    EXPECT_EQ(good.exit_code, 0) << good.err;
+    EXPECT_EQ(keys().size(), 6U);
+    RunResult healthy = run_pgward({"healthcheck"}, env());
+    EXPECT_EQ(healthy.exit_code, 0) << healthy.out;
+    json state = json::parse(slurp(dir_ / ".pgward-offsite.state.json"));
+    EXPECT_EQ(state["remote_consecutive_failures"], 0);
+    EXPECT_EQ(state["remote_successes_total"], 1);
+    EXPECT_EQ(state["remote_failures_total"], 1);
+    EXPECT_EQ(state["remote_proof"], "read");
+}
+
 TEST_F(OffsiteTest, RemoteSettingsAreCheckedBeforeTheDump) {
     Env no_key = env();
     std::erase_if(no_key, [](const auto& kv) { return kv.first == "AWS_SECRET_ACCESS_KEY"; });
