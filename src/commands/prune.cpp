@@ -2,9 +2,12 @@
 
 #include <map>
 #include <optional>
+#include <set>
 
 #include "commands/command.hpp"
 #include "commands/registry.hpp"
+#include "commands/remote_options.hpp"
+#include "domain/offsite.hpp"
 #include "domain/repository.hpp"
 #include "domain/retention.hpp"
 #include "util/error.hpp"
@@ -29,9 +32,16 @@ class PruneCommand : public Command {
             app, "dbname", "-d,--dbname", "POSTGRES_DB",
             "the database whose backups to prune (default: the only one in the directory)");
         app.add_flag("--dry-run", dry_run_, "print the plan, delete nothing");
+        app.add_flag("--remote", remote_,
+                     "prune the remote store instead (--keep, else "
+                     "POSTGRES_BACKUP_REMOTE_RETENTION_COUNT)");
+        add_remote_options(options_, app, RemoteFlag::SelectsTheStore);
     }
 
     int run() override {
+        if (remote_) {
+            return run_remote();
+        }
         auto keep = options_.get_number("keep", 1, 1000000);
         if (!keep) {
             throw usage_error("prune needs --keep N (or POSTGRES_BACKUP_RETENTION_COUNT)",
@@ -72,6 +82,60 @@ class PruneCommand : public Command {
     }
 
   private:
+    int run_remote() {
+        RemoteConfig config = required_remote_config(options_);
+        std::optional<uint64_t> keep = options_.get_number("keep", 1, 1000000);
+        if (options_.get("remote_retention")) {
+            keep = config.offsite.retention;
+        }
+        if (!keep) {
+            throw usage_error(
+                "prune --remote needs --keep N (or POSTGRES_BACKUP_REMOTE_RETENTION_COUNT)",
+                "say how many of the newest backups to keep in the bucket");
+        }
+        storage::S3Store store(storage::S3Client(config.s3), config.prefix);
+        std::string database;
+        if (auto name = database_name(options_)) {
+            database = *name;
+        } else {
+            std::set<std::string> names;
+            for (const RemoteBackup& b : list_remote(store)) {
+                names.insert(b.id.database);
+            }
+            if (names.size() != 1) {
+                throw usage_error(fmt::format("{} holds backups of {} databases; name one",
+                                              store.location(), names.size()),
+                                  "pass --dbname (or set POSTGRES_DB)");
+            }
+            database = *names.begin();
+        }
+        // The local lock: no cycle of this database uploads while we prune.
+        const std::filesystem::path dir = options_.get_or("dir", "/backups");
+        std::optional<BackupRepository> repo;
+        std::optional<FileLock> lock;
+        if (std::filesystem::is_directory(dir)) {
+            repo.emplace(dir);
+            if (!dry_run_) {
+                lock.emplace(repo->lock(database));
+            }
+        }
+        const auto plan = plan_remote_retention(store, database, static_cast<size_t>(*keep),
+                                                repo ? &*repo : nullptr);
+        for (const RemotePruneDecision& d : plan) {
+            const char* what = d.action == RemotePruneDecision::Action::Keep     ? "keep  "
+                               : d.action == RemotePruneDecision::Action::Locked ? "locked"
+                                                                                 : "delete";
+            fmt::print("{} {} ({})\n", what, store.location_of(d.id.dump_file()), d.reason);
+        }
+        std::fflush(stdout);
+        auto deleted = apply_remote_retention(store, plan, dry_run_);
+        log::info(dry_run_ ? "remote prune plan" : "remote prune done",
+                  {{"database", database},
+                   {"store", store.location()},
+                   {dry_run_ ? "would_delete" : "deleted", std::to_string(deleted.size())}});
+        return 0;
+    }
+
     std::string resolve_database(const BackupRepository& repo) const {
         if (auto name = database_name(options_)) {
             return *name;
@@ -91,6 +155,7 @@ class PruneCommand : public Command {
 
     OptionTable options_;
     bool dry_run_ = false;
+    bool remote_ = false;
 };
 
 }  // namespace

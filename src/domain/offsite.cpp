@@ -296,6 +296,63 @@ FetchedBackup::~FetchedBackup() {
     std::filesystem::remove_all(dir_, ec);
 }
 
+std::vector<RemotePruneDecision> plan_remote_retention(const storage::S3Store& remote,
+                                                       const std::string& database, size_t keep,
+                                                       const BackupRepository* local) {
+    const TimePoint now = now_seconds();
+    std::vector<RemotePruneDecision> plan;
+    size_t kept = 0;
+    for (const RemoteBackup& backup : list_remote(remote, database)) {
+        RemotePruneDecision d{backup.id, RemotePruneDecision::Action::Delete, ""};
+        if (backup.has_manifest && kept < keep) {
+            ++kept;
+            d.action = RemotePruneDecision::Action::Keep;
+            d.reason = fmt::format("among the newest {} proven", keep);
+        } else if (!backup.has_manifest && local != nullptr &&
+                   std::filesystem::exists(local->path_of(backup.id.dump_file()))) {
+            d.action = RemotePruneDecision::Action::Keep;
+            d.reason = "no manifest yet; the local backup is there for the next copy to finish";
+        } else {
+            d.reason = backup.has_manifest
+                           ? fmt::format("beyond the newest {} proven", keep)
+                           : std::string("no manifest: an upload that never finished");
+            if (backup.has_dump) {
+                auto head = remote.client().head(remote.key_of(backup.id.dump_file()));
+                auto until = head ? parse_lock_time(head->lock_until) : std::nullopt;
+                if (until && *until > now) {
+                    d.action = RemotePruneDecision::Action::Locked;
+                    d.reason += "; kept: under Object Lock until " + head->lock_until;
+                }
+            }
+        }
+        plan.push_back(std::move(d));
+    }
+    return plan;
+}
+
+std::vector<BackupId> apply_remote_retention(storage::S3Store& remote,
+                                             const std::vector<RemotePruneDecision>& plan,
+                                             bool dry_run) {
+    std::vector<BackupId> deleted;
+    for (const RemotePruneDecision& d : plan) {
+        const char* verb = d.action == RemotePruneDecision::Action::Keep     ? "keep"
+                           : d.action == RemotePruneDecision::Action::Locked ? "keep (locked)"
+                           : dry_run                                         ? "would delete"
+                                                                             : "delete";
+        log::info("offsite retention", {{"store", remote.location()},
+                                        {"file", d.id.dump_file()},
+                                        {"decision", verb},
+                                        {"reason", d.reason}});
+        if (d.action == RemotePruneDecision::Action::Delete) {
+            if (!dry_run) {
+                remove_backup_objects(remote, d.id);
+            }
+            deleted.push_back(d.id);
+        }
+    }
+    return deleted;
+}
+
 OffsiteResult copy_offsite(const BackupRepository& local, storage::S3Store& remote,
                            const std::string& database, const std::optional<std::string>& system,
                            const OffsiteOptions& options) {
@@ -317,7 +374,14 @@ OffsiteResult copy_offsite(const BackupRepository& local, storage::S3Store& remo
             complete.insert(backup.id.stem());
         }
     }
-    for (const BackupId& id : local.ids_of_server(database, system)) {
+    const std::vector<BackupId> ids = local.ids_of_server(database, system);
+    for (size_t i = 0; i < ids.size(); ++i) {
+        const BackupId& id = ids[i];
+        // Only what the bucket's retention keeps: an older backup would be
+        // uploaded and pruned again on every cycle.
+        if (options.retention && i >= *options.retention) {
+            break;
+        }
         if (complete.count(id.stem()) != 0) {
             continue;
         }
@@ -370,33 +434,12 @@ OffsiteResult copy_offsite(const BackupRepository& local, storage::S3Store& remo
     }
 
     if (options.retention) {
-        const TimePoint now = now_seconds();
-        size_t kept = 0;
-        for (const RemoteBackup& backup : list_remote(remote, database)) {
-            if (backup.has_manifest && kept < *options.retention) {
-                ++kept;
-                continue;
+        const auto plan = plan_remote_retention(remote, database, *options.retention, &local);
+        result.pruned = apply_remote_retention(remote, plan, false);
+        for (const RemotePruneDecision& d : plan) {
+            if (d.action == RemotePruneDecision::Action::Locked) {
+                result.kept_locked.push_back(d.id.dump_file());
             }
-            if (!backup.has_manifest &&
-                std::filesystem::exists(local.path_of(backup.id.dump_file()))) {
-                continue;  // being copied by a later cycle; never a backup without its data
-            }
-            if (backup.has_dump) {
-                auto head = remote.client().head(remote.key_of(backup.id.dump_file()));
-                if (head) {
-                    if (auto until = parse_lock_time(head->lock_until); until && *until > now) {
-                        result.kept_locked.push_back(backup.id.dump_file());
-                        log::info("kept in the bucket: under Object Lock",
-                                  {{"file", backup.id.dump_file()}, {"until", head->lock_until}});
-                        continue;
-                    }
-                }
-            }
-            remove_backup_objects(remote, backup.id);
-            result.pruned.push_back(backup.id);
-            log::info(backup.has_manifest ? "pruned offsite: beyond the newest kept"
-                                          : "removed offsite: a copy without its manifest",
-                      {{"file", backup.id.dump_file()}, {"store", remote.location()}});
         }
     }
     result.seconds =

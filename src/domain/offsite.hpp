@@ -100,6 +100,26 @@ class FetchedBackup {
     std::string source_;
 };
 
+// Retention in the bucket, as a plan with a reason per backup: keep the
+// newest `keep` complete backups of the database (so never the newest proven
+// one); delete the older ones, and copies whose manifest never went up (an
+// upload that died) unless their local backup is still there to finish
+// them; skip what is under Object Lock.
+struct RemotePruneDecision {
+    enum class Action { Keep, Delete, Locked };
+    BackupId id;
+    Action action = Action::Keep;
+    std::string reason;
+};
+std::vector<RemotePruneDecision> plan_remote_retention(const storage::S3Store& remote,
+                                                       const std::string& database, size_t keep,
+                                                       const BackupRepository* local);
+// Deletes the plan's Delete entries (manifest first), logging every decision
+// with its reason; with dry_run, only logs. Returns the deleted.
+std::vector<BackupId> apply_remote_retention(storage::S3Store& remote,
+                                             const std::vector<RemotePruneDecision>& plan,
+                                             bool dry_run);
+
 struct OffsiteResult {
     std::vector<BackupId> uploaded;  // newest first
     std::vector<BackupId> pruned;

@@ -274,6 +274,51 @@ TEST_F(OffsiteTest, AnUploadLeftByAKilledRunIsAbortedByTheNextOne) {
     EXPECT_EQ(keys().size(), 6U);  // both backups, each proven
 }
 
+TEST_F(OffsiteTest, PruneRemotePrintsItsPlanAndSkipsWhatIsUnderObjectLock) {
+    bucket_ = s3_->make_bucket(bucket_.substr(0, 40) + "-lock", true);
+    const std::string first = backup(env({{"POSTGRES_BACKUP_REMOTE_LOCK_DAYS", "1"}}));
+    std::this_thread::sleep_for(1100ms);
+    const std::string second = backup(env());
+    std::this_thread::sleep_for(1100ms);
+    const std::string third = backup(env());
+    ASSERT_EQ(keys().size(), 9U);
+
+    RunResult dry = run_pgward({"prune", "--remote", "--keep", "1", "--dry-run"}, env());
+    ASSERT_EQ(dry.exit_code, 0) << dry.err;
+    EXPECT_TRUE(
+        contains(dry.out, "keep   " + remote() + "/" + third + " (among the newest 1 proven)"))
+        << dry.out;
+    EXPECT_TRUE(
+        contains(dry.out, "delete " + remote() + "/" + second + " (beyond the newest 1 proven)"))
+        << dry.out;
+    EXPECT_TRUE(contains(dry.out, "locked " + remote() + "/" + first +
+                                      " (beyond the newest 1 proven; kept: under Object Lock "
+                                      "until "))
+        << dry.out;
+    EXPECT_EQ(keys().size(), 9U) << "a dry run deletes nothing";
+
+    RunResult real = run_pgward({"prune", "--remote", "--keep", "1"}, env());
+    ASSERT_EQ(real.exit_code, 0) << real.err;
+    EXPECT_EQ(keys(),
+              (std::vector<std::string>{stem(first) + ".dump", stem(first) + ".globals.sql",
+                                        stem(first) + ".json", stem(third) + ".dump",
+                                        stem(third) + ".globals.sql", stem(third) + ".json"}));
+    RunResult list = run_pgward({"list", "--remote", "--json"}, env());
+    json listed = json::parse(list.out);
+    ASSERT_EQ(listed.size(), 3U) << list.out;
+    EXPECT_TRUE(listed[0]["locked_until"].is_null()) << list.out;
+    EXPECT_TRUE(listed[1]["locked_until"].is_string()) << list.out;
+    EXPECT_EQ(listed[2]["file"], second);
+    EXPECT_EQ(listed[2]["copies"], "local only");
+
+    // The next cycle does not upload the pruned one again: only what the
+    // bucket's retention keeps is copied.
+    std::this_thread::sleep_for(1100ms);
+    RunResult next = run_pgward({"backup", "--remote-retention", "1"}, env());
+    ASSERT_EQ(next.exit_code, 0) << next.err;
+    EXPECT_FALSE(contains(next.err, "copying a backup offsite\" file=" + second)) << next.err;
+}
+
 // The service: a cycle whose upload failed keeps its local backup, is
 // degraded (state, status, /metrics, healthcheck) and `run --once` exits 1;
 // the next good cycle copies what was missed.
