@@ -6,6 +6,8 @@
 #   build    compiling pgward and packaging it (help2man writes the man page;
 #            CPack's dpkg-shlibdeps step needs file): the image's build stage
 #   demo     build + a PostgreSQL server and client (make demo)
+#   offsite  demo + a one-node Ceph (the S3 server) and python3-boto3: make
+#            demo-offsite (not part of the chain below)
 #   test     demo + GoogleTest, python3 (the test runner's report), procps
 #            (pgrep, pkill and ps in the campaigns), PostGIS (the real-features
 #            database of the tests) and a de_DE.UTF-8 locale (the
@@ -38,6 +40,7 @@ runtime=(
   libcurl4 libcpp-httplib0.11 libpugixml1v5 util-linux
 )
 demo=("${build[@]}" postgresql postgresql-client util-linux)
+offsite=("${demo[@]}" radosgw ceph-mon ceph-osd python3-boto3)
 test=("${demo[@]}" libgtest-dev libgmock-dev python3 procps postgresql-15-postgis-3
       postgresql-15-postgis-3-scripts locales)
 case $profile in
@@ -46,9 +49,10 @@ case $profile in
                   radosgw ceph-mon ceph-osd python3-boto3) ;;
   test) packages=("${test[@]}") ;;
   demo) packages=("${demo[@]}") ;;
+  offsite) packages=("${offsite[@]}") ;;
   build) packages=("${build[@]}") ;;
   runtime) packages=("${runtime[@]}") ;;
-  *) echo "install-deps: unknown PGWARD_DEPS_PROFILE '$profile' (full, test, demo, build or runtime)" >&2; exit 2 ;;
+  *) echo "install-deps: unknown PGWARD_DEPS_PROFILE '$profile' (full, test, demo, offsite, build or runtime)" >&2; exit 2 ;;
 esac
 
 if [[ ${1:-} == --list ]]; then
