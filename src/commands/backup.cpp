@@ -72,22 +72,15 @@ class BackupCommand : public Command {
         if (!remote.offsite.retention) {
             remote.offsite.retention = request.retention;
         }
-        BackupRepository local(request.dir);
-        storage::S3Store store(storage::S3Client(remote.s3), remote.prefix);
         try {
-            FileLock lock = local.lock(result.id.database);
-            OffsiteResult copied = copy_offsite(local, store, result.id.database,
-                                                result.manifest.system_identifier, remote.offsite);
-            log::info("offsite copy done", {{"store", store.location()},
-                                            {"uploaded", std::to_string(copied.uploaded.size())},
-                                            {"pruned", std::to_string(copied.pruned.size())},
-                                            {"bytes", std::to_string(copied.bytes_uploaded)},
-                                            {"seconds", fmt::format("{:.3f}", copied.seconds)}});
+            copy_to_store(request.dir, result.id.database, result.manifest.system_identifier,
+                          remote);
         } catch (const Error& e) {
-            throw failure(fmt::format("the backup is kept in {} but its offsite copy to {} "
-                                      "failed: {}",
-                                      request.dir.string(), store.location(), e.what()),
-                          e.hint());
+            throw failure(
+                fmt::format("the backup is kept in {} but its offsite copy to "
+                            "s3://{}/{} failed: {}",
+                            request.dir.string(), remote.s3.bucket, remote.prefix, e.what()),
+                e.hint());
         }
     }
 

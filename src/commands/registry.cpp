@@ -6,6 +6,7 @@ std::vector<std::unique_ptr<Command>> make_commands() {
     std::vector<std::unique_ptr<Command>> out;
     out.push_back(make_backup_command());
     out.push_back(make_run_command());
+    out.push_back(make_push_command());
     out.push_back(make_list_command());
     out.push_back(make_prune_command());
     out.push_back(make_verify_command());

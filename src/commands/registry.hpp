@@ -18,6 +18,7 @@ std::unique_ptr<Command> make_restore_command();
 std::unique_ptr<Command> make_smoke_command();
 std::unique_ptr<Command> make_verify_command();
 std::unique_ptr<Command> make_drill_command();
+std::unique_ptr<Command> make_push_command();
 
 // Every command, in the order `pgward --help` lists them.
 std::vector<std::unique_ptr<Command>> make_commands();

@@ -166,8 +166,9 @@ void run_scheduled_drill(const ServiceConfig& config, SharedState& shared, Notif
 // failed: the local backup stays, and the cycle is degraded.
 bool copy_offsite_in_cycle(const ServiceConfig& config, SharedState& shared, Notifier& notifier) {
     const OffsiteTarget& target = *config.offsite;
-    storage::S3Store store(storage::S3Client(target.s3), target.prefix);
+    const std::string location = fmt::format("s3://{}/{}", target.s3.bucket, target.prefix);
     try {
+        storage::S3Store store(storage::S3Client(target.s3), target.prefix);
         BackupRepository local(config.backup.dir);
         FileLock lock = local.lock(config.database);
         std::optional<std::string> system;
@@ -207,11 +208,11 @@ bool copy_offsite_in_cycle(const ServiceConfig& config, SharedState& shared, Not
         });
         ServiceState s = shared.get();
         notifier.backup_failed({"", config.database, *s.last_remote_failure_at,
-                                "the backup is kept locally, but its offsite copy to " +
-                                    store.location() + " failed: " + reason,
+                                "the backup is kept locally, but its offsite copy to " + location +
+                                    " failed: " + reason,
                                 s.remote_consecutive_failures});
         log::error("offsite copy failed; the cycle is degraded and the local backup is kept",
-                   {{"store", store.location()},
+                   {{"store", location},
                     {"reason", reason},
                     {"consecutive_failures", std::to_string(s.remote_consecutive_failures)}});
         return false;

@@ -163,6 +163,20 @@ TEST_F(OffsiteTest, CatchUpCopiesWhatTheBucketLacksNewestFirstAndRetentionKeepsN
     }
 }
 
+TEST_F(OffsiteTest, PushCopiesWhatTheBucketLacksAndNothingTwice) {
+    const std::string dump = backup(pg_env("offsite", dir_));
+    RunResult first = run_pgward({"push"}, env());
+    ASSERT_EQ(first.exit_code, 0) << first.err;
+    EXPECT_EQ(first.out, dump + "\n");
+    EXPECT_EQ(keys().size(), 3U);
+    RunResult again = run_pgward({"push"}, env());
+    ASSERT_EQ(again.exit_code, 0) << again.err;
+    EXPECT_EQ(again.out, "");
+    RunResult nothing = run_pgward({"push"}, env({{"POSTGRES_BACKUP_REMOTE", ""}}));
+    EXPECT_EQ(nothing.exit_code, 2);
+    EXPECT_TRUE(contains(nothing.err, "push needs a remote store")) << nothing.err;
+}
+
 TEST_F(OffsiteTest, VerifyRemoteFindsAChangedObjectAndDeepReadsEveryRow) {
     const std::string dump = backup(env());
     RunResult good = run_pgward({"verify", "--remote", "all", "--deep"}, env());
