@@ -11,11 +11,29 @@
 
 #include "commands/command.hpp"
 #include "commands/registry.hpp"
+#include "domain/repository.hpp"
 #include "util/error.hpp"
 #include "util/log.hpp"
 #include "util/signals.hpp"
 
 namespace pgward::commands {
+
+std::string database_or_only_one(const OptionTable& table, const BackupRepository& repo) {
+    if (auto name = database_name(table)) {
+        return *name;
+    }
+    std::vector<std::string> names = repo.databases();
+    if (names.size() == 1) {
+        return names.front();
+    }
+    if (names.empty()) {
+        throw failure(fmt::format("no backups in {}", repo.dir().string()),
+                      "check --dir / POSTGRES_BACKUP_DIR");
+    }
+    throw usage_error(fmt::format("{} holds backups of {} databases; name one", repo.dir().string(),
+                                  names.size()),
+                      "pass --dbname (or set POSTGRES_DB)");
+}
 
 std::optional<std::string> database_name(const OptionTable& table) {
     auto setting = table.get("dbname");

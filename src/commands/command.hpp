@@ -7,6 +7,10 @@
 
 #include "commands/options.hpp"
 
+namespace pgward {
+class BackupRepository;
+}
+
 namespace pgward::commands {
 
 // One user command: setup() declares its flags on its CLI11 subcommand,
@@ -23,5 +27,9 @@ class Command {
 // The database a command is about, from -d/POSTGRES_DB without connecting: a
 // plain name, or the dbname inside a conninfo string or URI (libpq parses it).
 std::optional<std::string> database_name(const OptionTable& table);
+
+// That database, or else the only one with backups in `repo`; none or several
+// is an error that says what to pass.
+std::string database_or_only_one(const OptionTable& table, const BackupRepository& repo);
 
 }  // namespace pgward::commands

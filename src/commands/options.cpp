@@ -114,6 +114,35 @@ CompressionSetting compression_setting(const OptionTable& table) {
     }
 }
 
+std::optional<std::string> secret_from_environment(const std::string& name) {
+    const char* value = std::getenv(name.c_str());
+    const std::string file_name = name + "_FILE";
+    const char* file = std::getenv(file_name.c_str());
+    bool has_value = value != nullptr && *value != '\0';
+    bool has_file = file != nullptr && *file != '\0';
+    if (has_value && has_file) {
+        throw usage_error(fmt::format("both {} and {} are set", name, file_name),
+                          "set only one of them");
+    }
+    if (has_value) {
+        return std::string(value);
+    }
+    if (!has_file) {
+        return std::nullopt;
+    }
+    std::string secret;
+    try {
+        secret = read_file(file);
+    } catch (const Error& e) {
+        throw usage_error(fmt::format("cannot read {}: {}", file_name, e.what()),
+                          fmt::format("point {} at a readable file", file_name));
+    }
+    while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) {
+        secret.pop_back();
+    }
+    return secret;
+}
+
 pg::ConnectionOptions OptionTable::connection() const {
     pg::ConnectionOptions options;
     auto convert =
@@ -133,29 +162,7 @@ pg::ConnectionOptions OptionTable::connection() const {
 
     // The password comes only from the environment or a file, never a flag:
     // argv is readable by every user of the machine.
-    const char* password = std::getenv("POSTGRES_PASSWORD");
-    const char* password_file = std::getenv("POSTGRES_PASSWORD_FILE");
-    bool has_password = password != nullptr && *password != '\0';
-    bool has_file = password_file != nullptr && *password_file != '\0';
-    if (has_password && has_file) {
-        throw usage_error("both POSTGRES_PASSWORD and POSTGRES_PASSWORD_FILE are set",
-                          "set only one of them");
-    }
-    if (has_password) {
-        options.password = password;
-    } else if (has_file) {
-        std::string secret;
-        try {
-            secret = read_file(password_file);
-        } catch (const Error& e) {
-            throw usage_error(fmt::format("cannot read POSTGRES_PASSWORD_FILE: {}", e.what()),
-                              "point POSTGRES_PASSWORD_FILE at a readable file");
-        }
-        while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) {
-            secret.pop_back();
-        }
-        options.password = secret;
-    }
+    options.password = secret_from_environment("POSTGRES_PASSWORD");
     return options;
 }
 

@@ -52,6 +52,10 @@ void add_connection_options(OptionTable& table, CLI::App& app);
 
 uint64_t parse_number(const Setting& setting, uint64_t min, uint64_t max);
 
+// A secret from NAME or NAME_FILE (a Docker secret; its trailing newline
+// dropped), never from a flag; both set is a usage error.
+std::optional<std::string> secret_from_environment(const std::string& name);
+
 // --timeout / POSTGRES_BACKUP_TIMEOUT_SECONDS (default 21600) and
 // --stall-timeout / POSTGRES_BACKUP_STALL_SECONDS (default 900): the
 // watchdogs of every operation that runs pg_dump or pg_restore.

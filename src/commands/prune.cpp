@@ -48,7 +48,7 @@ class PruneCommand : public Command {
                               "say how many of the newest backups to keep");
         }
         BackupRepository repo(options_.get_or("dir", "/backups"));
-        std::string database = resolve_database(repo);
+        std::string database = database_or_only_one(options_, repo);
         std::optional<FileLock> lock;
         if (!dry_run_) {
             lock.emplace(repo.lock(database));
@@ -134,23 +134,6 @@ class PruneCommand : public Command {
                    {"store", store.location()},
                    {dry_run_ ? "would_delete" : "deleted", std::to_string(deleted.size())}});
         return 0;
-    }
-
-    std::string resolve_database(const BackupRepository& repo) const {
-        if (auto name = database_name(options_)) {
-            return *name;
-        }
-        std::vector<std::string> names = repo.databases();
-        if (names.size() == 1) {
-            return names.front();
-        }
-        if (names.empty()) {
-            throw failure(fmt::format("no backups in {}", repo.dir().string()),
-                          "check --dir / POSTGRES_BACKUP_DIR");
-        }
-        throw usage_error(fmt::format("{} holds backups of {} databases; name one",
-                                      repo.dir().string(), names.size()),
-                          "pass --dbname (or set POSTGRES_DB)");
     }
 
     OptionTable options_;

@@ -36,26 +36,13 @@ class PushCommand : public Command {
         }
         const std::filesystem::path dir = options_.get_or("dir", "/backups");
         BackupRepository repo(dir);
-        std::string database;
-        if (auto name = database_name(options_)) {
-            database = *name;
-        } else {
-            std::vector<std::string> names = repo.databases();
-            if (names.size() != 1) {
-                throw usage_error(fmt::format("{} holds backups of {} databases; name one",
-                                              dir.string(), names.size()),
-                                  "pass --dbname (or set POSTGRES_DB)");
-            }
-            database = names.front();
-        }
-        std::optional<std::string> system;
+        const std::string database = database_or_only_one(options_, repo);
         const std::vector<BackupId> ids = repo.ids(database);
         if (ids.empty()) {
             throw failure(fmt::format("no backups of \"{}\" in {}", database, dir.string()),
                           "check --dir / POSTGRES_BACKUP_DIR");
         }
-        system = repo.system_of(ids.front());
-        OffsiteResult copied = copy_to_store(dir, database, system, *config);
+        OffsiteResult copied = copy_to_store(dir, database, repo.system_of(ids.front()), *config);
         for (const BackupId& id : copied.uploaded) {
             fmt::print("{}\n", id.dump_file());
         }

@@ -9,39 +9,6 @@
 #include "util/log.hpp"
 
 namespace pgward::commands {
-namespace {
-
-// NAME or NAME_FILE (not both); the file's trailing newline dropped.
-std::optional<std::string> secret_from_environment(const std::string& name) {
-    const char* value = std::getenv(name.c_str());
-    const std::string file_name = name + "_FILE";
-    const char* file = std::getenv(file_name.c_str());
-    bool has_value = value != nullptr && *value != '\0';
-    bool has_file = file != nullptr && *file != '\0';
-    if (has_value && has_file) {
-        throw usage_error(fmt::format("both {} and {} are set", name, file_name),
-                          "set only one of them");
-    }
-    if (has_value) {
-        return std::string(value);
-    }
-    if (!has_file) {
-        return std::nullopt;
-    }
-    std::string secret;
-    try {
-        secret = read_file(file);
-    } catch (const Error& e) {
-        throw usage_error(fmt::format("cannot read {}: {}", file_name, e.what()),
-                          fmt::format("point {} at a readable file", file_name));
-    }
-    while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) {
-        secret.pop_back();
-    }
-    return secret;
-}
-
-}  // namespace
 
 void add_remote_options(OptionTable& table, CLI::App& app, RemoteFlag flag) {
     if (flag == RemoteFlag::IsTheUrl) {

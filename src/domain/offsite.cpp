@@ -362,6 +362,11 @@ OffsiteResult copy_offsite(const BackupRepository& local, storage::S3Store& remo
     // Under the lock no other run of this database uploads: any multipart
     // upload of its names was left by a crashed or killed run.
     for (const storage::MultipartUpload& upload : remote.uploads(encode_db_name(database) + "_")) {
+        // The listing is by prefix: "shop_" also lists shop_eu's uploads.
+        auto parsed = parse_backup_file_name(upload.key.substr(remote.prefix().size()));
+        if (!parsed || parsed->id.database != database) {
+            continue;
+        }
         remote.client().abort_upload(upload);
         ++result.aborted_uploads;
         log::warn("aborted a multipart upload a previous run left",
