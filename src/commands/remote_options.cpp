@@ -47,6 +47,10 @@ void add_remote_options(OptionTable& table, CLI::App& app, RemoteFlag flag) {
               "smallest multipart part, MiB (default 16; larger files get larger parts)");
     table.add(app, "remote_max_parts", "--remote-max-parts", "POSTGRES_BACKUP_REMOTE_MAX_PARTS",
               "most parts of one upload (default 10000; Scaleway: 1000)");
+    table.add(app, "remote_timeout", "--remote-timeout", "POSTGRES_BACKUP_REMOTE_TIMEOUT_SECONDS",
+              "retry a request that moves no byte for this long, seconds (default 60)");
+    table.add(app, "remote_attempts", "--remote-attempts", "POSTGRES_BACKUP_REMOTE_ATTEMPTS",
+              "tries of each request before the copy fails (default 5)");
 }
 
 std::optional<RemoteConfig> remote_config(const OptionTable& table) {
@@ -136,6 +140,12 @@ std::optional<RemoteConfig> remote_config(const OptionTable& table) {
     }
     if (auto parts = table.get_number("remote_max_parts", 1, 10000)) {
         config.s3.max_parts = static_cast<uint32_t>(*parts);
+    }
+    if (auto seconds = table.get_number("remote_timeout", 1, 3600)) {
+        config.s3.stall_timeout = std::chrono::seconds(*seconds);
+    }
+    if (auto attempts = table.get_number("remote_attempts", 1, 20)) {
+        config.s3.attempts = static_cast<int>(*attempts);
     }
     storage::S3Client check(config.s3);  // a malformed endpoint is exit 2 before any dump
     return config;

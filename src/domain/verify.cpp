@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <exception>
 #include <thread>
 
 #include <fmt/format.h>
@@ -189,31 +190,28 @@ DeepReport deep_verify_stream(
             reader_error = e.what();
         }
         reader_done = true;
+        // What follows the archive's end or its damage is not read: the
+        // producer's pushes return at once, and it still reads its stream to
+        // the end (the caller hashes every byte).
+        queue.abort();
     });
+    std::exception_ptr producer_failure;
     try {
-        produce([&](const char* data, size_t size) {
-            // A reader that is done (the archive ended, or it found damage)
-            // takes no more: what follows is not read, never waited on.
-            if (!reader_done) {
-                queue.push(data, size, [&] {
-                    if (reader_done) {
-                        throw failure("the archive reader stopped");
-                    }
-                });
-            }
-        });
+        produce([&](const char* data, size_t size) { queue.push(data, size); });
         queue.close();
     } catch (...) {
+        producer_failure = std::current_exception();
+    }
+    // A reader that had already found the archive's end or its damage gave
+    // the verdict; a stream that broke before that is the producer's failure.
+    const bool reader_finished_first = reader_done;
+    if (producer_failure) {
         queue.abort();
-        reader.join();
-        if (!reader_error.empty()) {
-            DeepReport report;
-            report.problems.push_back(reader_error);
-            return report;
-        }
-        throw;
     }
     reader.join();
+    if (producer_failure && !reader_finished_first) {
+        std::rethrow_exception(producer_failure);
+    }
     if (!summary) {
         DeepReport report;
         report.problems.push_back(reader_error);

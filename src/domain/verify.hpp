@@ -61,7 +61,10 @@ std::optional<Manifest> manifest_beside(const std::filesystem::path& dump);
 
 DeepReport deep_verify(const std::filesystem::path& file, const std::optional<Manifest>& manifest);
 // The same over a stream that `produce` writes into its sink (an object in a
-// bucket): read as it arrives, nothing written to disk.
+// bucket): read as it arrives, nothing written to disk. `produce` always runs
+// to its end (its caller hashes every byte), even when the archive ends or is
+// found damaged early; its failure is rethrown unless the reader had already
+// given its verdict.
 DeepReport deep_verify_stream(
     const std::function<void(const std::function<void(const char*, size_t)>&)>& produce,
     const std::optional<Manifest>& manifest);

@@ -435,16 +435,20 @@ S3Client::Response S3Client::perform_once(Request& request, uint64_t resume_from
         Response* response;
         uint64_t* sent;
         CURL* curl;
-    } context{&request, &response, &sent, curl};
+        // The stall watch: the bytes moved either way, and when that last
+        // changed. curl's own low-speed limit averages over several seconds,
+        // so a stall right after a burst would go unseen that long.
+        std::chrono::steady_clock::duration stall_timeout;
+        curl_off_t moved = 0;
+        std::chrono::steady_clock::time_point moved_at = std::chrono::steady_clock::now();
+        bool stalled = false;
+    } context{&request, &response, &sent, curl, settings_.stall_timeout};
 
     curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(curl, CURLOPT_USERAGENT, "pgward/" PGWARD_VERSION);
     curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, 15L);
-    curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME,
-                     static_cast<long>(settings_.stall_timeout.count()));
     if (!settings_.ca_bundle.empty()) {
         curl_easy_setopt(curl, CURLOPT_CAINFO, settings_.ca_bundle.c_str());
     }
@@ -527,10 +531,23 @@ S3Client::Response S3Client::perform_once(Request& request, uint64_t resume_from
             return size * count;
         });
     curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(curl, CURLOPT_XFERINFODATA, &context);
     curl_easy_setopt(
         curl, CURLOPT_XFERINFOFUNCTION,
-        +[](void*, curl_off_t, curl_off_t, curl_off_t, curl_off_t) -> int {
-            return pending_interrupt() != 0 ? 1 : 0;
+        +[](void* user, curl_off_t, curl_off_t down, curl_off_t, curl_off_t up) -> int {
+            auto* c = static_cast<Context*>(user);
+            if (pending_interrupt() != 0) {
+                return 1;
+            }
+            const auto now = std::chrono::steady_clock::now();
+            if (down + up != c->moved) {
+                c->moved = down + up;
+                c->moved_at = now;
+            } else if (now - c->moved_at >= c->stall_timeout) {
+                c->stalled = true;
+                return 1;
+            }
+            return 0;
         });
 
     CURLcode rc = curl_easy_perform(curl);
@@ -540,6 +557,11 @@ S3Client::Response S3Client::perform_once(Request& request, uint64_t resume_from
     if (rc == CURLE_ABORTED_BY_CALLBACK && pending_interrupt() != 0) {
         throw failure(fmt::format("interrupted by {} during {}", signal_name(pending_interrupt()),
                                   request.what));
+    }
+    if (rc == CURLE_ABORTED_BY_CALLBACK && context.stalled) {
+        throw TransientFailure{fmt::format(
+            "{}: no byte moved for {} s", request.what,
+            std::chrono::duration_cast<std::chrono::seconds>(settings_.stall_timeout).count())};
     }
     if (rc != CURLE_OK) {
         std::string text = fmt::format("{}: {}", request.what, curl_easy_strerror(rc));

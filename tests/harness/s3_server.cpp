@@ -341,6 +341,30 @@ std::vector<std::pair<std::string, std::string>> S3Server::uploads(std::string_v
     return out;
 }
 
+S3Server::Snapshot S3Server::snapshot(std::string_view bucket, std::string_view prefix) {
+    std::istringstream in(checked({"snapshot", std::string(bucket), std::string(prefix)}));
+    Snapshot out;
+    for (std::string line; std::getline(in, line);) {
+        std::istringstream fields(line);
+        std::string kind;
+        std::string key;
+        fields >> kind >> key;
+        if (kind == "object") {
+            uint64_t size = 0;
+            std::string sha;
+            fields >> size >> sha;
+            out.objects[key] = {size, sha};
+        } else if (kind == "upload") {
+            std::string id;
+            fields >> id;
+            out.uploads.emplace_back(key, id);
+        } else {
+            throw std::runtime_error("check_bucket.py snapshot: unexpected line: " + line);
+        }
+    }
+    return out;
+}
+
 std::string S3Server::sha256(std::string_view bucket, std::string_view key) {
     std::string out = checked({"sha256", std::string(bucket), std::string(key)});
     while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) {

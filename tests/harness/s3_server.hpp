@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -53,6 +54,13 @@ class S3Server {
     std::vector<std::pair<std::string, std::string>> uploads(std::string_view bucket,
                                                              std::string_view prefix);
     std::string sha256(std::string_view bucket, std::string_view key);  // hex
+    // Every object under `prefix` with its size and SHA-256 (each read whole)
+    // and every multipart upload in progress there, in one client run.
+    struct Snapshot {
+        std::map<std::string, std::pair<uint64_t, std::string>> objects;  // key -> size, sha256
+        std::vector<std::pair<std::string, std::string>> uploads;         // key, upload id
+    };
+    Snapshot snapshot(std::string_view bucket, std::string_view prefix);
     void get(std::string_view bucket, std::string_view key, const std::filesystem::path& to);
     void put(std::string_view bucket, std::string_view key, const std::filesystem::path& from);
     void remove(std::string_view bucket, std::string_view key);

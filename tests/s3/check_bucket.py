@@ -5,6 +5,8 @@
   check_bucket.py get ENDPOINT BUCKET KEY OUTFILE    the object into OUTFILE
   check_bucket.py sha256 ENDPOINT BUCKET KEY         the object's SHA-256, in hex
   check_bucket.py uploads ENDPOINT BUCKET PREFIX     "KEY UPLOAD_ID" per multipart upload in progress
+  check_bucket.py snapshot ENDPOINT BUCKET PREFIX    "object KEY SIZE SHA256" per object (each read
+                                                     whole), then "upload KEY UPLOAD_ID" per upload
   check_bucket.py mkbucket ENDPOINT BUCKET [--lock]  a bucket (--lock: with object lock enabled)
   check_bucket.py put ENDPOINT BUCKET KEY FILE       FILE as the object, in one PUT
   check_bucket.py rm ENDPOINT BUCKET KEY             deletes the object
@@ -117,6 +119,23 @@ def cmd_uploads(s3, bucket, prefix):
         print(f"{key} {upload_id}")
 
 
+def cmd_snapshot(s3, bucket, prefix):
+    rows = []
+    for page in paginate(s3, "list_objects_v2", Bucket=bucket, Prefix=prefix):
+        rows.extend((o["Key"], o["Size"]) for o in page.get("Contents", []))
+    for key, size in sorted(rows):
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+        digest = hashlib.sha256()
+        for chunk in iter(lambda: body.read(CHUNK), b""):
+            digest.update(chunk)
+        print(f"object {key} {size} {digest.hexdigest()}")
+    uploads = []
+    for page in paginate(s3, "list_multipart_uploads", Bucket=bucket, Prefix=prefix):
+        uploads.extend((u["Key"], u["UploadId"]) for u in page.get("Uploads", []))
+    for key, upload_id in sorted(uploads):
+        print(f"upload {key} {upload_id}")
+
+
 def cmd_mkbucket(s3, bucket, *flags):
     if any(f != "--lock" for f in flags):
         fail(f"mkbucket: unknown option {' '.join(flags)}", 2)
@@ -151,6 +170,7 @@ COMMANDS = {
     "get": (cmd_get, 3, False),
     "sha256": (cmd_sha256, 2, False),
     "uploads": (cmd_uploads, 2, False),
+    "snapshot": (cmd_snapshot, 2, False),
     "mkbucket": (cmd_mkbucket, 1, True),
     "put": (cmd_put, 3, False),
     "rm": (cmd_rm, 2, False),

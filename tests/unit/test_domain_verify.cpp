@@ -5,8 +5,10 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -184,6 +186,82 @@ TEST_F(VerifyChecks, DeepVerifyNamesEveryDifferenceFromTheManifest) {
     ASSERT_EQ(torn.problems.size(), 1U);
     EXPECT_NE(torn.problems[0].find("archive damaged at byte"), std::string::npos)
         << torn.problems[0];
+}
+
+// deep_verify_stream reads what a producer hands it in chunks (an object
+// streamed from a bucket): the same verdict as the file, the producer always
+// runs to its end, and a producer's failure is its own, not the archive's.
+TEST_F(VerifyChecks, DeepVerifyOfAStreamGivesTheFilesVerdictAndLetsTheProducerFinish) {
+    fs::path dump = copy_fixture("pg18_zstd.dump", "app_20260101T000000Z.dump");
+    Manifest m = manifest_of(dump);
+    std::string bytes;
+    {
+        std::ifstream in(dump, std::ios::binary);
+        bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    }
+    // The producer hands `data` in 1000-byte chunks, then `tail` more bytes,
+    // and counts what it handed.
+    auto stream_of = [](const std::string& data, size_t tail, size_t* handed) {
+        return [&data, tail, handed](const std::function<void(const char*, size_t)>& sink) {
+            for (size_t at = 0; at < data.size(); at += 1000) {
+                size_t n = std::min<size_t>(1000, data.size() - at);
+                sink(data.data() + at, n);
+                *handed += n;
+            }
+            std::string filler(1000, 'x');
+            for (size_t at = 0; at < tail; at += filler.size()) {
+                sink(filler.data(), filler.size());
+                *handed += filler.size();
+            }
+        };
+    };
+
+    size_t handed = 0;
+    DeepReport clean = deep_verify_stream(stream_of(bytes, 0, &handed), m);
+    EXPECT_TRUE(clean.ok);
+    EXPECT_EQ(clean.tables, m.tables.size());
+    EXPECT_EQ(clean.problems, deep_verify(dump, m).problems);
+    EXPECT_EQ(handed, bytes.size());
+
+    // Torn: the reader's verdict, as for the file.
+    std::string torn = bytes.substr(0, bytes.size() - 100);
+    DeepReport torn_report = deep_verify_stream(stream_of(torn, 0, &handed), m);
+    ASSERT_EQ(torn_report.problems.size(), 1U);
+    EXPECT_NE(torn_report.problems[0].find("archive damaged at byte"), std::string::npos)
+        << torn_report.problems[0];
+
+    // Damaged in its header and followed by far more than the queue holds:
+    // the verdict is the damage, and the producer still hands every byte.
+    std::string damaged = bytes;
+    damaged[0] = 'X';
+    handed = 0;
+    DeepReport damaged_report = deep_verify_stream(stream_of(damaged, 4000000, &handed), m);
+    EXPECT_FALSE(damaged_report.ok);
+    ASSERT_EQ(damaged_report.problems.size(), 1U);
+    EXPECT_EQ(handed, damaged.size() + 4000000);
+
+    // A producer that fails before the archive's end: its own error.
+    auto broken = [&](const std::function<void(const char*, size_t)>& sink) {
+        sink(bytes.data(), bytes.size() / 2);
+        throw failure("connection reset by the bucket");
+    };
+    EXPECT_EQ(test::error_message([&] { deep_verify_stream(broken, m); }),
+              "connection reset by the bucket");
+
+    // A producer that fails after the reader found damage: the damage is the
+    // verdict (the failure came after it).
+    auto damaged_then_broken = [&](const std::function<void(const char*, size_t)>& sink) {
+        sink(damaged.data(), damaged.size());
+        sink(damaged.data(), damaged.size());
+        for (int i = 0; i < 50; ++i) {  // time for the reader to speak
+            sink(damaged.data(), 1);
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+        throw failure("connection reset by the bucket");
+    };
+    DeepReport late = deep_verify_stream(damaged_then_broken, m);
+    EXPECT_FALSE(late.ok);
+    EXPECT_EQ(late.problems, damaged_report.problems);
 }
 
 TEST_F(VerifyChecks, ABackupSpecNamesOneFile) {
