@@ -83,6 +83,7 @@ class DrillCommand : public Command {
             ensure_directory(dir);
             fetched.emplace(store, ids.front(), dir);
             request.backup = fetched->dump();
+            request.backup_source = fetched->source();
         } else if (backup) {
             if (migrations || migrate_cmd) {
                 throw usage_error(

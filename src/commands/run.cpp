@@ -82,6 +82,9 @@ class RunCommand : public Command {
                      "directory of the PostgreSQL tools");
         options_.add(app, "drill_interval", "--drill-interval", "POSTGRES_DRILL_INTERVAL_SECONDS",
                      "run a sandbox drill of the newest backup this often (default: never)");
+        options_.add(app, "drill_from", "--drill-from", "POSTGRES_DRILL_FROM",
+                     "local (default: the newest local backup) or remote (the newest proven "
+                     "one in the bucket, fetched: the host-loss rehearsal)");
         options_.add(app, "report_dir", "--report-dir", "PGWARD_REPORT_DIR",
                      "where scheduled drill reports go (default <dir>/reports)");
         options_.add(app, "globals", "--globals", "PGWARD_GLOBALS",
@@ -137,6 +140,20 @@ class RunCommand : public Command {
         config.database = service_database(options_);
         if (auto drill = options_.get_number("drill_interval", 1, kTenYears)) {
             config.drill_interval = std::chrono::seconds(*drill);
+        }
+        if (auto from = options_.get("drill_from")) {
+            if (from->value != "local" && from->value != "remote") {
+                throw usage_error(
+                    fmt::format("invalid value \"{}\" for {}: expected local or remote",
+                                from->value, from->origin),
+                    fmt::format("fix {}", from->origin));
+            }
+            config.drill_from_remote = from->value == "remote";
+            if (config.drill_from_remote && !config.offsite) {
+                throw usage_error(
+                    fmt::format("{} is remote but no remote store is set", from->origin),
+                    "set POSTGRES_BACKUP_REMOTE (or --remote) to s3://BUCKET/PREFIX");
+            }
         }
         config.drill_report_dir =
             options_.get_or("report_dir", (config.backup.dir / "reports").string());

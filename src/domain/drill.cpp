@@ -716,6 +716,7 @@ DrillOutcome run_backup_drill(const DrillRequest& request) {
     facts["mode"] = request.sandbox ? "backup-sandbox" : "backup";
     facts["drill_db"] = request.drill_db;
     facts["dump_file"] = archive.filename().string();
+    facts["dump_source"] = request.backup_source.value_or(archive.string());
     std::error_code ec;
     facts["dump_size_bytes"] = std::filesystem::file_size(archive, ec);
     facts["alembic_version_before"] = manifest ? optional_json(manifest->schema_version) : json();

@@ -30,6 +30,9 @@ struct DrillRequest {
 
     // The drill of an existing backup, optionally into a private sandbox cluster.
     std::optional<std::filesystem::path> backup;
+    // Where `backup` came from when it was fetched (its s3:// URL); the
+    // report's dump_source, else the backup's path.
+    std::optional<std::string> backup_source;
     bool sandbox = false;
 
     WatchdogLimits limits;  // the drill's pg_dump and pg_restore

@@ -95,24 +95,10 @@ class SharedState {
     HealthPolicy policy_;
 };
 
-// The sandbox drill of the newest backup: its result goes to the state
-// (status, health, metrics) and to the alert hook.
+// The sandbox drill of the newest backup (with drill_from_remote, the newest
+// proven one in the bucket, fetched: the host-loss rehearsal): its result goes
+// to the state (status, health, metrics) and to the alert hook.
 void run_scheduled_drill(const ServiceConfig& config, SharedState& shared, Notifier& notifier) {
-    std::optional<std::filesystem::path> newest;
-    try {
-        for (const BackupEntry& e : BackupRepository(config.backup.dir).list(config.database)) {
-            if (e.has_manifest) {
-                newest = e.dump_path;
-                break;
-            }
-        }
-    } catch (const Error&) {
-    }
-    if (!newest) {
-        log::warn("scheduled drill skipped: no backup to drill yet",
-                  {{"database", config.database}});
-        return;
-    }
     DrillRequest request;
     request.server = config.backup.connection;
     request.source_database = config.database;
@@ -120,13 +106,49 @@ void run_scheduled_drill(const ServiceConfig& config, SharedState& shared, Notif
     request.report_dir = config.drill_report_dir;
     request.pg_bin = config.backup.pg_bin;
     request.version_table = config.drill_version_table;
-    request.backup = newest;
     request.sandbox = true;
     request.limits = {config.backup.timeout, config.backup.stall};
     bool success = false;
     std::string detail;
     std::string report;
+    std::optional<FetchedBackup> fetched;
+    if (config.drill_from_remote && config.offsite) {
+        try {
+            const storage::S3Store store(storage::S3Client(config.offsite->s3),
+                                         config.offsite->prefix);
+            std::vector<RemoteBackup> stored = list_remote(store, config.database);
+            std::erase_if(stored, [](const RemoteBackup& b) { return !b.has_manifest; });
+            if (stored.empty()) {
+                log::warn("scheduled drill skipped: no backup in the remote store yet",
+                          {{"database", config.database}, {"store", store.location()}});
+                return;
+            }
+            fetched.emplace(store, stored.front().id, config.backup.dir);
+            request.backup = fetched->dump();
+            request.backup_source = fetched->source();
+        } catch (const Error& e) {
+            detail = fmt::format("fetching the newest remote backup: {}", e.what());
+        }
+    } else {
+        try {
+            for (const BackupEntry& e : BackupRepository(config.backup.dir).list(config.database)) {
+                if (e.has_manifest) {
+                    request.backup = e.dump_path;
+                    break;
+                }
+            }
+        } catch (const Error&) {
+        }
+        if (!request.backup) {
+            log::warn("scheduled drill skipped: no backup to drill yet",
+                      {{"database", config.database}});
+            return;
+        }
+    }
     try {
+        if (!request.backup) {
+            throw failure(detail);  // the fetch failed: the drill did
+        }
         DrillOutcome outcome = run_drill(request);
         success = outcome.success;
         report = outcome.report_path.string();

@@ -28,6 +28,8 @@ struct ServiceConfig {
     std::optional<std::chrono::seconds> drill_interval;
     std::filesystem::path drill_report_dir;
     std::optional<VersionTable> drill_version_table;
+    // Drill the newest proven backup in the bucket (fetched), not the local one.
+    bool drill_from_remote = false;
     // After each backup, every local backup the remote store lacks is copied
     // there and proven; a failed copy keeps the local backup and makes the
     // cycle degraded (state, metrics, alert, exit 1 with `once`).

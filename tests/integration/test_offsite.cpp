@@ -391,5 +391,53 @@ TEST_F(OffsiteTest, RemoteSettingsAreCheckedBeforeTheDump) {
     EXPECT_TRUE(list_dir(dir_).empty()) << "nothing was dumped";
 }
 
+// POSTGRES_DRILL_FROM=remote: the service's scheduled drill is the host-loss
+// rehearsal, the bucket's newest proven backup fetched and restored into a
+// sandbox; the report names the object it came from and nothing fetched stays.
+TEST_F(OffsiteTest, AScheduledDrillFromTheBucketRestoresItsNewestBackup) {
+    BackgroundPgward service({"run"}, env({{"POSTGRES_DRILL_INTERVAL_SECONDS", "2"},
+                                           {"POSTGRES_DRILL_FROM", "remote"},
+                                           {"PGWARD_HEALTH_GRACE_SECONDS", "5"}}));
+    const fs::path state_file = dir_ / ".pgward-offsite.state.json";
+    ASSERT_TRUE(eventually(
+        [&] {
+            try {
+                json state = json::parse(slurp(state_file));
+                return state.value("drills_succeeded_total", 0) +
+                           state.value("drills_failed_total", 0) >=
+                       1;
+            } catch (const std::exception&) {
+                return false;
+            }
+        },
+        90s));
+    ::kill(service.pid(), SIGTERM);
+    auto r = service.wait(30s);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->exit_code, 0) << r->err;
+    json state = json::parse(slurp(state_file));
+    ASSERT_EQ(state["last_drill_success"], true) << state.dump();
+    json report = json::parse(slurp(state["last_drill_report"].get<std::string>()));
+    EXPECT_EQ(report["restore_success"], true);
+    EXPECT_EQ(report["mode"], "backup-sandbox");
+    const std::string source = report["dump_source"];
+    EXPECT_EQ(source.rfind(remote() + "/offsite_", 0), 0U) << source;
+    EXPECT_TRUE(contains(r->out + r->err, "fetched and checked")) << r->out << r->err;
+    for (const std::string& name : list_dir(dir_)) {
+        EXPECT_NE(name.rfind(".pgward-fetch-", 0), 0U) << name;
+    }
+
+    RunResult local_only =
+        run_pgward({"run", "--once"},
+                   env({{"POSTGRES_DRILL_FROM", "remote"}, {"POSTGRES_BACKUP_REMOTE", ""}}));
+    EXPECT_EQ(local_only.exit_code, 2);
+    EXPECT_TRUE(
+        contains(local_only.err, "POSTGRES_DRILL_FROM is remote but no remote store is set"))
+        << local_only.err;
+    RunResult bad = run_pgward({"run", "--once"}, env({{"POSTGRES_DRILL_FROM", "cloud"}}));
+    EXPECT_EQ(bad.exit_code, 2);
+    EXPECT_TRUE(contains(bad.err, "invalid value \"cloud\" for POSTGRES_DRILL_FROM")) << bad.err;
+}
+
 }  // namespace
 }  // namespace pgward::test

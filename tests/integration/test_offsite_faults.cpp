@@ -397,5 +397,20 @@ TEST_F(OffsiteFaultTest, EveryFaultEndsInRetriedSuccessOrANamedFailureAndNothing
     }
 }
 
+// --remote-verify size: where egress costs, the proof is the size alone, no
+// byte of the dump is read back, and `status` says so.
+TEST_F(OffsiteFaultTest, ASizeOnlyProofReadsNothingBackAndStatusSaysSo) {
+    RunResult r = run_pgward({"run", "--once"}, env({{"POSTGRES_BACKUP_REMOTE_VERIFY", "size"}}));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_TRUE(contains(r.out + r.err, "size only: not read back")) << r.out << r.err;
+    for (const json& request : proxy_->log()) {
+        EXPECT_FALSE(request["method"] == "GET" && contains(request["path"], ".dump"))
+            << "request " << request["n"] << " read the dump back";
+    }
+    EXPECT_EQ(remote_backups().first, local_backups());
+    RunResult status = run_pgward({"status"}, env());
+    EXPECT_TRUE(contains(status.out, "(proof: size only, not read back)")) << status.out;
+}
+
 }  // namespace
 }  // namespace pgward::test
