@@ -78,7 +78,7 @@ for ((i = 1; i <= runs; i++)); do
   t=$(seconds "$pgward" push --remote "s3://bench/size-$i" --remote-verify size)
   size_only+=("$t")
   s3 del --recursive --force "s3://bench/size-$i" >/dev/null
-  t=$(seconds s3 put "$dump" "s3://bench/s3cmd-$i/$(basename "$dump")")
+  t=$(seconds s3cmd -c "$TPG_DIR/s3cfg" --no-progress put "$dump" "s3://bench/s3cmd-$i/$(basename "$dump")")
   baseline+=("$t")
   s3 del --recursive --force "s3://bench/s3cmd-$i" >/dev/null
 done

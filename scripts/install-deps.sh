@@ -20,7 +20,8 @@
 #            man-db (the package test reads the man page), and a one-node
 #            Ceph (radosgw, ceph-mon, ceph-osd: the S3 server the offsite
 #            tests start on loopback) with python3-boto3 (the independent
-#            S3 client that checks what pgward wrote)
+#            S3 client that checks what pgward wrote), and s3cmd (make bench's
+#            baseline for the offsite upload)
 #   runtime  only the shared libraries the built binary loads (a host given
 #            a bare binary), plus ca-certificates (TLS to the server and alert
 #            URLs) and util-linux (setpriv, for the sandbox drill run as root)
@@ -46,7 +47,7 @@ test=("${demo[@]}" libgtest-dev libgmock-dev python3 procps postgresql-15-postgi
 case $profile in
   full) packages=("${test[@]}" gcovr clang libfuzzer-14-dev libclang-rt-14-dev debootstrap strace docker-compose
                   python3-yaml systemd man-db
-                  radosgw ceph-mon ceph-osd python3-boto3) ;;
+                  radosgw ceph-mon ceph-osd python3-boto3 s3cmd) ;;
   test) packages=("${test[@]}") ;;
   demo) packages=("${demo[@]}") ;;
   offsite) packages=("${offsite[@]}") ;;

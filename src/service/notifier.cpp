@@ -80,9 +80,6 @@ void Notifier::backup_succeeded(const Event& event, bool recovered) {
                                     {"healthy", true}};
         enqueue({*notify_url_, body.dump()});
     }
-    if (ping_url_) {
-        enqueue({*ping_url_, std::nullopt});
-    }
 }
 
 void Notifier::backup_failed(const Event& event) {
@@ -96,13 +93,36 @@ void Notifier::backup_failed(const Event& event) {
         enqueue(
             {*notify_url_, body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)});
     }
-    if (ping_url_) {
-        std::string url = *ping_url_;
-        while (!url.empty() && url.back() == '/') {
-            url.pop_back();
-        }
-        enqueue({url + "/fail", std::nullopt});
+}
+
+void Notifier::offsite_finished(const Event& event, bool success, bool recovered) {
+    if (!notify_url_ || (success && !recovered && !notify_every_success_)) {
+        return;
     }
+    std::string kind =
+        !success ? "offsite_failed" : (recovered ? "offsite_recovered" : "offsite_succeeded");
+    nlohmann::ordered_json body{{"event", kind}, {"database", event.database}, {"at", event.at}};
+    body[success ? "store" : "reason"] = event.detail;
+    if (!success) {
+        body["consecutive_failures"] = event.consecutive_failures;
+    }
+    body["healthy"] = success;
+    enqueue({*notify_url_, body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)});
+}
+
+void Notifier::cycle_finished(bool success) {
+    if (!ping_url_) {
+        return;
+    }
+    if (success) {
+        enqueue({*ping_url_, std::nullopt});
+        return;
+    }
+    std::string url = *ping_url_;
+    while (!url.empty() && url.back() == '/') {
+        url.pop_back();
+    }
+    enqueue({url + "/fail", std::nullopt});
 }
 
 void Notifier::drill_finished(const Event& event, bool success, bool recovered) {

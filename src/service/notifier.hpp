@@ -14,14 +14,15 @@ namespace pgward {
 // backup.
 //  - notify_url: a JSON POST on every failure and on the first success after
 //    a failure (and on every success with notify_every_success);
-//  - ping_url: the healthchecks.io convention: GET <url> on success,
-//    GET <url>/fail on failure.
+//  - ping_url: the healthchecks.io convention, once a cycle: GET <url> when
+//    the cycle succeeded (its backup and, if set, its offsite copy), GET
+//    <url>/fail when it failed or was degraded.
 // Logs show either URL as scheme://host[:port] only: webhook tokens and
 // ping UUIDs are in the path, and credentials in the userinfo or query.
 class Notifier {
   public:
     struct Event {
-        std::string kind;  // backup_failed, backup_recovered, backup_succeeded
+        std::string kind;  // backup_failed, backup_recovered, backup_succeeded, offsite_...
         std::string database;
         std::string at;
         std::string detail;  // the failure reason or the new file
@@ -37,6 +38,10 @@ class Notifier {
     void backup_succeeded(const Event& event, bool recovered);
     void backup_failed(const Event& event);
     void drill_finished(const Event& event, bool success, bool recovered);
+    // offsite_failed, offsite_recovered, or offsite_succeeded (every success).
+    void offsite_finished(const Event& event, bool success, bool recovered);
+    // The ping of a cycle.
+    void cycle_finished(bool success);
 
     // Waits up to `timeout` for queued alerts to go out (used at shutdown).
     void drain(std::chrono::milliseconds timeout);

@@ -214,6 +214,7 @@ bool copy_offsite_in_cycle(const ServiceConfig& config, SharedState& shared, Not
         if (recovered) {
             log::info("offsite copies work again", {{"store", store.location()}});
         }
+        notifier.offsite_finished({"", config.database, at, store.location(), 0}, true, recovered);
         log::info("offsite copy done", {{"store", store.location()},
                                         {"uploaded", std::to_string(copied.uploaded.size())},
                                         {"pruned", std::to_string(copied.pruned.size())},
@@ -221,6 +222,9 @@ bool copy_offsite_in_cycle(const ServiceConfig& config, SharedState& shared, Not
                                         {"seconds", fmt::format("{:.3f}", copied.seconds)}});
         return true;
     } catch (const Error& e) {
+        if (pending_interrupt() != 0) {
+            return false;  // stopped, not failed: no alert
+        }
         const std::string reason = e.what();
         shared.update([&](ServiceState& s) {
             s.last_remote_failure_at = format_iso_utc(now_seconds());
@@ -229,10 +233,11 @@ bool copy_offsite_in_cycle(const ServiceConfig& config, SharedState& shared, Not
             s.remote_failures_total += 1;
         });
         ServiceState s = shared.get();
-        notifier.backup_failed({"", config.database, *s.last_remote_failure_at,
-                                "the backup is kept locally, but its offsite copy to " + location +
-                                    " failed: " + reason,
-                                s.remote_consecutive_failures});
+        notifier.offsite_finished({"", config.database, *s.last_remote_failure_at,
+                                   "the backup is kept locally, but its offsite copy to " +
+                                       location + " failed: " + reason,
+                                   s.remote_consecutive_failures},
+                                  false, false);
         log::error("offsite copy failed; the cycle is degraded and the local backup is kept",
                    {{"store", location},
                     {"reason", reason},
@@ -350,6 +355,9 @@ int run_service(const ServiceConfig& config) {
                 {"", config.database, result.manifest.finished_at, result.id.dump_file(), 0},
                 recovered);
             last_cycle_failed = config.offsite && !copy_offsite_in_cycle(config, shared, notifier);
+            if (pending_interrupt() == 0) {
+                notifier.cycle_finished(!last_cycle_failed);
+            }
             overran = schedule.on_success(started, boot_clock_now());
         } catch (const Error& e) {
             last_cycle_failed = true;
@@ -368,6 +376,7 @@ int run_service(const ServiceConfig& config) {
             ServiceState s = shared.get();
             notifier.backup_failed(
                 {"", config.database, *s.last_failure_at, reason, s.consecutive_failures});
+            notifier.cycle_finished(false);
             overran = schedule.on_failure(started, boot_clock_now());
             log::error("backup failed; nothing was pruned",
                        {{"database", config.database},

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "harness/pg_cluster.hpp"
+#include "harness/receiver.hpp"
 #include "harness/runner.hpp"
 #include "harness/s3_server.hpp"
 #include "harness/scratch.hpp"
@@ -337,8 +338,13 @@ TEST_F(OffsiteTest, PruneRemotePrintsItsPlanAndSkipsWhatIsUnderObjectLock) {
 // degraded (state, status, /metrics, healthcheck) and `run --once` exits 1;
 // the next good cycle copies what was missed.
 TEST_F(OffsiteTest, AFailedUploadKeepsTheLocalBackupAndDegradesTheCycle) {
+    Receiver receiver;
+    const Env alerts = {{"PGWARD_NOTIFY_URL", receiver.url("/hook")},
+                        {"PGWARD_PING_URL", receiver.url("/ping")}};
     const std::string secret = "wrong" + s3_->secret_access_key();
-    RunResult bad = run_pgward({"run", "--once"}, env({{"AWS_SECRET_ACCESS_KEY", secret}}));
+    Env wrong = env(alerts);
+    wrong.emplace_back("AWS_SECRET_ACCESS_KEY", secret);
+    RunResult bad = run_pgward({"run", "--once"}, wrong);
     EXPECT_EQ(bad.exit_code, 1) << bad.err;
     EXPECT_TRUE(contains(bad.out + bad.err, "offsite copy failed; the cycle is degraded"))
         << bad.out << bad.err;
@@ -359,10 +365,26 @@ TEST_F(OffsiteTest, AFailedUploadKeepsTheLocalBackupAndDegradesTheCycle) {
     EXPECT_EQ(health.exit_code, 1) << health.out;
     EXPECT_TRUE(contains(health.out, "offsite cop(y/ies)")) << health.out;
     EXPECT_TRUE(contains(health.out, "SignatureDoesNotMatch")) << health.out;
+    // One alert of its own kind, and the cycle's one ping is a failure.
+    std::optional<json> alert = receiver.last_event("offsite_failed");
+    ASSERT_TRUE(alert.has_value());
+    EXPECT_TRUE(contains((*alert)["reason"], "SignatureDoesNotMatch")) << alert->dump();
+    EXPECT_EQ((*alert)["consecutive_failures"], 1);
+    EXPECT_FALSE(contains(alert->dump(), secret));
+    auto pings = [&] {
+        std::vector<std::string> out;
+        for (const Receiver::Request& r : receiver.requests()) {
+            if (r.method == "GET") {
+                out.push_back(r.path);
+            }
+        }
+        return out;
+    };
+    EXPECT_EQ(pings(), std::vector<std::string>{"/ping/fail"});
 
     // The store is back: the next cycle copies both backups and is healthy.
     std::this_thread::sleep_for(1100ms);
-    RunResult good = run_pgward({"run", "--once"}, env());
+    RunResult good = run_pgward({"run", "--once"}, env(alerts));
     EXPECT_EQ(good.exit_code, 0) << good.err;
     EXPECT_EQ(keys().size(), 6U);
     RunResult healthy = run_pgward({"healthcheck"}, env());
@@ -372,6 +394,8 @@ TEST_F(OffsiteTest, AFailedUploadKeepsTheLocalBackupAndDegradesTheCycle) {
     EXPECT_EQ(state["remote_successes_total"], 1);
     EXPECT_EQ(state["remote_failures_total"], 1);
     EXPECT_EQ(state["remote_proof"], "read");
+    EXPECT_TRUE(receiver.last_event("offsite_recovered").has_value());
+    EXPECT_EQ(pings(), (std::vector<std::string>{"/ping/fail", "/ping"}));
 }
 
 TEST_F(OffsiteTest, RemoteSettingsAreCheckedBeforeTheDump) {

@@ -12,6 +12,7 @@
 
 #include "domain/state.hpp"
 #include "harness/pg_cluster.hpp"
+#include "harness/receiver.hpp"
 #include "harness/runner.hpp"
 #include "harness/scratch.hpp"
 #include "util/sha256.hpp"
@@ -33,54 +34,6 @@ std::vector<std::string> with_suffix(const fs::path& dir, const std::string& suf
     }
     return out;
 }
-
-// A local HTTP receiver for alerts and pings.
-class Receiver {
-  public:
-    Receiver() {
-        auto record = [this](const httplib::Request& req, httplib::Response& res) {
-            std::lock_guard lock(mutex_);
-            requests_.push_back({req.method, req.path, req.body});
-            res.status = 200;
-        };
-        server_.Post(".*", record);
-        server_.Get(".*", record);
-        port_ = server_.bind_to_any_port("127.0.0.1");
-        thread_ = std::thread([this] { server_.listen_after_bind(); });
-    }
-    ~Receiver() {
-        server_.stop();
-        thread_.join();
-    }
-    std::string url(const std::string& path) const {
-        return "http://127.0.0.1:" + std::to_string(port_) + path;
-    }
-    struct Request {
-        std::string method, path, body;
-    };
-    std::vector<Request> requests() {
-        std::lock_guard lock(mutex_);
-        return requests_;
-    }
-    std::optional<json> last_event(const std::string& kind) {
-        for (const auto& r : requests()) {
-            if (r.method == "POST") {
-                json body = json::parse(r.body, nullptr, false);
-                if (!body.is_discarded() && body.value("event", "") == kind) {
-                    return body;
-                }
-            }
-        }
-        return std::nullopt;
-    }
-
-  private:
-    httplib::Server server_;
-    int port_ = 0;
-    std::thread thread_;
-    std::mutex mutex_;
-    std::vector<Request> requests_;
-};
 
 // The Prometheus text exposition format, line by line: HELP and TYPE
 // comments, then samples `name{label="value",...} number`.

@@ -21,6 +21,7 @@
 
 #include "domain/state.hpp"
 #include "harness/pg_cluster.hpp"
+#include "harness/receiver.hpp"
 #include "harness/runner.hpp"
 #include "harness/scratch.hpp"
 #include "service/http_server.hpp"
@@ -169,51 +170,6 @@ uint64_t proc_status_kb(pid_t pid, const std::string& field) {
     }
     return 0;
 }
-
-// A local HTTP receiver for alerts and pings: 200, except 503 under /down/.
-class Receiver {
-  public:
-    Receiver() {
-        auto record = [this](const httplib::Request& req, httplib::Response& res) {
-            std::lock_guard lock(mutex_);
-            requests_.push_back({req.method, req.target});
-            res.status = req.path.rfind("/down/", 0) == 0 ? 503 : 200;
-        };
-        server_.Post(".*", record);
-        server_.Get(".*", record);
-        port_ = server_.bind_to_any_port("127.0.0.1");
-        thread_ = std::thread([this] { server_.listen_after_bind(); });
-    }
-    ~Receiver() {
-        server_.stop();
-        thread_.join();
-    }
-    std::string url(const std::string& path_and_query) const {
-        return "http://127.0.0.1:" + std::to_string(port_) + path_and_query;
-    }
-    int port() const { return port_; }
-    struct Request {
-        std::string method, target;  // target: path and query, as sent
-    };
-    std::vector<Request> requests() {
-        std::lock_guard lock(mutex_);
-        return requests_;
-    }
-    size_t count(const std::string& method) {
-        size_t n = 0;
-        for (const Request& r : requests()) {
-            n += r.method == method ? 1 : 0;
-        }
-        return n;
-    }
-
-  private:
-    httplib::Server server_;
-    int port_ = 0;
-    std::thread thread_;
-    std::mutex mutex_;
-    std::vector<Request> requests_;
-};
 
 class ServiceSurfaceTest : public ScratchDirTest {
   protected:
