@@ -190,7 +190,7 @@ class ListCommand : public Command {
             if (json_) {
                 nlohmann::ordered_json item;
                 item["file"] = stem + ".dump";
-                item["state"] = "not uploaded";
+                item["state"] = "not copied";
                 item["copies"] = "local only";
                 out.push_back(std::move(item));
             } else {

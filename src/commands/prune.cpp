@@ -33,8 +33,8 @@ class PruneCommand : public Command {
             "the database whose backups to prune (default: the only one in the directory)");
         app.add_flag("--dry-run", dry_run_, "print the plan, delete nothing");
         app.add_flag("--remote", remote_,
-                     "prune the remote store instead (--keep, else "
-                     "POSTGRES_BACKUP_REMOTE_RETENTION_COUNT)");
+                     "prune the remote store instead: keep --remote-retention "
+                     "(POSTGRES_BACKUP_REMOTE_RETENTION_COUNT) when set, else --keep");
         add_remote_options(options_, app, RemoteFlag::SelectsTheStore);
     }
 
@@ -90,7 +90,8 @@ class PruneCommand : public Command {
         }
         if (!keep) {
             throw usage_error(
-                "prune --remote needs --keep N (or POSTGRES_BACKUP_REMOTE_RETENTION_COUNT)",
+                "prune --remote needs --remote-retention N or --keep N "
+                "(or POSTGRES_BACKUP_REMOTE_RETENTION_COUNT)",
                 "say how many of the newest backups to keep in the bucket");
         }
         storage::S3Store store(storage::S3Client(config.s3), config.prefix);

@@ -412,5 +412,55 @@ TEST_F(OffsiteFaultTest, ASizeOnlyProofReadsNothingBackAndStatusSaysSo) {
     EXPECT_TRUE(contains(status.out, "(proof: size only, not read back)")) << status.out;
 }
 
+// The storage class goes with every new object and the store takes it; the
+// bandwidth limit holds the upload to its rate; a server-side encryption the
+// store cannot do is a named failure that keeps the local backup.
+TEST_F(OffsiteFaultTest, StorageClassBandwidthAndEncryptionReachTheStore) {
+    const auto started = std::chrono::steady_clock::now();
+    RunResult r = run_pgward({"backup"}, env({{"POSTGRES_BACKUP_REMOTE_STORAGE_CLASS", "STANDARD"},
+                                              {"POSTGRES_BACKUP_REMOTE_BANDWIDTH_KIB", "4096"}}));
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const std::string newest = *local_backups().rbegin();
+    const uint64_t size = fs::file_size(backups() / (newest + ".dump"));
+    // The dump alone, at 4 MiB/s, takes size / 4 MiB seconds at the least.
+    EXPECT_GE(seconds, static_cast<double>(size) / (4 << 20) * 0.9)
+        << size << " bytes went up in " << seconds << " s";
+    size_t created = 0;
+    for (const json& request : proxy_->log()) {
+        const std::string query = request["query"];
+        const bool creates = (request["method"] == "PUT" && !contains(query, "partNumber=")) ||
+                             (request["method"] == "POST" && contains(query, "uploads"));
+        if (creates) {
+            ++created;
+            EXPECT_EQ(request["headers"].value("x-amz-storage-class", ""), "STANDARD")
+                << request.dump();
+        }
+    }
+    EXPECT_GE(created, 3U);  // the dump (an upload), the globals and the manifest
+    check_requests(0);
+
+    std::this_thread::sleep_for(1100ms);
+    RunResult sse =
+        run_pgward({"backup"}, env({{"POSTGRES_BACKUP_REMOTE_SSE", "aws:kms"},
+                                    {"POSTGRES_BACKUP_REMOTE_SSE_KMS_KEY_ID", "no-such-key"}}));
+    if (sse.exit_code == 0) {
+        GTEST_SKIP() << "this store accepted SSE-KMS with a key it does not have";
+    }
+    EXPECT_EQ(sse.exit_code, 1) << sse.err;
+    EXPECT_TRUE(contains(sse.err, "the backup is kept in")) << sse.err;
+    EXPECT_TRUE(contains(sse.err, "S3 request failed: start the multipart upload of s3://"))
+        << sse.err;
+    const std::vector<json> log = proxy_->log();
+    EXPECT_TRUE(std::any_of(log.begin(), log.end(), [](const json& request) {
+        return request["headers"].value("x-amz-server-side-encryption", "") == "aws:kms" &&
+               request["headers"].value("x-amz-server-side-encryption-aws-kms-key-id", "") ==
+                   "no-such-key";
+    }));
+    EXPECT_EQ(local_backups().size(), 2U);
+    EXPECT_EQ(remote_backups().first.size(), 1U);
+}
+
 }  // namespace
 }  // namespace pgward::test
