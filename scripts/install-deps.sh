@@ -11,7 +11,8 @@
 #   test     demo + GoogleTest, python3 (the test runner's report), procps
 #            (pgrep, pkill and ps in the campaigns), PostGIS (the real-features
 #            database of the tests) and a de_DE.UTF-8 locale (the
-#            hostile-environment run): make test
+#            hostile-environment run), age (the reference tool the age
+#            format is checked against): make test
 #   full     (default) test + what make check adds: gcovr, clang and
 #            libFuzzer with its sanitizer runtimes (clang does not pull them in
 #            without its recommends), debootstrap (clients 17 and 18, scripts/pg-clients.sh),
@@ -43,7 +44,7 @@ runtime=(
 demo=("${build[@]}" postgresql postgresql-client util-linux)
 offsite=("${demo[@]}" radosgw ceph-mon ceph-osd python3-boto3)
 test=("${demo[@]}" libgtest-dev libgmock-dev python3 procps postgresql-15-postgis-3
-      postgresql-15-postgis-3-scripts locales)
+      postgresql-15-postgis-3-scripts locales age)
 case $profile in
   full) packages=("${test[@]}" gcovr clang libfuzzer-14-dev libclang-rt-14-dev debootstrap strace docker-compose
                   python3-yaml systemd man-db

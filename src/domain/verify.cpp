@@ -7,6 +7,7 @@
 #include <array>
 #include <atomic>
 #include <exception>
+#include <functional>
 #include <thread>
 
 #include <fmt/format.h>
@@ -164,6 +165,26 @@ namespace {
 DeepReport compare_with_manifest(const archive::ArchiveSummary& summary,
                                  const std::optional<Manifest>& manifest);
 
+// What the reader thread of deep_verify_stream found.
+struct StreamReading {
+    std::atomic<bool> done{false};
+    std::optional<archive::ArchiveSummary> summary;
+    std::string error;
+};
+
+void read_stream(archive::QueueSource& queue, StreamReading& reading) {
+    try {
+        reading.summary = archive::summarize(queue);
+    } catch (const std::exception& e) {
+        reading.error = e.what();
+    }
+    reading.done = true;
+    // What follows the archive's end or its damage is not read: the
+    // producer's pushes return at once, and it still reads its stream to the
+    // end (the caller hashes every byte).
+    queue.abort();
+}
+
 }  // namespace
 
 DeepReport deep_verify(const std::filesystem::path& file, const std::optional<Manifest>& manifest) {
@@ -180,21 +201,8 @@ DeepReport deep_verify_stream(
     const std::function<void(const std::function<void(const char*, size_t)>&)>& produce,
     const std::optional<Manifest>& manifest) {
     archive::QueueSource queue;
-    std::atomic<bool> reader_done{false};
-    std::optional<archive::ArchiveSummary> summary;
-    std::string reader_error;
-    std::thread reader([&] {
-        try {
-            summary = archive::summarize(queue);
-        } catch (const std::exception& e) {
-            reader_error = e.what();
-        }
-        reader_done = true;
-        // What follows the archive's end or its damage is not read: the
-        // producer's pushes return at once, and it still reads its stream to
-        // the end (the caller hashes every byte).
-        queue.abort();
-    });
+    StreamReading reading;
+    std::thread reader(read_stream, std::ref(queue), std::ref(reading));
     std::exception_ptr producer_failure;
     try {
         produce([&](const char* data, size_t size) { queue.push(data, size); });
@@ -204,7 +212,7 @@ DeepReport deep_verify_stream(
     }
     // A reader that had already found the archive's end or its damage gave
     // the verdict; a stream that broke before that is the producer's failure.
-    const bool reader_finished_first = reader_done;
+    const bool reader_finished_first = reading.done;
     if (producer_failure) {
         queue.abort();
     }
@@ -212,12 +220,12 @@ DeepReport deep_verify_stream(
     if (producer_failure && !reader_finished_first) {
         std::rethrow_exception(producer_failure);
     }
-    if (!summary) {
+    if (!reading.summary) {
         DeepReport report;
-        report.problems.push_back(reader_error);
+        report.problems.push_back(reading.error);
         return report;
     }
-    return compare_with_manifest(*summary, manifest);
+    return compare_with_manifest(*reading.summary, manifest);
 }
 
 namespace {

@@ -1,0 +1,247 @@
+// The age format (src/crypto/age): what pgward encrypts, the reference `age`
+// tool (Debian's age 1.1.1) decrypts, and the reverse, for keys and
+// passphrases, at the sizes where chunking has edges (0, 1, 64 KiB - 1,
+// 64 KiB, 64 KiB + 1, several chunks); and every way a file can be wrong: a
+// changed byte is found in its chunk, a cut is found at chunk boundaries and
+// inside one, the wrong key and the wrong kind of secret are named.
+// Without the `age` tool the interop tests are skipped, saying so.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include <fmt/format.h>
+
+#include "crypto/age.hpp"
+#include "support/temp_dir.hpp"
+#include "util/process.hpp"
+
+namespace pgward {
+namespace {
+
+namespace fs = std::filesystem;
+using crypto::AgeDecryptor;
+using crypto::AgeEncryptor;
+using crypto::AgeIdentity;
+using crypto::AgeRecipient;
+
+std::string random_text(size_t size, unsigned seed) {
+    std::mt19937 random(seed);
+    std::string out(size, '\0');
+    for (char& c : out) {
+        c = static_cast<char>(random() & 0xff);
+    }
+    return out;
+}
+
+std::string encrypt_to(const std::vector<AgeRecipient>& recipients, const std::string& plain,
+                       size_t piece = 7000) {
+    std::string out;
+    AgeEncryptor encryptor(recipients, [&](const char* d, size_t n) { out.append(d, n); });
+    for (size_t at = 0; at < plain.size(); at += piece) {
+        encryptor.write(plain.data() + at, std::min(piece, plain.size() - at));
+    }
+    encryptor.finish();
+    EXPECT_EQ(encryptor.bytes_out(), out.size());
+    return out;
+}
+
+std::string decrypt_with(const std::vector<AgeIdentity>& identities, const std::string& sealed,
+                         size_t piece = 5000) {
+    std::string out;
+    AgeDecryptor decryptor(identities, [&](const char* d, size_t n) { out.append(d, n); });
+    for (size_t at = 0; at < sealed.size(); at += piece) {
+        decryptor.write(sealed.data() + at, std::min(piece, sealed.size() - at));
+    }
+    decryptor.finish();
+    return out;
+}
+
+// `age ARGS...` with `input` on a file, its output read back; exit code in `code`.
+class AgeTool : public test::TempDirTest {
+  protected:
+    void SetUp() override {
+        test::TempDirTest::SetUp();
+        for (const char* dir : {"/usr/bin", "/usr/local/bin"}) {
+            if (fs::exists(fs::path(dir) / "age")) {
+                age_ = fs::path(dir) / "age";
+                keygen_ = fs::path(dir) / "age-keygen";
+            }
+        }
+    }
+    bool have_age() const { return !age_.empty(); }
+    std::string run(const fs::path& tool, std::vector<std::string> args, const std::string& input,
+                    int* code) {
+        std::ofstream(dir_ / "in", std::ios::binary) << input;
+        args.insert(args.begin(), tool.string());
+        args.push_back("-o");
+        args.push_back((dir_ / "out").string());
+        args.push_back((dir_ / "in").string());
+        fs::remove(dir_ / "out");
+        Child child = Child::spawn(Command{args, {}, {}});
+        std::string err;
+        PumpHandlers handlers;
+        handlers.on_stderr_line = [&](std::string_view line) { err += line; };
+        ExitStatus status = pump(child, handlers);
+        *code = status.code;
+        std::ifstream in(dir_ / "out", std::ios::binary);
+        return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    }
+
+    fs::path age_;
+    fs::path keygen_;
+};
+
+TEST(AgeKeys, RecipientsAndIdentitiesRoundTripAndBadOnesAreNamed) {
+    AgeIdentity identity = crypto::generate_identity();
+    const std::string secret = crypto::identity_text(identity);
+    EXPECT_EQ(secret.rfind("AGE-SECRET-KEY-1", 0), 0U);
+    EXPECT_EQ(secret.size(), 74U);
+    AgeRecipient recipient = identity.recipient();
+    EXPECT_EQ(recipient.text.rfind("age1", 0), 0U);
+    EXPECT_EQ(recipient.text.size(), 62U);
+    EXPECT_EQ(crypto::parse_recipient(recipient.text, "test").public_key, recipient.public_key);
+    std::vector<AgeIdentity> parsed =
+        crypto::parse_identities("# created: now\n# public key: x\n" + secret + "\n", "test");
+    ASSERT_EQ(parsed.size(), 1U);
+    EXPECT_EQ(parsed[0].secret_key, identity.secret_key);
+
+    std::string typo = recipient.text;
+    typo[10] = typo[10] == 'q' ? 'p' : 'q';
+    EXPECT_EQ(
+        test::error_message([&] { crypto::parse_recipient(typo, "--encrypt-to"); }),
+        "invalid age recipient \"" + typo + "\" in --encrypt-to: expected an age1… public key");
+    std::string bad_secret = secret;
+    bad_secret[20] = bad_secret[20] == 'Q' ? 'P' : 'Q';
+    const std::string message =
+        test::error_message([&] { crypto::parse_identities(bad_secret, "the identity file"); });
+    EXPECT_EQ(message,
+              "the identity file holds a line that is not an age identity (AGE-SECRET-KEY-1…)");
+    EXPECT_EQ(message.find(bad_secret), std::string::npos) << "a secret is never echoed";
+    EXPECT_EQ(test::error_message([&] { crypto::parse_identities("# nothing\n", "F"); }),
+              "F holds no age identity (AGE-SECRET-KEY-1…)");
+    EXPECT_EQ(crypto::recipient_fingerprint(recipient),
+              recipient.text.substr(0, 12) + "…" + recipient.text.substr(56));
+}
+
+TEST(AgeFormat, EverySizeRoundTripsAndEachChangedByteIsFoundInItsChunk) {
+    AgeIdentity identity = crypto::generate_identity();
+    AgeIdentity other = crypto::generate_identity();
+    for (size_t size : {size_t{0}, size_t{1}, size_t{65535}, size_t{65536}, size_t{65537},
+                        size_t{3 * 65536 + 11}}) {
+        SCOPED_TRACE(size);
+        const std::string plain = random_text(size, static_cast<unsigned>(size));
+        const std::string sealed = encrypt_to({other.recipient(), identity.recipient()}, plain);
+        EXPECT_TRUE(crypto::looks_like_age(sealed));
+        EXPECT_EQ(decrypt_with({identity}, sealed), plain);
+        EXPECT_EQ(decrypt_with({identity}, sealed, 1), plain) << "pushed a byte at a time";
+    }
+    const std::string plain = random_text(3 * 65536 + 11, 7);
+    const std::string sealed = encrypt_to({identity.recipient()}, plain);
+    const size_t payload = sealed.size() - (3 * (65536 + 16) + 11 + 16);
+    // A changed byte in the second chunk: named with its offsets.
+    std::string changed = sealed;
+    changed[payload + 65552 + 100] ^= 0x01;
+    EXPECT_EQ(test::error_message([&] { decrypt_with({identity}, changed); }),
+              fmt::format("age: chunk 1 (bytes {}-{}) does not authenticate: the file was changed",
+                          payload + 65552, payload + 2 * 65552 - 1));
+    // In the header: its MAC.
+    std::string header = sealed;
+    header[30] ^= 0x01;
+    EXPECT_FALSE(test::error_message([&] { decrypt_with({identity}, header); }).empty());
+    // Cut at a chunk boundary, and inside the last chunk.
+    EXPECT_EQ(test::error_message(
+                  [&] { decrypt_with({identity}, sealed.substr(0, payload + 2 * 65552)); }),
+              fmt::format("age: the file ends after chunk 1 without its last chunk (truncated at "
+                          "byte {})",
+                          payload + 2 * 65552));
+    EXPECT_NE(test::error_message([&] {
+                  decrypt_with({identity}, sealed.substr(0, sealed.size() - 5));
+              }).find("does not authenticate"),
+              std::string::npos);
+    EXPECT_EQ(test::error_message([&] { decrypt_with({identity}, sealed.substr(0, 40)); }),
+              "age: the file ends inside its header after 40 bytes (truncated)");
+    // A byte added: the last chunk no longer authenticates.
+    EXPECT_NE(test::error_message([&] {
+                  decrypt_with({identity}, sealed + "x");
+              }).find("chunk 3 (bytes "),
+              std::string::npos);
+    // Another key, a passphrase for a key file, and not age at all.
+    EXPECT_EQ(test::error_message([&] { decrypt_with({other}, sealed); }),
+              "age: none of the 1 identit(y/ies) given opens the file (it is for 1 X25519 "
+              "recipient(s))");
+    EXPECT_EQ(test::error_message([&] {
+                  AgeDecryptor d(std::string("pw"), [](const char*, size_t) {});
+                  d.write(sealed.data(), sealed.size());
+              }),
+              "age: the file is encrypted to 1 key(s), not to a passphrase");
+    EXPECT_EQ(test::error_message([&] { decrypt_with({identity}, "PGDMP" + plain); }),
+              "not an age-encrypted file (no age-encryption.org/v1 header)");
+}
+
+TEST(AgeFormat, APassphraseFileOpensOnlyWithItsPassphrase) {
+    const std::string plain = random_text(100000, 3);
+    std::string sealed;
+    {
+        AgeEncryptor e(
+            "correct horse", [&](const char* d, size_t n) { sealed.append(d, n); }, 10);
+        e.write(plain.data(), plain.size());
+        e.finish();
+    }
+    std::string out;
+    AgeDecryptor good(std::string("correct horse"),
+                      [&](const char* d, size_t n) { out.append(d, n); });
+    good.write(sealed.data(), sealed.size());
+    good.finish();
+    EXPECT_EQ(out, plain);
+    EXPECT_EQ(test::error_message([&] {
+                  AgeDecryptor d(std::string("wrong"), [](const char*, size_t) {});
+                  d.write(sealed.data(), sealed.size());
+              }),
+              "age: the passphrase does not open the file");
+    EXPECT_EQ(test::error_message([&] { decrypt_with({crypto::generate_identity()}, sealed); }),
+              "age: the file is encrypted to a passphrase, not to keys");
+}
+
+TEST_F(AgeTool, TheReferenceToolOpensOurFilesAndWeOpenItsFiles) {
+    if (!have_age()) {
+        GTEST_SKIP() << "the age tool is not installed (apt-get install age)";
+    }
+    AgeIdentity identity = crypto::generate_identity();
+    const fs::path key_file = dir_ / "key.txt";
+    std::ofstream(key_file) << "# a test key\n" << crypto::identity_text(identity) << "\n";
+    for (size_t size : {size_t{0}, size_t{65536}, size_t{200000}}) {
+        SCOPED_TRACE(size);
+        const std::string plain = random_text(size, static_cast<unsigned>(size) + 1);
+        int code = -1;
+        // Ours, opened by age.
+        std::string opened = run(age_, {"-d", "-i", key_file.string()},
+                                 encrypt_to({identity.recipient()}, plain), &code);
+        EXPECT_EQ(code, 0);
+        EXPECT_EQ(opened, plain);
+        // age's, opened by us (to our recipient, and with an extra one).
+        std::string theirs = run(
+            age_,
+            {"-r", identity.recipient().text, "-r", crypto::generate_identity().recipient().text},
+            plain, &code);
+        EXPECT_EQ(code, 0);
+        EXPECT_EQ(decrypt_with({identity}, theirs), plain);
+    }
+    // A key made by age-keygen.
+    int code = -1;
+    Child keygen =
+        Child::spawn(Command{{keygen_.string(), "-o", (dir_ / "gen.txt").string()}, {}, {}});
+    pump(keygen, PumpHandlers{});
+    std::ifstream in(dir_ / "gen.txt");
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::vector<AgeIdentity> generated = crypto::parse_identities(text, "gen.txt");
+    ASSERT_EQ(generated.size(), 1U);
+    EXPECT_NE(text.find("# public key: " + generated[0].recipient().text), std::string::npos)
+        << "our X25519 makes age-keygen's public key of its secret";
+    std::string theirs = run(age_, {"-r", generated[0].recipient().text}, "hello", &code);
+    EXPECT_EQ(decrypt_with(generated, theirs), "hello");
+}
+
+}  // namespace
+}  // namespace pgward
