@@ -132,7 +132,9 @@ class OffsiteFaultTest : public ScratchDirTest {
         if (s3_ == nullptr) {
             GTEST_SKIP() << S3Server::skip_reason();
         }
-        bucket_ = s3_->make_bucket("faults-" + std::to_string(::getpid()));
+        // A bucket per test: nothing one test leaves is seen by another.
+        static int made = 0;
+        bucket_ = s3_->make_bucket(fmt::format("faults-{}-{}", ::getpid(), ++made));
         PgCluster& c = PgCluster::instance();
         c.create_database("offsite_faults");
         // About 8 MiB uncompressed: two parts of 5 MiB.
