@@ -100,12 +100,15 @@ test-asan: build-asan
 # and the shared fixtures; `make fuzz` runs FUZZ_SECONDS, `make test` a short run.
 build-fuzz: deps
 	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPGWARD_FUZZ=ON -DPGWARD_BUILD_TESTS=OFF >/dev/null
-	cmake --build $(FUZZ_DIR) -j $(JOBS) --target fuzz_archive
+	cmake --build $(FUZZ_DIR) -j $(JOBS) --target fuzz_archive fuzz_age
 
 fuzz: build-fuzz
 	mkdir -p $(FUZZ_DIR)/corpus
 	$(FUZZ_DIR)/fuzz_archive -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=1024 -timeout=10 \
 	  $(FUZZ_DIR)/corpus tests/fuzz/corpus $(wildcard ../shared/fixtures/archives)
+	mkdir -p $(FUZZ_DIR)/corpus-age
+	$(FUZZ_DIR)/fuzz_age -max_total_time=$(FUZZ_SECONDS) -max_len=300000 -rss_limit_mb=1024 -timeout=10 \
+	  $(FUZZ_DIR)/corpus-age tests/fuzz/corpus-age
 
 fuzz-smoke:
 	$(MAKE) fuzz FUZZ_SECONDS=30

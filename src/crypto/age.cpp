@@ -615,37 +615,55 @@ void AgeDecryptor::write(const char* data, size_t size) {
         chunk_start_ += 16;
         nonce_done_ = true;
     }
-    // A sealed chunk with a byte after it is not the last one.
+    // A sealed chunk with a byte after it is read as the reference reader
+    // does: not the last one, or, if only the last flag opens it, the last
+    // one with data after it.
     size_t used = 0;
     while (pending_.size() - used > kSealedChunk) {
-        if (last_seen_) {
+        if (open_chunk(std::string_view(pending_.data() + used, kSealedChunk), false)) {
             throw failure(fmt::format("age: data after the last chunk at byte {}", chunk_start_));
         }
-        std::string_view sealed(pending_.data() + used, kSealedChunk);
-        std::vector<uint8_t> out(kChunk);
-        std::array<uint8_t, 12> nonce = chunk_nonce(counter_, false);
-        if (!aead_open(payload_key_.data(), nonce.data(),
-                       reinterpret_cast<const uint8_t*>(sealed.data()), sealed.size(),
-                       out.data())) {
-            std::array<uint8_t, 12> as_last = chunk_nonce(counter_, true);
-            if (aead_open(payload_key_.data(), as_last.data(),
-                          reinterpret_cast<const uint8_t*>(sealed.data()), sealed.size(),
-                          out.data())) {
-                throw failure(fmt::format("age: data after the last chunk at byte {}",
-                                          chunk_start_ + kSealedChunk));
-            }
-            throw failure(
-                fmt::format("age: chunk {} (bytes {}-{}) does not authenticate: the file "
-                            "was changed",
-                            counter_, chunk_start_, chunk_start_ + kSealedChunk - 1));
-        }
-        sink_(reinterpret_cast<const char*>(out.data()), out.size());
-        OPENSSL_cleanse(out.data(), out.size());
-        ++counter_;
-        chunk_start_ += kSealedChunk;
         used += kSealedChunk;
     }
     pending_.erase(0, used);
+}
+
+bool AgeDecryptor::open_chunk(std::string_view sealed, bool at_end) {
+    if (last_seen_) {
+        throw failure(fmt::format("age: data after the last chunk at byte {}", chunk_start_));
+    }
+    const auto* in = reinterpret_cast<const uint8_t*>(sealed.data());
+    const bool full = sealed.size() == kSealedChunk;
+    // Only a full chunk can be followed by another; a short one is the last.
+    bool last = !full;
+    if (last && counter_ > 0 && sealed.size() == kTag) {
+        throw failure(fmt::format("age: chunk {} is an empty last chunk after others (at byte {})",
+                                  counter_, chunk_start_));
+    }
+    std::vector<uint8_t> out(sealed.size() - std::min(sealed.size(), kTag));
+    std::array<uint8_t, 12> nonce = chunk_nonce(counter_, last);
+    bool opened = sealed.size() >= kTag &&
+                  aead_open(payload_key_.data(), nonce.data(), in, sealed.size(), out.data());
+    if (!opened && !last) {
+        last = true;  // a full last chunk
+        nonce = chunk_nonce(counter_, true);
+        opened = aead_open(payload_key_.data(), nonce.data(), in, sealed.size(), out.data());
+    }
+    if (!opened) {
+        throw failure(
+            fmt::format("age: chunk {} (bytes {}-{}) does not authenticate: the file "
+                        "was changed{}",
+                        counter_, chunk_start_, chunk_start_ + sealed.size() - 1,
+                        at_end ? " or cut short" : ""));
+    }
+    if (!out.empty()) {
+        sink_(reinterpret_cast<const char*>(out.data()), out.size());
+    }
+    OPENSSL_cleanse(out.data(), out.size());
+    ++counter_;
+    chunk_start_ += sealed.size();
+    last_seen_ = last;
+    return last;
 }
 
 void AgeDecryptor::finish() {
@@ -656,40 +674,19 @@ void AgeDecryptor::finish() {
                                                    bytes_in_));
     }
     if (!nonce_done_) {
-        throw failure("age: the file ends before its payload (truncated)");
+        throw failure("age: the file ends inside its header, before the payload nonce (truncated)");
     }
-    if (pending_.size() < kTag) {
-        throw failure(
-            fmt::format("age: the file ends after chunk {} without its last chunk "
-                        "(truncated at byte {})",
-                        counter_, bytes_in_));
+    if (last_seen_ && pending_.empty()) {
+        return;
     }
-    std::vector<uint8_t> out(pending_.size() - kTag);
-    std::array<uint8_t, 12> nonce = chunk_nonce(counter_, true);
-    const auto* sealed = reinterpret_cast<const uint8_t*>(pending_.data());
-    if (!aead_open(payload_key_.data(), nonce.data(), sealed, pending_.size(), out.data())) {
-        std::array<uint8_t, 12> not_last = chunk_nonce(counter_, false);
-        if (pending_.size() == kSealedChunk &&
-            aead_open(payload_key_.data(), not_last.data(), sealed, pending_.size(), out.data())) {
-            throw failure(
-                fmt::format("age: the file ends after chunk {} without its last chunk "
-                            "(truncated at byte {})",
-                            counter_, bytes_in_));
-        }
-        throw failure(
-            fmt::format("age: chunk {} (bytes {}-{}) does not authenticate: the file "
-                        "was changed or cut short",
-                        counter_, chunk_start_, chunk_start_ + pending_.size() - 1));
+    if (!pending_.empty() && open_chunk(pending_, true)) {
+        pending_.clear();
+        return;
     }
-    if (out.empty() && counter_ > 0) {
-        throw failure("age: an empty last chunk after others (not what age writes)");
-    }
-    if (!out.empty()) {
-        sink_(reinterpret_cast<const char*>(out.data()), out.size());
-    }
-    OPENSSL_cleanse(out.data(), out.size());
-    pending_.clear();
-    last_seen_ = true;
+    throw failure(
+        fmt::format("age: the file ends after chunk {} without its last chunk "
+                    "(truncated at byte {})",
+                    counter_ == 0 ? 0 : counter_ - 1, bytes_in_));
 }
 
 void AgeDecryptor::parse_header() {
@@ -732,10 +729,18 @@ void AgeDecryptor::parse_header() {
     while (i < lines.size() && lines[i].rfind("-> ", 0) == 0) {
         Stanza stanza;
         std::string_view rest = lines[i].substr(3);
-        while (!rest.empty()) {
+        for (;;) {
             size_t space = rest.find(' ');
-            stanza.args.emplace_back(rest.substr(0, space));
-            rest = space == std::string_view::npos ? std::string_view() : rest.substr(space + 1);
+            std::string_view arg = rest.substr(0, space);
+            if (arg.empty() ||
+                !std::all_of(arg.begin(), arg.end(), [](char c) { return c >= 33 && c <= 126; })) {
+                throw malformed("a stanza argument that is empty or not printable ASCII");
+            }
+            stanza.args.emplace_back(arg);
+            if (space == std::string_view::npos) {
+                break;
+            }
+            rest = rest.substr(space + 1);
         }
         ++i;
         std::string body_text;
@@ -829,12 +834,13 @@ void AgeDecryptor::parse_header() {
     }
     if (!opened) {
         if (scrypt_seen && !with_passphrase_) {
-            throw failure("age: the file is encrypted to a passphrase, not to keys",
+            throw failure("age: no identity opens the file: it is encrypted to a passphrase",
                           "give the passphrase file instead of an identity");
         }
         if (with_passphrase_ && !scrypt_seen) {
             throw failure(
-                fmt::format("age: the file is encrypted to {} key(s), not to a passphrase",
+                fmt::format("age: the passphrase does not open the file: it is encrypted to {} "
+                            "key(s)",
                             x25519_stanzas),
                 "give an identity file (AGE-SECRET-KEY-1…) instead");
         }

@@ -92,9 +92,15 @@ class AgeDecryptor {
     // Throws when the file ended before its last chunk (truncated).
     void finish();
     uint64_t bytes_in() const { return bytes_in_; }
+    // The header and the payload nonce were read and the MAC checked (a
+    // failure after that is the payload's).
+    bool header_parsed() const { return nonce_done_; }
 
   private:
     void parse_header();
+    // Opens one sealed chunk and releases its plaintext; true when it was
+    // the last chunk. `at_end`: nothing follows it.
+    bool open_chunk(std::string_view sealed, bool at_end);
 
     std::vector<AgeIdentity> identities_;
     std::string passphrase_;

@@ -9,13 +9,18 @@
 
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <random>
+#include <sstream>
+
+#include <zlib.h>
 
 #include <fmt/format.h>
 
 #include "crypto/age.hpp"
 #include "support/temp_dir.hpp"
 #include "util/process.hpp"
+#include "util/sha256.hpp"
 
 namespace pgward {
 namespace {
@@ -175,7 +180,7 @@ TEST(AgeFormat, EverySizeRoundTripsAndEachChangedByteIsFoundInItsChunk) {
                   AgeDecryptor d(std::string("pw"), [](const char*, size_t) {});
                   d.write(sealed.data(), sealed.size());
               }),
-              "age: the file is encrypted to 1 key(s), not to a passphrase");
+              "age: the passphrase does not open the file: it is encrypted to 1 key(s)");
     EXPECT_EQ(test::error_message([&] { decrypt_with({identity}, "PGDMP" + plain); }),
               "not an age-encrypted file (no age-encryption.org/v1 header)");
 }
@@ -201,7 +206,7 @@ TEST(AgeFormat, APassphraseFileOpensOnlyWithItsPassphrase) {
               }),
               "age: the passphrase does not open the file");
     EXPECT_EQ(test::error_message([&] { decrypt_with({crypto::generate_identity()}, sealed); }),
-              "age: the file is encrypted to a passphrase, not to keys");
+              "age: no identity opens the file: it is encrypted to a passphrase");
 }
 
 TEST_F(AgeTool, TheReferenceToolOpensOurFilesAndWeOpenItsFiles) {
@@ -241,6 +246,90 @@ TEST_F(AgeTool, TheReferenceToolOpensOurFilesAndWeOpenItsFiles) {
         << "our X25519 makes age-keygen's public key of its secret";
     std::string theirs = run(age_, {"-r", generated[0].recipient().text}, "hello", &code);
     EXPECT_EQ(decrypt_with(generated, theirs), "hello");
+}
+
+// C2SP's CCTV testkit (tests/unit/data/age-testkit): every vector's outcome
+// (success, no match, HMAC failure, header failure, payload failure) and the
+// SHA-256 of every plaintext byte released before a failure.
+TEST(AgeTestkit, EveryVectorDecryptsOrFailsAsExpected) {
+    const fs::path dir = fs::path(__FILE__).parent_path() / "data" / "age-testkit";
+    size_t run = 0;
+    for (const fs::directory_entry& entry : fs::directory_iterator(dir)) {
+        const std::string name = entry.path().filename().string();
+        if (name == "LICENSE" || name == "README.md") {
+            continue;
+        }
+        SCOPED_TRACE(name);
+        std::ifstream in(entry.path(), std::ios::binary);
+        std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        const size_t blank = text.find("\n\n");
+        ASSERT_NE(blank, std::string::npos);
+        std::string expect, payload, compressed;
+        std::vector<std::string> identities, passphrases;
+        std::istringstream fields(text.substr(0, blank));
+        for (std::string line; std::getline(fields, line);) {
+            const size_t colon = line.find(": ");
+            const std::string key = line.substr(0, colon), value = line.substr(colon + 2);
+            if (key == "expect") {
+                expect = value;
+            } else if (key == "payload") {
+                payload = value;
+            } else if (key == "identity") {
+                identities.push_back(value);
+            } else if (key == "passphrase") {
+                passphrases.push_back(value);
+            } else if (key == "compressed") {
+                compressed = value;
+            }
+        }
+        std::string file = text.substr(blank + 2);
+        if (compressed == "zlib") {
+            std::string out(64 << 20, '\0');
+            uLongf size = out.size();
+            ASSERT_EQ(uncompress(reinterpret_cast<Bytef*>(out.data()), &size,
+                                 reinterpret_cast<const Bytef*>(file.data()), file.size()),
+                      Z_OK);
+            out.resize(size);
+            file = std::move(out);
+        }
+        Sha256 released;
+        auto sink = [&](const char* d, size_t n) { released.update(d, n); };
+        std::unique_ptr<AgeDecryptor> decryptor;
+        if (!passphrases.empty()) {
+            decryptor = std::make_unique<AgeDecryptor>(passphrases[0], sink);
+        } else {
+            std::vector<AgeIdentity> keys;
+            for (const std::string& identity : identities) {
+                std::vector<AgeIdentity> parsed = crypto::parse_identities(identity, name);
+                keys.insert(keys.end(), parsed.begin(), parsed.end());
+            }
+            decryptor = std::make_unique<AgeDecryptor>(keys, sink);
+        }
+        std::string outcome = "success";
+        try {
+            decryptor->write(file.data(), file.size());
+            decryptor->finish();
+        } catch (const Error& e) {
+            const std::string message = e.what();
+            if (message.find("opens the file") != std::string::npos ||
+                message.find("does not open the file") != std::string::npos) {
+                outcome = "no match";
+            } else if (message.find("MAC does not match") != std::string::npos) {
+                outcome = "HMAC failure";
+            } else {
+                outcome = decryptor->header_parsed() ? "payload failure" : "header failure";
+            }
+            if (outcome != expect) {
+                ADD_FAILURE() << "expected " << expect << ", got: " << message;
+            }
+        }
+        EXPECT_EQ(outcome, expect);
+        if (expect == "success" || expect == "payload failure") {
+            EXPECT_EQ(released.hex_digest(), payload);
+        }
+        ++run;
+    }
+    EXPECT_GE(run, 90U);
 }
 
 }  // namespace
