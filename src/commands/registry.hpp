@@ -19,6 +19,7 @@ std::unique_ptr<Command> make_smoke_command();
 std::unique_ptr<Command> make_verify_command();
 std::unique_ptr<Command> make_drill_command();
 std::unique_ptr<Command> make_push_command();
+std::unique_ptr<Command> make_keygen_command();
 
 // Every command, in the order `pgward --help` lists them.
 std::vector<std::unique_ptr<Command>> make_commands();
