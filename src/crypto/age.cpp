@@ -22,10 +22,10 @@ namespace pgward::crypto {
 namespace {
 
 constexpr std::string_view kIntro = "age-encryption.org/v1";
-constexpr size_t kChunk = 64 * 1024;
+constexpr size_t kChunk = size_t{64} * 1024;
 constexpr size_t kTag = 16;
 constexpr size_t kSealedChunk = kChunk + kTag;
-constexpr size_t kMaxHeader = 64 * 1024;
+constexpr size_t kMaxHeader = size_t{64} * 1024;
 constexpr int kMaxScryptLogN = 22;
 
 using Bytes = std::vector<uint8_t>;
@@ -311,7 +311,8 @@ std::array<uint8_t, 32> scrypt_key(std::string_view passphrase, const uint8_t* s
     const uint64_t n = uint64_t{1} << log_n;
     if (EVP_PBE_scrypt(passphrase.data(), passphrase.size(),
                        reinterpret_cast<const unsigned char*>(full_salt.data()), full_salt.size(),
-                       n, 8, 1, 128 * 8 * n + (uint64_t{64} << 20), out.data(), out.size()) != 1) {
+                       n, 8, 1, uint64_t{128} * 8 * n + (uint64_t{64} << 20), out.data(),
+                       out.size()) != 1) {
         throw failure("scrypt failed in OpenSSL");
     }
     return out;

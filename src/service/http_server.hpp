@@ -29,7 +29,7 @@ namespace pgward {
 //    dropped for at most kLingerTime, so the answer is not lost to a reset.
 class HttpServer {
   public:
-    static constexpr size_t kMaxRequestHead = 8 * 1024;
+    static constexpr size_t kMaxRequestHead = size_t{8} * 1024;
     static constexpr size_t kMaxConnections = 32;
     static constexpr std::chrono::milliseconds kReadTimeout{5000};
     static constexpr std::chrono::milliseconds kWriteTimeout{5000};

@@ -24,9 +24,9 @@
 namespace pgward::storage {
 namespace {
 
-constexpr uint64_t kMiB = 1024 * 1024;
-constexpr uint64_t kMinimumPart = 5 * kMiB;         // S3's floor for all but the last part
-constexpr uint64_t kMaximumPart = 5 * 1024 * kMiB;  // and its ceiling
+constexpr uint64_t kMiB = uint64_t{1024} * 1024;
+constexpr uint64_t kMinimumPart = 5 * kMiB;  // S3's floor for all but the last part
+constexpr uint64_t kMaximumPart = uint64_t{5} * 1024 * kMiB;  // and its ceiling
 constexpr uint64_t kDefaultPart = 16 * kMiB;
 
 // The hashes a request body is signed and checked with.
@@ -420,7 +420,10 @@ S3Client::Response S3Client::perform_once(Request& request, uint64_t resume_from
     }
     curl_slist* headers = nullptr;
     for (const auto& [name, value] : signing.headers) {
-        headers = curl_slist_append(headers, (name + ": " + value).c_str());
+        std::string line = name;
+        line += ": ";
+        line += value;
+        headers = curl_slist_append(headers, line.c_str());
     }
     headers = curl_slist_append(headers, ("Authorization: " + authorization).c_str());
     headers = curl_slist_append(headers, "Expect:");
@@ -509,7 +512,7 @@ S3Client::Response S3Client::perform_once(Request& request, uint64_t resume_from
             curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);
             if (status >= 200 && status < 300 && c->request->sink) {
                 c->request->sink(data, n);
-            } else if (c->response->body.size() < 1024 * 1024) {
+            } else if (c->response->body.size() < kMiB) {
                 c->response->body.append(data, n);
             }
             return n;
