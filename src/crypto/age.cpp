@@ -482,16 +482,14 @@ AgeEncryptor::AgeEncryptor(const std::vector<AgeRecipient>& recipients, Sink sin
     std::string stanzas;
     for (const AgeRecipient& recipient : recipients) {
         std::array<uint8_t, 32> ephemeral{};
-        std::optional<std::array<uint8_t, 32>> shared;
-        std::array<uint8_t, 32> share{};
-        while (!shared) {
-            random_bytes(ephemeral.data(), ephemeral.size());
-            share = x25519_public(ephemeral.data());
-            shared = x25519(ephemeral.data(), recipient.public_key.data());
-            if (!shared) {
-                throw usage_error(fmt::format("the age recipient {} is not a usable key",
-                                              recipient_fingerprint(recipient)));
-            }
+        random_bytes(ephemeral.data(), ephemeral.size());
+        const std::array<uint8_t, 32> share = x25519_public(ephemeral.data());
+        // A low-order public key gives the all-zero secret with any scalar.
+        std::optional<std::array<uint8_t, 32>> shared =
+            x25519(ephemeral.data(), recipient.public_key.data());
+        if (!shared) {
+            throw usage_error(fmt::format("the age recipient {} is not a usable key",
+                                          recipient_fingerprint(recipient)));
         }
         OPENSSL_cleanse(ephemeral.data(), ephemeral.size());
         uint8_t salt[64];

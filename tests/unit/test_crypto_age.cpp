@@ -128,6 +128,11 @@ TEST(AgeKeys, RecipientsAndIdentitiesRoundTripAndBadOnesAreNamed) {
               "F holds no age identity (AGE-SECRET-KEY-1…)");
     EXPECT_EQ(crypto::recipient_fingerprint(recipient),
               recipient.text.substr(0, 12) + "…" + recipient.text.substr(56));
+    // A low-order point (here zero) would make the file key anyone's.
+    AgeRecipient zero;
+    zero.text = "age1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqz";
+    EXPECT_EQ(test::error_message([&] { AgeEncryptor e({zero}, [](const char*, size_t) {}); }),
+              "the age recipient age1qqqqqqqq…qqqqqz is not a usable key");
 }
 
 TEST(AgeFormat, EverySizeRoundTripsAndEachChangedByteIsFoundInItsChunk) {
