@@ -159,7 +159,8 @@ class OffsiteFaultTest : public ScratchDirTest {
         e.emplace_back("POSTGRES_BACKUP_REMOTE_PART_SIZE_MIB", "5");
         e.emplace_back("POSTGRES_BACKUP_RETENTION_COUNT", "2");
         e.emplace_back("POSTGRES_BACKUP_REMOTE_RETENTION_COUNT", "2");
-        e.emplace_back("POSTGRES_BACKUP_REMOTE_TIMEOUT_SECONDS", "1");
+        // Far above any honest pause, even under the sanitizers; the stall rows set 1 s.
+        e.emplace_back("POSTGRES_BACKUP_REMOTE_TIMEOUT_SECONDS", "10");
         e.insert(e.end(), extra.begin(), extra.end());
         return e;
     }
@@ -306,7 +307,7 @@ TEST_F(OffsiteFaultTest, EveryFaultEndsInRetriedSuccessOrANamedFailureAndNothing
         {"a part stalls past the timeout",
          {rule("PUT", "stall",
                {{"path_contains", ".dump"}, {"query_contains", "partNumber=2&"}, {"seconds", 3}})},
-         {},
+         {{"POSTGRES_BACKUP_REMOTE_TIMEOUT_SECONDS", "1"}},
          0,
          {},
          "stall"},
@@ -342,7 +343,8 @@ TEST_F(OffsiteFaultTest, EveryFaultEndsInRetriedSuccessOrANamedFailureAndNothing
                 {"query_contains", "partNumber="},
                 {"seconds", 3},
                 {"times", -1}})},
-         {{"POSTGRES_BACKUP_REMOTE_ATTEMPTS", "2"}},
+         {{"POSTGRES_BACKUP_REMOTE_ATTEMPTS", "2"},
+          {"POSTGRES_BACKUP_REMOTE_TIMEOUT_SECONDS", "1"}},
          1,
          {"S3 request failed after 2 attempts: ", ": no byte moved for 1 s"},
          "stall"},
