@@ -1,6 +1,8 @@
 #include "domain/offsite.hpp"
 
+#include <signal.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -246,10 +248,51 @@ RemoteVerifyReport verify_stored_backup(const storage::Store& store, const Backu
     return report;
 }
 
+namespace {
+
+// A fetch directory is named for the process that made it
+// (.pgward-fetch-<pid>-XXXXXX): one whose process is gone was left by a
+// run killed outright, and goes. A live pid (another run's fetch, or a
+// reused pid) is left alone.
+void remove_orphaned_fetches(const std::filesystem::path& parent) {
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(parent, ec)) {
+        const std::string name = entry.path().filename().string();
+        constexpr std::string_view kPrefix = ".pgward-fetch-";
+        if (name.rfind(kPrefix, 0) != 0) {
+            continue;
+        }
+        const std::string rest = name.substr(kPrefix.size());
+        const size_t dash = rest.find('-');
+        if (dash == std::string::npos || dash == 0 ||
+            !std::all_of(rest.begin(), rest.begin() + static_cast<std::ptrdiff_t>(dash),
+                         [](char c) { return c >= '0' && c <= '9'; })) {
+            continue;
+        }
+        std::error_code status_ec;
+        if (!std::filesystem::is_directory(entry.symlink_status(status_ec))) {
+            continue;
+        }
+        const pid_t pid = static_cast<pid_t>(std::stol(rest.substr(0, dash)));
+        if (::kill(pid, 0) == 0 || errno != ESRCH) {
+            continue;
+        }
+        std::error_code remove_ec;
+        std::filesystem::remove_all(entry.path(), remove_ec);
+        if (!remove_ec) {
+            log::warn("removed a fetch directory a killed run left",
+                      {{"dir", entry.path().string()}});
+        }
+    }
+}
+
+}  // namespace
+
 FetchedBackup::FetchedBackup(const storage::Store& store, const BackupId& id,
                              const std::filesystem::path& parent)
     : source_(store.location_of(id.dump_file())) {
-    std::string pattern = (parent / ".pgward-fetch-XXXXXX").string();
+    remove_orphaned_fetches(parent);
+    std::string pattern = (parent / fmt::format(".pgward-fetch-{}-XXXXXX", ::getpid())).string();
     if (::mkdtemp(pattern.data()) == nullptr) {
         throw os_error("cannot make a directory for the fetched backup in", parent.string(), errno);
     }

@@ -83,7 +83,9 @@ RemoteVerifyReport verify_stored_backup(const storage::Store& store, const Backu
 // globals in a private directory (0700, files 0600) made under `parent`,
 // the dump's SHA-256 and size checked against the manifest as it streams
 // (a mismatch throws, leaving nothing). The directory goes with the object,
-// also when what used it failed.
+// also when what used it failed; it is named for its process
+// (.pgward-fetch-<pid>-XXXXXX), and one whose process is gone (killed
+// outright) is removed by the next fetch into `parent`.
 class FetchedBackup {
   public:
     FetchedBackup(const storage::Store& store, const BackupId& id,

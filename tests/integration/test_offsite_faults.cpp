@@ -466,5 +466,45 @@ TEST_F(OffsiteFaultTest, StorageClassBandwidthAndEncryptionReachTheStore) {
     EXPECT_EQ(remote_backups().first.size(), 1U);
 }
 
+// A restore killed outright while it fetches leaves its private directory;
+// the next fetch into that backup directory removes it (its process is
+// gone) and leaves a live one's alone.
+TEST_F(OffsiteFaultTest, AFetchDirectoryAKilledRestoreLeftGoesAtTheNextFetch) {
+    RunResult backup = run_pgward({"backup"}, env());
+    ASSERT_EQ(backup.exit_code, 0) << backup.err;
+    auto fetch_dirs = [&] {
+        std::vector<std::string> out;
+        for (const std::string& name : list_dir(backups())) {
+            if (name.rfind(".pgward-fetch-", 0) == 0) {
+                out.push_back(name);
+            }
+        }
+        return out;
+    };
+    // The download never answers: the restore waits in its fetch.
+    proxy_->set_rules({rule("GET", "stall", {{"path_contains", ".dump"}, {"seconds", 30}})});
+    const std::vector<std::string> restore = {
+        "restore", "latest", "--remote", "--clean", "--if-exists", "--yes", "--no-safety-backup"};
+    {
+        BackgroundPgward killed(restore, env());
+        ASSERT_TRUE(eventually([&] { return !fetch_dirs().empty(); }, 30s));
+        ::kill(killed.pid(), SIGKILL);
+        ASSERT_TRUE(killed.wait(30s));
+    }
+    const std::vector<std::string> left = fetch_dirs();
+    ASSERT_EQ(left.size(), 1U);
+    EXPECT_EQ(left[0].rfind(".pgward-fetch-", 0), 0U);
+    // A directory of a process that is alive (this test's) is not touched.
+    const std::string live = fmt::format(".pgward-fetch-{}-keepme", ::getpid());
+    fs::create_directory(backups() / live);
+
+    proxy_->set_rules(json::array());
+    RunResult next = run_pgward(restore, env());
+    ASSERT_EQ(next.exit_code, 0) << next.err;
+    EXPECT_TRUE(contains(next.err, "removed a fetch directory a killed run left")) << next.err;
+    EXPECT_TRUE(contains(next.err, left[0])) << next.err;
+    EXPECT_EQ(fetch_dirs(), std::vector<std::string>{live});
+}
+
 }  // namespace
 }  // namespace pgward::test
