@@ -530,9 +530,14 @@ AgeEncryptor::~AgeEncryptor() {
 }
 
 void AgeEncryptor::start(const std::string& stanzas) {
-    std::string header = std::string(kIntro) + "\n" + stanzas + "---";
+    std::string header(kIntro);
+    header += '\n';
+    header += stanzas;
+    header += "---";
     std::array<uint8_t, 32> mac = header_mac(file_key_, header);
-    header += " " + b64(mac.data(), mac.size()) + "\n";
+    header += ' ';
+    header += b64(mac.data(), mac.size());
+    header += '\n';
     uint8_t nonce[16];
     random_bytes(nonce, sizeof nonce);
     payload_key_ = hkdf_sha256(file_key_.data(), file_key_.size(), nonce, sizeof nonce, "payload");
@@ -568,13 +573,13 @@ void AgeEncryptor::finish() {
 
 void AgeEncryptor::seal_chunk(bool last) {
     std::array<uint8_t, 12> nonce = chunk_nonce(counter_++, last);
-    std::vector<uint8_t> out(chunk_.size() + kTag);
+    sealed_.resize(chunk_.size() + kTag);  // one buffer for every chunk
     aead_seal(payload_key_.data(), nonce.data(), reinterpret_cast<const uint8_t*>(chunk_.data()),
-              chunk_.size(), out.data());
+              chunk_.size(), sealed_.data());
     OPENSSL_cleanse(chunk_.data(), chunk_.size());
     chunk_.clear();
-    sink_(reinterpret_cast<const char*>(out.data()), out.size());
-    bytes_out_ += out.size();
+    sink_(reinterpret_cast<const char*>(sealed_.data()), sealed_.size());
+    bytes_out_ += sealed_.size();
 }
 
 // ---- decryption ---------------------------------------------------------------

@@ -71,6 +71,7 @@ class AgeEncryptor {
     std::array<uint8_t, 16> file_key_{};
     std::array<uint8_t, 32> payload_key_{};
     std::string chunk_;
+    std::vector<uint8_t> sealed_;
     uint64_t counter_ = 0;
     uint64_t bytes_out_ = 0;
     bool finished_ = false;
