@@ -181,7 +181,7 @@ namespace {
 std::string read_stored_manifest_text(const storage::Store& store, const BackupId& id) {
     std::string text;
     store.read(id.manifest_file(), [&](const char* data, size_t size) {
-        if (text.size() + size > 256 * 1024 * 1024) {
+        if (text.size() + size > size_t{256} * 1024 * 1024) {
             throw failure(store.location_of(id.manifest_file()) + " is too large for a manifest");
         }
         text.append(data, size);
