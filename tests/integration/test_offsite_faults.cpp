@@ -51,6 +51,7 @@ class FaultProxy {
                                          "--log",       (dir / "log.jsonl").string(),
                                          "--port-file", (dir / "port").string()};
         std::vector<char*> argv;
+        argv.reserve(args.size() + 1);
         for (std::string& a : args) {
             argv.push_back(a.data());
         }
@@ -264,7 +265,7 @@ class OffsiteFaultTest : public ScratchDirTest {
 };
 
 json rule(const std::string& method, const std::string& action, json extra = json::object()) {
-    json r = extra;
+    json r = std::move(extra);
     r["method"] = method;
     r["action"] = action;
     return r;

@@ -147,25 +147,26 @@ TEST(AgeFormat, EverySizeRoundTripsAndEachChangedByteIsFoundInItsChunk) {
         EXPECT_EQ(decrypt_with({identity}, sealed), plain);
         EXPECT_EQ(decrypt_with({identity}, sealed, 1), plain) << "pushed a byte at a time";
     }
+    constexpr size_t kSealed = 65536 + 16;  // a full chunk and its tag
     const std::string plain = random_text(3 * 65536 + 11, 7);
     const std::string sealed = encrypt_to({identity.recipient()}, plain);
-    const size_t payload = sealed.size() - (3 * (65536 + 16) + 11 + 16);
+    const size_t payload = sealed.size() - (3 * kSealed + 11 + 16);
     // A changed byte in the second chunk: named with its offsets.
     std::string changed = sealed;
-    changed[payload + 65552 + 100] ^= 0x01;
+    changed[payload + kSealed + 100] ^= 0x01;
     EXPECT_EQ(test::error_message([&] { decrypt_with({identity}, changed); }),
               fmt::format("age: chunk 1 (bytes {}-{}) does not authenticate: the file was changed",
-                          payload + 65552, payload + 2 * 65552 - 1));
+                          payload + kSealed, payload + 2 * kSealed - 1));
     // In the header: its MAC.
     std::string header = sealed;
     header[30] ^= 0x01;
     EXPECT_FALSE(test::error_message([&] { decrypt_with({identity}, header); }).empty());
     // Cut at a chunk boundary, and inside the last chunk.
     EXPECT_EQ(test::error_message(
-                  [&] { decrypt_with({identity}, sealed.substr(0, payload + 2 * 65552)); }),
+                  [&] { decrypt_with({identity}, sealed.substr(0, payload + 2 * kSealed)); }),
               fmt::format("age: the file ends after chunk 1 without its last chunk (truncated at "
                           "byte {})",
-                          payload + 2 * 65552));
+                          payload + 2 * kSealed));
     EXPECT_NE(test::error_message([&] {
                   decrypt_with({identity}, sealed.substr(0, sealed.size() - 5));
               }).find("does not authenticate"),
