@@ -73,14 +73,12 @@ class BackupCommand : public Command {
             remote.offsite.retention = request.retention;
         }
         try {
-            copy_to_store(request.dir, result.id.database, result.manifest.system_identifier,
-                          remote);
+            copy_directory_offsite(request.dir, result.id.database, remote);
         } catch (const Error& e) {
-            throw failure(
-                fmt::format("the backup is kept in {} but its offsite copy to "
-                            "s3://{}/{} failed: {}",
-                            request.dir.string(), remote.s3.bucket, remote.prefix, e.what()),
-                e.hint());
+            throw failure(fmt::format("the backup is kept in {} but its offsite copy to {} "
+                                      "failed: {}",
+                                      request.dir.string(), remote.location(), e.what()),
+                          e.hint());
         }
     }
 

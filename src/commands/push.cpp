@@ -42,7 +42,7 @@ class PushCommand : public Command {
             throw failure(fmt::format("no backups of \"{}\" in {}", database, dir.string()),
                           "check --dir / POSTGRES_BACKUP_DIR");
         }
-        OffsiteResult copied = copy_to_store(dir, database, repo.system_of(ids.front()), *config);
+        OffsiteResult copied = copy_directory_offsite(dir, database, *config);
         for (const BackupId& id : copied.uploaded) {
             fmt::print("{}\n", id.dump_file());
         }

@@ -6,7 +6,6 @@
 
 #include "util/error.hpp"
 #include "util/files.hpp"
-#include "util/log.hpp"
 
 namespace pgward::commands {
 
@@ -149,20 +148,6 @@ std::optional<RemoteConfig> remote_config(const OptionTable& table) {
     }
     storage::S3Client check(config.s3);  // a malformed endpoint is exit 2 before any dump
     return config;
-}
-
-OffsiteResult copy_to_store(const std::filesystem::path& dir, const std::string& database,
-                            const std::optional<std::string>& system, const RemoteConfig& config) {
-    BackupRepository local(dir);
-    storage::S3Store store(storage::S3Client(config.s3), config.prefix);
-    FileLock lock = local.lock(database);
-    OffsiteResult copied = copy_offsite(local, store, database, system, config.offsite);
-    log::info("offsite copy done", {{"store", store.location()},
-                                    {"uploaded", std::to_string(copied.uploaded.size())},
-                                    {"pruned", std::to_string(copied.pruned.size())},
-                                    {"bytes", std::to_string(copied.bytes_uploaded)},
-                                    {"seconds", fmt::format("{:.3f}", copied.seconds)}});
-    return copied;
 }
 
 RemoteConfig required_remote_config(const OptionTable& table) {

@@ -27,9 +27,4 @@ std::optional<RemoteConfig> remote_config(const OptionTable& table);
 // where to set it.
 RemoteConfig required_remote_config(const OptionTable& table);
 
-// Under the database's lock in `dir`: copies what the store lacks and proves
-// it (copy_offsite), logging one line of what was done.
-OffsiteResult copy_to_store(const std::filesystem::path& dir, const std::string& database,
-                            const std::optional<std::string>& system, const RemoteConfig& config);
-
 }  // namespace pgward::commands

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <map>
 #include <set>
 
@@ -262,18 +263,22 @@ void remove_orphaned_fetches(const std::filesystem::path& parent) {
         if (name.rfind(kPrefix, 0) != 0) {
             continue;
         }
-        const std::string rest = name.substr(kPrefix.size());
+        const std::string_view rest = std::string_view(name).substr(kPrefix.size());
         const size_t dash = rest.find('-');
-        if (dash == std::string::npos || dash == 0 ||
-            !std::all_of(rest.begin(), rest.begin() + static_cast<std::ptrdiff_t>(dash),
-                         [](char c) { return c >= '0' && c <= '9'; })) {
+        pid_t pid = 0;
+        // Only <pid>-…: a name of an older pgward, or digits that overflow,
+        // cannot be told apart from a live run's and are left.
+        if (dash == std::string_view::npos) {
+            continue;
+        }
+        const auto [end, parse_error] = std::from_chars(rest.data(), rest.data() + dash, pid);
+        if (parse_error != std::errc() || end != rest.data() + dash || pid <= 0) {
             continue;
         }
         std::error_code status_ec;
         if (!std::filesystem::is_directory(entry.symlink_status(status_ec))) {
             continue;
         }
-        const pid_t pid = static_cast<pid_t>(std::stol(rest.substr(0, dash)));
         if (::kill(pid, 0) == 0 || errno != ESRCH) {
             continue;
         }
@@ -493,6 +498,29 @@ OffsiteResult copy_offsite(const BackupRepository& local, storage::S3Store& remo
     result.seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     return result;
+}
+
+std::string OffsiteTarget::location() const {
+    return storage::s3_location(s3.bucket, prefix);
+}
+
+OffsiteResult copy_directory_offsite(const std::filesystem::path& dir, const std::string& database,
+                                     const OffsiteTarget& target) {
+    BackupRepository local(dir);
+    storage::S3Store store(storage::S3Client(target.s3), target.prefix);
+    FileLock lock = local.lock(database);
+    std::optional<std::string> system;
+    const std::vector<BackupId> ids = local.ids(database);
+    if (!ids.empty()) {
+        system = local.system_of(ids.front());
+    }
+    OffsiteResult copied = copy_offsite(local, store, database, system, target.offsite);
+    log::info("offsite copy done", {{"store", store.location()},
+                                    {"uploaded", std::to_string(copied.uploaded.size())},
+                                    {"pruned", std::to_string(copied.pruned.size())},
+                                    {"bytes", std::to_string(copied.bytes_uploaded)},
+                                    {"seconds", fmt::format("{:.3f}", copied.seconds)}});
+    return copied;
 }
 
 }  // namespace pgward

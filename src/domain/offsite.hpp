@@ -32,6 +32,8 @@ struct OffsiteTarget {
     storage::S3Settings s3;
     std::string prefix;  // "" or ending in '/'
     OffsiteOptions offsite;
+
+    std::string location() const;  // s3://bucket/prefix/, as messages name it
 };
 
 struct RemoteBackup {
@@ -138,5 +140,11 @@ struct OffsiteResult {
 OffsiteResult copy_offsite(const BackupRepository& local, storage::S3Store& remote,
                            const std::string& database, const std::optional<std::string>& system,
                            const OffsiteOptions& options);
+
+// copy_offsite from the backup directory `dir` to `target`, under the
+// database's lock there, for the server of the newest local backup; one log
+// line of what was done. What `backup`, `push` and each cycle of `run` do.
+OffsiteResult copy_directory_offsite(const std::filesystem::path& dir, const std::string& database,
+                                     const OffsiteTarget& target);
 
 }  // namespace pgward

@@ -2,6 +2,7 @@
 
 #include <poll.h>
 
+#include <algorithm>
 #include <memory>
 #include <mutex>
 
@@ -112,22 +113,24 @@ void run_scheduled_drill(const ServiceConfig& config, SharedState& shared, Notif
     std::string detail;
     std::string report;
     std::optional<FetchedBackup> fetched;
+    std::optional<std::string> fetch_error;  // a failed fetch is a failed drill
     if (config.drill_from_remote && config.offsite) {
         try {
             const storage::S3Store store(storage::S3Client(config.offsite->s3),
                                          config.offsite->prefix);
-            std::vector<RemoteBackup> stored = list_remote(store, config.database);
-            std::erase_if(stored, [](const RemoteBackup& b) { return !b.has_manifest; });
-            if (stored.empty()) {
+            const std::vector<RemoteBackup> stored = list_remote(store, config.database);
+            auto newest = std::find_if(stored.begin(), stored.end(),
+                                       [](const RemoteBackup& b) { return b.has_manifest; });
+            if (newest == stored.end()) {
                 log::warn("scheduled drill skipped: no backup in the remote store yet",
                           {{"database", config.database}, {"store", store.location()}});
                 return;
             }
-            fetched.emplace(store, stored.front().id, config.backup.dir);
+            fetched.emplace(store, newest->id, config.backup.dir);
             request.backup = fetched->dump();
             request.backup_source = fetched->source();
         } catch (const Error& e) {
-            detail = fmt::format("fetching the newest remote backup: {}", e.what());
+            fetch_error = fmt::format("fetching the newest remote backup: {}", e.what());
         }
     } else {
         try {
@@ -145,25 +148,26 @@ void run_scheduled_drill(const ServiceConfig& config, SharedState& shared, Notif
             return;
         }
     }
-    try {
-        if (!request.backup) {
-            throw failure(detail);  // the fetch failed: the drill did
-        }
-        DrillOutcome outcome = run_drill(request);
-        success = outcome.success;
-        report = outcome.report_path.string();
-        detail = report;
-        if (!success) {
-            for (const auto& check : outcome.report["checks"]) {
-                if (!check["passed"].get<bool>()) {
-                    detail = check["name"].get<std::string>() + ": " +
-                             check["actual"].get<std::string>();
-                    break;
+    if (fetch_error) {
+        detail = *fetch_error;
+    } else {
+        try {
+            DrillOutcome outcome = run_drill(request);
+            success = outcome.success;
+            report = outcome.report_path.string();
+            detail = report;
+            if (!success) {
+                for (const auto& check : outcome.report["checks"]) {
+                    if (!check["passed"].get<bool>()) {
+                        detail = check["name"].get<std::string>() + ": " +
+                                 check["actual"].get<std::string>();
+                        break;
+                    }
                 }
             }
+        } catch (const Error& e) {
+            detail = e.what();
         }
-    } catch (const Error& e) {
-        detail = e.what();
     }
     if (pending_interrupt() != 0) {
         return;
@@ -187,18 +191,10 @@ void run_scheduled_drill(const ServiceConfig& config, SharedState& shared, Notif
 // The cycle's offsite copy, after its backup succeeded. False when it
 // failed: the local backup stays, and the cycle is degraded.
 bool copy_offsite_in_cycle(const ServiceConfig& config, SharedState& shared, Notifier& notifier) {
-    const OffsiteTarget& target = *config.offsite;
-    const std::string location = fmt::format("s3://{}/{}", target.s3.bucket, target.prefix);
+    const std::string location = config.offsite->location();
     try {
-        storage::S3Store store(storage::S3Client(target.s3), target.prefix);
-        BackupRepository local(config.backup.dir);
-        FileLock lock = local.lock(config.database);
-        std::optional<std::string> system;
-        const std::vector<BackupId> ids = local.ids(config.database);
-        if (!ids.empty()) {
-            system = local.system_of(ids.front());
-        }
-        OffsiteResult copied = copy_offsite(local, store, config.database, system, target.offsite);
+        OffsiteResult copied =
+            copy_directory_offsite(config.backup.dir, config.database, *config.offsite);
         const std::string at = format_iso_utc(now_seconds());
         bool recovered = shared.get().remote_consecutive_failures > 0;
         shared.update([&](ServiceState& s) {
@@ -212,14 +208,9 @@ bool copy_offsite_in_cycle(const ServiceConfig& config, SharedState& shared, Not
             s.remote_bytes_total += copied.bytes_uploaded;
         });
         if (recovered) {
-            log::info("offsite copies work again", {{"store", store.location()}});
+            log::info("offsite copies work again", {{"store", location}});
         }
-        notifier.offsite_finished({"", config.database, at, store.location(), 0}, true, recovered);
-        log::info("offsite copy done", {{"store", store.location()},
-                                        {"uploaded", std::to_string(copied.uploaded.size())},
-                                        {"pruned", std::to_string(copied.pruned.size())},
-                                        {"bytes", std::to_string(copied.bytes_uploaded)},
-                                        {"seconds", fmt::format("{:.3f}", copied.seconds)}});
+        notifier.offsite_finished({"", config.database, at, location, 0}, true, recovered);
         return true;
     } catch (const Error& e) {
         if (pending_interrupt() != 0) {

@@ -92,8 +92,12 @@ void LocalStore::remove(std::string_view name) {
     remove_file(dir_ / name);
 }
 
+std::string s3_location(std::string_view bucket, std::string_view prefix) {
+    return fmt::format("s3://{}/{}", bucket, prefix);
+}
+
 std::string S3Store::location() const {
-    return fmt::format("s3://{}/{}", client_.settings().bucket, prefix_);
+    return s3_location(client_.settings().bucket, prefix_);
 }
 
 std::vector<StoredFile> S3Store::list() const {

@@ -53,6 +53,9 @@ class LocalStore final : public Store {
     std::filesystem::path dir_;
 };
 
+// "s3://bucket/prefix": how messages name a bucket and a prefix ("" or ending in '/').
+std::string s3_location(std::string_view bucket, std::string_view prefix);
+
 class S3Store final : public Store {
   public:
     // `prefix` is "" or ends in '/'.

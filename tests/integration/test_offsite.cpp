@@ -463,5 +463,44 @@ TEST_F(OffsiteTest, AScheduledDrillFromTheBucketRestoresItsNewestBackup) {
     EXPECT_TRUE(contains(bad.err, "invalid value \"cloud\" for POSTGRES_DRILL_FROM")) << bad.err;
 }
 
+// A scheduled drill from the bucket whose fetch fails (the newest object no
+// longer matches its manifest) is a failed drill, alerted, with nothing
+// fetched left behind; never a skipped one.
+TEST_F(OffsiteTest, AScheduledDrillWhoseFetchFailsIsAFailedDrill) {
+    const std::string dump = backup(env());
+    std::string bytes = slurp(dir_ / dump);
+    bytes[bytes.size() / 2] = static_cast<char>(bytes[bytes.size() / 2] ^ 0x01);
+    write_text(dir_ / "changed.bin", bytes);
+    s3_->put(bucket_, "prod/pg/" + dump, dir_ / "changed.bin");
+    fs::remove(dir_ / "changed.bin");
+    Receiver receiver;
+    BackgroundPgward service({"run"}, env({{"POSTGRES_DRILL_INTERVAL_SECONDS", "2"},
+                                           {"POSTGRES_DRILL_FROM", "remote"},
+                                           {"POSTGRES_BACKUP_ON_START", "false"},
+                                           {"POSTGRES_BACKUP_INTERVAL_SECONDS", "86400"},
+                                           {"PGWARD_NOTIFY_URL", receiver.url("/hook")}}));
+    const fs::path state_file = dir_ / ".pgward-offsite.state.json";
+    ASSERT_TRUE(eventually(
+        [&] {
+            try {
+                return json::parse(slurp(state_file)).value("drills_failed_total", 0) >= 1;
+            } catch (const std::exception&) {
+                return false;
+            }
+        },
+        90s));
+    ::kill(service.pid(), SIGTERM);
+    ASSERT_TRUE(service.wait(30s));
+    json state = json::parse(slurp(state_file));
+    EXPECT_EQ(state["last_drill_success"], false);
+    const std::string failure = state["last_drill_failure"];
+    EXPECT_TRUE(contains(failure, "fetching the newest remote backup: ")) << failure;
+    EXPECT_TRUE(contains(failure, "is not the backup its manifest describes")) << failure;
+    ASSERT_TRUE(eventually([&] { return receiver.last_event("drill_failed").has_value(); }, 15s));
+    for (const std::string& name : list_dir(dir_)) {
+        EXPECT_NE(name.rfind(".pgward-fetch-", 0), 0U) << name;
+    }
+}
+
 }  // namespace
 }  // namespace pgward::test

@@ -6,9 +6,13 @@
 #include <gtest/gtest.h>
 
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
+
+#include <fmt/format.h>
 
 #include "archive/summary.hpp"
 #include "domain/manifest.hpp"
@@ -176,6 +180,46 @@ TEST_F(LocalStoreTest, AFetchIsPrivateCheckedAndGoesAwayWithItsObject) {
               }).find("is not the backup its manifest describes"),
               std::string::npos);
     EXPECT_TRUE(fs::is_empty(parent)) << "nothing is left of a fetch that failed";
+}
+
+// A fetch directory left by a process that is gone is removed by the next
+// fetch; a live process's, an older pgward's (no pid) and one whose digits
+// overflow a pid are left, and none of them stops the fetch.
+TEST_F(LocalStoreTest, AFetchRemovesOnlyTheFetchDirectoriesOfProcessesThatAreGone) {
+    storage::LocalStore store(store_dir_);
+    const fs::path parent = dir_ / "backups";
+    pid_t gone = ::fork();
+    ASSERT_GE(gone, 0);
+    if (gone == 0) {
+        ::_exit(0);
+    }
+    ASSERT_EQ(::waitpid(gone, nullptr, 0), gone);
+    const std::vector<std::string> kept = {
+        fmt::format(".pgward-fetch-{}-live", ::getpid()),
+        ".pgward-fetch-AbC123",
+        ".pgward-fetch-99999999999999999999999-overflow",
+        ".pgward-fetch--1-negative",
+    };
+    for (const std::string& name : kept) {
+        fs::create_directories(parent / name);
+    }
+    const std::string orphan = fmt::format(".pgward-fetch-{}-orphan", gone);
+    fs::create_directories(parent / orphan / "inner");
+    {
+        FetchedBackup fetched(store, id_, parent);
+        EXPECT_FALSE(fs::exists(parent / orphan));
+        for (const std::string& name : kept) {
+            EXPECT_TRUE(fs::exists(parent / name)) << name;
+        }
+    }
+    std::vector<std::string> left;
+    for (const auto& entry : fs::directory_iterator(parent)) {
+        left.push_back(entry.path().filename().string());
+    }
+    std::sort(left.begin(), left.end());
+    std::vector<std::string> expected = kept;
+    std::sort(expected.begin(), expected.end());
+    EXPECT_EQ(left, expected) << "the fetch's own directory went with it";
 }
 
 }  // namespace
