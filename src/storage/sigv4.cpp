@@ -211,7 +211,10 @@ std::string canonical_request(const SigningRequest& request, PathRule rule) {
         text += value;
         text += '\n';
     }
-    text += "\n" + joined_names(headers) + "\n" + request.payload_sha256;
+    text += '\n';
+    text += joined_names(headers);
+    text += '\n';
+    text += request.payload_sha256;
     return text;
 }
 
