@@ -1,6 +1,7 @@
 #include <fmt/format.h>
 
 #include "commands/command.hpp"
+#include "commands/encryption_options.hpp"
 #include "commands/registry.hpp"
 #include "commands/remote_options.hpp"
 #include "domain/backup_job.hpp"
@@ -31,6 +32,7 @@ class BackupCommand : public Command {
                      "(default: wait)");
         add_watchdog_options(options_, app);
         add_compression_option(options_, app);
+        add_encryption_options(options_, app);
         add_remote_options(options_, app);
         options_.add(
             app, "pg_bin", "--pg-bin", "PGWARD_PG_BIN",
@@ -48,6 +50,7 @@ class BackupCommand : public Command {
             request.lock_wait = std::chrono::seconds(*lock_wait);
         }
         request.compression = compression_setting(options_);
+        request.encryption = encryption_keys(options_);
         const WatchdogLimits limits = watchdog_limits(options_);
         request.timeout = limits.timeout;
         request.stall = limits.stall;

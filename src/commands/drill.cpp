@@ -1,6 +1,7 @@
 #include <fmt/format.h>
 
 #include "commands/command.hpp"
+#include "commands/encryption_options.hpp"
 #include "commands/registry.hpp"
 #include "commands/remote_options.hpp"
 #include "domain/drill.hpp"
@@ -46,6 +47,7 @@ class DrillCommand : public Command {
                      "drill a backup from the remote store (--backup latest by default): the "
                      "host-loss rehearsal, with no local backup needed");
         add_remote_options(options_, app, RemoteFlag::SelectsTheStore);
+        add_identity_options(options_, app);
     }
 
     int run() override {
@@ -58,6 +60,7 @@ class DrillCommand : public Command {
         request.keep_drill_db = keep_;
         request.sandbox = sandbox_;
         request.limits = watchdog_limits(options_);
+        request.keys = decryption_keys(options_);
         if (auto s = options_.get("pg_bin")) {
             request.pg_bin = s->value;
         }

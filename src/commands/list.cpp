@@ -1,6 +1,7 @@
 #include <nlohmann/json.hpp>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <exception>
@@ -11,6 +12,7 @@
 #include "commands/command.hpp"
 #include "commands/registry.hpp"
 #include "commands/remote_options.hpp"
+#include "util/error.hpp"
 #include "domain/inspect.hpp"
 #include "domain/offsite.hpp"
 #include "util/time.hpp"
@@ -71,6 +73,7 @@ class ListCommand : public Command {
                 const ChecksumCheck& check = checked[i];
                 all_good = all_good && check.good();
                 auto age = std::chrono::duration_cast<std::chrono::seconds>(now - entry.id.started);
+                const std::optional<std::vector<std::string>> keys = keys_of(repo, entry);
                 if (json_) {
                     nlohmann::ordered_json item;
                     item["file"] = entry.id.dump_file();
@@ -92,13 +95,17 @@ class ListCommand : public Command {
                     item["manifest"] = entry.has_manifest
                                            ? nlohmann::ordered_json(entry.id.manifest_file())
                                            : nlohmann::ordered_json();
+                    item["encrypted_to"] =
+                        keys ? nlohmann::ordered_json(*keys) : nlohmann::ordered_json();
                     out.push_back(std::move(item));
                 } else {
-                    fmt::print("{:<48} {:>10}  {:<20}  {:>8}  {:<11}  {}{}\n", entry.id.dump_file(),
+                    fmt::print("{:<48} {:>10}  {:<20}  {:>8}  {:<11}  {}{}{}\n", entry.id.dump_file(),
                                human_size(entry.size_bytes), format_iso_utc(entry.id.started),
                                format_age(age), check.compression.empty() ? "-" : check.compression,
                                to_string(check.state),
-                               check.detail.empty() ? "" : " (" + check.detail + ")");
+                               check.detail.empty() ? "" : " (" + check.detail + ")",
+                               keys ? fmt::format("  encrypted to {}", fmt::join(*keys, ", "))
+                                    : std::string());
                 }
             }
         };
@@ -128,6 +135,23 @@ class ListCommand : public Command {
     }
 
   private:
+    // The keys an encrypted backup needs (from its manifest; "?" when that
+    // cannot be read); nullopt for a plain backup.
+    static std::optional<std::vector<std::string>> keys_of(const BackupRepository& repo,
+                                                           const BackupEntry& entry) {
+        if (!entry.id.encrypted) {
+            return std::nullopt;
+        }
+        try {
+            Manifest m = read_manifest(repo.path_of(entry.id.manifest_file()));
+            if (m.encryption) {
+                return m.encryption->recipients;
+            }
+        } catch (const Error&) {
+        }
+        return std::vector<std::string>{"?"};
+    }
+
     int run_remote() {
         const RemoteConfig config = required_remote_config(options_);
         const storage::S3Store store(storage::S3Client(config.s3), config.prefix);

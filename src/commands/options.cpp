@@ -9,8 +9,8 @@
 
 namespace pgward::commands {
 
-void OptionTable::add(CLI::App& app, const std::string& key, const std::string& flags,
-                      const std::string& env, const std::string& help) {
+CLI::Option* OptionTable::add(CLI::App& app, const std::string& key, const std::string& flags,
+                              const std::string& env, const std::string& help) {
     auto entry = std::make_unique<Entry>();
     entry->env = env;
     std::string text = help;
@@ -20,6 +20,7 @@ void OptionTable::add(CLI::App& app, const std::string& key, const std::string& 
     CLI::Option* option = app.add_option(flags, entry->value, text);
     entry->flag = option->get_name();
     entries_[key] = std::move(entry);
+    return option;
 }
 
 std::optional<Setting> OptionTable::get(const std::string& key) const {

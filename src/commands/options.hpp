@@ -27,8 +27,8 @@ struct Setting {
 // empty variable counts as unset (compose files often pass VAR= through).
 class OptionTable {
   public:
-    void add(CLI::App& app, const std::string& key, const std::string& flags,
-             const std::string& env, const std::string& help);
+    CLI::Option* add(CLI::App& app, const std::string& key, const std::string& flags,
+                     const std::string& env, const std::string& help);
 
     std::optional<Setting> get(const std::string& key) const;
     std::string get_or(const std::string& key, const std::string& fallback) const;

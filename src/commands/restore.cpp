@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands/command.hpp"
+#include "commands/encryption_options.hpp"
 #include "commands/registry.hpp"
 #include "commands/remote_options.hpp"
 #include "domain/offsite.hpp"
@@ -54,10 +55,14 @@ class RestoreCommand : public Command {
                      "restore from the remote store: latest or a name there (checked as it "
                      "streams)");
         add_remote_options(options_, app, RemoteFlag::SelectsTheStore);
+        add_identity_options(options_, app);
+        add_encryption_options(options_, app);
     }
 
     int run() override {
         RestoreRequest request;
+        request.keys = decryption_keys(options_);
+        request.safety_encryption = encryption_keys(options_);
         request.target = options_.connection();
         request.backup_dir = options_.get_or("dir", "/backups");
         if (auto pg_bin = options_.get("pg_bin")) {

@@ -1,6 +1,7 @@
 #include <fmt/format.h>
 
 #include "commands/command.hpp"
+#include "commands/encryption_options.hpp"
 #include "commands/registry.hpp"
 #include "commands/remote_options.hpp"
 #include "commands/service_options.hpp"
@@ -66,6 +67,8 @@ class RunCommand : public Command {
                      "seconds pg_dump waits for a table another session holds locked "
                      "(default: wait)");
         add_compression_option(options_, app);
+        add_encryption_options(options_, app);
+        add_identity_options(options_, app);
         options_.add(app, "retry", "--retry", "POSTGRES_BACKUP_RETRY_SECONDS",
                      "first retry after a failure; doubles each time (default 60)");
         options_.add(app, "retry_max", "--retry-max", "POSTGRES_BACKUP_RETRY_MAX_SECONDS",
@@ -105,6 +108,8 @@ class RunCommand : public Command {
             config.backup.pg_bin = pg_bin->value;
         }
         config.backup.compression = compression_setting(options_);
+        config.backup.encryption = encryption_keys(options_);
+        config.drill_keys = decryption_keys(options_);
         check_compression_now(config.backup);
         const WatchdogLimits limits = watchdog_limits(options_);
         config.backup.timeout = limits.timeout;

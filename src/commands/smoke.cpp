@@ -5,6 +5,7 @@
 
 #include "archive/reader.hpp"
 #include "commands/command.hpp"
+#include "commands/encryption_options.hpp"
 #include "commands/registry.hpp"
 #include "commands/remote_options.hpp"
 #include "domain/offsite.hpp"
@@ -124,12 +125,14 @@ class VerifyCommand : public Command {
         app.add_flag("--remote", remote_,
                      "verify the backups in the remote store (streaming, nothing written to disk)");
         add_remote_options(options_, app, RemoteFlag::SelectsTheStore);
+        add_identity_options(options_, app);
     }
 
     int run() override {
         if (remote_) {
             return run_remote();
         }
+        const DecryptionKeys keys = decryption_keys(options_);
         std::filesystem::path dir = options_.get_or("dir", "/backups");
         std::optional<std::filesystem::path> pg_bin;
         if (auto s = options_.get("pg_bin")) {
@@ -151,9 +154,10 @@ class VerifyCommand : public Command {
         for (const auto& file : files) {
             if (deep_) {
                 // The SHA-256 re-hash and the deep read each take a core.
-                auto shallow = std::async(std::launch::async,
-                                          [&] { return verify_archive(file, pg_restore, true); });
-                DeepReport d = deep_verify(file, manifest_beside(file));
+                auto shallow = std::async(std::launch::async, [&] {
+                    return verify_archive(file, pg_restore, true, keys);
+                });
+                DeepReport d = deep_verify(file, manifest_beside(file), keys);
                 VerifyReport report = shallow.get();
                 if (!report.ok || !d.ok) {
                     ++bad;
@@ -173,8 +177,12 @@ class VerifyCommand : public Command {
                 }
                 continue;
             }
-            VerifyReport report = verify_archive(file, pg_restore, false);
-            if (report.ok) {
+            VerifyReport report = verify_archive(file, pg_restore, false, keys);
+            if (report.ok && !report.version) {
+                fmt::print("ok   {} (sha256 matches the manifest, age header intact; encrypted: "
+                           "--identity reads it through)\n",
+                           file.filename().string());
+            } else if (report.ok) {
                 fmt::print(
                     "ok   {} (sha256 matches the manifest, archive {}, pg_restore --list reads "
                     "it)\n",
@@ -199,7 +207,8 @@ class VerifyCommand : public Command {
             select_stored_backups(store, backup_, database_name(options_));
         size_t bad = 0;
         for (const BackupId& id : ids) {
-            RemoteVerifyReport report = verify_stored_backup(store, id, deep_);
+            RemoteVerifyReport report =
+                verify_stored_backup(store, id, deep_, decryption_keys(options_));
             fmt::print("{} {} ({})\n", report.ok ? "ok  " : "FAIL",
                        store.location_of(id.dump_file()), report.detail);
             std::fflush(stdout);

@@ -693,39 +693,54 @@ void AgeDecryptor::finish() {
                     counter_ == 0 ? 0 : counter_ - 1, bytes_in_));
 }
 
-void AgeDecryptor::parse_header() {
-    const size_t dashes = pending_.find("\n---");
+namespace {
+
+struct Stanza {
+    std::vector<std::string> args;
+    Bytes body;
+};
+
+// A whole header, split: its text (through the MAC line), its stanzas and
+// its MAC.
+struct HeaderParts {
+    std::string text;
+    std::vector<Stanza> stanzas;
+    Bytes mac;
+    size_t mac_line_size = 0;
+};
+
+// nullopt while `pending` does not yet hold the whole header; throws when
+// what it holds is not an age header.
+std::optional<HeaderParts> split_header(std::string_view pending) {
+    const size_t dashes = pending.find("\n---");
     if (dashes == std::string::npos) {
-        if (pending_.size() > kMaxHeader) {
+        if (pending.size() > kMaxHeader) {
             throw failure("age: no header end in the first 64 KiB: not an age file");
         }
-        if (!looks_like_age(pending_) && pending_.size() >= kIntro.size() + 1) {
+        if (!looks_like_age(pending) && pending.size() >= kIntro.size() + 1) {
             throw failure("not an age-encrypted file (no age-encryption.org/v1 header)");
         }
-        return;
+        return std::nullopt;
     }
-    const size_t mac_end = pending_.find('\n', dashes + 1);
+    const size_t mac_end = pending.find('\n', dashes + 1);
     if (mac_end == std::string::npos) {
-        return;
+        return std::nullopt;
     }
-    if (!looks_like_age(pending_)) {
+    if (!looks_like_age(pending)) {
         throw failure("not an age-encrypted file (no age-encryption.org/v1 header)");
     }
-    const std::string header(pending_.substr(0, mac_end + 1));
+    HeaderParts parts;
+    parts.text = std::string(pending.substr(0, mac_end + 1));
     std::vector<std::string_view> lines;
     {
-        std::string_view rest(header);
+        std::string_view rest(parts.text);
         while (!rest.empty()) {
             size_t end = rest.find('\n');
             lines.push_back(rest.substr(0, end));
             rest.remove_prefix(end + 1);
         }
     }
-    struct Stanza {
-        std::vector<std::string> args;
-        Bytes body;
-    };
-    std::vector<Stanza> stanzas;
+    std::vector<Stanza>& stanzas = parts.stanzas;
     size_t i = 1;
     auto malformed = [](const std::string& what) {
         return failure("age: malformed header: " + what);
@@ -775,7 +790,44 @@ void AgeDecryptor::parse_header() {
     if (!mac || mac->size() != 32 || stanzas.empty()) {
         throw malformed("a bad MAC line or no recipient stanza");
     }
+    parts.mac = std::move(*mac);
+    parts.mac_line_size = lines[i].size();
+    return parts;
+}
 
+}  // namespace
+
+AgeHeaderInfo inspect_age_header(std::string_view head) {
+    std::optional<HeaderParts> parts = split_header(head);
+    if (!parts) {
+        throw failure(head.empty() ? "age: the file is empty"
+                                   : fmt::format("age: the file ends inside its header after {} "
+                                                 "bytes (truncated)",
+                                                 head.size()));
+    }
+    AgeHeaderInfo info;
+    info.size = parts->text.size();
+    for (const Stanza& stanza : parts->stanzas) {
+        if (stanza.args[0] == "X25519") {
+            ++info.x25519;
+        } else if (stanza.args[0] == "scrypt") {
+            info.scrypt = true;
+        }
+    }
+    return info;
+}
+
+void AgeDecryptor::parse_header() {
+    std::optional<HeaderParts> parts = split_header(pending_);
+    if (!parts) {
+        return;
+    }
+    const std::string& header = parts->text;
+    const std::vector<Stanza>& stanzas = parts->stanzas;
+    const Bytes* mac = &parts->mac;
+    auto malformed = [](const std::string& what) {
+        return failure("age: malformed header: " + what);
+    };
     bool opened = false;
     size_t x25519_stanzas = 0;
     bool scrypt_seen = false;
@@ -855,7 +907,7 @@ void AgeDecryptor::parse_header() {
                                         identities_.size(), x25519_stanzas));
     }
     const std::array<uint8_t, 32> expected = header_mac(
-        file_key_, std::string_view(header).substr(0, header.size() - lines[i].size() + 3 - 1));
+        file_key_, std::string_view(header).substr(0, header.size() - parts->mac_line_size + 3 - 1));
     if (CRYPTO_memcmp(expected.data(), mac->data(), 32) != 0) {
         throw failure("age: the header's MAC does not match: the header was changed");
     }

@@ -118,6 +118,16 @@ class AgeDecryptor {
     uint64_t chunk_start_ = 0;  // offset in the file of the pending chunk
 };
 
+// What an age header says without a key: its size and its stanzas (an
+// X25519 stanza does not name its recipient). Throws when `head` (the file's
+// first bytes, up to 64 KiB) is not a whole, well-formed age header.
+struct AgeHeaderInfo {
+    size_t size = 0;
+    size_t x25519 = 0;
+    bool scrypt = false;
+};
+AgeHeaderInfo inspect_age_header(std::string_view head);
+
 // True when `head` (the file's first bytes) starts like an age file.
 bool looks_like_age(std::string_view head);
 

@@ -1,6 +1,11 @@
 #include "domain/backup_job.hpp"
 
+#include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <atomic>
 #include <chrono>
@@ -10,6 +15,7 @@
 #include <thread>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "archive/summary.hpp"
 #include "domain/repository.hpp"
@@ -293,9 +299,9 @@ pg::Variables dump_environment(const pg::Variables& operator_env,
 // clock that jumped, a file copied in) cannot drag every later name into the
 // future. `latest` and retention rank such a file as the oldest.
 BackupId choose_backup_id(const BackupRepository& repo, const std::string& database,
-                          bool pre_restore) {
+                          bool pre_restore, bool encrypted) {
     for (;;) {
-        BackupId id{database, now_seconds(), pre_restore};
+        BackupId id{database, now_seconds(), pre_restore, encrypted};
         bool taken = false;
         for (const std::string& name : {id.dump_file(), id.manifest_file()}) {
             std::error_code ec;
@@ -327,15 +333,16 @@ void throw_if_lock_wait_ended(const BackupRequest& request, const std::string& d
     }
 }
 
-void check_archive(const std::filesystem::path& tmp, const std::string& magic,
-                   const pg::Tool& pg_restore) {
+void check_magic(const std::filesystem::path& tmp, const std::string& magic) {
     if (magic != "PGDMP") {
         throw failure(fmt::format("pg_dump exited 0 but {} is not a custom-format archive (it "
                                   "does not start with PGDMP)",
                                   tmp.string()),
                       "check the pg_dump in use (--pg-bin / PGWARD_PG_BIN)");
     }
-    CapturedRun run = run_captured(pg::list_archive_command(pg_restore, tmp));
+}
+
+void check_list_run(const CapturedRun& run) {
     if (!run.status.ok()) {
         std::string first = run.err.substr(0, run.err.find('\n'));
         throw failure(fmt::format("the new archive does not pass pg_restore --list ({}): {}",
@@ -344,10 +351,99 @@ void check_archive(const std::filesystem::path& tmp, const std::string& magic,
     }
 }
 
+// `pg_restore --list` reading the plaintext as it streams, for an encrypted
+// dump (the backup host holds only public keys: the file cannot be read back).
+// Its output is drained on a thread; what it does not read (it may stop after
+// the table of contents) is not sent.
+class StreamedListCheck {
+  public:
+    explicit StreamedListCheck(const pg::Tool& pg_restore) {
+        int fds[2];
+        if (::pipe2(fds, O_CLOEXEC) != 0) {
+            throw failure(fmt::format("cannot create a pipe: {}", std::strerror(errno)));
+        }
+        Command command = pg::list_archive_command(pg_restore, {});
+        command.stdin_fd = fds[0];
+        try {
+            child_.emplace(Child::spawn(command));
+        } catch (...) {
+            ::close(fds[0]);
+            ::close(fds[1]);
+            throw;
+        }
+        ::close(fds[0]);
+        write_fd_ = fds[1];
+        worker_ = std::thread([this] {
+            try {
+                PumpHandlers handlers;
+                handlers.on_stdout = [](const char*, size_t) {};
+                handlers.on_stderr_line = [this](std::string_view line) {
+                    if (err_.size() < 4096) {
+                        err_ += std::string(line) + "\n";
+                    }
+                };
+                handlers.stop_on_interrupt = false;
+                status_ = pump(*child_, handlers);
+            } catch (...) {
+                error_ = std::current_exception();
+            }
+        });
+    }
+    ~StreamedListCheck() {
+        close_input();
+        if (worker_.joinable()) {
+            child_->signal(SIGKILL);
+            worker_.join();
+        }
+    }
+    StreamedListCheck(const StreamedListCheck&) = delete;
+    StreamedListCheck& operator=(const StreamedListCheck&) = delete;
+
+    void feed(const char* data, size_t size) {
+        while (size > 0 && write_fd_ >= 0) {
+            ssize_t n = ::write(write_fd_, data, size);
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            if (n < 0) {
+                close_input();  // EPIPE: it read what it needed
+                return;
+            }
+            data += n;
+            size -= static_cast<size_t>(n);
+        }
+    }
+
+    void finish() {
+        close_input();
+        worker_.join();
+        if (error_) {
+            std::rethrow_exception(error_);
+        }
+        check_list_run(CapturedRun{status_, {}, err_});
+    }
+
+  private:
+    void close_input() {
+        if (write_fd_ >= 0) {
+            ::close(write_fd_);
+            write_fd_ = -1;
+        }
+    }
+
+    std::optional<Child> child_;
+    int write_fd_ = -1;
+    std::thread worker_;
+    ExitStatus status_;
+    std::string err_;
+    std::exception_ptr error_;
+};
+
 std::optional<std::filesystem::path> run_dumpall(
     const pg::Tool& tool, const std::filesystem::path& path, const std::string& conninfo,
     const std::vector<std::pair<std::string, std::string>>& env,
-    const std::vector<std::string>& unset_env, bool no_role_passwords, std::string* error) {
+    const std::vector<std::string>& unset_env, bool no_role_passwords,
+    const EncryptionKeys& encryption, std::string* error) {
     Command command;
     command.argv = {tool.path.string(), "--globals-only", "--no-password", "--dbname=" + conninfo};
     if (no_role_passwords) {
@@ -357,9 +453,20 @@ std::optional<std::filesystem::path> run_dumpall(
     command.unset_env = unset_env;
     AtomicFile file(path, AtomicFile::Publish::NoReplace);
     HeadTailText last_error;  // its first and last 64 KiB
+    std::unique_ptr<crypto::AgeEncryptor> encryptor;
+    if (encryption.enabled()) {
+        encryptor = encryption.encryptor(
+            [&](const char* data, size_t size) { file.write(data, size); });
+    }
     Child child = Child::spawn(command);
     PumpHandlers handlers;
-    handlers.on_stdout = [&](const char* data, size_t size) { file.write(data, size); };
+    handlers.on_stdout = [&](const char* data, size_t size) {
+        if (encryptor) {
+            encryptor->write(data, size);
+        } else {
+            file.write(data, size);
+        }
+    };
     handlers.on_stderr_line = [&](std::string_view line) {
         if (!line.empty()) {
             last_error.append(last_error.empty() ? "" : "; ");
@@ -371,6 +478,9 @@ std::optional<std::filesystem::path> run_dumpall(
         *error = fmt::format("{}: {}", status.describe(), last_error.str());
         return std::nullopt;
     }
+    if (encryptor) {
+        encryptor->finish();
+    }
     file.commit();
     return path;
 }
@@ -378,11 +488,11 @@ std::optional<std::filesystem::path> run_dumpall(
 std::optional<std::filesystem::path> write_globals(
     const pg::ToolFinder& finder, const std::filesystem::path& path, const std::string& conninfo,
     const std::vector<std::pair<std::string, std::string>>& env,
-    const std::vector<std::string>& unset_env) {
+    const std::vector<std::string>& unset_env, const EncryptionKeys& encryption) {
     try {
         pg::Tool tool = finder.find("pg_dumpall");
         std::string error;
-        if (auto written = run_dumpall(tool, path, conninfo, env, unset_env, false, &error)) {
+        if (auto written = run_dumpall(tool, path, conninfo, env, unset_env, false, encryption, &error)) {
             return written;
         }
         if (error.find("permission denied") == std::string::npos) {
@@ -398,7 +508,7 @@ std::optional<std::filesystem::path> write_globals(
                 "--no-role-passwords",
                 {{"reason", error}});
         }
-        if (auto written = run_dumpall(tool, path, conninfo, env, unset_env, true, &error)) {
+        if (auto written = run_dumpall(tool, path, conninfo, env, unset_env, true, encryption, &error)) {
             return written;
         }
         log::warn("globals not written; the backup goes on without them", {{"reason", error}});
@@ -448,7 +558,8 @@ BackupResult run_backup_job(const BackupRequest& request) {
     FileLock lock = repo.lock(database);
     repo.remove_leftovers(database);
 
-    BackupId id = choose_backup_id(repo, database, request.pre_restore);
+    const bool encrypted = request.encryption.enabled();
+    BackupId id = choose_backup_id(repo, database, request.pre_restore, encrypted);
     TimePoint started = now_seconds();
     std::filesystem::path dump_path = repo.path_of(id.dump_file());
 
@@ -472,10 +583,24 @@ BackupResult run_backup_job(const BackupRequest& request) {
                                {"server_version", server_version},
                                {"pg_dump", pg_dump.version.text()},
                                {"compression", compression.text()},
+                               {"encrypted_to", encrypted ? fmt::format("{}", fmt::join(
+                                                                request.encryption.fingerprints(), ", "))
+                                                          : std::string("not encrypted")},
                                {"target", target}});
 
     AtomicFile dump(dump_path, AtomicFile::Publish::NoReplace);
-    Sha256 hash;
+    Sha256 hash;  // of the file as written: the ciphertext when encrypted
+    // Encrypted: pg_dump's plaintext goes to the reader (counts, fp1) and to
+    // pg_restore --list as it streams, and only ciphertext reaches the disk.
+    std::unique_ptr<crypto::AgeEncryptor> encryptor;
+    std::optional<StreamedListCheck> list_check;
+    if (encrypted) {
+        encryptor = request.encryption.encryptor([&](const char* data, size_t size) {
+            hash.update(data, size);
+            dump.write(data, size);
+        });
+        list_check.emplace(pg_restore);
+    }
     std::string magic;
     DumpStderr dump_stderr;
     auto last_progress = SteadyClock::now();
@@ -492,8 +617,13 @@ BackupResult run_backup_job(const BackupRequest& request) {
             magic.append(data, std::min(size, 5 - magic.size()));
         }
         watchdog.progress();
-        hash.update(data, size);
-        dump.write(data, size);
+        if (encryptor) {
+            encryptor->write(data, size);
+            list_check->feed(data, size);
+        } else {
+            hash.update(data, size);
+            dump.write(data, size);
+        }
         parsed.feed(data, size, watchdog);
     };
     handlers.on_stderr_line = [&](std::string_view line) { dump_stderr.relay(line); };
@@ -513,6 +643,9 @@ BackupResult run_backup_job(const BackupRequest& request) {
         }
     };
     ExitStatus status = pump(child, handlers);
+    if (encryptor && status.ok()) {
+        encryptor->finish();
+    }
     if (!status.ok()) {
         std::string reason =
             dump_stderr.last_error().empty() ? "no error message" : dump_stderr.last_error();
@@ -551,14 +684,19 @@ BackupResult run_backup_job(const BackupRequest& request) {
                       "nothing was published; report this with the pg_dump version");
     }
     dump.flush();
-    check_archive(dump.temp_path(), magic, pg_restore);
+    check_magic(dump.temp_path(), magic);
+    if (list_check) {
+        list_check->finish();
+    } else {
+        check_list_run(run_captured(pg::list_archive_command(pg_restore, dump.temp_path())));
+    }
 
     // Globals (roles, tablespaces) never fail the backup: they are a help for
     // a restore onto a new server, and the dump is complete without them.
     std::optional<std::filesystem::path> globals_path;
     if (request.globals) {
         globals_path = write_globals(finder, repo.path_of(id.globals_file()), child_conninfo,
-                                     command.set_env, command.unset_env);
+                                     command.set_env, command.unset_env, request.encryption);
     }
     // If anything below fails, the globals file must not outlive its dump.
     struct RemoveOnFailure {
@@ -596,6 +734,9 @@ BackupResult run_backup_job(const BackupRequest& request) {
     manifest.sequences_behind = snapshot.conditions().sequences_behind;
     manifest.invalid_indexes = snapshot.conditions().invalid_indexes;
     manifest.tables = std::move(tables);
+    if (encrypted) {
+        seal_manifest(manifest, request.encryption);
+    }
 
     // The manifest is published first: a crash between the two renames leaves
     // a manifest without a dump (removed by the next run), never a dump

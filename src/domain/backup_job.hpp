@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "domain/compression.hpp"
+#include "domain/encryption.hpp"
 #include "domain/manifest.hpp"
 #include "domain/naming.hpp"
 #include "pg/connection.hpp"
@@ -34,6 +35,10 @@ struct BackupRequest {
     // the file that restore is about to restore.
     bool pre_restore = false;
     std::optional<std::string> restoring;
+    // When enabled: the dump and globals written encrypted (<stem>.dump.age),
+    // counted and fingerprinted on the plaintext on the way, the manifest's
+    // private part sealed to the same keys.
+    EncryptionKeys encryption;
 };
 
 struct BackupResult {

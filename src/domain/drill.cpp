@@ -613,19 +613,32 @@ DrillOutcome run_backup_drill(const DrillRequest& request) {
     Fingerprints fp_before, fp_archive;
     archive::ArchiveSummary summary;
 
+    // An encrypted backup: a sandbox restores with --jobs from a private
+    // decrypted copy (summarized from it too); otherwise it is decrypted as
+    // it streams, into the reader and into pg_restore.
+    std::optional<DecryptedCopy> decrypted;
+    std::filesystem::path readable = archive;
     drill.step("verify_archive", [&] {
         pg_restore = pg::ToolFinder(request.pg_bin).find("pg_restore");
-        VerifyReport verify = verify_archive(archive, *pg_restore, false);
+        require_keys_for(archive, request.keys);
+        VerifyReport verify = verify_archive(archive, *pg_restore, false, request.keys);
         if (!verify.ok) {
             throw failure(verify.problem, verify.hint);
         }
         manifest = verify.checksum.manifest;
+        open_manifest(*manifest, request.keys, archive.string());
         for (const TableEntry& t : manifest->tables) {
             if (t.fingerprint) {
                 fp_before[table_key(t.schema, t.name)] = *t.fingerprint;
             }
         }
-        summary = archive::summarize_file(archive);
+        if (is_encrypted_file(archive) && request.sandbox) {
+            decrypted.emplace(archive, request.keys, manifest);
+            readable = decrypted->path();
+        }
+        summary = readable == archive && is_encrypted_file(archive)
+                      ? summarize_encrypted(archive, request.keys, manifest)
+                      : archive::summarize_file(readable);
         fp_archive = archive_fingerprints(summary);
     });
     drill.step("create_target", [&] {
@@ -684,7 +697,8 @@ DrillOutcome run_backup_drill(const DrillRequest& request) {
         if (request.sandbox) {
             flags.jobs = static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1U, 8U));
         }
-        PgRestoreRun run = run_pg_restore(*pg_restore, conn, archive, flags, request.limits);
+        PgRestoreRun run =
+            run_pg_restore(*pg_restore, conn, readable, flags, request.limits, {}, request.keys);
         restore_errors = run.messages.errors;
         drill.check(restore_check(run));
     });

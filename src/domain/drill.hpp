@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "domain/encryption.hpp"
 #include "domain/smoke.hpp"
 #include "domain/watchdog.hpp"
 #include "pg/connection.hpp"
@@ -36,6 +37,9 @@ struct DrillRequest {
     bool sandbox = false;
 
     WatchdogLimits limits;  // the drill's pg_dump and pg_restore
+    // What opens an encrypted backup (decrypted as it is read; a sandbox's
+    // pg_restore --jobs gets a private 0600 copy, removed afterwards).
+    DecryptionKeys keys;
 };
 
 struct DrillOutcome {

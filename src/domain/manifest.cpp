@@ -6,28 +6,9 @@
 
 namespace pgward {
 
-nlohmann::ordered_json manifest_to_json(const Manifest& m) {
+nlohmann::ordered_json manifest_private_to_json(const Manifest& m) {
     nlohmann::ordered_json doc;
-    doc["format"] = kManifestFormat;
-    doc["database"] = m.database;
-    doc["kind"] = m.kind;
-    if (m.restoring) {
-        doc["restoring"] = *m.restoring;
-    }
-    doc["system_identifier"] = optional_json(m.system_identifier);
-    doc["file"] = m.file;
-    doc["size_bytes"] = m.size_bytes;
-    doc["sha256"] = m.sha256;
-    doc["started_at"] = m.started_at;
-    doc["finished_at"] = m.finished_at;
-    doc["duration_seconds"] = m.duration_seconds;
-    doc["server_version"] = m.server_version;
-    doc["pg_dump_version"] = m.pg_dump_version;
     doc["schema_version"] = optional_json(m.schema_version);
-    doc["pgward_version"] = m.pgward_version;
-    doc["archive_version"] = m.archive_version;
-    doc["compression"] = m.compression;
-    doc["large_objects"] = optional_json(m.large_objects);
     if (m.large_objects_fingerprint) {
         doc["large_objects_fingerprint"] = *m.large_objects_fingerprint;
     }
@@ -53,6 +34,70 @@ nlohmann::ordered_json manifest_to_json(const Manifest& m) {
     return doc;
 }
 
+nlohmann::ordered_json manifest_to_json(const Manifest& m) {
+    nlohmann::ordered_json doc;
+    doc["format"] = kManifestFormat;
+    doc["database"] = m.database;
+    doc["kind"] = m.kind;
+    if (m.restoring) {
+        doc["restoring"] = *m.restoring;
+    }
+    doc["system_identifier"] = optional_json(m.system_identifier);
+    doc["file"] = m.file;
+    doc["size_bytes"] = m.size_bytes;
+    doc["sha256"] = m.sha256;
+    doc["started_at"] = m.started_at;
+    doc["finished_at"] = m.finished_at;
+    doc["duration_seconds"] = m.duration_seconds;
+    doc["server_version"] = m.server_version;
+    doc["pg_dump_version"] = m.pg_dump_version;
+    doc["pgward_version"] = m.pgward_version;
+    doc["archive_version"] = m.archive_version;
+    doc["compression"] = m.compression;
+    doc["large_objects"] = optional_json(m.large_objects);
+    if (m.encryption) {
+        // Nothing that names a table or holds a row stays readable.
+        doc["encryption"] = {{"format", m.encryption->format},
+                             {"recipients", m.encryption->recipients},
+                             {"sealed", m.encryption->sealed}};
+        return doc;
+    }
+    nlohmann::ordered_json private_part = manifest_private_to_json(m);
+    for (auto it = private_part.begin(); it != private_part.end(); ++it) {
+        doc[it.key()] = std::move(it.value());
+    }
+    return doc;
+}
+
+void manifest_private_from_json(const nlohmann::json& doc, Manifest& m, const std::string& source) {
+    try {
+        m.schema_version = optional_string(doc, "schema_version");
+        m.large_objects_fingerprint = optional_string(doc, "large_objects_fingerprint");
+        for (auto [key, field] : {std::pair{"sequences_behind", &m.sequences_behind},
+                                  std::pair{"invalid_indexes", &m.invalid_indexes}}) {
+            if (doc.contains(key) && !doc.at(key).is_null()) {
+                *field = doc.at(key).get<std::vector<std::string>>();
+            }
+        }
+        m.tables.clear();
+        for (const auto& t : doc.at("tables")) {
+            TableEntry entry;
+            entry.schema = t.at("schema").get<std::string>();
+            entry.name = t.at("name").get<std::string>();
+            if (t.contains("rows") && !t.at("rows").is_null()) {
+                entry.rows = t.at("rows").get<uint64_t>();
+            }
+            entry.fingerprint = optional_string(t, "fingerprint");
+            entry.extension = optional_string(t, "extension");
+            m.tables.push_back(std::move(entry));
+        }
+    } catch (const nlohmann::json::exception& e) {
+        throw failure("manifest " + source + " is malformed: " + e.what(),
+                      "the sidecar was edited or damaged; `pgward verify --deep` still reads the "
+                      "archive itself");
+    }
+}
+
 Manifest manifest_from_json(const nlohmann::json& doc, const std::string& source) {
     try {
         if (!doc.is_object() || doc.value("format", "") != kManifestFormat) {
@@ -71,30 +116,21 @@ Manifest manifest_from_json(const nlohmann::json& doc, const std::string& source
         m.duration_seconds = doc.at("duration_seconds").get<double>();
         m.server_version = doc.at("server_version").get<std::string>();
         m.pg_dump_version = doc.at("pg_dump_version").get<std::string>();
-        m.schema_version = optional_string(doc, "schema_version");
         m.pgward_version = doc.value("pgward_version", "");
         m.archive_version = doc.value("archive_version", "");
         m.compression = doc.value("compression", "");
         if (doc.contains("large_objects") && !doc.at("large_objects").is_null()) {
             m.large_objects = doc.at("large_objects").get<uint64_t>();
         }
-        m.large_objects_fingerprint = optional_string(doc, "large_objects_fingerprint");
-        for (auto [key, field] : {std::pair{"sequences_behind", &m.sequences_behind},
-                                  std::pair{"invalid_indexes", &m.invalid_indexes}}) {
-            if (doc.contains(key) && !doc.at(key).is_null()) {
-                *field = doc.at(key).get<std::vector<std::string>>();
-            }
-        }
-        for (const auto& t : doc.at("tables")) {
-            TableEntry entry;
-            entry.schema = t.at("schema").get<std::string>();
-            entry.name = t.at("name").get<std::string>();
-            if (t.contains("rows") && !t.at("rows").is_null()) {
-                entry.rows = t.at("rows").get<uint64_t>();
-            }
-            entry.fingerprint = optional_string(t, "fingerprint");
-            entry.extension = optional_string(t, "extension");
-            m.tables.push_back(std::move(entry));
+        if (doc.contains("encryption")) {
+            const nlohmann::json& e = doc.at("encryption");
+            ManifestEncryption encryption;
+            encryption.format = e.at("format").get<std::string>();
+            encryption.recipients = e.at("recipients").get<std::vector<std::string>>();
+            encryption.sealed = e.at("sealed").get<std::string>();
+            m.encryption = std::move(encryption);
+        } else {
+            manifest_private_from_json(doc, m, source);
         }
         return m;
     } catch (const nlohmann::json::exception& e) {
@@ -115,6 +151,10 @@ Manifest read_manifest(const std::filesystem::path& path) {
 }
 
 namespace {
+
+bool is_encrypted(const std::string& file) {
+    return file.size() > 4 && file.compare(file.size() - 4, 4, ".age") == 0;
+}
 
 // Collects the top-level scalars a ManifestHead needs and stops the parse at
 // the first nested value once it has them ("tables" comes last).
@@ -153,7 +193,8 @@ class HeadCollector : public nlohmann::json_sax<nlohmann::json> {
     bool malformed() const { return malformed_; }
     bool right_format() const { return format_ == kManifestFormat; }
     ManifestHead head() const {
-        return ManifestHead{*database_, *file_, *size_, compression_, kind_, system_identifier_};
+        return ManifestHead{*database_,        *file_,           *size_, compression_, kind_,
+                            system_identifier_, is_encrypted(*file_)};
     }
 
   private:
@@ -217,8 +258,8 @@ ManifestHead read_manifest_head(const std::filesystem::path& path) {
     }
     // Not a manifest, or one missing a field: the full reader names the problem.
     Manifest full = read_manifest(path);
-    return ManifestHead{full.database,    full.file, full.size_bytes,
-                        full.compression, full.kind, full.system_identifier};
+    return ManifestHead{full.database,    full.file, full.size_bytes,       full.compression,
+                        full.kind,        full.system_identifier, full.encryption.has_value()};
 }
 
 }  // namespace pgward

@@ -26,6 +26,19 @@ struct TableEntry {
     bool operator==(const TableEntry&) const = default;
 };
 
+// An encrypted backup's manifest: the keys that open it, and its private part
+// (every field that names a table or holds a row: tables, fingerprints,
+// sequences, indexes, the schema version) sealed with age to the same keys.
+struct ManifestEncryption {
+    std::string format = "age-encryption.org/v1";
+    // recipient_fingerprint() of each key, or "passphrase" (scrypt).
+    std::vector<std::string> recipients;
+    std::string sealed;  // base64 of the age file holding the private part's JSON
+    bool opened = false;  // the private fields below were read from `sealed`
+
+    bool operator==(const ManifestEncryption&) const = default;
+};
+
 // The sidecar <stem>.json that describes one dump. Self-describing: `format`
 // names its version.
 struct Manifest {
@@ -58,9 +71,18 @@ struct Manifest {
     std::optional<std::vector<std::string>> sequences_behind;
     std::optional<std::vector<std::string>> invalid_indexes;
     std::vector<TableEntry> tables;
+    // Set for an encrypted backup: then size_bytes and sha256 are the
+    // ciphertext's, and the private fields are empty until opened
+    // (domain/encryption.hpp).
+    std::optional<ManifestEncryption> encryption;
 
     bool operator==(const Manifest&) const = default;
 };
+
+// The private part of a manifest as its own JSON document (what an
+// encrypted backup's manifest seals), and back into `m`.
+nlohmann::ordered_json manifest_private_to_json(const Manifest& m);
+void manifest_private_from_json(const nlohmann::json& doc, Manifest& m, const std::string& source);
 
 nlohmann::ordered_json manifest_to_json(const Manifest& manifest);
 // Throws a failure naming `source` when the document is not a valid manifest.
@@ -77,6 +99,7 @@ struct ManifestHead {
     std::string compression;  // "" in manifests that do not say
     std::string kind = kKindBackup;
     std::optional<std::string> system_identifier;
+    bool encrypted = false;
 };
 ManifestHead read_manifest_head(const std::filesystem::path& path);
 

@@ -84,11 +84,12 @@ std::optional<ParsedFileName> parse_backup_file_name(std::string_view file_name)
     ParsedFileName parsed{};
     std::string_view rest = file_name;
     parsed.temporary = strip_suffix(rest, ".tmp");
+    const bool encrypted = strip_suffix(rest, BackupId::kAgeSuffix);
     if (strip_suffix(rest, ".dump")) {
         parsed.role = FileRole::Dump;
     } else if (strip_suffix(rest, ".globals.sql")) {
         parsed.role = FileRole::Globals;
-    } else if (strip_suffix(rest, ".json")) {
+    } else if (!encrypted && strip_suffix(rest, ".json")) {
         parsed.role = FileRole::Manifest;
     } else {
         return std::nullopt;
@@ -104,7 +105,7 @@ std::optional<ParsedFileName> parse_backup_file_name(std::string_view file_name)
     if (!started || !database) {
         return std::nullopt;
     }
-    parsed.id = BackupId{*database, *started, pre_restore};
+    parsed.id = BackupId{*database, *started, pre_restore, encrypted};
     return parsed;
 }
 

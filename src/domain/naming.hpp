@@ -20,16 +20,21 @@ std::optional<std::string> decode_db_name(std::string_view encoded);
 // One backup: <db>_<YYYYMMDDTHHMMSSZ> plus an extension per file. A safety
 // dump, taken by `restore` of the database it is about to replace, is
 // <db>_<YYYYMMDDTHHMMSSZ>.pre-restore: never `latest`, never drilled, never
-// counted by retention (it has its own bound, kSafetyDumpsKept).
+// counted by retention (it has its own bound, kSafetyDumpsKept). An
+// encrypted backup's dump and globals end in ".age" (the manifest does not:
+// its private part is sealed inside it).
 struct BackupId {
     std::string database;
     TimePoint started;
     bool pre_restore = false;
+    bool encrypted = false;
 
     std::string stem() const;
-    std::string dump_file() const { return stem() + ".dump"; }
+    std::string dump_file() const { return stem() + ".dump" + age_suffix(); }
     std::string manifest_file() const { return stem() + ".json"; }
-    std::string globals_file() const { return stem() + ".globals.sql"; }
+    std::string globals_file() const { return stem() + ".globals.sql" + age_suffix(); }
+    std::string age_suffix() const { return encrypted ? std::string(kAgeSuffix) : std::string(); }
+    static constexpr std::string_view kAgeSuffix = ".age";
 
     bool operator==(const BackupId&) const = default;
 };

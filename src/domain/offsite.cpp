@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "domain/encryption.hpp"
 #include "domain/verify.hpp"
 #include "util/error.hpp"
 #include "util/files.hpp"
@@ -51,7 +52,10 @@ std::vector<RemoteBackup> list_remote(const storage::Store& store,
             continue;
         }
         RemoteBackup& backup = by_stem[parsed->id.stem()];
+        // The manifest's name does not say whether the dump is encrypted.
+        const bool encrypted = backup.id.encrypted || parsed->id.encrypted;
         backup.id = parsed->id;
+        backup.id.encrypted = encrypted;
         switch (parsed->role) {
             case FileRole::Dump:
                 backup.has_dump = true;
@@ -207,7 +211,7 @@ Manifest read_stored_manifest(const storage::Store& store, const BackupId& id) {
 }
 
 RemoteVerifyReport verify_stored_backup(const storage::Store& store, const BackupId& id,
-                                        bool deep) {
+                                        bool deep, const DecryptionKeys& keys) {
     RemoteVerifyReport report;
     const Manifest manifest = read_stored_manifest(store, id);
     Sha256 hash;
@@ -218,7 +222,50 @@ RemoteVerifyReport verify_stored_backup(const storage::Store& store, const Backu
         });
     };
     std::vector<std::string> problems;
-    if (deep) {
+    if (deep && id.encrypted) {
+        // Decrypted as it streams; a chunk that does not authenticate stops
+        // the decryption, never the hash of every byte.
+        std::string decrypt_error;
+        Manifest opened = manifest;
+        auto decrypting = [&](const storage::Sink& sink) {
+            std::unique_ptr<crypto::AgeDecryptor> decryptor = keys.decryptor(sink);
+            produce([&](const char* data, size_t size) {
+                if (!decrypt_error.empty()) {
+                    return;
+                }
+                try {
+                    decryptor->write(data, size);
+                } catch (const Error& e) {
+                    decrypt_error = e.what();
+                }
+            });
+            if (decrypt_error.empty()) {
+                try {
+                    decryptor->finish();
+                } catch (const Error& e) {
+                    decrypt_error = e.what();
+                }
+            }
+        };
+        try {
+            open_manifest(opened, keys, store.location_of(id.manifest_file()));
+            if (!keys.present()) {
+                throw_cannot_open(id.dump_file(), "no identity was given", opened, keys);
+            }
+            DeepReport d = deep_verify_stream(decrypting, opened);
+            problems = d.problems;
+            report.tables = d.tables;
+            report.rows = d.rows;
+        } catch (const Error& e) {
+            problems.push_back(e.what());
+            if (report.bytes_read == 0) {
+                produce([](const char*, size_t) {});  // the SHA-256 is checked all the same
+            }
+        }
+        if (!decrypt_error.empty()) {
+            problems.insert(problems.begin(), decrypt_error);
+        }
+    } else if (deep) {
         DeepReport d = deep_verify_stream(produce, manifest);
         problems = d.problems;
         report.tables = d.tables;
@@ -249,59 +296,10 @@ RemoteVerifyReport verify_stored_backup(const storage::Store& store, const Backu
     return report;
 }
 
-namespace {
-
-// A fetch directory is named for the process that made it
-// (.pgward-fetch-<pid>-XXXXXX): one whose process is gone was left by a
-// run killed outright, and goes. A live pid (another run's fetch, or a
-// reused pid) is left alone.
-void remove_orphaned_fetches(const std::filesystem::path& parent) {
-    std::error_code ec;
-    for (const auto& entry : std::filesystem::directory_iterator(parent, ec)) {
-        const std::string name = entry.path().filename().string();
-        constexpr std::string_view kPrefix = ".pgward-fetch-";
-        if (name.rfind(kPrefix, 0) != 0) {
-            continue;
-        }
-        const std::string_view rest = std::string_view(name).substr(kPrefix.size());
-        const size_t dash = rest.find('-');
-        pid_t pid = 0;
-        // Only <pid>-…: a name of an older pgward, or digits that overflow,
-        // cannot be told apart from a live run's and are left.
-        if (dash == std::string_view::npos) {
-            continue;
-        }
-        const auto [end, parse_error] = std::from_chars(rest.data(), rest.data() + dash, pid);
-        if (parse_error != std::errc() || end != rest.data() + dash || pid <= 0) {
-            continue;
-        }
-        std::error_code status_ec;
-        if (!std::filesystem::is_directory(entry.symlink_status(status_ec))) {
-            continue;
-        }
-        if (::kill(pid, 0) == 0 || errno != ESRCH) {
-            continue;
-        }
-        std::error_code remove_ec;
-        std::filesystem::remove_all(entry.path(), remove_ec);
-        if (!remove_ec) {
-            log::warn("removed a fetch directory a killed run left",
-                      {{"dir", entry.path().string()}});
-        }
-    }
-}
-
-}  // namespace
-
 FetchedBackup::FetchedBackup(const storage::Store& store, const BackupId& id,
                              const std::filesystem::path& parent)
     : source_(store.location_of(id.dump_file())) {
-    remove_orphaned_fetches(parent);
-    std::string pattern = (parent / fmt::format(".pgward-fetch-{}-XXXXXX", ::getpid())).string();
-    if (::mkdtemp(pattern.data()) == nullptr) {
-        throw os_error("cannot make a directory for the fetched backup in", parent.string(), errno);
-    }
-    dir_ = pattern;
+    dir_ = make_private_dir(parent, ".pgward-fetch-", "the fetched backup");
     try {
         const std::string manifest_text = read_stored_manifest_text(store, id);
         const Manifest manifest = parse_stored_manifest(store, id, manifest_text);

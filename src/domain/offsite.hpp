@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "domain/encryption.hpp"
 #include "domain/manifest.hpp"
 #include "domain/naming.hpp"
 #include "domain/repository.hpp"
@@ -79,7 +80,9 @@ struct RemoteVerifyReport {
 };
 // `verify --remote`: the stored dump read once, streaming, its SHA-256 and
 // size against its stored manifest; with deep, every table's rows and fp1 too.
-RemoteVerifyReport verify_stored_backup(const storage::Store& store, const BackupId& id, bool deep);
+// An encrypted backup's deep read decrypts with `keys` as it streams.
+RemoteVerifyReport verify_stored_backup(const storage::Store& store, const BackupId& id, bool deep,
+                                        const DecryptionKeys& keys = {});
 
 // A stored backup fetched for `restore` and `drill`: its dump, manifest and
 // globals in a private directory (0700, files 0600) made under `parent`,

@@ -439,7 +439,8 @@ uint64_t bytes_read_by_tree(pid_t pid) {
 
 PgRestoreRun run_pg_restore(const pg::Tool& pg_restore, pg::Connection& conn,
                             const std::filesystem::path& archive, const PgRestoreFlags& flags,
-                            const WatchdogLimits& limits, const std::function<void()>& on_tick) {
+                            const WatchdogLimits& limits, const std::function<void()>& on_tick,
+                            const DecryptionKeys& keys) {
     Command command;
     command.argv = {pg_restore.path.string(), "--no-password", "--dbname=" + conn.child_conninfo()};
     if (flags.clean) {
@@ -460,7 +461,18 @@ PgRestoreRun run_pg_restore(const pg::Tool& pg_restore, pg::Connection& conn,
     if (flags.jobs > 1) {
         command.argv.push_back("--jobs=" + std::to_string(flags.jobs));
     }
-    command.argv.push_back(archive.string());
+    // Declared before the child: destroyed after it.
+    std::optional<DecryptingPipe> pipe;
+    std::optional<DecryptedCopy> copy;
+    if (is_encrypted_file(archive) && flags.jobs > 1) {
+        copy.emplace(archive, keys, manifest_beside(archive));
+        command.argv.push_back(copy->path().string());
+    } else if (is_encrypted_file(archive)) {
+        pipe.emplace(archive, keys, manifest_beside(archive));
+        command.stdin_fd = pipe->child_stdin();
+    } else {
+        command.argv.push_back(archive.string());
+    }
     // Its sessions carry a name of their own: the stall watchdog looks for
     // them working on the server (a long CREATE INDEX reads nothing more).
     const std::string application_name = pg_restore_application_name();
@@ -484,6 +496,9 @@ PgRestoreRun run_pg_restore(const pg::Tool& pg_restore, pg::Connection& conn,
                                fmt::format("pg_restore into \"{}\"", conn.database()),
                                "no bytes read and no statement running"});
     Child child = Child::spawn(command);
+    if (pipe) {
+        pipe->start();
+    }
     uint64_t last_read = 0;
     PumpHandlers handlers;
     handlers.on_tick = [&] {
@@ -519,6 +534,14 @@ PgRestoreRun run_pg_restore(const pg::Tool& pg_restore, pg::Connection& conn,
     };
     ExitStatus status = pump(child, handlers);
     run.status = status.describe();
+    if (pipe) {
+        try {
+            pipe->finish();
+        } catch (const Error& e) {
+            // What pg_restore said next (an archive cut short) follows from this.
+            run.messages.errors.insert(run.messages.errors.begin(), e.what());
+        }
+    }
     size_t tolerated = 0;
     if (tolerate_timeout) {
         tolerated = run.messages.tolerate(kTransactionTimeoutError);
@@ -578,7 +601,8 @@ RestoreResult run_restore_job(const RestoreRequest& request) {
                        pg::system_identifier(server));
 
     // Preflight: nothing is touched before all of it passes.
-    VerifyReport verify = verify_archive(result.archive, pg_restore, true);
+    require_keys_for(result.archive, request.keys);
+    VerifyReport verify = verify_archive(result.archive, pg_restore, true, request.keys);
     if (!verify.ok) {
         throw failure(
             fmt::format("{} cannot be restored: {}", result.archive.string(), verify.problem),
@@ -651,6 +675,7 @@ RestoreResult run_restore_job(const RestoreRequest& request) {
         safety.timeout = request.limits.timeout;
         safety.stall = request.limits.stall;
         safety.pre_restore = true;
+        safety.encryption = request.safety_encryption;
         safety.restoring = result.archive.filename().string();
         BackupResult backup = run_backup_job(safety);
         result.safety_backup = backup.dump_path;
@@ -682,7 +707,8 @@ RestoreResult run_restore_job(const RestoreRequest& request) {
                                 {"archive_version", result.archive_version},
                                 {"pg_restore", pg_restore.version.text()}});
     PgRestoreRun run = run_pg_restore(pg_restore, *target, result.archive, request.flags,
-                                      request.limits, [&] { block.tick(application_name); });
+                                      request.limits, [&] { block.tick(application_name); },
+                                      request.keys);
     block.undo();
     result.connections_blocked = block.describe();  // what happened, not what was planned
     result.success = run.ok;

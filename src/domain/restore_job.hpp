@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "domain/encryption.hpp"
 #include "domain/watchdog.hpp"
 #include "pg/connection.hpp"
 #include "pg/tools.hpp"
@@ -55,10 +56,14 @@ bool sets_unknown_transaction_timeout(const pg::Tool& pg_restore, int server_ver
 // read, or one of its sessions running a statement not waiting on a lock),
 // checked on `conn` about once a second.
 // `on_tick`, when given, runs on every watchdog tick while pg_restore runs.
+// An encrypted archive (.dump.age) is decrypted with `keys` on the way: into
+// pg_restore's stdin, or, for --jobs (which needs a seekable file), into a
+// private 0600 copy removed afterwards.
 PgRestoreRun run_pg_restore(const pg::Tool& pg_restore, pg::Connection& conn,
                             const std::filesystem::path& archive, const PgRestoreFlags& flags,
                             const WatchdogLimits& limits = {},
-                            const std::function<void()>& on_tick = {});
+                            const std::function<void()>& on_tick = {},
+                            const DecryptionKeys& keys = {});
 // The application_name pg_restore's sessions carry (this process's).
 std::string pg_restore_application_name();
 
@@ -81,6 +86,10 @@ struct RestoreRequest {
     bool safety_backup = true;
     bool terminate_sessions = false;
     WatchdogLimits limits;  // the safety dump's and pg_restore's
+    // What opens an encrypted backup, and what the safety dump is encrypted
+    // to (the backups' own setting: a safety dump holds the same rows).
+    DecryptionKeys keys;
+    EncryptionKeys safety_encryption;
 };
 
 struct RestoreResult {

@@ -15,6 +15,7 @@
 #include "archive/reader.hpp"
 #include "archive/summary.hpp"
 #include "domain/repository.hpp"
+#include "domain/verify_encrypted.hpp"
 #include "util/error.hpp"
 #include "util/process.hpp"
 
@@ -57,12 +58,19 @@ ArchiveVersion read_archive_version(const std::filesystem::path& path) {
     if (n < 0) {
         throw os_error("cannot read", path.string(), read_errno);  // EIO is no verdict
     }
-    if (n < 8 || std::string_view(reinterpret_cast<const char*>(header.data()), 5) != "PGDMP") {
+    return archive_version_of(
+        std::string_view(reinterpret_cast<const char*>(header.data()), static_cast<size_t>(n)),
+        path.string());
+}
+
+ArchiveVersion archive_version_of(std::string_view head, const std::string& source) {
+    if (head.size() < 8 || head.substr(0, 5) != "PGDMP") {
         throw failure(fmt::format("{} is not a pg_dump custom-format archive (no PGDMP header{})",
-                                  path.string(), n == 0 ? "; the file is empty" : ""),
+                                  source, head.empty() ? "; the file is empty" : ""),
                       "give a .dump file written by pgward backup or pg_dump -Fc");
     }
-    return ArchiveVersion{header[5], header[6], header[7]};
+    const auto byte = [&](size_t i) { return static_cast<unsigned char>(head[i]); };
+    return ArchiveVersion{byte(5), byte(6), byte(7)};
 }
 
 void check_pg_restore_reads(const pg::Tool& pg_restore, const ArchiveVersion& version,
@@ -89,9 +97,10 @@ void check_pg_restore_reads(const pg::Tool& pg_restore, const ArchiveVersion& ve
 }
 
 VerifyReport verify_archive(const std::filesystem::path& file, const pg::Tool& pg_restore,
-                            bool allow_missing_manifest) {
+                            bool allow_missing_manifest, const DecryptionKeys& keys) {
     VerifyReport report;
     report.file = file;
+    report.encrypted = is_encrypted_file(file);
     BackupRepository repo(file.parent_path().empty() ? "." : file.parent_path());
     BackupEntry entry;
     std::error_code ec;
@@ -103,8 +112,12 @@ VerifyReport verify_archive(const std::filesystem::path& file, const pg::Tool& p
     // Which pg_restore reads it is the first thing to know: no other check
     // helps while the one in use cannot.
     try {
-        report.version = read_archive_version(file);
-        check_pg_restore_reads(pg_restore, *report.version, file);
+        report.version = report.encrypted
+                             ? encrypted_archive_version(file, keys, manifest_beside(file))
+                             : read_archive_version(file);
+        if (report.version) {
+            check_pg_restore_reads(pg_restore, *report.version, file);
+        }
     } catch (const Error& e) {
         report.problem = e.what();
         report.hint = e.hint();
@@ -129,7 +142,20 @@ VerifyReport verify_archive(const std::filesystem::path& file, const pg::Tool& p
             fmt::format("{} ({})", to_string(report.checksum.state), report.checksum.detail);
         return report;
     }
-    CapturedRun list = run_captured(pg::list_archive_command(pg_restore, file));
+    if (report.encrypted && !report.version) {
+        report.ok = true;  // without keys: its SHA-256 and its age header, no more
+        return report;
+    }
+    CapturedRun list;
+    try {
+        list = report.encrypted
+                   ? list_encrypted_archive(pg_restore, file, keys, report.checksum.manifest)
+                   : run_captured(pg::list_archive_command(pg_restore, file));
+    } catch (const Error& e) {
+        report.problem = e.what();
+        report.hint = e.hint();
+        return report;
+    }
     if (!list.status.ok()) {
         report.problem =
             fmt::format("pg_restore --list cannot read it ({}): {}", list.status.describe(),
@@ -187,7 +213,11 @@ void read_stream(archive::QueueSource& queue, StreamReading& reading) {
 
 }  // namespace
 
-DeepReport deep_verify(const std::filesystem::path& file, const std::optional<Manifest>& manifest) {
+DeepReport deep_verify(const std::filesystem::path& file, const std::optional<Manifest>& manifest,
+                       const DecryptionKeys& keys) {
+    if (is_encrypted_file(file)) {
+        return deep_verify_encrypted(file, manifest, keys);
+    }
     try {
         return compare_with_manifest(archive::summarize_file_parallel(file, 2), manifest);
     } catch (const Error& e) {

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "archive/summary.hpp"
+#include "domain/encryption.hpp"
 #include "domain/manifest.hpp"
 
 #include "domain/inspect.hpp"
@@ -26,6 +28,8 @@ struct ArchiveVersion {
 
 // Throws a failure naming the file when it is not a custom-format archive.
 ArchiveVersion read_archive_version(const std::filesystem::path& path);
+// The same from an archive's first bytes; `source` names it in the error.
+ArchiveVersion archive_version_of(std::string_view head, const std::string& source);
 
 // Refuses (with the version it needs) a pg_restore too old for the archive.
 void check_pg_restore_reads(const pg::Tool& pg_restore, const ArchiveVersion& version,
@@ -34,6 +38,7 @@ void check_pg_restore_reads(const pg::Tool& pg_restore, const ArchiveVersion& ve
 struct VerifyReport {
     std::filesystem::path file;
     bool ok = false;
+    bool encrypted = false;  // a .dump.age: without keys, version stays unset
     ChecksumCheck checksum;
     std::optional<ArchiveVersion> version;
     std::string problem;  // empty when ok
@@ -43,9 +48,21 @@ struct VerifyReport {
 // The checks `verify`, `restore` and `drill` run before trusting an archive:
 // its header (a format the pg_restore in use reads), its manifest (re-hashed)
 // and `pg_restore --list`. A missing manifest fails unless
-// `allow_missing_manifest`.
+// `allow_missing_manifest`. An encrypted archive without keys: its SHA-256
+// and its age header only; with keys, the header is opened (keys that do not
+// open it are refused naming the keys it is for) and pg_restore --list reads
+// the decrypted stream.
 VerifyReport verify_archive(const std::filesystem::path& file, const pg::Tool& pg_restore,
-                            bool allow_missing_manifest);
+                            bool allow_missing_manifest, const DecryptionKeys& keys = {});
+
+// The summary of an encrypted archive, decrypted as it is read.
+archive::ArchiveSummary summarize_encrypted(const std::filesystem::path& file,
+                                            const DecryptionKeys& keys,
+                                            const std::optional<Manifest>& manifest);
+
+// An encrypted archive needs keys to be read through: without them, the one
+// line naming the keys it is for (restore and drill refuse before anything).
+void require_keys_for(const std::filesystem::path& file, const DecryptionKeys& keys);
 
 // A full read of the archive: every data block decompressed, every row
 // hashed; with a manifest, every table's rows and fp1 compared with it.
@@ -59,7 +76,10 @@ struct DeepReport {
 // The manifest beside a dump (<stem>.json), if there is a readable one.
 std::optional<Manifest> manifest_beside(const std::filesystem::path& dump);
 
-DeepReport deep_verify(const std::filesystem::path& file, const std::optional<Manifest>& manifest);
+// An encrypted archive is decrypted as it is read (its manifest's private
+// part opened with the same keys); nothing decrypted is written to disk.
+DeepReport deep_verify(const std::filesystem::path& file, const std::optional<Manifest>& manifest,
+                       const DecryptionKeys& keys = {});
 // The same over a stream that `produce` writes into its sink (an object in a
 // bucket): read as it arrives, nothing written to disk. `produce` always runs
 // to its end (its caller hashes every byte), even when the archive ends or is

@@ -119,8 +119,11 @@ Tool ToolFinder::find(const std::string& name) const {
 }
 
 Command list_archive_command(const Tool& pg_restore, const std::filesystem::path& archive) {
-    return Command{
-        {pg_restore.path.string(), "--list", archive.string()}, {{"LC_MESSAGES", "C"}}, {"LC_ALL"}};
+    Command command{{pg_restore.path.string(), "--list"}, {{"LC_MESSAGES", "C"}}, {"LC_ALL"}};
+    if (!archive.empty()) {
+        command.argv.push_back(archive.string());
+    }
+    return command;
 }
 
 }  // namespace pgward::pg

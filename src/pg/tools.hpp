@@ -33,8 +33,9 @@ struct Tool {
     std::string version_line;  // the tool's own --version output, first line
 };
 
-// `pg_restore --list FILE`, with the messages pgward quotes and reads
-// untranslated whatever the operator's LANG/LC_ALL.
+// `pg_restore --list FILE` (stdin when `archive` is empty), with the
+// messages pgward quotes and reads untranslated whatever the operator's
+// LANG/LC_ALL.
 Command list_archive_command(const Tool& pg_restore, const std::filesystem::path& archive);
 
 // Finds pg_dump, pg_restore... in --pg-bin/PGWARD_PG_BIN when given (and only

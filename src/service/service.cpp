@@ -109,6 +109,7 @@ void run_scheduled_drill(const ServiceConfig& config, SharedState& shared, Notif
     request.version_table = config.drill_version_table;
     request.sandbox = true;
     request.limits = {config.backup.timeout, config.backup.stall};
+    request.keys = config.drill_keys;
     bool success = false;
     std::string detail;
     std::string report;

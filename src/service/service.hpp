@@ -13,6 +13,9 @@ namespace pgward {
 
 struct ServiceConfig {
     BackupRequest backup;  // retention set: prune after each success
+    // What opens the encrypted backups the scheduled drill restores (the
+    // backup host may hold only public keys: then that drill cannot run).
+    DecryptionKeys drill_keys;
     std::string database;  // for the state file, before the first connection
     std::chrono::seconds interval{86400};
     bool on_start = true;

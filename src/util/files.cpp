@@ -1,14 +1,19 @@
 #include "util/files.hpp"
 
 #include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
+
+#include <fmt/format.h>
 
 #include "util/error.hpp"
 #include "util/log.hpp"
@@ -242,6 +247,58 @@ std::string read_file(const fs::path& path) {
     }
     ::close(fd);
     return text;
+}
+
+}  // namespace pgward
+
+namespace pgward {
+namespace {
+
+void remove_orphaned_private_dirs(const fs::path& parent, std::string_view prefix) {
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(parent, ec)) {
+        const std::string name = entry.path().filename().string();
+        if (name.rfind(prefix, 0) != 0) {
+            continue;
+        }
+        const std::string_view rest = std::string_view(name).substr(prefix.size());
+        const size_t dash = rest.find('-');
+        pid_t pid = 0;
+        // Only <pid>-…: a name of an older pgward, or digits that overflow,
+        // cannot be told apart from a live run's and are left.
+        if (dash == std::string_view::npos) {
+            continue;
+        }
+        const auto [end, parse_error] = std::from_chars(rest.data(), rest.data() + dash, pid);
+        if (parse_error != std::errc() || end != rest.data() + dash || pid <= 0) {
+            continue;
+        }
+        std::error_code status_ec;
+        if (!fs::is_directory(entry.symlink_status(status_ec))) {
+            continue;
+        }
+        if (::kill(pid, 0) == 0 || errno != ESRCH) {
+            continue;
+        }
+        std::error_code remove_ec;
+        fs::remove_all(entry.path(), remove_ec);
+        if (!remove_ec) {
+            log::warn("removed a temporary directory a killed run left",
+                      {{"dir", entry.path().string()}});
+        }
+    }
+}
+
+}  // namespace
+
+fs::path make_private_dir(const fs::path& parent, std::string_view prefix, std::string_view what) {
+    remove_orphaned_private_dirs(parent, prefix);
+    std::string pattern = (parent / fmt::format("{}{}-XXXXXX", prefix, ::getpid())).string();
+    if (::mkdtemp(pattern.data()) == nullptr) {
+        throw os_error(fmt::format("cannot make a directory for {} in", what), parent.string(),
+                       errno);
+    }
+    return pattern;
 }
 
 }  // namespace pgward

@@ -73,6 +73,12 @@ void rename_no_replace(const fs::path& from, const fs::path& to);
 void remove_file(const fs::path& path);
 
 std::string read_file(const fs::path& path);
+
+// A private directory (0700) under `parent` for one run's temporary files,
+// named for its process: <prefix><pid>-XXXXXX. Directories of that prefix
+// whose process is gone (a run killed outright) are removed first; a live
+// pid's are left alone. `what` names its use in errors.
+fs::path make_private_dir(const fs::path& parent, std::string_view prefix, std::string_view what);
 // At most the first `limit` bytes, in one read.
 std::string read_file_start(const fs::path& path, size_t limit);
 

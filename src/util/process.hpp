@@ -29,6 +29,9 @@ struct Command {
     std::vector<std::string> argv;
     std::vector<std::pair<std::string, std::string>> set_env;
     std::vector<std::string> unset_env;
+    // The child's stdin: this descriptor (a pipe's read end, O_CLOEXEC in
+    // pgward), or /dev/null when -1.
+    int stdin_fd = -1;
 
     // argv joined for logs; values of `--password=...`-like arguments never occur.
     std::string display() const;
@@ -57,7 +60,7 @@ class HeadTailText {
     uint64_t dropped_ = 0;
 };
 
-// A started child with stdin on /dev/null and stdout and stderr on pipes, the
+// A started child with stdin on /dev/null (or Command::stdin_fd) and stdout and stderr on pipes, the
 // leader of a process group of its own: signals go to the group, so what a
 // `sh -c` started goes with it. Destroyed while running, it is terminated and
 // reaped: no zombie, no orphan.

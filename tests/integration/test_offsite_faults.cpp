@@ -502,7 +502,7 @@ TEST_F(OffsiteFaultTest, AFetchDirectoryAKilledRestoreLeftGoesAtTheNextFetch) {
     proxy_->set_rules(json::array());
     RunResult next = run_pgward(restore, env());
     ASSERT_EQ(next.exit_code, 0) << next.err;
-    EXPECT_TRUE(contains(next.err, "removed a fetch directory a killed run left")) << next.err;
+    EXPECT_TRUE(contains(next.err, "removed a temporary directory a killed run left")) << next.err;
     EXPECT_TRUE(contains(next.err, left[0])) << next.err;
     EXPECT_EQ(fetch_dirs(), std::vector<std::string>{live});
 }

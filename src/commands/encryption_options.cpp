@@ -1,0 +1,64 @@
+#include "commands/encryption_options.hpp"
+
+#include <cstdlib>
+
+namespace pgward::commands {
+
+void add_encryption_options(OptionTable& table, CLI::App& app) {
+    table
+        .add(app, "encrypt_to", "--encrypt-to", "POSTGRES_BACKUP_ENCRYPT_RECIPIENTS",
+             "encrypt backups to this age public key (age1…; repeatable, or comma-separated)")
+        ->multi_option_policy(CLI::MultiOptionPolicy::Join);
+    table.add(app, "encrypt_recipients_file", "--encrypt-recipients-file",
+              "POSTGRES_BACKUP_ENCRYPT_RECIPIENTS_FILE",
+              "encrypt backups to the age public keys in FILE (one a line)");
+    table.add(app, "encrypt_passphrase_file", "--encrypt-passphrase-file",
+              "POSTGRES_BACKUP_ENCRYPT_PASSPHRASE_FILE",
+              "encrypt backups to the passphrase on FILE's first line (age scrypt)");
+}
+
+EncryptionKeys encryption_keys(const OptionTable& table) {
+    std::vector<std::string> recipients;
+    if (auto to = table.get("encrypt_to")) {
+        std::string value = to->value;
+        for (char& c : value) {
+            if (c == '\n') {
+                c = ',';  // CLI11 joins repeated flags with newlines
+            }
+        }
+        recipients.push_back(value);
+    }
+    std::optional<std::filesystem::path> recipients_file;
+    if (auto file = table.get("encrypt_recipients_file")) {
+        recipients_file = file->value;
+    }
+    std::optional<std::filesystem::path> passphrase_file;
+    if (auto file = table.get("encrypt_passphrase_file")) {
+        passphrase_file = file->value;
+    }
+    return load_encryption_keys(recipients, recipients_file, passphrase_file);
+}
+
+void add_identity_options(OptionTable& table, CLI::App& app) {
+    table.add(app, "identity", "--identity", "PGWARD_AGE_IDENTITY_FILE",
+              "age identity file (AGE-SECRET-KEY-1…) that opens encrypted backups");
+    table.add(app, "passphrase_file", "--passphrase-file", "PGWARD_AGE_PASSPHRASE_FILE",
+              "file whose first line is the passphrase of passphrase-encrypted backups");
+}
+
+DecryptionKeys decryption_keys(const OptionTable& table) {
+    std::optional<std::filesystem::path> identity;
+    if (auto file = table.get("identity")) {
+        identity = file->value;
+    }
+    std::optional<std::filesystem::path> passphrase;
+    if (auto file = table.get("passphrase_file")) {
+        passphrase = file->value;
+    } else if (const char* env = std::getenv("POSTGRES_BACKUP_ENCRYPT_PASSPHRASE_FILE");
+               env != nullptr && *env != '\0' && !identity) {
+        passphrase = env;  // the same secret encrypts and opens
+    }
+    return load_decryption_keys(identity, passphrase);
+}
+
+}  // namespace pgward::commands
