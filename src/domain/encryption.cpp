@@ -279,8 +279,10 @@ uint64_t decrypt_file(const std::filesystem::path& file, const DecryptionKeys& k
 
 std::string decrypt_head(const std::filesystem::path& file, const DecryptionKeys& keys,
                          const std::optional<Manifest>& manifest) {
-    // The header (at most 64 KiB) and one sealed chunk.
-    const std::string head = read_file_start(file, (size_t{64} << 10) * 2 + 16 + 16);
+    // The header (at most 64 KiB) and one sealed chunk (or all of a smaller
+    // file, whose one chunk is its last).
+    const size_t limit = (size_t{64} << 10) * 2 + 16 + 16;
+    const std::string head = read_file_start(file, limit);
     if (!keys.present()) {
         throw_cannot_open(file, "no identity was given", manifest, keys);
     }
@@ -289,6 +291,9 @@ std::string decrypt_head(const std::filesystem::path& file, const DecryptionKeys
         keys.decryptor([&](const char* data, size_t size) { plaintext.append(data, size); });
     try {
         decryptor->write(head.data(), head.size());
+        if (head.size() < limit) {
+            decryptor->finish();
+        }
     } catch (const Error& e) {
         if (!decryptor->header_parsed()) {
             throw_cannot_open(file, e.what(), manifest, keys);

@@ -206,6 +206,43 @@ TEST_F(OffsiteTest, VerifyRemoteFindsAChangedObjectAndDeepReadsEveryRow) {
     }
 }
 
+TEST_F(OffsiteTest, AnEncryptedBackupIsCopiedProvenInTheBucketAndRestoredFromIt) {
+    const fs::path key = shared_subdir("keys") / "key.txt";
+    RunResult k = run_pgward({"keygen", "-o", key.string()});
+    ASSERT_EQ(k.exit_code, 0) << k.err;
+    const std::string recipient = k.out.substr(0, k.out.find('\n'));
+    const std::string dump = backup(env({{"POSTGRES_BACKUP_ENCRYPT_RECIPIENTS", recipient}}));
+    ASSERT_EQ(dump.substr(dump.size() - 9), ".dump.age");
+    const std::string stem = dump.substr(0, dump.size() - 9);
+    std::vector<std::string> stored = keys();
+    std::sort(stored.begin(), stored.end());
+    EXPECT_EQ(stored, (std::vector<std::string>{dump, stem + ".globals.sql.age", stem + ".json"}));
+    // The bucket holds what the host holds: the same ciphertext.
+    EXPECT_EQ(s3_->sha256(bucket_, "prod/pg/" + dump), sha256_file_hex(dir_ / dump));
+
+    // Proven there without the key (its SHA-256), and read through with it.
+    RunResult shallow = run_pgward({"verify", "--remote", "latest"}, env());
+    EXPECT_EQ(shallow.exit_code, 0) << shallow.out << shallow.err;
+    RunResult no_key = run_pgward({"verify", "--remote", "latest", "--deep"}, env());
+    EXPECT_EQ(no_key.exit_code, 1);
+    EXPECT_TRUE(contains(no_key.out, "is encrypted to " + recipient.substr(0, 12))) << no_key.out;
+    RunResult deep = run_pgward(
+        {"verify", "--remote", "latest", "--deep", "--identity", key.string()}, env());
+    EXPECT_EQ(deep.exit_code, 0) << deep.out << deep.err;
+    EXPECT_TRUE(contains(deep.out, "500 rows")) << deep.out;
+
+    // The host is gone: restored from the bucket with the identity alone.
+    PgCluster& c = PgCluster::instance();
+    c.exec("offsite", "DELETE FROM orders WHERE id > 10");
+    const fs::path empty = shared_subdir("new-host");
+    RunResult r = run_pgward({"restore", "latest", "--remote", "--clean", "--if-exists", "--yes",
+                              "--no-safety-backup", "--identity", key.string()},
+                             env({{"POSTGRES_BACKUP_DIR", empty.string()}}));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(c.query_value("offsite", "SELECT count(*) FROM orders"), "500");
+    EXPECT_TRUE(list_dir(empty).empty());
+}
+
 TEST_F(OffsiteTest, RestoreAndASandboxDrillFromTheBucketAloneWithAnEmptyDirectory) {
     backup(env());
     PgCluster& c = PgCluster::instance();
