@@ -12,9 +12,9 @@
 #include "commands/command.hpp"
 #include "commands/registry.hpp"
 #include "commands/remote_options.hpp"
-#include "util/error.hpp"
 #include "domain/inspect.hpp"
 #include "domain/offsite.hpp"
+#include "util/error.hpp"
 #include "util/time.hpp"
 
 namespace pgward::commands {
@@ -99,9 +99,10 @@ class ListCommand : public Command {
                         keys ? nlohmann::ordered_json(*keys) : nlohmann::ordered_json();
                     out.push_back(std::move(item));
                 } else {
-                    fmt::print("{:<48} {:>10}  {:<20}  {:>8}  {:<11}  {}{}{}\n", entry.id.dump_file(),
-                               human_size(entry.size_bytes), format_iso_utc(entry.id.started),
-                               format_age(age), check.compression.empty() ? "-" : check.compression,
+                    fmt::print("{:<48} {:>10}  {:<20}  {:>8}  {:<11}  {}{}{}\n",
+                               entry.id.dump_file(), human_size(entry.size_bytes),
+                               format_iso_utc(entry.id.started), format_age(age),
+                               check.compression.empty() ? "-" : check.compression,
                                to_string(check.state),
                                check.detail.empty() ? "" : " (" + check.detail + ")",
                                keys ? fmt::format("  encrypted to {}", fmt::join(*keys, ", "))

@@ -167,6 +167,14 @@ class RunCommand : public Command {
 
         const char* format = std::getenv("PGWARD_LOG_FORMAT");
         log::configure(log::parse_format(format == nullptr ? "" : format), stdout);
+        if (config.drill_interval && config.backup.encryption.enabled() &&
+            !config.drill_keys.present()) {
+            // The host may rightly hold only public keys; the drill then cannot run.
+            log::warn("the scheduled drill cannot open encrypted backups: each one will fail",
+                      {{"fix",
+                        "set PGWARD_AGE_IDENTITY_FILE (or drill on another host with "
+                        "pgward drill --identity)"}});
+        }
         return run_service(config);
     }
 

@@ -179,9 +179,10 @@ class VerifyCommand : public Command {
             }
             VerifyReport report = verify_archive(file, pg_restore, false, keys);
             if (report.ok && !report.version) {
-                fmt::print("ok   {} (sha256 matches the manifest, age header intact; encrypted: "
-                           "--identity reads it through)\n",
-                           file.filename().string());
+                fmt::print(
+                    "ok   {} (sha256 matches the manifest, age header intact; encrypted: "
+                    "--identity reads it through)\n",
+                    file.filename().string());
             } else if (report.ok) {
                 fmt::print(
                     "ok   {} (sha256 matches the manifest, archive {}, pg_restore --list reads "

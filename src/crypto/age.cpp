@@ -907,7 +907,8 @@ void AgeDecryptor::parse_header() {
                                         identities_.size(), x25519_stanzas));
     }
     const std::array<uint8_t, 32> expected = header_mac(
-        file_key_, std::string_view(header).substr(0, header.size() - parts->mac_line_size + 3 - 1));
+        file_key_,
+        std::string_view(header).substr(0, header.size() - parts->mac_line_size + 3 - 1));
     if (CRYPTO_memcmp(expected.data(), mac->data(), 32) != 0) {
         throw failure("age: the header's MAC does not match: the header was changed");
     }

@@ -455,8 +455,8 @@ std::optional<std::filesystem::path> run_dumpall(
     HeadTailText last_error;  // its first and last 64 KiB
     std::unique_ptr<crypto::AgeEncryptor> encryptor;
     if (encryption.enabled()) {
-        encryptor = encryption.encryptor(
-            [&](const char* data, size_t size) { file.write(data, size); });
+        encryptor =
+            encryption.encryptor([&](const char* data, size_t size) { file.write(data, size); });
     }
     Child child = Child::spawn(command);
     PumpHandlers handlers;
@@ -492,7 +492,8 @@ std::optional<std::filesystem::path> write_globals(
     try {
         pg::Tool tool = finder.find("pg_dumpall");
         std::string error;
-        if (auto written = run_dumpall(tool, path, conninfo, env, unset_env, false, encryption, &error)) {
+        if (auto written =
+                run_dumpall(tool, path, conninfo, env, unset_env, false, encryption, &error)) {
             return written;
         }
         if (error.find("permission denied") == std::string::npos) {
@@ -508,7 +509,8 @@ std::optional<std::filesystem::path> write_globals(
                 "--no-role-passwords",
                 {{"reason", error}});
         }
-        if (auto written = run_dumpall(tool, path, conninfo, env, unset_env, true, encryption, &error)) {
+        if (auto written =
+                run_dumpall(tool, path, conninfo, env, unset_env, true, encryption, &error)) {
             return written;
         }
         log::warn("globals not written; the backup goes on without them", {{"reason", error}});
@@ -578,15 +580,16 @@ BackupResult run_backup_job(const BackupRequest& request) {
     command.set_env = dump_environment(snapshot_env, password);
     command.unset_env = {"POSTGRES_PASSWORD", "POSTGRES_PASSWORD_FILE", "LC_ALL"};
 
-    log::info("backup begin", {{"database", database},
-                               {"file", dump_path.string()},
-                               {"server_version", server_version},
-                               {"pg_dump", pg_dump.version.text()},
-                               {"compression", compression.text()},
-                               {"encrypted_to", encrypted ? fmt::format("{}", fmt::join(
-                                                                request.encryption.fingerprints(), ", "))
-                                                          : std::string("not encrypted")},
-                               {"target", target}});
+    log::info("backup begin",
+              {{"database", database},
+               {"file", dump_path.string()},
+               {"server_version", server_version},
+               {"pg_dump", pg_dump.version.text()},
+               {"compression", compression.text()},
+               {"encrypted_to",
+                encrypted ? fmt::format("{}", fmt::join(request.encryption.fingerprints(), ", "))
+                          : std::string("not encrypted")},
+               {"target", target}});
 
     AtomicFile dump(dump_path, AtomicFile::Publish::NoReplace);
     Sha256 hash;  // of the file as written: the ciphertext when encrypted

@@ -111,9 +111,8 @@ EncryptionKeys load_encryption_keys(const std::vector<std::string>& recipients,
         size_t at = 0;
         while (at <= value.size()) {
             size_t comma = value.find(',', at);
-            std::string one = trimmed(value.substr(at, comma == std::string::npos
-                                                           ? std::string::npos
-                                                           : comma - at));
+            std::string one = trimmed(
+                value.substr(at, comma == std::string::npos ? std::string::npos : comma - at));
             if (!one.empty()) {
                 keys.recipients.push_back(crypto::parse_recipient(one, "--encrypt-to"));
             }
@@ -127,9 +126,9 @@ EncryptionKeys load_encryption_keys(const std::vector<std::string>& recipients,
         std::vector<crypto::AgeRecipient> from_file =
             crypto::parse_recipients(read_file(*recipients_file), recipients_file->string());
         if (from_file.empty()) {
-            throw usage_error(fmt::format("the recipients file {} holds no age1… key",
-                                          recipients_file->string()),
-                              "one public key a line, as age-keygen -y prints it");
+            throw usage_error(
+                fmt::format("the recipients file {} holds no age1… key", recipients_file->string()),
+                "one public key a line, as age-keygen -y prints it");
         }
         keys.recipients.insert(keys.recipients.end(), from_file.begin(), from_file.end());
     }
@@ -151,7 +150,8 @@ DecryptionKeys load_decryption_keys(const std::optional<std::filesystem::path>& 
         throw usage_error("give an identity file or a passphrase file, not both");
     }
     if (identity_file) {
-        keys.identities = crypto::parse_identities(read_file(*identity_file), identity_file->string());
+        keys.identities =
+            crypto::parse_identities(read_file(*identity_file), identity_file->string());
         keys.origin = identity_file->string();
     }
     if (passphrase_file) {
@@ -198,9 +198,9 @@ void open_manifest(Manifest& manifest, const DecryptionKeys& keys, const std::st
         if (!decryptor->header_parsed()) {
             throw_cannot_open(file, e.what(), manifest, keys);
         }
-        throw failure(fmt::format("manifest {}: its sealed part does not open: {}", source,
-                                  e.what()),
-                      "the sidecar was edited or damaged");
+        throw failure(
+            fmt::format("manifest {}: its sealed part does not open: {}", source, e.what()),
+            "the sidecar was edited or damaged");
     }
     nlohmann::json doc = nlohmann::json::parse(text, nullptr, false);
     if (doc.is_discarded()) {
@@ -222,14 +222,13 @@ void throw_cannot_open(const std::filesystem::path& file, const std::string& rea
             for_whom += (for_whom.empty() ? "" : ", ") + f;
         }
     }
-    std::string given =
-        keys.present() ? fmt::format("the keys in {} do not open it ({})", keys.origin, reason)
-                       : reason;
-    throw failure(
-        fmt::format("{} is encrypted{}; {}", file.filename().string(),
-                    for_whom.empty() ? std::string() : " to " + for_whom, given),
-        "give the identity file that holds one of those keys with --identity "
-        "(PGWARD_AGE_IDENTITY_FILE), or the passphrase file with --passphrase-file");
+    std::string given = keys.present()
+                            ? fmt::format("the keys in {} do not open it ({})", keys.origin, reason)
+                            : reason;
+    throw failure(fmt::format("{} is encrypted{}; {}", file.filename().string(),
+                              for_whom.empty() ? std::string() : " to " + for_whom, given),
+                  "give the identity file that holds one of those keys with --identity "
+                  "(PGWARD_AGE_IDENTITY_FILE), or the passphrase file with --passphrase-file");
 }
 
 uint64_t decrypt_file(const std::filesystem::path& file, const DecryptionKeys& keys,
@@ -268,8 +267,8 @@ uint64_t decrypt_file(const std::filesystem::path& file, const DecryptionKeys& k
         }
         decryptor->finish();
     } catch (const Error& e) {
-        if (!decryptor->header_parsed() && std::string_view(e.what()).find("open") !=
-                                               std::string_view::npos) {
+        if (!decryptor->header_parsed() &&
+            std::string_view(e.what()).find("open") != std::string_view::npos) {
             throw_cannot_open(file, e.what(), manifest, keys);
         }
         throw failure(fmt::format("{}: {}", file.string(), e.what()), e.hint());
@@ -301,9 +300,10 @@ std::string decrypt_head(const std::filesystem::path& file, const DecryptionKeys
         throw failure(fmt::format("{}: {}", file.string(), e.what()), e.hint());
     }
     if (!decryptor->header_parsed()) {
-        throw failure(fmt::format("{}: age: the file ends inside its header after {} bytes "
-                                  "(truncated)",
-                                  file.string(), head.size()));
+        throw failure(
+            fmt::format("{}: age: the file ends inside its header after {} bytes "
+                        "(truncated)",
+                        file.string(), head.size()));
     }
     return plaintext;
 }
@@ -386,7 +386,8 @@ DecryptedCopy::DecryptedCopy(const std::filesystem::path& file, const Decryption
         path_ = dir_ / file.stem();  // without ".age"
         AtomicFile copy(path_, AtomicFile::Publish::NoReplace);
         log::info("decrypting a copy for pg_restore --jobs", {{"file", path_.string()}});
-        decrypt_file(file, keys, manifest, [&](const char* data, size_t size) { copy.write(data, size); });
+        decrypt_file(file, keys, manifest,
+                     [&](const char* data, size_t size) { copy.write(data, size); });
         copy.commit();
     } catch (...) {
         std::error_code ec;

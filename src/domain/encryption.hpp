@@ -83,7 +83,8 @@ std::string decrypt_head(const std::filesystem::path& file, const DecryptionKeys
 // Destroy it after the child (it closes the pipe and joins the thread).
 class DecryptingPipe {
   public:
-    DecryptingPipe(std::filesystem::path file, DecryptionKeys keys, std::optional<Manifest> manifest);
+    DecryptingPipe(std::filesystem::path file, DecryptionKeys keys,
+                   std::optional<Manifest> manifest);
     ~DecryptingPipe();
     DecryptingPipe(const DecryptingPipe&) = delete;
     DecryptingPipe& operator=(const DecryptingPipe&) = delete;

@@ -193,8 +193,9 @@ class HeadCollector : public nlohmann::json_sax<nlohmann::json> {
     bool malformed() const { return malformed_; }
     bool right_format() const { return format_ == kManifestFormat; }
     ManifestHead head() const {
-        return ManifestHead{*database_,        *file_,           *size_, compression_, kind_,
-                            system_identifier_, is_encrypted(*file_)};
+        return ManifestHead{*database_,          *file_, *size_,
+                            compression_,        kind_,  system_identifier_,
+                            is_encrypted(*file_)};
     }
 
   private:
@@ -258,8 +259,13 @@ ManifestHead read_manifest_head(const std::filesystem::path& path) {
     }
     // Not a manifest, or one missing a field: the full reader names the problem.
     Manifest full = read_manifest(path);
-    return ManifestHead{full.database,    full.file, full.size_bytes,       full.compression,
-                        full.kind,        full.system_identifier, full.encryption.has_value()};
+    return ManifestHead{full.database,
+                        full.file,
+                        full.size_bytes,
+                        full.compression,
+                        full.kind,
+                        full.system_identifier,
+                        full.encryption.has_value()};
 }
 
 }  // namespace pgward

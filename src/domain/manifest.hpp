@@ -33,7 +33,7 @@ struct ManifestEncryption {
     std::string format = "age-encryption.org/v1";
     // recipient_fingerprint() of each key, or "passphrase" (scrypt).
     std::vector<std::string> recipients;
-    std::string sealed;  // base64 of the age file holding the private part's JSON
+    std::string sealed;   // base64 of the age file holding the private part's JSON
     bool opened = false;  // the private fields below were read from `sealed`
 
     bool operator==(const ManifestEncryption&) const = default;

@@ -210,8 +210,8 @@ Manifest read_stored_manifest(const storage::Store& store, const BackupId& id) {
     return parse_stored_manifest(store, id, read_stored_manifest_text(store, id));
 }
 
-RemoteVerifyReport verify_stored_backup(const storage::Store& store, const BackupId& id,
-                                        bool deep, const DecryptionKeys& keys) {
+RemoteVerifyReport verify_stored_backup(const storage::Store& store, const BackupId& id, bool deep,
+                                        const DecryptionKeys& keys) {
     RemoteVerifyReport report;
     const Manifest manifest = read_stored_manifest(store, id);
     Sha256 hash;

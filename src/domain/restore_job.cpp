@@ -706,9 +706,9 @@ RestoreResult run_restore_job(const RestoreRequest& request) {
                                 {"file", result.archive.string()},
                                 {"archive_version", result.archive_version},
                                 {"pg_restore", pg_restore.version.text()}});
-    PgRestoreRun run = run_pg_restore(pg_restore, *target, result.archive, request.flags,
-                                      request.limits, [&] { block.tick(application_name); },
-                                      request.keys);
+    PgRestoreRun run = run_pg_restore(
+        pg_restore, *target, result.archive, request.flags, request.limits,
+        [&] { block.tick(application_name); }, request.keys);
     block.undo();
     result.connections_blocked = block.describe();  // what happened, not what was planned
     result.success = run.ok;

@@ -60,10 +60,9 @@ class HeadTailText {
     uint64_t dropped_ = 0;
 };
 
-// A started child with stdin on /dev/null (or Command::stdin_fd) and stdout and stderr on pipes, the
-// leader of a process group of its own: signals go to the group, so what a
-// `sh -c` started goes with it. Destroyed while running, it is terminated and
-// reaped: no zombie, no orphan.
+// A started child with stdin on /dev/null (or Command::stdin_fd) and stdout and stderr on pipes,
+// the leader of a process group of its own: signals go to the group, so what a `sh -c` started goes
+// with it. Destroyed while running, it is terminated and reaped: no zombie, no orphan.
 class Child {
   public:
     static Child spawn(const Command& command);

@@ -74,8 +74,8 @@ EOF
   # Optional alerts: present, empty (= off) unless set.
   expect "PGWARD_NOTIFY_URL and PGWARD_PING_URL off by default" \
     'env.get("PGWARD_NOTIFY_URL", 1) == "" and env.get("PGWARD_PING_URL", 1) == ""'
-  expect "the offsite copy off by default, no key in the file" \
-    'env.get("POSTGRES_BACKUP_REMOTE", 1) == "" and env.get("AWS_SECRET_ACCESS_KEY", 1) == "" and env.get("AWS_REGION") == "us-east-1"'
+  expect "the offsite copy and encryption off by default, no key in the file" \
+    'env.get("POSTGRES_BACKUP_REMOTE", 1) == "" and env.get("POSTGRES_BACKUP_ENCRYPT_RECIPIENTS", 1) == "" and env.get("AWS_SECRET_ACCESS_KEY", 1) == "" and env.get("AWS_REGION") == "us-east-1"'
 else
   bad "docker-compose config: $(cat "$tmp/config.err")"
 fi

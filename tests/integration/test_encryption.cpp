@@ -82,7 +82,6 @@ TEST_F(KeygenTest, TheIdentityIsAgesOwnFormatPrivateAndNeverOverwritten) {
     EXPECT_EQ(opened, "a secret row\n");
 }
 
-
 bool have_age() {
     return fs::exists("/usr/bin/age") && fs::exists("/usr/bin/age-keygen");
 }
@@ -161,8 +160,8 @@ TEST_F(EncryptedBackupTest, NothingThatNamesATableOrHoldsARowIsLeftInPlaintext) 
     EXPECT_EQ(manifest["file"], stem + ".dump.age");
     EXPECT_EQ(manifest["sha256"], sha256_file_hex(dump));
     EXPECT_EQ(manifest["size_bytes"], fs::file_size(dump));
-    const std::string fingerprint = recipient_.substr(0, 12) + "…" +
-                                    recipient_.substr(recipient_.size() - 6);
+    const std::string fingerprint =
+        recipient_.substr(0, 12) + "…" + recipient_.substr(recipient_.size() - 6);
     EXPECT_EQ(manifest["encryption"]["recipients"], nlohmann::json::array({fingerprint}));
     EXPECT_EQ(manifest["encryption"]["format"], "age-encryption.org/v1");
 
@@ -180,14 +179,13 @@ TEST_F(EncryptedBackupTest, NothingThatNamesATableOrHoldsARowIsLeftInPlaintext) 
                         "reading is not checked";
     }
     // The stock tool opens the dump and the globals.
-    auto [code, listed] = run_tool({"/bin/sh", "-c",
-                                    "/usr/bin/age -d -i \"$1\" \"$2\" | \"$3\" --list",
-                                    "sh", key_.string(), dump.string(),
-                                    (PgCluster::instance().client_bin_dir() / "pg_restore").string()});
+    auto [code, listed] = run_tool(
+        {"/bin/sh", "-c", "/usr/bin/age -d -i \"$1\" \"$2\" | \"$3\" --list", "sh", key_.string(),
+         dump.string(), (PgCluster::instance().client_bin_dir() / "pg_restore").string()});
     EXPECT_EQ(code, 0);
     EXPECT_TRUE(contains(listed, "TABLE DATA public customer_secrets")) << listed;
-    auto [globals_code, globals] = run_tool(
-        {"/usr/bin/age", "-d", "-i", key_.string(), (backups_ / (stem + ".globals.sql.age")).string()});
+    auto [globals_code, globals] = run_tool({"/usr/bin/age", "-d", "-i", key_.string(),
+                                             (backups_ / (stem + ".globals.sql.age")).string()});
     EXPECT_EQ(globals_code, 0);
     EXPECT_TRUE(contains(globals, "CREATE ROLE")) << globals;
 }
@@ -201,14 +199,14 @@ TEST_F(EncryptedBackupTest, TheRunbooksRestoreWithoutPgwardAgeThenPgRestore) {
     c.exec("vault", "DELETE FROM customer_secrets WHERE id > 7");
     // docs/runbook.md, "An encrypted backup without pgward", as an operator
     // types it: the identity's file, the dump, pg_restore --clean.
-    Command command{{"/bin/sh", "-c",
-                     "/usr/bin/age -d -i \"$1\" \"$2\" | \"$3\" -h 127.0.0.1 -p \"$4\" -U \"$5\" "
-                     "-d vault --clean --if-exists",
-                     "sh", key_.string(), dump.string(),
-                     (c.client_bin_dir() / "pg_restore").string(), std::to_string(c.port()),
-                     c.superuser()},
-                    {{"PGPASSWORD", c.password()}},
-                    {}};
+    Command command{
+        {"/bin/sh", "-c",
+         "/usr/bin/age -d -i \"$1\" \"$2\" | \"$3\" -h 127.0.0.1 -p \"$4\" -U \"$5\" "
+         "-d vault --clean --if-exists",
+         "sh", key_.string(), dump.string(), (c.client_bin_dir() / "pg_restore").string(),
+         std::to_string(c.port()), c.superuser()},
+        {{"PGPASSWORD", c.password()}},
+        {}};
     Child child = Child::spawn(command);
     std::string err;
     PumpHandlers handlers;
@@ -277,8 +275,8 @@ TEST_F(EncryptedBackupTest, RestoreDecryptsAsItStreamsAndRefusesKeysItIsNotFor) 
     backup(recipient_);
     PgCluster& c = PgCluster::instance();
     c.exec("vault", "DELETE FROM customer_secrets WHERE id > 7");
-    const std::vector<std::string> restore = {"restore", "latest", "--clean", "--if-exists",
-                                              "--yes", "--no-safety-backup"};
+    const std::vector<std::string> restore = {"restore",     "latest", "--clean",
+                                              "--if-exists", "--yes",  "--no-safety-backup"};
 
     RunResult no_key = run_pgward(restore, env());
     EXPECT_EQ(no_key.exit_code, 1);
@@ -407,9 +405,8 @@ TEST_F(EncryptedBackupTest, BadEncryptionSettingsAreUsageErrorsBeforeAnyDump) {
     ASSERT_EQ(two.exit_code, 0) << two.err;
     const std::string dump = two.out.substr(0, two.out.find('\n'));
     for (const fs::path& key : {key_, second_key}) {
-        EXPECT_EQ(run_pgward({"verify", dump, "--deep", "--identity", key.string()}, env())
-                      .exit_code,
-                  0);
+        EXPECT_EQ(
+            run_pgward({"verify", dump, "--deep", "--identity", key.string()}, env()).exit_code, 0);
     }
     EXPECT_EQ(list_dir(backups_).size(), 4U) << "only the one good backup was written";
 }

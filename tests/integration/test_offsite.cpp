@@ -226,8 +226,8 @@ TEST_F(OffsiteTest, AnEncryptedBackupIsCopiedProvenInTheBucketAndRestoredFromIt)
     RunResult no_key = run_pgward({"verify", "--remote", "latest", "--deep"}, env());
     EXPECT_EQ(no_key.exit_code, 1);
     EXPECT_TRUE(contains(no_key.out, "is encrypted to " + recipient.substr(0, 12))) << no_key.out;
-    RunResult deep = run_pgward(
-        {"verify", "--remote", "latest", "--deep", "--identity", key.string()}, env());
+    RunResult deep =
+        run_pgward({"verify", "--remote", "latest", "--deep", "--identity", key.string()}, env());
     EXPECT_EQ(deep.exit_code, 0) << deep.out << deep.err;
     EXPECT_TRUE(contains(deep.out, "500 rows")) << deep.out;
 

@@ -6,6 +6,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -106,14 +107,14 @@ TEST_F(EncryptionTest, KeysComeFromCommasLinesAFileOrAPassphraseNeverBoth) {
     EncryptionKeys pass = load_encryption_keys({}, {}, dir_ / "pass");
     EXPECT_EQ(pass.passphrase, "two words");
     EXPECT_EQ(pass.fingerprints(), std::vector<std::string>{"passphrase"});
-    EXPECT_TRUE(contains(error_of([&] { load_encryption_keys({a}, {}, dir_ / "pass"); }),
-                         "not both"));
+    EXPECT_TRUE(
+        contains(error_of([&] { load_encryption_keys({a}, {}, dir_ / "pass"); }), "not both"));
     write_file_atomically(dir_ / "empty", "\n", AtomicFile::Publish::Replace);
-    EXPECT_TRUE(contains(error_of([&] { load_encryption_keys({}, {}, dir_ / "empty"); }),
-                         "is empty"));
+    EXPECT_TRUE(
+        contains(error_of([&] { load_encryption_keys({}, {}, dir_ / "empty"); }), "is empty"));
     write_file_atomically(dir_ / "none", "# nothing\n", AtomicFile::Publish::Replace);
-    EXPECT_TRUE(contains(error_of([&] { load_encryption_keys({}, dir_ / "none", {}); }),
-                         "holds no age1"));
+    EXPECT_TRUE(
+        contains(error_of([&] { load_encryption_keys({}, dir_ / "none", {}); }), "holds no age1"));
     EXPECT_TRUE(
         contains(error_of([&] { load_decryption_keys(dir_ / "x", dir_ / "pass"); }), "not both"));
     DecryptionKeys opened = load_decryption_keys({}, dir_ / "pass");
@@ -146,8 +147,8 @@ TEST_F(EncryptionTest, TheManifestsPrivatePartIsSealedAndOpensOnlyWithItsKeys) {
 
     Manifest no_key = read;
     const std::string missing = error_of([&] { open_manifest(no_key, {}, "m.json"); });
-    EXPECT_TRUE(contains(missing, "is encrypted to " +
-                                      crypto::recipient_fingerprint(identity_.recipient())))
+    EXPECT_TRUE(contains(missing,
+                         "is encrypted to " + crypto::recipient_fingerprint(identity_.recipient())))
         << missing;
     DecryptionKeys other{{crypto::generate_identity()}, std::nullopt, "other.txt"};
     EXPECT_TRUE(contains(error_of([&] { open_manifest(no_key, other, "m.json"); }),
@@ -184,13 +185,13 @@ TEST_F(EncryptionTest, TheHeaderIsCheckedWithoutAKeyAndOpenedWithOne) {
     EXPECT_TRUE(contains(error_of([&] { crypto::inspect_age_header(head.substr(0, 40)); }),
                          "ends inside its header"));
     EXPECT_TRUE(contains(error_of([&] { crypto::inspect_age_header(""); }), "is empty"));
-    EXPECT_TRUE(
-        contains(error_of([&] { crypto::inspect_age_header("PGDMP is not age\n--- x\n"); }),
-                 "not an age-encrypted file"));
+    EXPECT_TRUE(contains(error_of([&] { crypto::inspect_age_header("PGDMP is not age\n--- x\n"); }),
+                         "not an age-encrypted file"));
 
     const std::string plain_head = decrypt_head(file, opener_, std::nullopt);
     EXPECT_EQ(plain_head.substr(0, 5), "PGDMP");
-    EXPECT_EQ(archive_version_of(plain_head, "x").text(), read_archive_version(kFixtures / "pg17_gzip.dump").text());
+    EXPECT_EQ(archive_version_of(plain_head, "x").text(),
+              read_archive_version(kFixtures / "pg17_gzip.dump").text());
     // A file of one chunk, its last (the header check once saw nothing of it).
     write_file_atomically(dir_ / "small", "PGDMP\x01\x0e\x00", AtomicFile::Publish::Replace);
     {
@@ -200,12 +201,13 @@ TEST_F(EncryptionTest, TheHeaderIsCheckedWithoutAKeyAndOpenedWithOne) {
         enc->finish();
         out.commit();
     }
-    EXPECT_EQ(decrypt_head(dir_ / "small.age", opener_, std::nullopt), std::string("PGDMP\x01\x0e\x00", 8));
-    EXPECT_TRUE(contains(error_of([&] { decrypt_head(file, {}, std::nullopt); }),
-                         "no identity was given"));
+    EXPECT_EQ(decrypt_head(dir_ / "small.age", opener_, std::nullopt),
+              std::string("PGDMP\x01\x0e\x00", 8));
+    EXPECT_TRUE(
+        contains(error_of([&] { decrypt_head(file, {}, std::nullopt); }), "no identity was given"));
     DecryptionKeys other{{crypto::generate_identity()}, std::nullopt, "other.txt"};
-    EXPECT_TRUE(contains(error_of([&] { decrypt_head(file, other, std::nullopt); }),
-                         "do not open it"));
+    EXPECT_TRUE(
+        contains(error_of([&] { decrypt_head(file, other, std::nullopt); }), "do not open it"));
 }
 
 TEST_F(EncryptionTest, ThePipeFeedsAChildAndAChangedChunkIsItsFailure) {
@@ -273,9 +275,26 @@ TEST_F(EncryptionTest, APrivateCopyForJobsIsRemovedAndNothingIsLeftOnFailure) {
         EXPECT_EQ(st.st_mode & 0777, 0600U);
         ASSERT_EQ(::stat(dir.c_str(), &st), 0);
         EXPECT_EQ(st.st_mode & 0777, 0700U);
-        EXPECT_EQ(dir.filename().string().rfind(".pgward-decrypt-" + std::to_string(::getpid()), 0), 0U);
+        EXPECT_EQ(dir.filename().string().rfind(".pgward-decrypt-" + std::to_string(::getpid()), 0),
+                  0U);
     }
     EXPECT_FALSE(fs::exists(dir));
+    // One a run killed outright left goes with the next copy; a live one stays.
+    pid_t gone = ::fork();
+    ASSERT_GE(gone, 0);
+    if (gone == 0) {
+        ::_exit(0);
+    }
+    ASSERT_EQ(::waitpid(gone, nullptr, 0), gone);
+    const fs::path orphan = dir_ / (".pgward-decrypt-" + std::to_string(gone) + "-left");
+    const fs::path live = dir_ / (".pgward-decrypt-" + std::to_string(::getppid()) + "-live");
+    fs::create_directories(orphan);
+    fs::create_directories(live);
+    write_file_atomically(orphan / "pg17_gzip.dump", "rows", AtomicFile::Publish::Replace);
+    { DecryptedCopy copy(file, opener_, std::nullopt); }
+    EXPECT_FALSE(fs::exists(orphan));
+    EXPECT_TRUE(fs::exists(live));
+    fs::remove_all(live);
     // Cut short: the copy fails and leaves nothing.
     const std::string bytes = read_file(file);
     write_file_atomically(file, bytes.substr(0, bytes.size() - 100), AtomicFile::Publish::Replace);
