@@ -889,6 +889,7 @@ void AgeDecryptor::parse_header() {
         }
     }
     if (!opened) {
+        key_refused_ = true;
         if (scrypt_seen && !with_passphrase_) {
             throw failure("age: no identity opens the file: it is encrypted to a passphrase",
                           "give the passphrase file instead of an identity");

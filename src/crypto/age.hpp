@@ -96,6 +96,8 @@ class AgeDecryptor {
     // The header and the payload nonce were read and the MAC checked (a
     // failure after that is the payload's).
     bool header_parsed() const { return nonce_done_; }
+    // The header was whole but none of the keys given opens it.
+    bool key_refused() const { return key_refused_; }
 
   private:
     void parse_header();
@@ -111,6 +113,7 @@ class AgeDecryptor {
     bool header_done_ = false;
     bool nonce_done_ = false;
     bool last_seen_ = false;
+    bool key_refused_ = false;
     std::array<uint8_t, 16> file_key_{};
     std::array<uint8_t, 32> payload_key_{};
     uint64_t counter_ = 0;

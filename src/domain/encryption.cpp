@@ -195,7 +195,7 @@ void open_manifest(Manifest& manifest, const DecryptionKeys& keys, const std::st
         decryptor->write(sealed->data(), sealed->size());
         decryptor->finish();
     } catch (const Error& e) {
-        if (!decryptor->header_parsed()) {
+        if (decryptor->key_refused()) {
             throw_cannot_open(file, e.what(), manifest, keys);
         }
         throw failure(
@@ -267,8 +267,7 @@ uint64_t decrypt_file(const std::filesystem::path& file, const DecryptionKeys& k
         }
         decryptor->finish();
     } catch (const Error& e) {
-        if (!decryptor->header_parsed() &&
-            std::string_view(e.what()).find("open") != std::string_view::npos) {
+        if (decryptor->key_refused()) {
             throw_cannot_open(file, e.what(), manifest, keys);
         }
         throw failure(fmt::format("{}: {}", file.string(), e.what()), e.hint());
@@ -294,7 +293,7 @@ std::string decrypt_head(const std::filesystem::path& file, const DecryptionKeys
             decryptor->finish();
         }
     } catch (const Error& e) {
-        if (!decryptor->header_parsed()) {
+        if (decryptor->key_refused()) {
             throw_cannot_open(file, e.what(), manifest, keys);
         }
         throw failure(fmt::format("{}: {}", file.string(), e.what()), e.hint());

@@ -45,7 +45,15 @@ CapturedRun list_encrypted_archive(const pg::Tool& pg_restore, const std::filesy
         };
         run.status = pump(child, handlers);
     }
-    pipe.finish();
+    try {
+        pipe.finish();
+    } catch (const Error& e) {
+        // What pg_restore said (an archive cut short) follows from this.
+        run.err = std::string(e.what()) + "\n" + run.err;
+        if (run.status.ok()) {
+            run.status.code = 1;
+        }
+    }
     return run;
 }
 

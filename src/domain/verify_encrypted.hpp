@@ -16,7 +16,7 @@ std::optional<ArchiveVersion> encrypted_archive_version(const std::filesystem::p
                                                         const std::optional<Manifest>& manifest);
 
 // `pg_restore --list` reading the decrypted archive from a pipe; a
-// decryption failure throws.
+// decryption failure is a failed run whose error comes first.
 CapturedRun list_encrypted_archive(const pg::Tool& pg_restore, const std::filesystem::path& file,
                                    const DecryptionKeys& keys,
                                    const std::optional<Manifest>& manifest);

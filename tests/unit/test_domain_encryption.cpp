@@ -295,6 +295,11 @@ TEST_F(EncryptionTest, APrivateCopyForJobsIsRemovedAndNothingIsLeftOnFailure) {
     EXPECT_FALSE(fs::exists(orphan));
     EXPECT_TRUE(fs::exists(live));
     fs::remove_all(live);
+    // No directory to make it in: one line naming the place.
+    EXPECT_TRUE(contains(error_of([&] { make_private_dir(dir_ / "missing", ".pgward-decrypt-",
+                                                         "a decrypted copy"); }),
+                         "cannot make a directory for a decrypted copy in " +
+                             (dir_ / "missing").string()));
     // Cut short: the copy fails and leaves nothing.
     const std::string bytes = read_file(file);
     write_file_atomically(file, bytes.substr(0, bytes.size() - 100), AtomicFile::Publish::Replace);
