@@ -146,9 +146,9 @@ VerifyReport verify_archive(const std::filesystem::path& file, const pg::Tool& p
         report.ok = true;  // without keys: its SHA-256 and its age header, no more
         return report;
     }
-    CapturedRun list = report.encrypted ? list_encrypted_archive(pg_restore, file, keys,
-                                                                 report.checksum.manifest)
-                                        : run_captured(pg::list_archive_command(pg_restore, file));
+    CapturedRun list =
+        report.encrypted ? list_encrypted_archive(pg_restore, file, keys, report.checksum.manifest)
+                         : run_captured(pg::list_archive_command(pg_restore, file));
     if (!list.status.ok()) {
         report.problem =
             fmt::format("pg_restore --list cannot read it ({}): {}", list.status.describe(),

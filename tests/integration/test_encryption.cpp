@@ -381,6 +381,26 @@ TEST_F(EncryptedBackupTest, KeysRotateAndAPassphraseWorksToo) {
     EXPECT_TRUE(contains(refused.out, "is encrypted to passphrase")) << refused.out;
 }
 
+TEST_F(EncryptedBackupTest, RetentionAndPruneKeepEncryptedBackupsWhole) {
+    const fs::path first = backup(recipient_);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+    RunResult second = run_pgward(
+        {"backup", "--encrypt-to", recipient_, "--encrypt-to", recipient_, "--retention", "1"},
+        env());
+    ASSERT_EQ(second.exit_code, 0) << second.err;
+    const std::string newest = fs::path(second.out.substr(0, second.out.find('\n'))).filename();
+    const std::string stem = newest.substr(0, newest.size() - std::string(".dump.age").size());
+    std::vector<std::string> names = list_dir(backups_);
+    std::sort(names.begin(), names.end());
+    EXPECT_EQ(names, (std::vector<std::string>{".pgward-vault.lock", newest,
+                                               stem + ".globals.sql.age", stem + ".json"}))
+        << "the older backup went with its globals and manifest";
+    EXPECT_FALSE(fs::exists(first));
+    RunResult prune = run_pgward({"prune", "--keep", "1", "--dry-run"}, env());
+    EXPECT_EQ(prune.exit_code, 0) << prune.err;
+    EXPECT_TRUE(contains(prune.err, newest)) << prune.err;
+}
+
 TEST_F(EncryptedBackupTest, BadEncryptionSettingsAreUsageErrorsBeforeAnyDump) {
     RunResult bad = run_pgward({"backup", "--encrypt-to", "age1notakey"}, env());
     EXPECT_EQ(bad.exit_code, 2);

@@ -7,6 +7,9 @@
 // Without the `age` tool the interop tests are skipped, saying so.
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -252,6 +255,58 @@ TEST_F(AgeTool, TheReferenceToolOpensOurFilesAndWeOpenItsFiles) {
         << "our X25519 makes age-keygen's public key of its secret";
     std::string theirs = run(age_, {"-r", generated[0].recipient().text}, "hello", &code);
     EXPECT_EQ(decrypt_with(generated, theirs), "hello");
+}
+
+// A passphrase both ways: `age -p` reads it from a terminal only, so the
+// tool runs under script(1), whose pty is fed the passphrase lines.
+TEST_F(AgeTool, TheReferenceToolAndWeOpenEachOthersPassphraseFiles) {
+    if (!have_age() || !fs::exists("/usr/bin/script")) {
+        GTEST_SKIP() << "the age tool or script(1) is not installed (apt-get install age)";
+    }
+    const std::string passphrase = "correct horse battery staple";
+    auto age_on_a_terminal = [&](const std::string& args, const std::string& typed) {
+        int fds[2];
+        EXPECT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+        EXPECT_EQ(::write(fds[1], typed.data(), typed.size()), static_cast<ssize_t>(typed.size()));
+        ::close(fds[1]);
+        Command command{
+            {"/usr/bin/script", "-qec", age_.string() + " " + args, "/dev/null"}, {}, {}};
+        command.stdin_fd = fds[0];
+        Child child = Child::spawn(command);
+        ::close(fds[0]);
+        return pump(child, PumpHandlers{}).code;
+    };
+    for (size_t size : {size_t{0}, size_t{65536}, size_t{200000}}) {
+        SCOPED_TRACE(size);
+        const std::string plain = random_text(size, static_cast<unsigned>(size) + 7);
+        std::string ours;
+        AgeEncryptor encryptor(passphrase, [&](const char* d, size_t n) { ours.append(d, n); });
+        encryptor.write(plain.data(), plain.size());
+        encryptor.finish();
+        std::ofstream(dir_ / "ours.age", std::ios::binary) << ours;
+        fs::remove(dir_ / "opened");
+        EXPECT_EQ(age_on_a_terminal(
+                      "-d -o " + (dir_ / "opened").string() + " " + (dir_ / "ours.age").string(),
+                      passphrase + "\n"),
+                  0);
+        std::ifstream opened(dir_ / "opened", std::ios::binary);
+        EXPECT_EQ(std::string(std::istreambuf_iterator<char>(opened), {}), plain);
+
+        std::ofstream(dir_ / "plain", std::ios::binary) << plain;
+        fs::remove(dir_ / "theirs.age");
+        EXPECT_EQ(age_on_a_terminal(
+                      "-p -o " + (dir_ / "theirs.age").string() + " " + (dir_ / "plain").string(),
+                      passphrase + "\n" + passphrase + "\n"),
+                  0);
+        std::ifstream in(dir_ / "theirs.age", std::ios::binary);
+        const std::string theirs(std::istreambuf_iterator<char>(in), {});
+        EXPECT_NE(theirs.find("-> scrypt "), std::string::npos);
+        std::string out;
+        AgeDecryptor decryptor(passphrase, [&](const char* d, size_t n) { out.append(d, n); });
+        decryptor.write(theirs.data(), theirs.size());
+        decryptor.finish();
+        EXPECT_EQ(out, plain);
+    }
 }
 
 // C2SP's CCTV testkit (tests/unit/data/age-testkit): every vector's outcome
