@@ -6,7 +6,9 @@
 #include "commands/remote_options.hpp"
 #include "domain/drill.hpp"
 #include "domain/offsite.hpp"
+#include "domain/repository.hpp"
 #include "domain/verify.hpp"
+#include "pg/catalog.hpp"
 #include "util/error.hpp"
 #include "util/files.hpp"
 
@@ -93,8 +95,9 @@ class DrillCommand : public Command {
                     "--backup drills an existing dump; it takes no --migrations or "
                     "--migrate-cmd");
             }
-            request.backup = resolve_backup(backup->value, options_.get_or("dir", "/backups"),
-                                            request.source_database);
+            const std::filesystem::path dir = options_.get_or("dir", "/backups");
+            request.backup = resolve_backup(backup->value, dir, request.source_database,
+                                            server_to_drill(request, dir, backup->value));
         } else {
             if (sandbox_) {
                 throw usage_error("--sandbox goes with --backup FILE|latest");
@@ -134,6 +137,25 @@ class DrillCommand : public Command {
     }
 
   private:
+    // `latest` of a database whose backups come from more than one server is
+    // the newest of the server drilled for; that server is asked only then
+    // (a drill rehearses a lost server too: unreachable, the choice stays
+    // ambiguous and resolve_backup says so, naming the servers).
+    static std::optional<std::string> server_to_drill(const DrillRequest& request,
+                                                      const std::filesystem::path& dir,
+                                                      const std::string& spec) {
+        if (spec != "latest" ||
+            BackupRepository(dir).systems_of(request.source_database).size() < 2) {
+            return std::nullopt;
+        }
+        try {
+            pg::Connection conn = pg::Connection::open(request.server, "pgward drill");
+            return pg::system_identifier(conn);
+        } catch (const Error&) {
+            return std::nullopt;
+        }
+    }
+
     OptionTable options_;
     std::string version_table_;
     bool sandbox_ = false;

@@ -165,6 +165,16 @@ std::vector<BackupId> BackupRepository::ids_of_server(
     return out;
 }
 
+std::set<std::string> BackupRepository::systems_of(const std::string& database) const {
+    std::set<std::string> out;
+    for (const BackupId& id : ids(database)) {
+        if (std::optional<std::string> from = system_of(id)) {
+            out.insert(*from);
+        }
+    }
+    return out;
+}
+
 std::vector<BackupId> BackupRepository::bound_safety_dumps(const std::string& database,
                                                            size_t keep) const {
     std::vector<BackupId> safety = safety_ids(database);

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -51,6 +52,8 @@ class BackupRepository {
     // at all (manifests written before the field). With no system, all.
     std::vector<BackupId> ids_of_server(const std::string& database,
                                         const std::optional<std::string>& system) const;
+    // The servers this database's backups came from (as their manifests say).
+    std::set<std::string> systems_of(const std::string& database) const;
 
     // Keeps the newest `keep` safety dumps of the database and deletes the
     // rest; returns the deleted.

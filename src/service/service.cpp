@@ -13,6 +13,7 @@
 #include "domain/repository.hpp"
 #include "domain/schedule.hpp"
 #include "domain/state.hpp"
+#include "pg/catalog.hpp"
 #include "service/http_server.hpp"
 #include "service/notifier.hpp"
 #include "util/error.hpp"
@@ -135,8 +136,22 @@ void run_scheduled_drill(const ServiceConfig& config, SharedState& shared, Notif
         }
     } else {
         try {
-            for (const BackupEntry& e : BackupRepository(config.backup.dir).list(config.database)) {
-                if (e.has_manifest) {
+            // This server's newest backup, when the directory holds another
+            // server's backups of the same name too.
+            const BackupRepository repo(config.backup.dir);
+            std::optional<std::string> server;
+            if (repo.systems_of(config.database).size() > 1) {
+                try {
+                    pg::Connection conn =
+                        pg::Connection::open(config.backup.connection, "pgward drill");
+                    server = pg::system_identifier(conn);
+                } catch (const Error&) {
+                }
+            }
+            for (const BackupEntry& e : repo.list(config.database)) {
+                const std::optional<std::string> from =
+                    server ? repo.system_of(e.id) : std::nullopt;
+                if (e.has_manifest && (!from || *from == *server)) {
                     request.backup = e.dump_path;
                     break;
                 }

@@ -430,8 +430,24 @@ TEST_F(RightBackupTest, BackupsOfOneNameFromTwoServersAreKeptApart) {
     RunResult status = run_pgward({"status", "--dbname", "shop"}, env("shop"));
     EXPECT_TRUE(contains(status.out, "servers:         2 (")) << status.out;
 
-    // Without a server to go by (a drill of latest), two servers are ambiguous.
-    RunResult verify = run_pgward({"drill", "--backup", "latest", "--sandbox"}, env("shop"));
+    // A drill of latest drills this server's newest, though theirs is newer.
+    const std::string newest_ours = keep1.out.substr(0, keep1.out.find('\n'));
+    const fs::path reports = dir_ / "reports";
+    RunResult drill =
+        run_pgward({"drill", "--backup", "latest", "--sandbox", "--report-dir", reports.string()},
+                   env("shop"));
+    ASSERT_EQ(drill.exit_code, 0) << drill.err;
+    json report = json::parse(slurp(drill.out.substr(0, drill.out.find('\n'))));
+    EXPECT_EQ(report["dump_source"], newest_ours) << report.dump(2);
+
+    // This server gone: nothing to go by, so two servers are ambiguous.
+    Env gone = env("shop");
+    for (auto& [name, value] : gone) {
+        if (name == "POSTGRES_PORT") {
+            value = "1";
+        }
+    }
+    RunResult verify = run_pgward({"drill", "--backup", "latest", "--sandbox"}, gone);
     EXPECT_EQ(verify.exit_code, 1) << verify.err;
     EXPECT_TRUE(contains(verify.err, "\"latest\" is ambiguous")) << verify.err;
     EXPECT_TRUE(contains(verify.err, "server 1234567890123456789")) << verify.err;

@@ -16,6 +16,7 @@
 #include "harness/runner.hpp"
 #include "harness/scratch.hpp"
 #include "util/sha256.hpp"
+#include "util/time.hpp"
 
 namespace pgward::test {
 namespace {
@@ -476,6 +477,41 @@ TEST_F(ServiceTest, ScheduledSandboxDrillReportsItsResult) {
     EXPECT_EQ(report["users_count_after"], 100);
     RunResult status = run_pgward({"status"}, env("svc"));
     EXPECT_TRUE(contains(status.out, "healthy")) << status.out;
+}
+
+// Issue 18, item 5: the scheduled drill drills this server's newest backup,
+// not a newer one of the same name from another server (here one whose
+// manifest does not match it: drilling it would fail).
+TEST_F(ServiceTest, TheScheduledDrillDrillsThisServersBackupNotAnothers) {
+    RunResult ours = run_pgward({"backup"}, env("svc"));
+    ASSERT_EQ(ours.exit_code, 0) << ours.err;
+    const fs::path dump = ours.out.substr(0, ours.out.find('\n'));
+    const std::string stem = dump.stem().string();
+    const std::string other =
+        stem.substr(0, stem.size() - 16) +
+        format_compact_utc(*parse_compact_utc(stem.substr(stem.size() - 16)) +
+                           std::chrono::minutes(2));  // newer, not future-dated
+    fs::copy_file(dump, dir_ / (other + ".dump"));
+    json manifest = json::parse(slurp(dir_ / (stem + ".json")));
+    manifest["file"] = other + ".dump";
+    manifest["system_identifier"] = "1234567890123456789";
+    manifest["sha256"] = std::string(64, '0');
+    write_text(dir_ / (other + ".json"), manifest.dump(2), 0600);
+
+    BackgroundPgward service({"run"}, env("svc", {{"POSTGRES_DRILL_INTERVAL_SECONDS", "2"},
+                                                  {"POSTGRES_BACKUP_ON_START", "false"}}));
+    ASSERT_TRUE(wait_state(
+        "svc",
+        [](const ServiceState& s) { return s.drills_succeeded_total + s.drills_failed_total >= 1; },
+        90s));
+    ::kill(service.pid(), SIGTERM);
+    ASSERT_TRUE(service.wait(30s));
+    auto s = state("svc");
+    ASSERT_TRUE(s);
+    EXPECT_EQ(s->last_drill_success, true);
+    ASSERT_TRUE(s->last_drill_report);
+    json report = json::parse(slurp(*s->last_drill_report));
+    EXPECT_EQ(report["dump_source"], dump.string());
 }
 
 TEST_F(ServiceTest, AFailingScheduledDrillTurnsHealthRedAndAlerts) {
