@@ -707,7 +707,7 @@ BackupResult run_backup_job(const BackupRequest& request) {
         bool armed = true;
         ~RemoveOnFailure() {
             if (armed && path) {
-                ::unlink(path->c_str());
+                remove_file_or_warn(*path);
             }
         }
     } globals_guard{globals_path};
@@ -752,7 +752,7 @@ BackupResult run_backup_job(const BackupRequest& request) {
     } catch (const Error&) {
         // The dump was not published: its manifest must not stay behind
         // looking like half of a backup.
-        ::unlink(manifest_path.c_str());
+        remove_file_or_warn(manifest_path);
         throw;
     }
     globals_guard.armed = false;

@@ -266,7 +266,7 @@ class ConnectionBlock {
                     fmt::format("ALTER DATABASE {} {}", pg::quote_identifier(database_), setting));
         } catch (const Error& e) {
             applied_ = false;
-            ::unlink(record_.c_str());
+            remove_file_or_warn(record_);
             log::warn(
                 "could not block new connections to the target; sessions that connect "
                 "during the restore are ended as they appear",

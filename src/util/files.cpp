@@ -203,6 +203,13 @@ void remove_file(const fs::path& path) {
     }
 }
 
+void remove_file_or_warn(const fs::path& path) {
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+        log::warn("cannot remove a file a failed operation left",
+                  {{"file", path.string()}, {"error", std::strerror(errno)}});
+    }
+}
+
 std::string read_file_start(const fs::path& path, size_t limit) {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {

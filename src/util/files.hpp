@@ -71,6 +71,10 @@ void rename_no_replace(const fs::path& from, const fs::path& to);
 
 // Removes a file (a symlink itself, never its target). Missing is not an error.
 void remove_file(const fs::path& path);
+// The same on a failure path, where the failure being reported matters more:
+// a file that cannot be removed is logged with the reason (the next run's
+// leftover cleanup takes it), never thrown.
+void remove_file_or_warn(const fs::path& path);
 
 std::string read_file(const fs::path& path);
 

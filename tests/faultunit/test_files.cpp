@@ -149,6 +149,18 @@ TEST_F(FilesUnderFaults, AnUncommittedTempFileThatCannotBeRemovedIsLeftForTheNex
     EXPECT_EQ(read_file(dir_ / "a.dump"), "whole");
 }
 
+// A failure path's cleanup: a file that cannot be removed is warned about
+// and left (the next run's leftover cleanup takes it); a missing one is fine.
+TEST_F(FilesUnderFaults, ACleanupThatCannotRemoveAFileWarnsAndGoesOn) {
+    write_file_atomically(dir_ / "a.json", "{}", AtomicFile::Publish::NoReplace);
+    arm("unlink", 1, EIO);
+    EXPECT_NO_THROW(remove_file_or_warn(dir_ / "a.json"));
+    EXPECT_EQ(names(), "a.json");
+    EXPECT_NO_THROW(remove_file_or_warn(dir_ / "a.json"));
+    EXPECT_EQ(names(), "");
+    EXPECT_NO_THROW(remove_file_or_warn(dir_ / "a.json"));
+}
+
 TEST_F(FilesUnderFaults, ADirectoryThatCannotBeOpenedForFsyncIsNamed) {
     arm("open", 1, EACCES);
     EXPECT_EQ(test::error_message([&] { fsync_directory(dir_); }),

@@ -180,6 +180,15 @@ TEST_F(RightBackupTest, SafetyDumpsAreNeverLatestNeverRetainedAndBounded) {
     EXPECT_EQ(dumps.size(), 4u);
     EXPECT_TRUE(fs::exists(newest)) << "the newest real backup is kept";
 
+    // A drill of latest drills the newest real backup, never a safety dump.
+    const fs::path reports = dir_ / "reports";
+    RunResult drill = run_pgward(
+        {"drill", "--backup", "latest", "--sandbox", "--report-dir", reports.string()},
+        env("shop"));
+    ASSERT_EQ(drill.exit_code, 0) << drill.err;
+    EXPECT_EQ(json::parse(slurp(drill.out.substr(0, drill.out.find('\n'))))["dump_source"],
+              newest);
+
     // A safety dump is still restorable when named.
     RunResult back = run_pgward({"restore", safety.front(), "--dbname", "shop", "--clean",
                                  "--if-exists", "--yes", "--no-safety-backup"},
@@ -263,6 +272,21 @@ TEST_F(RightBackupTest, NewConnectionsAreKeptOutDuringACleanRestoreAndLetInAfter
     EXPECT_EQ(allowed(), "true");
     EXPECT_FALSE(fs::exists(dir_ / ".pgward-shop.restore-block.json"));
     EXPECT_NO_THROW(c.connect("shop"));
+
+    // Stopped mid-restore (SIGTERM: the restore fails): the setting is put
+    // back before pgward exits.
+    {
+        BackgroundPgward restore(args, env("shop"));
+        ASSERT_TRUE(eventually([&] { return allowed() == "false"; }, 60s));
+        ::kill(restore.pid(), SIGTERM);
+        std::optional<RunResult> stopped = restore.wait(60s);
+        ASSERT_TRUE(stopped);
+        EXPECT_NE(stopped->exit_code, 0);
+        EXPECT_TRUE(contains(stopped->err, "new connections to the target are allowed again"))
+            << stopped->err;
+    }
+    EXPECT_EQ(allowed(), "true");
+    EXPECT_FALSE(fs::exists(dir_ / ".pgward-shop.restore-block.json"));
 
     // Killed mid-restore: the block stays, status says how to undo it, and
     // the next restore puts the setting back itself.
