@@ -4,6 +4,9 @@
 // database name from two servers are told apart.
 #include <gtest/gtest.h>
 
+#include <pwd.h>
+#include <sys/stat.h>
+
 #include <csignal>
 #include <fstream>
 #include <thread>
@@ -182,12 +185,11 @@ TEST_F(RightBackupTest, SafetyDumpsAreNeverLatestNeverRetainedAndBounded) {
 
     // A drill of latest drills the newest real backup, never a safety dump.
     const fs::path reports = dir_ / "reports";
-    RunResult drill = run_pgward(
-        {"drill", "--backup", "latest", "--sandbox", "--report-dir", reports.string()},
-        env("shop"));
+    RunResult drill =
+        run_pgward({"drill", "--backup", "latest", "--sandbox", "--report-dir", reports.string()},
+                   env("shop"));
     ASSERT_EQ(drill.exit_code, 0) << drill.err;
-    EXPECT_EQ(json::parse(slurp(drill.out.substr(0, drill.out.find('\n'))))["dump_source"],
-              newest);
+    EXPECT_EQ(json::parse(slurp(drill.out.substr(0, drill.out.find('\n'))))["dump_source"], newest);
 
     // A safety dump is still restorable when named.
     RunResult back = run_pgward({"restore", safety.front(), "--dbname", "shop", "--clean",
@@ -424,6 +426,66 @@ TEST_F(RightBackupTest, AnAutovacuumWorkerOnTheTargetIsNotASession) {
 
 // Item 5. Before: retention pruned the other server's backups and latest
 // took the other server's newer one.
+// Item 9. The sandbox a drill restores into is private while it runs (0700,
+// owned by the server's user, which is never `nobody`), and one a drill
+// killed outright leaves is stopped and removed by the next drill.
+TEST_F(RightBackupTest, TheSandboxIsPrivateAndAKilledDrillsSandboxGoesWithTheNext) {
+    PgCluster& c = PgCluster::instance();
+    c.exec("shop", slow_table_sql(20));  // a 5 s restore
+    backup("shop");
+    const fs::path tmp = dir_ / "tmp";
+    fs::create_directories(tmp);
+    ::chmod(tmp.c_str(), 0777);  // the sandbox's user makes its files in it
+    Env e = env("shop");
+    e.emplace_back("TMPDIR", tmp.string());
+    const fs::path reports = dir_ / "reports";
+    auto sandboxes = [&] {
+        std::vector<fs::path> out;
+        for (const std::string& name : list_dir(tmp)) {
+            if (name.rfind("pgward-sandbox-", 0) == 0) {
+                out.push_back(tmp / name);
+            }
+        }
+        return out;
+    };
+    fs::path killed;
+    pid_t server = 0;
+    {
+        BackgroundPgward drill(
+            {"drill", "--backup", "latest", "--sandbox", "--report-dir", reports.string()}, e);
+        ASSERT_TRUE(eventually(
+            [&] {
+                std::vector<fs::path> now = sandboxes();
+                return now.size() == 1 && fs::exists(now.front() / "data" / "postmaster.pid");
+            },
+            60s));
+        killed = sandboxes().front();
+        struct stat st {};
+        ASSERT_EQ(::stat(killed.c_str(), &st), 0);
+        EXPECT_EQ(st.st_mode & 0777, 0700U);
+        if (running_as_root()) {
+            struct passwd* owner = ::getpwuid(st.st_uid);
+            ASSERT_NE(owner, nullptr);
+            EXPECT_STREQ(owner->pw_name, "postgres");
+        } else {
+            EXPECT_EQ(st.st_uid, ::getuid());
+        }
+        const std::string postmaster = slurp(killed / "data" / "postmaster.pid");
+        server = std::stoi(postmaster.substr(0, postmaster.find('\n')));
+        ::kill(drill.pid(), SIGKILL);
+        ASSERT_TRUE(drill.wait(30s));
+    }
+    ASSERT_TRUE(fs::exists(killed)) << "a drill killed outright cleans up nothing";
+
+    RunResult next = run_pgward(
+        {"drill", "--backup", "latest", "--sandbox", "--report-dir", reports.string()}, e);
+    EXPECT_EQ(next.exit_code, 0) << next.err;
+    EXPECT_TRUE(contains(next.err, "removed a sandbox a previous drill left")) << next.err;
+    EXPECT_FALSE(fs::exists(killed));
+    EXPECT_TRUE(::kill(server, 0) != 0 && errno == ESRCH) << "its server was stopped";
+    EXPECT_TRUE(sandboxes().empty());
+}
+
 TEST_F(RightBackupTest, BackupsOfOneNameFromTwoServersAreKeptApart) {
     PgCluster& c = PgCluster::instance();
     const std::string ours = backup("shop");
