@@ -4,8 +4,10 @@
 // database name from two servers are told apart.
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
 #include <pwd.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <csignal>
 #include <fstream>
@@ -19,6 +21,7 @@
 #include "harness/runner.hpp"
 #include "harness/scratch.hpp"
 #include "util/error.hpp"
+#include "util/process.hpp"
 #include "util/time.hpp"
 
 namespace pgward::test {
@@ -138,6 +141,50 @@ TEST_F(RightBackupTest, LatestIsTheNamedSourceDatabasesAndTheRestoreSaysWhatItRe
     EXPECT_EQ(orders("shop_copy"), "300");
     c.drop_database("shop_copy");
     c.drop_database("other");
+}
+
+// Item 1, the prompt: on a terminal (script(1) gives pgward one, and types
+// into it), the consent prompt shows the same line before anything changes.
+TEST_F(RightBackupTest, TheConsentPromptOnATerminalSaysWhatItRestoresIntoWhat) {
+    if (!fs::exists("/usr/bin/script")) {
+        GTEST_SKIP() << "script(1) is not installed (bsdutils): no terminal to prompt on";
+    }
+    PgCluster& c = PgCluster::instance();
+    const std::string dump = backup("shop");
+    c.exec("shop", "DELETE FROM orders WHERE id > 10");
+    auto on_a_terminal = [&](const std::string& typed) {
+        Command command = pgward_command({"restore", "latest", "--dbname", "shop", "--clean",
+                                          "--if-exists", "--no-safety-backup"},
+                                         env("shop"));
+        std::string line;
+        for (const std::string& arg : command.argv) {
+            line += (line.empty() ? "'" : " '") + arg + "'";
+        }
+        command.argv = {"/usr/bin/script", "-qec", line, "/dev/null"};
+        int fds[2];
+        EXPECT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+        EXPECT_EQ(::write(fds[1], typed.data(), typed.size()), static_cast<ssize_t>(typed.size()));
+        ::close(fds[1]);
+        command.stdin_fd = fds[0];
+        Child child = Child::spawn(command);
+        ::close(fds[0]);
+        RunResult r;
+        PumpHandlers handlers;
+        handlers.on_stdout = [&](const char* d, size_t n) { r.out.append(d, n); };
+        r.exit_code = pump(child, handlers).code;
+        return r;
+    };
+    RunResult refused = on_a_terminal("not-shop\n");
+    EXPECT_EQ(refused.exit_code, 1) << refused.out;
+    EXPECT_TRUE(contains(refused.out, "restoring " + dump + " (database \"shop\", taken 20"))
+        << refused.out;
+    EXPECT_TRUE(contains(refused.out, "Type its name to confirm")) << refused.out;
+    EXPECT_TRUE(contains(refused.out, "needs consent; nothing was changed")) << refused.out;
+    EXPECT_EQ(orders("shop"), "10");
+
+    RunResult consented = on_a_terminal("shop\n");
+    EXPECT_EQ(consented.exit_code, 0) << consented.out;
+    EXPECT_EQ(orders("shop"), "300");
 }
 
 // Item 2. Before: the second restore picked the first one's safety dump (the
@@ -525,6 +572,14 @@ TEST_F(RightBackupTest, BackupsOfOneNameFromTwoServersAreKeptApart) {
     ASSERT_EQ(drill.exit_code, 0) << drill.err;
     json report = json::parse(slurp(drill.out.substr(0, drill.out.find('\n'))));
     EXPECT_EQ(report["dump_source"], newest_ours) << report.dump(2);
+
+    // prune keeps N per server: ours and theirs newest stay, their older goes.
+    const std::string theirs_newer = copy_as_other_server(newest_ours, "1234567890123456789");
+    RunResult prune = run_pgward({"prune", "--keep", "1"}, env("shop"));
+    ASSERT_EQ(prune.exit_code, 0) << prune.err;
+    EXPECT_TRUE(fs::exists(newest_ours)) << prune.err;
+    EXPECT_TRUE(fs::exists(theirs_newer)) << prune.err;
+    EXPECT_FALSE(fs::exists(theirs)) << prune.err;
 
     // This server gone: nothing to go by, so two servers are ambiguous.
     Env gone = env("shop");
