@@ -179,13 +179,13 @@ class Drill {
 
 void recreate_database(const pg::ConnectionOptions& server, const std::string& name) {
     pg::Connection admin = pg::Connection::open(server.with_dbname("postgres"), "pgward drill");
-    admin.exec("DROP DATABASE IF EXISTS " + pg::quote_identifier(name) + " WITH (FORCE)");
-    admin.exec("CREATE DATABASE " + pg::quote_identifier(name) + " TEMPLATE template0");
+    admin.exec("DROP DATABASE IF EXISTS " + admin.escape_identifier(name) + " WITH (FORCE)");
+    admin.exec("CREATE DATABASE " + admin.escape_identifier(name) + " TEMPLATE template0");
 }
 
 void drop_database(const pg::ConnectionOptions& server, const std::string& name) {
     pg::Connection admin = pg::Connection::open(server.with_dbname("postgres"), "pgward drill");
-    admin.exec("DROP DATABASE IF EXISTS " + pg::quote_identifier(name) + " WITH (FORCE)");
+    admin.exec("DROP DATABASE IF EXISTS " + admin.escape_identifier(name) + " WITH (FORCE)");
 }
 
 bool has_column(pg::Connection& conn, const std::string& table, const std::string& column) {
@@ -203,8 +203,8 @@ std::optional<std::string> seed_marker(pg::Connection& conn, const std::string& 
         return std::nullopt;
     }
     std::random_device rd;
-    std::string q_table = "public." + pg::quote_identifier(table);
-    std::string q_column = pg::quote_identifier(column);
+    std::string q_table = "public." + conn.escape_identifier(table);
+    std::string q_column = conn.escape_identifier(column);
     std::string value =
         conn
             .query_value(fmt::format(
@@ -218,12 +218,13 @@ std::optional<std::string> seed_marker(pg::Connection& conn, const std::string& 
 bool marker_present(pg::Connection& conn, const std::string& table, const std::string& column,
                     const std::string& value) {
     if (conn.query_value("SELECT pg_catalog.to_regclass($1) IS NOT NULL",
-                         {"public." + pg::quote_identifier(table)}) != "t") {
+                         {"public." + conn.escape_identifier(table)}) != "t") {
         return false;  // the whole table is gone: reported by the row-count check too
     }
-    return conn.query_value(fmt::format("SELECT count(*) FROM public.{} WHERE {} = $1",
-                                        pg::quote_identifier(table), pg::quote_identifier(column)),
-                            {value}) != "0";
+    return conn.query_value(
+               fmt::format("SELECT count(*) FROM public.{} WHERE {} = $1",
+                           conn.escape_identifier(table), conn.escape_identifier(column)),
+               {value}) != "0";
 }
 
 std::optional<uint64_t> rows_of(const std::map<std::string, uint64_t>& rows,
@@ -675,7 +676,7 @@ DrillOutcome run_backup_drill(const DrillRequest& request) {
                 pg::Connection::open(sandbox->options("postgres"), "pgward drill");
             // The archive's encoding, so restored text keeps its bytes (and fp1).
             const std::string& encoding = summary.encoding;
-            admin.exec("CREATE DATABASE " + pg::quote_identifier(request.drill_db) +
+            admin.exec("CREATE DATABASE " + admin.escape_identifier(request.drill_db) +
                        " TEMPLATE template0" +
                        (encoding.empty() ? std::string()
                                          : " ENCODING " + admin.escape_literal(encoding) +

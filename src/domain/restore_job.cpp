@@ -261,9 +261,9 @@ class ConnectionBlock {
         write_file_atomically(record_, doc.dump(2) + "\n", AtomicFile::Publish::Replace);
         applied_ = true;
         try {
-            (admin_ ? *admin_ : conn_)
-                .exec(
-                    fmt::format("ALTER DATABASE {} {}", pg::quote_identifier(database_), setting));
+            pg::Connection& server = admin_ ? *admin_ : conn_;
+            server.exec(
+                fmt::format("ALTER DATABASE {} {}", server.escape_identifier(database_), setting));
         } catch (const Error& e) {
             applied_ = false;
             remove_file_or_warn(record_);
@@ -633,7 +633,8 @@ RestoreResult run_restore_job(const RestoreRequest& request) {
     check_single_transaction(pg_restore, server, request.flags);
 
     if (!target) {
-        admin->exec("CREATE DATABASE " + pg::quote_identifier(database) + " TEMPLATE template0");
+        admin->exec("CREATE DATABASE " + admin->escape_identifier(database) +
+                    " TEMPLATE template0");
         log::info("created the target database", {{"database", database}});
         target.emplace(
             pg::Connection::open(request.target.with_dbname(database), "pgward restore"));

@@ -117,7 +117,13 @@ bool ping(const ConnectionOptions& options);
 // host/port/dbname/user as libpq resolved them, for messages.
 std::string describe_target(PGconn* conn);
 
-// A SQL identifier, double-quoted and escaped, e.g. "Mixed ""Case""".
+// A SQL identifier, double-quoted and escaped, e.g. "Mixed ""Case""", for a
+// name that is also shown or kept (a table in a message, the undo SQL a
+// restore records, COPY of a listed table). Statements built around one
+// connection use Connection::escape_identifier (PQescapeIdentifier). Both
+// give the same text: only '"' is doubled, a byte that no multibyte client
+// encoding PostgreSQL supports uses inside a character (unlike '\' for
+// literals, see quote_literal).
 std::string quote_identifier(const std::string& name);
 // A SQL string literal, quoted and escaped the same whatever
 // standard_conforming_strings says (E'...' when it holds a backslash), for
