@@ -192,7 +192,8 @@ void open_manifest(Manifest& manifest, const DecryptionKeys& keys, const std::st
     std::unique_ptr<crypto::AgeDecryptor> decryptor =
         keys.decryptor([&](const char* data, size_t size) { text.append(data, size); });
     try {
-        decryptor->write(sealed->data(), sealed->size());
+        const std::string& ciphertext = *sealed;
+        decryptor->write(ciphertext.data(), ciphertext.size());
         decryptor->finish();
     } catch (const Error& e) {
         if (decryptor->key_refused()) {

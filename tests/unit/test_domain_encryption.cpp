@@ -291,15 +291,21 @@ TEST_F(EncryptionTest, APrivateCopyForJobsIsRemovedAndNothingIsLeftOnFailure) {
     fs::create_directories(orphan);
     fs::create_directories(live);
     write_file_atomically(orphan / "pg17_gzip.dump", "rows", AtomicFile::Publish::Replace);
+    // A file (not a directory) of that name is not ours to remove.
+    const fs::path not_a_dir = dir_ / (".pgward-decrypt-" + std::to_string(gone) + "-file");
+    write_file_atomically(not_a_dir, "x", AtomicFile::Publish::Replace);
     { DecryptedCopy copy(file, opener_, std::nullopt); }
     EXPECT_FALSE(fs::exists(orphan));
     EXPECT_TRUE(fs::exists(live));
+    EXPECT_TRUE(fs::exists(not_a_dir));
+    fs::remove(not_a_dir);
     fs::remove_all(live);
     // No directory to make it in: one line naming the place.
-    EXPECT_TRUE(contains(error_of([&] { make_private_dir(dir_ / "missing", ".pgward-decrypt-",
-                                                         "a decrypted copy"); }),
-                         "cannot make a directory for a decrypted copy in " +
-                             (dir_ / "missing").string()));
+    EXPECT_TRUE(
+        contains(error_of([&] {
+                     make_private_dir(dir_ / "missing", ".pgward-decrypt-", "a decrypted copy");
+                 }),
+                 "cannot make a directory for a decrypted copy in " + (dir_ / "missing").string()));
     // Cut short: the copy fails and leaves nothing.
     const std::string bytes = read_file(file);
     write_file_atomically(file, bytes.substr(0, bytes.size() - 100), AtomicFile::Publish::Replace);
