@@ -12,6 +12,7 @@
 #include "util/error.hpp"
 #include "util/files.hpp"
 #include "util/log.hpp"
+#include "util/signals.hpp"
 
 namespace pgward {
 namespace {
@@ -264,12 +265,19 @@ uint64_t decrypt_file(const std::filesystem::path& file, const DecryptionKeys& k
             if (n == 0) {
                 break;
             }
+            // A private copy of a large dump takes a while: SIGTERM ends it.
+            if (int signal = pending_interrupt(); signal != 0) {
+                throw failure(fmt::format("interrupted by {}", signal_name(signal)));
+            }
             decryptor->write(block.data(), static_cast<size_t>(n));
         }
         decryptor->finish();
     } catch (const Error& e) {
         if (decryptor->key_refused()) {
             throw_cannot_open(file, e.what(), manifest, keys);
+        }
+        if (pending_interrupt() != 0) {
+            throw;  // "interrupted by SIGTERM", as every operation says it
         }
         throw failure(fmt::format("{}: {}", file.string(), e.what()), e.hint());
     }

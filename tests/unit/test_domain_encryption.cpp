@@ -23,6 +23,7 @@
 #include "util/files.hpp"
 #include "util/process.hpp"
 #include "util/sha256.hpp"
+#include "util/signals.hpp"
 
 namespace pgward {
 namespace {
@@ -315,6 +316,28 @@ TEST_F(EncryptionTest, APrivateCopyForJobsIsRemovedAndNothingIsLeftOnFailure) {
         EXPECT_NE(entry.path().filename().string().rfind(".pgward-decrypt-", 0), 0U)
             << entry.path();
     }
+}
+
+// SIGTERM ends a private copy between two reads, leaving nothing (in a
+// child process: a pending signal cannot be taken back).
+TEST_F(EncryptionTest, SigtermEndsAPrivateCopyAndLeavesNothing) {
+    const fs::path file = encrypted_fixture("pg15_none.dump");
+    pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+        install_interrupt_handlers();
+        ::raise(SIGTERM);
+        const std::string message =
+            error_of([&] { DecryptedCopy copy(file, opener_, std::nullopt); });
+        bool left = false;
+        for (const auto& entry : fs::directory_iterator(dir_)) {
+            left = left || entry.path().filename().string().rfind(".pgward-decrypt-", 0) == 0;
+        }
+        ::_exit(message == "interrupted by SIGTERM" && !left ? 0 : 1);
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
 TEST_F(EncryptionTest, TheStreamingSummaryEqualsThePlainFiles) {
