@@ -100,6 +100,25 @@ void stop_leftover_server(const std::filesystem::path& data_dir) {
         ::kill(*pid, SIGKILL);
         log::warn("a leftover sandbox server did not stop in 5 s and was killed",
                   {{"pid", std::to_string(*pid)}, {"dir", data_dir.string()}});
+        deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+        while (process_exists(*pid) && std::chrono::steady_clock::now() < deadline) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+    }
+}
+
+// remove_all, again while what a dying server and its backends still do in
+// the directory (a socket or a temp file going away under it) makes it fail.
+std::error_code remove_tree(const std::filesystem::path& dir) {
+    std::error_code ec;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    for (;;) {
+        ec.clear();
+        std::filesystem::remove_all(dir, ec);
+        if (!ec || std::chrono::steady_clock::now() >= deadline) {
+            return ec;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
 }
 
@@ -148,11 +167,13 @@ size_t Sandbox::remove_leftovers(const std::string& tag) {
             continue;
         }
         stop_leftover_server(entry.path() / "data");
-        std::filesystem::remove_all(entry.path(), ec);
-        if (!ec) {
-            ++removed;
-            log::info("removed a sandbox a previous drill left", {{"dir", entry.path().string()}});
+        if (std::error_code remove_ec = remove_tree(entry.path())) {
+            log::warn("cannot remove a sandbox a previous drill left",
+                      {{"dir", entry.path().string()}, {"error", remove_ec.message()}});
+            continue;
         }
+        ++removed;
+        log::info("removed a sandbox a previous drill left", {{"dir", entry.path().string()}});
     }
     return removed;
 }
