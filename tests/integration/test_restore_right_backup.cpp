@@ -500,13 +500,24 @@ TEST_F(RightBackupTest, TheSandboxIsPrivateAndAKilledDrillsSandboxGoesWithTheNex
     {
         BackgroundPgward drill(
             {"drill", "--backup", "latest", "--sandbox", "--report-dir", reports.string()}, e);
+        // Its server runs once postmaster.pid names it (the file is written
+        // in steps: read until its first line is a pid).
         ASSERT_TRUE(eventually(
             [&] {
                 std::vector<fs::path> now = sandboxes();
-                return now.size() == 1 && fs::exists(now.front() / "data" / "postmaster.pid");
+                if (now.size() != 1) {
+                    return false;
+                }
+                std::ifstream pid_file(now.front() / "data" / "postmaster.pid");
+                pid_t pid = 0;
+                if (!(pid_file >> pid) || pid <= 0) {
+                    return false;
+                }
+                killed = now.front();
+                server = pid;
+                return true;
             },
             60s));
-        killed = sandboxes().front();
         struct stat st {};
         ASSERT_EQ(::stat(killed.c_str(), &st), 0);
         EXPECT_EQ(st.st_mode & 0777, 0700U);
@@ -517,8 +528,6 @@ TEST_F(RightBackupTest, TheSandboxIsPrivateAndAKilledDrillsSandboxGoesWithTheNex
         } else {
             EXPECT_EQ(st.st_uid, ::getuid());
         }
-        const std::string postmaster = slurp(killed / "data" / "postmaster.pid");
-        server = std::stoi(postmaster.substr(0, postmaster.find('\n')));
         ::kill(drill.pid(), SIGKILL);
         ASSERT_TRUE(drill.wait(30s));
     }
