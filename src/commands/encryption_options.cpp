@@ -3,6 +3,17 @@
 #include <cstdlib>
 
 namespace pgward::commands {
+namespace {
+
+std::optional<std::filesystem::path> path_setting(const OptionTable& table,
+                                                  const std::string& key) {
+    if (auto setting = table.get(key)) {
+        return std::filesystem::path(setting->value);
+    }
+    return std::nullopt;
+}
+
+}  // namespace
 
 void add_encryption_options(OptionTable& table, CLI::App& app) {
     table
@@ -28,15 +39,8 @@ EncryptionKeys encryption_keys(const OptionTable& table) {
         }
         recipients.push_back(value);
     }
-    std::optional<std::filesystem::path> recipients_file;
-    if (auto file = table.get("encrypt_recipients_file")) {
-        recipients_file = file->value;
-    }
-    std::optional<std::filesystem::path> passphrase_file;
-    if (auto file = table.get("encrypt_passphrase_file")) {
-        passphrase_file = file->value;
-    }
-    return load_encryption_keys(recipients, recipients_file, passphrase_file);
+    return load_encryption_keys(recipients, path_setting(table, "encrypt_recipients_file"),
+                                path_setting(table, "encrypt_passphrase_file"));
 }
 
 void add_identity_options(OptionTable& table, CLI::App& app) {
@@ -47,15 +51,10 @@ void add_identity_options(OptionTable& table, CLI::App& app) {
 }
 
 DecryptionKeys decryption_keys(const OptionTable& table) {
-    std::optional<std::filesystem::path> identity;
-    if (auto file = table.get("identity")) {
-        identity = file->value;
-    }
-    std::optional<std::filesystem::path> passphrase;
-    if (auto file = table.get("passphrase_file")) {
-        passphrase = file->value;
-    } else if (const char* env = std::getenv("POSTGRES_BACKUP_ENCRYPT_PASSPHRASE_FILE");
-               env != nullptr && *env != '\0' && !identity) {
+    const std::optional<std::filesystem::path> identity = path_setting(table, "identity");
+    std::optional<std::filesystem::path> passphrase = path_setting(table, "passphrase_file");
+    const char* env = std::getenv("POSTGRES_BACKUP_ENCRYPT_PASSPHRASE_FILE");
+    if (!passphrase && !identity && env != nullptr && *env != '\0') {
         passphrase = env;  // the same secret encrypts and opens
     }
     return load_decryption_keys(identity, passphrase);

@@ -102,7 +102,13 @@ class EncryptedBackupTest : public ScratchDirTest {
                "FROM generate_series(1, 500) g; "
                // Enough that the dump spans several 64 KiB chunks.
                "CREATE TABLE ledger AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS h "
-               "FROM generate_series(1, 6000) g;");
+               "FROM generate_series(1, 6000) g; "
+               // An odd name and a large object: both private too.
+               "CREATE SCHEMA \"Tenant \"\"Ö\"\"\"; "
+               "CREATE TABLE \"Tenant \"\"Ö\"\"\".\"Payroll Ü\"(salary text); "
+               "INSERT INTO \"Tenant \"\"Ö\"\"\".\"Payroll Ü\" VALUES ('salary-9931'), "
+               "('salary-9932'); "
+               "SELECT pg_catalog.lo_from_bytea(0, 'lo-secret-7731'::bytea);");
         key_ = dir_ / "keys" / "backup-key.txt";
         fs::create_directories(key_.parent_path());
         RunResult k = run_pgward({"keygen", "-o", key_.string()});
@@ -125,6 +131,14 @@ class EncryptedBackupTest : public ScratchDirTest {
     }
     std::string rows(const std::string& db) const {
         return PgCluster::instance().query_value(db, "SELECT count(*) FROM customer_secrets");
+    }
+    std::string latest_dump() const {
+        for (const std::string& name : list_dir(backups_)) {
+            if (name.size() > 9 && name.substr(name.size() - 9) == ".dump.age") {
+                return (backups_ / name).string();
+            }
+        }
+        return "";
     }
     size_t leftovers() const {
         size_t n = 0;
@@ -153,6 +167,9 @@ TEST_F(EncryptedBackupTest, NothingThatNamesATableOrHoldsARowIsLeftInPlaintext) 
         EXPECT_FALSE(contains(bytes, "customer_secrets")) << name;
         EXPECT_FALSE(contains(bytes, "card-4111-")) << name;
         EXPECT_FALSE(contains(bytes, "CREATE ROLE")) << name;
+        for (const char* secret : {"Payroll", "salary-99", "lo-secret-7731"}) {
+            EXPECT_FALSE(contains(bytes, secret)) << name << ": " << secret;
+        }
     }
     const nlohmann::json manifest = nlohmann::json::parse(slurp(backups_ / (stem + ".json")));
     EXPECT_FALSE(manifest.contains("tables"));
@@ -229,7 +246,7 @@ TEST_F(EncryptedBackupTest, VerifyChecksTheHashWithoutTheKeyAndEveryRowWithIt) {
 
     RunResult deep = run_pgward({"verify", "latest", "--deep", "--identity", key_.string()}, env());
     EXPECT_EQ(deep.exit_code, 0) << deep.err;
-    EXPECT_TRUE(contains(deep.out, "6500 rows")) << deep.out;
+    EXPECT_TRUE(contains(deep.out, "6502 rows, 1 large objects")) << deep.out;
     EXPECT_TRUE(contains(deep.out, "every table's rows and fp1 equal the manifest")) << deep.out;
     RunResult by_env =
         run_pgward({"verify", "latest"}, env({{"PGWARD_AGE_IDENTITY_FILE", key_.string()}}));
@@ -299,6 +316,24 @@ TEST_F(EncryptedBackupTest, RestoreDecryptsAsItStreamsAndRefusesKeysItIsNotFor) 
     ASSERT_EQ(r.exit_code, 0) << r.err;
     EXPECT_EQ(rows("vault"), "500");
     EXPECT_EQ(leftovers(), 0U);
+
+    // A file changed after its first chunk, with no manifest to catch it
+    // first: the pipe stops at the damaged chunk, and the restore fails
+    // naming it before pg_restore's own complaint.
+    {
+        std::string bytes = slurp(fs::path(latest_dump()));
+        bytes[bytes.size() - 100] = static_cast<char>(bytes[bytes.size() - 100] ^ 0x10);
+        const fs::path loose = dir_ / "loose.dump.age";
+        write_text(loose, bytes);
+        c.drop_database("vault_cut");
+        std::vector<std::string> cut = {"restore",  loose.string(), "--dbname",   "vault_cut",
+                                        "--create", "--identity",   key_.string()};
+        RunResult damaged = run_pgward(cut, env());
+        EXPECT_EQ(damaged.exit_code, 1);
+        EXPECT_TRUE(contains(damaged.err, "does not authenticate")) << damaged.err;
+        EXPECT_EQ(leftovers(), 0U);
+        c.drop_database("vault_cut");
+    }
 
     // --jobs needs a seekable file: a private copy, removed afterwards; the
     // safety dump of what it replaces is encrypted like the backups.

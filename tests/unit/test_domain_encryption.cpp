@@ -44,6 +44,19 @@ std::string error_of(const std::function<void()>& f) {
     return "";
 }
 
+// `argv` run with the pipe as its stdin: whether it exited 0, and its stdout.
+std::pair<bool, std::string> read_by(DecryptingPipe& pipe, std::vector<std::string> argv) {
+    Command command{std::move(argv), {}, {}};
+    command.stdin_fd = pipe.child_stdin();
+    Child child = Child::spawn(command);
+    pipe.start();
+    std::string out;
+    PumpHandlers handlers;
+    handlers.on_stdout = [&](const char* d, size_t n) { out.append(d, n); };
+    const bool ok = pump(child, handlers).ok();
+    return {ok, out};
+}
+
 TEST(EncryptedNames, DumpAndGlobalsEndInAgeAndTheManifestDoesNot) {
     auto dump = parse_backup_file_name("app_20260101T000000Z.dump.age");
     ASSERT_TRUE(dump);
@@ -219,28 +232,16 @@ TEST_F(EncryptionTest, ThePipeFeedsAChildAndAChangedChunkIsItsFailure) {
     // sha256sum reads all of the pipe.
     {
         DecryptingPipe pipe(file, opener_, std::nullopt);
-        Command command{{"/usr/bin/sha256sum"}, {}, {}};
-        command.stdin_fd = pipe.child_stdin();
-        Child child = Child::spawn(command);
-        pipe.start();
-        std::string out;
-        PumpHandlers handlers;
-        handlers.on_stdout = [&](const char* d, size_t n) { out.append(d, n); };
-        EXPECT_TRUE(pump(child, handlers).ok());
+        auto [ok, out] = read_by(pipe, {"/usr/bin/sha256sum"});
+        EXPECT_TRUE(ok);
         pipe.finish();
         EXPECT_EQ(out.substr(0, 64), expected);
     }
     // head reads 10 bytes and goes: not a failure of the pipe.
     {
         DecryptingPipe pipe(file, opener_, std::nullopt);
-        Command command{{"/usr/bin/head", "-c", "5"}, {}, {}};
-        command.stdin_fd = pipe.child_stdin();
-        Child child = Child::spawn(command);
-        pipe.start();
-        std::string out;
-        PumpHandlers handlers;
-        handlers.on_stdout = [&](const char* d, size_t n) { out.append(d, n); };
-        EXPECT_TRUE(pump(child, handlers).ok());
+        auto [ok, out] = read_by(pipe, {"/usr/bin/head", "-c", "5"});
+        EXPECT_TRUE(ok);
         EXPECT_NO_THROW(pipe.finish());
         EXPECT_EQ(out, "PGDMP");
     }
@@ -251,14 +252,8 @@ TEST_F(EncryptionTest, ThePipeFeedsAChildAndAChangedChunkIsItsFailure) {
     bytes[100000] = static_cast<char>(bytes[100000] ^ 1);
     write_file_atomically(file, bytes, AtomicFile::Publish::Replace);
     DecryptingPipe pipe(file, opener_, std::nullopt);
-    Command command{{"/usr/bin/wc", "-c"}, {}, {}};
-    command.stdin_fd = pipe.child_stdin();
-    Child child = Child::spawn(command);
-    pipe.start();
-    std::string out;
-    PumpHandlers handlers;
-    handlers.on_stdout = [&](const char* d, size_t n) { out.append(d, n); };
-    pump(child, handlers);
+    auto [ok, out] = read_by(pipe, {"/usr/bin/wc", "-c"});
+    EXPECT_TRUE(ok);
     EXPECT_EQ(std::stoul(out), 65536U);
     EXPECT_TRUE(contains(error_of([&] { pipe.finish(); }), "chunk 1 (bytes "));
 }
