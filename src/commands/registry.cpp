@@ -13,6 +13,8 @@ std::vector<std::unique_ptr<Command>> make_commands() {
     out.push_back(make_restore_command());
     out.push_back(make_smoke_command());
     out.push_back(make_drill_command());
+    out.push_back(make_basebackup_command());
+    out.push_back(make_wal_command());
     out.push_back(make_keygen_command());
     out.push_back(make_status_command());
     out.push_back(make_healthcheck_command());

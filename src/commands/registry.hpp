@@ -20,6 +20,8 @@ std::unique_ptr<Command> make_verify_command();
 std::unique_ptr<Command> make_drill_command();
 std::unique_ptr<Command> make_push_command();
 std::unique_ptr<Command> make_keygen_command();
+std::unique_ptr<Command> make_basebackup_command();
+std::unique_ptr<Command> make_wal_command();
 
 // Every command, in the order `pgward --help` lists them.
 std::vector<std::unique_ptr<Command>> make_commands();

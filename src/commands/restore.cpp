@@ -10,6 +10,7 @@
 #include "commands/registry.hpp"
 #include "commands/remote_options.hpp"
 #include "domain/offsite.hpp"
+#include "domain/pitr.hpp"
 #include "domain/restore_job.hpp"
 #include "domain/verify.hpp"
 #include "util/error.hpp"
@@ -27,8 +28,7 @@ class RestoreCommand : public Command {
 
     void setup(CLI::App& app) override {
         app.add_option("backup", backup_,
-                       "a .dump file, its name in --dir, latest, or an s3:// URL of one")
-            ->required();
+                       "a .dump file, its name in --dir, latest, or an s3:// URL of one");
         add_connection_options(options_, app);
         options_.add(app, "dir", "--dir", "POSTGRES_BACKUP_DIR",
                      "backup directory: where latest is found and the safety dump goes");
@@ -57,9 +57,37 @@ class RestoreCommand : public Command {
         add_remote_options(options_, app, RemoteFlag::SelectsTheStore);
         add_identity_options(options_, app);
         add_encryption_options(options_, app);
+        app.add_flag("--pitr", pitr_,
+                     "point-in-time recovery of the whole server: a base backup and the WAL "
+                     "laid out in --pgdata (docs/pitr.md)");
+        app.add_option("--to", pitr_target_,
+                       "with --pitr: latest (default), a time with its zone, an LSN or a restore "
+                       "point's name");
+        app.add_option("--pgdata", pgdata_,
+                       "with --pitr: the new data directory (absent or empty)");
+        app.add_option("--system", system_,
+                       "with --pitr: the server's system identifier, when --dir holds several");
+        app.add_flag("--fetch-wal", fetch_wal_,
+                     "with --pitr: the server fetches each WAL segment through pgward as it "
+                     "needs it (restore_command) instead of a copy in pg_wal");
+        app.add_option("--owner", owner_,
+                       "with --pitr, as root: the user the data directory is for (default: the "
+                       "folder's owner, else postgres)");
     }
 
     int run() override {
+        if (pitr_) {
+            return run_pitr();
+        }
+        if (!pitr_target_.empty() || !pgdata_.empty() || !system_.empty() || !owner_.empty()) {
+            throw usage_error("--to, --pgdata, --system and --owner go with --pitr");
+        }
+        if (backup_.empty()) {
+            throw usage_error(
+                "restore needs a backup: a .dump file, its name in --dir, latest, "
+                "or an s3:// URL",
+                "or --pitr for a point-in-time recovery of the whole server");
+        }
         RestoreRequest request;
         request.keys = decryption_keys(options_);
         request.safety_encryption = encryption_keys(options_);
@@ -160,7 +188,48 @@ class RestoreCommand : public Command {
     }
 
   private:
+    int run_pitr() {
+        if (!backup_.empty()) {
+            throw usage_error(
+                "--pitr takes no backup argument: it recovers the whole server from "
+                "base backups and WAL",
+                "choose the moment with --to");
+        }
+        if (pgdata_.empty()) {
+            throw usage_error("--pitr needs --pgdata: the new data directory to lay out");
+        }
+        PitrRequest request;
+        request.dir = options_.get_or("dir", "/backups");
+        request.pgdata = std::filesystem::absolute(pgdata_);
+        request.target = RecoveryTarget::parse(pitr_target_.empty() ? "latest" : pitr_target_);
+        if (!system_.empty()) {
+            request.system = parse_number(Setting{system_, "--system", true}, 1, UINT64_MAX);
+        }
+        if (!owner_.empty()) {
+            request.owner = owner_;
+        }
+        request.pgward = std::filesystem::read_symlink("/proc/self/exe");
+        request.copy_wal = !fetch_wal_;
+        const PitrPlan plan = restore_pitr(request);
+        fmt::print("{}\n", request.pgdata.string());
+        fmt::print(stderr,
+                   "Recovery to {} is laid out in {} (base backup {}, WAL {} to {}).\n"
+                   "Start PostgreSQL {} on it, e.g. pg_ctl -D {} start; it replays the WAL and "
+                   "promotes. In compose: stop the postgres service, mount this folder as its "
+                   "data volume, start it (docs/pitr.md).\n",
+                   request.target.describe(), request.pgdata.string(), plan.base.name,
+                   plan.first_segment, plan.last_segment, plan.base.server_version,
+                   request.pgdata.string());
+        return 0;
+    }
+
     OptionTable options_;
+    bool pitr_ = false;
+    bool fetch_wal_ = false;
+    std::string pitr_target_;
+    std::string pgdata_;
+    std::string system_;
+    std::string owner_;
     std::string backup_;
     PgRestoreFlags flags_;
     bool create_ = false;

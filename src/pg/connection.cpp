@@ -180,6 +180,10 @@ Params connection_params(const ConnectionOptions& options, const std::string& ap
         p.keywords.push_back("password");
         p.values.push_back(options.password->c_str());
     }
+    if (options.replication) {
+        p.keywords.push_back("replication");
+        p.values.push_back(options.replication->c_str());
+    }
     p.keywords.push_back("application_name");
     p.values.push_back(application_name.c_str());
     p.keywords.push_back(nullptr);

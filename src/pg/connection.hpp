@@ -29,6 +29,9 @@ struct ConnectionOptions {
     // A server pgward started itself (the sandbox): the operator's libpq
     // environment (pg/environment.hpp) and password file never apply.
     bool isolated = false;
+    // "true" for a physical replication connection (IDENTIFY_SYSTEM), as
+    // pg_basebackup and pg_receivewal open.
+    std::optional<std::string> replication;
 
     // The same connection, to another database of the same server.
     ConnectionOptions with_dbname(const std::string& name) const;

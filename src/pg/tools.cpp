@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "pg/connection.hpp"
 #include "util/error.hpp"
 #include "util/process.hpp"
 
@@ -123,6 +124,26 @@ Command list_archive_command(const Tool& pg_restore, const std::filesystem::path
     if (!archive.empty()) {
         command.argv.push_back(archive.string());
     }
+    return command;
+}
+
+Command server_tool_command(const Tool& tool, std::vector<std::string> args,
+                            const Connection& conn) {
+    Command command;
+    command.argv.push_back(tool.path.string());
+    command.argv.insert(command.argv.end(), args.begin(), args.end());
+    command.argv.push_back("--no-password");
+    command.argv.push_back("--dbname=" + conn.child_conninfo());
+    for (const auto& [name, value] : conn.child_environment()) {
+        if (name != "PGPASSWORD") {
+            command.set_env.emplace_back(name, value);
+        }
+    }
+    if (auto password = conn.password_used()) {
+        command.set_env.emplace_back("PGPASSWORD", *password);
+    }
+    command.set_env.emplace_back("LC_MESSAGES", "C");
+    command.unset_env = {"POSTGRES_PASSWORD", "POSTGRES_PASSWORD_FILE", "LC_ALL"};
     return command;
 }
 

@@ -4,6 +4,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "util/process.hpp"
 
@@ -37,6 +38,15 @@ struct Tool {
 // messages pgward quotes and reads untranslated whatever the operator's
 // LANG/LC_ALL.
 Command list_archive_command(const Tool& pg_restore, const std::filesystem::path& archive);
+
+class Connection;
+
+// A client tool aimed at `conn`'s server (pg_basebackup, pg_receivewal):
+// `args`, then --dbname with the connection's conninfo; the operator's libpq
+// variables, the password libpq used (PGPASSWORD, never argv) and
+// untranslated messages (pgward reads them).
+Command server_tool_command(const Tool& tool, std::vector<std::string> args,
+                            const Connection& conn);
 
 // Finds pg_dump, pg_restore... in --pg-bin/PGWARD_PG_BIN when given (and only
 // there), else on PATH, else in `pg_config --bindir`; then asks the tool

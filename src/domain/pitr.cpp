@@ -1,0 +1,468 @@
+#include "domain/pitr.hpp"
+
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <map>
+#include <regex>
+
+#include "domain/wal_archive.hpp"
+#include "util/error.hpp"
+#include "util/files.hpp"
+#include "util/log.hpp"
+
+namespace pgward {
+namespace fs = std::filesystem;
+using SystemTime = std::chrono::system_clock::time_point;
+
+namespace {
+
+SystemTime to_system(fs::file_time_type t) {
+    return std::chrono::time_point_cast<std::chrono::system_clock::duration>(
+        std::chrono::file_clock::to_sys(t));
+}
+
+std::string describe_time(SystemTime t) {
+    return format_iso_utc(std::chrono::time_point_cast<std::chrono::seconds>(t));
+}
+
+struct Owner {
+    uid_t uid;
+    gid_t gid;
+    std::string name;
+};
+
+// Who the recovered data directory is for: only root can give files away.
+// The --owner user, else the owner of an existing (empty) folder, else
+// "postgres"; when not root, whoever runs pgward.
+std::optional<Owner> data_directory_owner(const PitrRequest& request) {
+    if (::geteuid() != 0) {
+        return std::nullopt;
+    }
+    auto by_name = [](const std::string& name) -> std::optional<Owner> {
+        passwd* pw = ::getpwnam(name.c_str());
+        if (pw == nullptr) {
+            return std::nullopt;
+        }
+        return Owner{pw->pw_uid, pw->pw_gid, name};
+    };
+    if (request.owner) {
+        auto owner = by_name(*request.owner);
+        if (!owner) {
+            throw usage_error(fmt::format("--owner: there is no user \"{}\"", *request.owner));
+        }
+        return owner;
+    }
+    struct stat st {};
+    if (::stat(request.pgdata.c_str(), &st) == 0 && st.st_uid != 0) {
+        passwd* pw = ::getpwuid(st.st_uid);
+        return Owner{st.st_uid, st.st_gid, pw != nullptr ? pw->pw_name : std::to_string(st.st_uid)};
+    }
+    auto postgres = by_name("postgres");
+    if (!postgres) {
+        throw usage_error(
+            "pgward runs as root and there is no \"postgres\" user to own the data "
+            "directory",
+            "name the server's user with --owner");
+    }
+    return postgres;
+}
+
+void give_tree(const fs::path& root, const Owner& owner) {
+    auto give = [&](const fs::path& p) {
+        if (::lchown(p.c_str(), owner.uid, owner.gid) != 0) {
+            throw os_error("cannot hand the data directory to " + owner.name, p.string(), errno);
+        }
+    };
+    give(root);
+    for (const auto& entry : fs::recursive_directory_iterator(root)) {
+        give(entry.path());
+    }
+}
+
+// True when it made the folder.
+bool prepare_empty_directory(const fs::path& pgdata) {
+    std::error_code ec;
+    bool created = false;
+    if (fs::exists(pgdata, ec)) {
+        if (!fs::is_directory(pgdata, ec)) {
+            throw usage_error(fmt::format("--pgdata {} is not a directory", pgdata.string()));
+        }
+        if (!fs::is_empty(pgdata, ec)) {
+            throw usage_error(
+                fmt::format("--pgdata {} is not empty: a recovery lays out a whole cluster there",
+                            pgdata.string()),
+                "give a new or empty folder; never the data directory of a running server");
+        }
+    } else {
+        fs::create_directories(pgdata);
+        created = true;
+    }
+    if (::chmod(pgdata.c_str(), 0700) != 0) {
+        throw os_error("cannot make the data directory private", pgdata.string(), errno);
+    }
+    return created;
+}
+
+// The archive's segments from the base backup's start to the plan's last
+// (the newest served from its .partial), and every timeline history file,
+// each checked as it is copied.
+void copy_wal_into(const PitrPlan& plan, const fs::path& pg_wal) {
+    const WalArchive archive = WalArchive::at(plan.archive, plan.base.system);
+    auto first = pg::WalFileName::parse(plan.first_segment);
+    auto last = pg::WalFileName::parse(plan.last_segment);
+    size_t copied = 0;
+    for (const WalArchive::Entry& entry : archive.entries()) {
+        const bool history = entry.name.kind == pg::WalFileName::Kind::History;
+        const uint64_t number = entry.name.segment_number(plan.segment_size);
+        if (!history && (entry.name.timeline != first->timeline ||
+                         number < first->segment_number(plan.segment_size) ||
+                         number > last->segment_number(plan.segment_size))) {
+            continue;
+        }
+        std::string file = entry.file;
+        if (entry.name.kind == pg::WalFileName::Kind::PartialSegment) {
+            file = file.substr(0, file.size() - std::string_view(".partial").size());
+            std::error_code ec;
+            if (fs::exists(archive.dir() / file, ec)) {
+                continue;  // the complete segment is there too
+            }
+        }
+        archive.fetch(file, pg_wal / file);
+        ++copied;
+    }
+    log::info("WAL copied into the data directory", {{"files", std::to_string(copied)}});
+}
+
+}  // namespace
+
+std::optional<SystemTime> parse_time_with_zone(std::string_view text) {
+    static const std::regex pattern(
+        R"(^(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?\s*(Z|z|UTC|[+-]\d{2}(?::?\d{2})?)$)");
+    std::match_results<std::string_view::const_iterator> m;
+    if (!std::regex_match(text.begin(), text.end(), m, pattern)) {
+        return std::nullopt;
+    }
+    auto number = [&](int i) { return std::stoi(m[i].str()); };
+    using namespace std::chrono;
+    const year_month_day date{year{number(1)}, month{static_cast<unsigned>(number(2))},
+                              day{static_cast<unsigned>(number(3))}};
+    if (!date.ok() || number(4) > 23 || number(5) > 59 || number(6) > 60) {
+        return std::nullopt;
+    }
+    microseconds fraction{0};
+    if (m[7].matched) {
+        std::string digits = m[7].str();
+        digits.resize(6, '0');
+        fraction = microseconds{std::stoi(digits)};
+    }
+    minutes offset{0};
+    const std::string zone = m[8].str();
+    if (zone != "Z" && zone != "z" && zone != "UTC") {
+        const int sign = zone[0] == '-' ? -1 : 1;
+        const int hours_part = std::stoi(zone.substr(1, 2));
+        int minutes_part = 0;
+        if (zone.size() > 3) {
+            minutes_part = std::stoi(zone.substr(zone.size() - 2));
+        }
+        if (hours_part > 15 || minutes_part > 59) {
+            return std::nullopt;
+        }
+        offset = minutes{sign * (hours_part * 60 + minutes_part)};
+    }
+    const sys_days days{date};
+    return time_point_cast<system_clock::duration>(days + hours{number(4)} + minutes{number(5)} +
+                                                   seconds{number(6)} + fraction - offset);
+}
+
+std::string format_time_micros(SystemTime t) {
+    using namespace std::chrono;
+    const auto micros = time_point_cast<microseconds>(t);
+    const auto days = floor<std::chrono::days>(micros);
+    const year_month_day date{days};
+    const hh_mm_ss clock{micros - days};
+    return fmt::format("{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}+00",
+                       static_cast<int>(date.year()), static_cast<unsigned>(date.month()),
+                       static_cast<unsigned>(date.day()), clock.hours().count(),
+                       clock.minutes().count(), clock.seconds().count(),
+                       clock.subseconds().count());
+}
+
+std::string shell_quote(std::string_view value) {
+    std::string quoted = "'";
+    for (char c : value) {
+        if (c == '\'') {
+            quoted += "'\\''";
+        } else {
+            quoted += c;
+        }
+    }
+    return quoted + "'";
+}
+
+std::string conf_quote(std::string_view value) {
+    std::string quoted = "'";
+    for (char c : value) {
+        quoted += c;
+        if (c == '\'') {
+            quoted += '\'';
+        }
+    }
+    return quoted + "'";
+}
+
+RecoveryTarget RecoveryTarget::parse(std::string_view text) {
+    RecoveryTarget target;
+    if (text.empty()) {
+        throw usage_error(
+            "--to is empty: give latest, a time with its zone, an LSN or a restore "
+            "point's name");
+    }
+    if (text == "latest") {
+        return target;
+    }
+    if (text.starts_with("name:")) {
+        target.kind = Kind::Name;
+        target.name = std::string(text.substr(5));
+    } else if (auto lsn = pg::Lsn::parse(text)) {
+        target.kind = Kind::Lsn;
+        target.lsn = *lsn;
+    } else if (auto time = parse_time_with_zone(text)) {
+        target.kind = Kind::Time;
+        target.time = *time;
+    } else if (std::regex_search(std::string(text), std::regex(R"(^\d{4}-\d{2}-\d{2})"))) {
+        throw usage_error(
+            fmt::format("--to \"{}\" is not a time pgward reads", std::string(text)),
+            "write it with its zone: 2026-12-03 18:40:00+01 or 2026-12-03T17:40:00.250Z");
+    } else {
+        target.kind = Kind::Name;
+        target.name = std::string(text);
+    }
+    if (target.kind == Kind::Name && (target.name.empty() || target.name.size() > 63)) {
+        throw usage_error(fmt::format("--to: a restore point's name has 1 to 63 bytes, not {}",
+                                      target.name.size()));
+    }
+    return target;
+}
+
+std::string RecoveryTarget::describe() const {
+    switch (kind) {
+        case Kind::Latest:
+            return "latest";
+        case Kind::Time:
+            return format_time_micros(time);
+        case Kind::Lsn:
+            return lsn.text();
+        case Kind::Name:
+            return "restore point \"" + name + "\"";
+    }
+    return "";
+}
+
+std::optional<std::string> RecoveryTarget::setting() const {
+    switch (kind) {
+        case Kind::Latest:
+            return std::nullopt;
+        case Kind::Time:
+            return "recovery_target_time = " + conf_quote(format_time_micros(time));
+        case Kind::Lsn:
+            return "recovery_target_lsn = " + conf_quote(lsn.text());
+        case Kind::Name:
+            return "recovery_target_name = " + conf_quote(name);
+    }
+    return std::nullopt;
+}
+
+PitrPlan plan_pitr(const PitrRequest& request) {
+    uint64_t system = 0;
+    if (request.system) {
+        system = *request.system;
+    } else {
+        const std::vector<uint64_t> systems = base_backup_systems(request.dir);
+        if (systems.empty()) {
+            throw failure(fmt::format("no base backups in {}", (request.dir / "base").string()),
+                          "point-in-time recovery starts from one: pgward basebackup");
+        }
+        if (systems.size() > 1) {
+            std::string names;
+            for (uint64_t s : systems) {
+                names += (names.empty() ? "" : ", ") + std::to_string(s);
+            }
+            throw usage_error(fmt::format("{} holds base backups of several servers ({})",
+                                          request.dir.string(), names),
+                              "choose one with --system");
+        }
+        system = systems.front();
+    }
+    const std::vector<BaseBackup> backups = list_base_backups(request.dir, system);
+    if (backups.empty()) {
+        throw failure(fmt::format("no base backups of system {} in {}", system,
+                                  (request.dir / "base").string()),
+                      "point-in-time recovery starts from one: pgward basebackup");
+    }
+    PitrPlan plan;
+    const WalArchive archive(request.dir, system);
+    plan.archive = archive.dir();
+    const std::vector<WalArchive::Entry> entries = archive.entries();
+
+    // The newest base backup the target does not predate.
+    const BaseBackup* chosen = nullptr;
+    for (const BaseBackup& b : backups) {
+        const bool usable =
+            (request.target.kind == RecoveryTarget::Kind::Time &&
+             std::chrono::system_clock::time_point(b.finished) <= request.target.time) ||
+            (request.target.kind == RecoveryTarget::Kind::Lsn && b.end <= request.target.lsn) ||
+            request.target.kind == RecoveryTarget::Kind::Latest ||
+            request.target.kind == RecoveryTarget::Kind::Name;
+        if (usable) {
+            chosen = &b;
+        }
+    }
+
+    // The WAL from the base backup on: its own (start to end, in pg_wal.tar)
+    // then the archive's, with no segment missing.
+    const BaseBackup& oldest = backups.front();
+    const uint64_t size = pg::kDefaultSegmentSize;
+    std::map<uint64_t, const WalArchive::Entry*> segments;
+    for (const WalArchive::Entry& e : entries) {
+        if (e.name.kind != pg::WalFileName::Kind::History && e.name.timeline == oldest.timeline) {
+            segments.emplace(e.name.segment_number(size), &e);
+        }
+    }
+    auto reach = [&](const BaseBackup& from) {
+        struct Reach {
+            uint64_t last_segment;
+            SystemTime written;
+            std::optional<std::string> missing;
+        } r{pg::segment_of(from.end, size), SystemTime(from.finished), std::nullopt};
+        for (auto it = segments.lower_bound(pg::segment_of(from.start, size)); it != segments.end();
+             ++it) {
+            if (it->first > r.last_segment + 1) {
+                r.missing = pg::WalFileName::segment_name(from.timeline, r.last_segment + 1, size);
+                break;
+            }
+            r.last_segment = std::max(r.last_segment, it->first);
+            r.written = std::max(r.written, to_system(it->second->modified));
+        }
+        return r;
+    };
+    const auto window_start = describe_time(SystemTime(oldest.finished));
+    const auto whole = reach(oldest);
+    const std::string window =
+        fmt::format("the archive can reach from {} (base backup {} finished) to about {}",
+                    window_start, oldest.name, describe_time(whole.written));
+    if (chosen == nullptr) {
+        throw failure(
+            fmt::format("{} is before every base backup: {}", request.target.describe(), window),
+            "recover to a later target, or keep base backups longer");
+    }
+    const auto r = reach(*chosen);
+    const std::string end_text = describe_time(r.written);
+    const bool past_end =
+        (request.target.kind == RecoveryTarget::Kind::Time && request.target.time > r.written) ||
+        (request.target.kind == RecoveryTarget::Kind::Lsn &&
+         request.target.lsn.value >= pg::segment_start(r.last_segment + 1, size).value);
+    if (r.missing && (past_end || request.target.kind == RecoveryTarget::Kind::Latest ||
+                      request.target.kind == RecoveryTarget::Kind::Name)) {
+        throw failure(fmt::format("WAL segment {} is missing from {}: recovery from base backup {} "
+                                  "stops there, at about {}",
+                                  *r.missing, archive.dir().string(), chosen->name, end_text),
+                      "recover to a target before it (--to a time or LSN), or from a base backup "
+                      "taken after the gap");
+    }
+    if (past_end) {
+        throw failure(fmt::format("{} is past the end of the archived WAL: {}",
+                                  request.target.describe(), window),
+                      "is pgward streaming WAL (pgward wal stream, or run --wal)?");
+    }
+    plan.base = *chosen;
+    plan.first_segment =
+        pg::WalFileName::segment_name(chosen->timeline, pg::segment_of(chosen->start, size), size);
+    plan.last_segment = pg::WalFileName::segment_name(chosen->timeline, r.last_segment, size);
+    plan.wal_written = fs::file_time_type(std::chrono::file_clock::from_sys(r.written));
+    return plan;
+}
+
+PitrPlan restore_pitr(const PitrRequest& request) {
+    const PitrPlan plan = plan_pitr(request);
+    const std::optional<Owner> owner = data_directory_owner(request);
+    for (const std::string& file : plan.base.files) {
+        if (file != "base.tar" && file != "pg_wal.tar") {
+            throw failure(
+                fmt::format("base backup {} has a tablespace ({}): pgward does not "
+                            "recover tablespaces yet",
+                            plan.base.name, file));
+        }
+    }
+    log::info("point-in-time recovery: laying out the base backup",
+              {{"base_backup", plan.base.name},
+               {"target", request.target.describe()},
+               {"wal_from", plan.first_segment},
+               {"wal_to", plan.last_segment},
+               {"pgdata", request.pgdata.string()}});
+    const bool created = prepare_empty_directory(request.pgdata);
+    try {
+        extract_tar(plan.base.path / "base.tar", request.pgdata);
+        ensure_directory(request.pgdata / "pg_wal");
+        if (std::find(plan.base.files.begin(), plan.base.files.end(), "pg_wal.tar") !=
+            plan.base.files.end()) {
+            extract_tar(plan.base.path / "pg_wal.tar", request.pgdata / "pg_wal");
+        }
+
+        // PostgreSQL recovers from pg_wal only when restore_command finds
+        // nothing, and needs one set: `false` finds nothing.
+        std::string restore_command = "false";
+        if (request.copy_wal) {
+            copy_wal_into(plan, request.pgdata / "pg_wal");
+        } else {
+            restore_command =
+                fmt::format("{} wal fetch --archive {} %f %p", shell_quote(request.pgward.string()),
+                            shell_quote(plan.archive.string()));
+        }
+        std::string settings = fmt::format(
+            "\n# pgward restore --pitr: recovery to {} from base backup {}. Remove these lines\n"
+            "# once the server has promoted.\n"
+            "restore_command = {}\n"
+            "recovery_target_timeline = 'latest'\n",
+            request.target.describe(), plan.base.name, conf_quote(restore_command));
+        if (auto target = request.target.setting()) {
+            settings += *target + "\nrecovery_target_action = 'promote'\n";
+        }
+        const fs::path auto_conf = request.pgdata / "postgresql.auto.conf";
+        std::string conf;
+        if (fs::exists(auto_conf)) {
+            conf = read_file(auto_conf);
+        }
+        write_file_atomically(auto_conf, conf + settings, AtomicFile::Publish::Replace);
+        write_file_atomically(request.pgdata / "recovery.signal", "", AtomicFile::Publish::Replace);
+        if (owner) {
+            give_tree(request.pgdata, *owner);
+        }
+        fsync_directory(request.pgdata);
+    } catch (...) {
+        // Nothing half laid out is left: a server started on it would
+        // recover to somewhere else, or not at all.
+        std::error_code ec;
+        if (created) {
+            fs::remove_all(request.pgdata, ec);
+        } else {
+            for (fs::directory_iterator it(request.pgdata, ec), end; !ec && it != end;
+                 it.increment(ec)) {
+                std::error_code remove_ec;
+                fs::remove_all(it->path(), remove_ec);
+            }
+        }
+        throw;
+    }
+    log::info("point-in-time recovery ready",
+              {{"pgdata", request.pgdata.string()},
+               {"owner", owner ? owner->name : "the current user"},
+               {"next", "start PostgreSQL on it: it replays the WAL to the target and promotes"}});
+    return plan;
+}
+
+}  // namespace pgward

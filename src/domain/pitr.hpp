@@ -1,0 +1,78 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "domain/base_backup.hpp"
+#include "pg/wal.hpp"
+
+namespace pgward {
+
+// Where a point-in-time recovery stops: `latest` (the end of the archived
+// WAL), a moment, a WAL position, or a named restore point.
+struct RecoveryTarget {
+    enum class Kind { Latest, Time, Lsn, Name };
+    Kind kind = Kind::Latest;
+    std::chrono::system_clock::time_point time;  // Kind::Time, to the microsecond
+    pg::Lsn lsn;                                 // Kind::Lsn
+    std::string name;                            // Kind::Name
+
+    // "latest"; "2026-12-03 19:40:00+01", "2026-12-03T18:40:00.25Z" (a time
+    // needs its zone); "0/3000060"; anything else names a restore point
+    // ("name:..." forces that reading). A bad value is a usage error.
+    static RecoveryTarget parse(std::string_view text);
+    // For messages: latest, the time in UTC, the LSN, the quoted name.
+    std::string describe() const;
+    // The recovery_target_* line for postgresql.auto.conf (none for latest).
+    std::optional<std::string> setting() const;
+};
+
+// A "YYYY-MM-DD[ T]HH:MM:SS[.ffffff](Z|±HH[:MM])" time; nullopt otherwise.
+std::optional<std::chrono::system_clock::time_point> parse_time_with_zone(std::string_view text);
+std::string format_time_micros(std::chrono::system_clock::time_point t);
+
+// `value` single-quoted for a POSIX shell.
+std::string shell_quote(std::string_view value);
+// `value` as a postgresql.conf string literal.
+std::string conf_quote(std::string_view value);
+
+struct PitrRequest {
+    std::filesystem::path dir;     // the backup directory
+    std::filesystem::path pgdata;  // where the recovered cluster is laid out
+    RecoveryTarget target;
+    std::optional<uint64_t> system;    // needed when the directory holds several
+    std::optional<std::string> owner;  // who the data directory is for (as root)
+    std::filesystem::path pgward;      // this program, for restore_command
+    // Copy the WAL recovery needs into pg_wal now (checked as it is copied),
+    // so the server needs neither pgward nor access to the archive; else
+    // restore_command fetches each segment through pgward as it is needed.
+    bool copy_wal = true;
+};
+
+struct PitrPlan {
+    BaseBackup base;
+    std::filesystem::path archive;  // the WAL archive restore_command fetches from
+    // The archive's first and last segment from the base backup on, and the
+    // time its newest file was written (the end of what can be reached).
+    std::string first_segment;
+    std::string last_segment;
+    std::filesystem::file_time_type wal_written;
+    uint64_t segment_size = pg::kDefaultSegmentSize;
+};
+
+// Chooses the base backup (the newest that finished before the target) and
+// checks the WAL from it on: no gap, and a target inside the window the
+// archive can reach. Refusals name that window.
+PitrPlan plan_pitr(const PitrRequest& request);
+
+// Lays out the base backup in request.pgdata (absent or empty), with
+// recovery.signal and the recovery settings in postgresql.auto.conf, owned by
+// the server's user. Returns the plan it used.
+PitrPlan restore_pitr(const PitrRequest& request);
+
+}  // namespace pgward

@@ -1,0 +1,298 @@
+#include "domain/wal_archive.hpp"
+
+#include <poll.h>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <charconv>
+#include <set>
+
+#include "pg/tools.hpp"
+#include "util/error.hpp"
+#include "util/files.hpp"
+#include "util/log.hpp"
+#include "util/process.hpp"
+#include "util/signals.hpp"
+
+namespace pgward {
+namespace fs = std::filesystem;
+
+namespace {
+
+std::optional<uint64_t> parse_system(std::string_view text) {
+    uint64_t value = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc() || end != text.data() + text.size() || text.empty() || value == 0) {
+        return std::nullopt;
+    }
+    return value;
+}
+
+constexpr const char* kReplicationHint =
+    "the role needs the REPLICATION attribute (ALTER ROLE name REPLICATION) and pg_hba.conf a "
+    "\"replication\" line for it (docs/pitr.md)";
+
+// Waits up to `wait`, returning early (true) when SIGTERM/SIGINT arrives.
+bool interrupted_within(std::chrono::milliseconds wait) {
+    if (pending_interrupt() != 0) {
+        return true;
+    }
+    pollfd fd{interrupt_fd(), POLLIN, 0};
+    ::poll(&fd, interrupt_fd() >= 0 ? 1 : 0, static_cast<int>(wait.count()));
+    return pending_interrupt() != 0;
+}
+
+// Checks what pg_receivewal completed since the last look: each new segment's
+// pages, and that it follows the last one (a gap names what is missing).
+class SegmentWatcher {
+  public:
+    explicit SegmentWatcher(const WalArchive& archive) : archive_(archive) {}
+
+    void look() {
+        for (const WalArchive::Entry& entry : archive_.entries()) {
+            if (entry.name.kind != pg::WalFileName::Kind::Segment ||
+                checked_.count(entry.file) != 0) {
+                continue;
+            }
+            checked_.insert(entry.file);
+            uint64_t segment_size = 0;
+            try {
+                segment_size = archive_.check_segment(entry.file).segment_size;
+            } catch (const Error& e) {
+                log::error("a streamed WAL segment is damaged", {{"error", e.what()}});
+                continue;
+            }
+            const uint64_t number = entry.name.segment_number(segment_size);
+            if (last_ && last_->timeline == entry.name.timeline && number > last_->number + 1) {
+                log::error(
+                    "WAL gap: segments are missing from the archive",
+                    {{"first_missing", pg::WalFileName::segment_name(
+                                           entry.name.timeline, last_->number + 1, segment_size)},
+                     {"next_present", entry.file}});
+            }
+            if (!last_ || entry.name.timeline > last_->timeline ||
+                (entry.name.timeline == last_->timeline && number > last_->number)) {
+                last_ = Position{entry.name.timeline, number};
+            }
+            log::info("WAL segment archived", {{"segment", entry.file}});
+        }
+    }
+
+  private:
+    struct Position {
+        uint32_t timeline;
+        uint64_t number;
+    };
+    const WalArchive& archive_;
+    std::set<std::string> checked_;
+    std::optional<Position> last_;
+};
+
+}  // namespace
+
+ServerIdentity identify_server(const pg::ConnectionOptions& connection) {
+    pg::ConnectionOptions replication = connection;
+    replication.replication = "true";
+    std::optional<pg::Connection> opened;
+    try {
+        opened.emplace(pg::Connection::open(replication, "pgward"));
+    } catch (const Error& e) {
+        const std::string message = e.what();
+        if (message.find("walsender") != std::string::npos ||
+            message.find("replication connection") != std::string::npos) {
+            throw failure(message, kReplicationHint);
+        }
+        throw;
+    }
+    pg::Connection& conn = *opened;
+    pg::Result result = conn.exec("IDENTIFY_SYSTEM");
+    if (result.rows() != 1 || result.columns() < 3) {
+        throw failure("IDENTIFY_SYSTEM returned no row on " + conn.target());
+    }
+    ServerIdentity identity;
+    auto system = parse_system(result.get(0, 0));
+    auto flushed = pg::Lsn::parse(result.get(0, 2));
+    if (!system || !flushed) {
+        throw failure(fmt::format("IDENTIFY_SYSTEM on {} returned \"{}\", \"{}\"", conn.target(),
+                                  result.get(0, 0), result.get(0, 2)));
+    }
+    identity.system = *system;
+    identity.timeline = static_cast<uint32_t>(std::stoul(result.get(0, 1)));
+    identity.flushed = *flushed;
+    return identity;
+}
+
+WalArchive::WalArchive(const fs::path& backup_dir, uint64_t system)
+    : dir_(backup_dir / "wal" / std::to_string(system)), system_(system) {}
+
+WalArchive WalArchive::at(fs::path archive_dir, std::optional<uint64_t> system) {
+    WalArchive archive;
+    archive.dir_ = std::move(archive_dir);
+    archive.system_ = system ? system : parse_system(archive.dir_.filename().string());
+    return archive;
+}
+
+std::vector<WalArchive::Entry> WalArchive::entries() const {
+    std::vector<Entry> found;
+    std::error_code ec;
+    for (fs::directory_iterator it(dir_, ec), end; !ec && it != end; it.increment(ec)) {
+        const std::string file = it->path().filename().string();
+        auto name = pg::WalFileName::parse(file);
+        std::error_code stat_ec;
+        if (!name || !it->is_regular_file(stat_ec)) {
+            continue;
+        }
+        Entry entry{file, *name, it->file_size(stat_ec), it->last_write_time(stat_ec)};
+        if (!stat_ec) {
+            found.push_back(std::move(entry));
+        }
+    }
+    if (ec && ec != std::errc::no_such_file_or_directory) {
+        throw os_error("cannot list the WAL archive", dir_.string(), ec.value());
+    }
+    std::sort(found.begin(), found.end(),
+              [](const Entry& a, const Entry& b) { return a.file < b.file; });
+    return found;
+}
+
+pg::SegmentHeader WalArchive::check_segment(const std::string& file) const {
+    auto name = pg::WalFileName::parse(file);
+    if (!name || name->kind == pg::WalFileName::Kind::History) {
+        throw failure(fmt::format("{} is not a WAL segment's name", file));
+    }
+    const std::string bytes = read_file(dir_ / file);
+    if (auto problem = pg::check_segment(bytes, *name, system_)) {
+        throw failure(
+            fmt::format("WAL segment {} in {} is damaged: {}", file, dir_.string(), *problem),
+            "it cannot be replayed; a base backup taken after it is needed to recover "
+            "past this point");
+    }
+    auto header = pg::read_segment_header(bytes);
+    if (!header) {
+        throw failure(
+            fmt::format("WAL segment {} in {} has nothing written yet", file, dir_.string()));
+    }
+    return *header;
+}
+
+bool WalArchive::fetch(const std::string& file, const fs::path& destination) const {
+    auto name = pg::WalFileName::parse(file);
+    if (!name || name->kind == pg::WalFileName::Kind::PartialSegment) {
+        throw usage_error(
+            fmt::format("\"{}\" is not the name of a WAL segment or history file", file));
+    }
+    std::string source = file;
+    std::error_code ec;
+    if (!fs::is_regular_file(dir_ / source, ec)) {
+        source = file + ".partial";
+        if (name->kind != pg::WalFileName::Kind::Segment ||
+            !fs::is_regular_file(dir_ / source, ec)) {
+            return false;
+        }
+    }
+    const std::string bytes = read_file(dir_ / source);
+    if (name->kind == pg::WalFileName::Kind::Segment) {
+        auto problem = pg::check_segment(bytes, *name, system_);
+        if (problem) {
+            throw failure(
+                fmt::format("WAL segment {} in {} is damaged: {}", source, dir_.string(), *problem),
+                "recovery cannot go past it; recover to an earlier target");
+        }
+        auto header = pg::read_segment_header(bytes);
+        if (source != file) {
+            // A partial segment may not have its header yet; PostgreSQL
+            // needs a whole segment's size either way.
+            const uint64_t size = header ? header->segment_size : pg::kDefaultSegmentSize;
+            if (bytes.size() != size) {
+                throw failure(fmt::format("the streamed segment {} is {} bytes, not {}", source,
+                                          bytes.size(), size));
+            }
+        }
+    }
+    write_file_atomically(destination, bytes, AtomicFile::Publish::Replace);
+    return true;
+}
+
+std::vector<uint64_t> wal_archive_systems(const fs::path& backup_dir) {
+    std::vector<uint64_t> systems;
+    std::error_code ec;
+    for (fs::directory_iterator it(backup_dir / "wal", ec), end; !ec && it != end;
+         it.increment(ec)) {
+        if (auto system = parse_system(it->path().filename().string())) {
+            systems.push_back(*system);
+        }
+    }
+    std::sort(systems.begin(), systems.end());
+    return systems;
+}
+
+void stream_wal(const WalStreamRequest& request) {
+    const ServerIdentity identity = identify_server(request.connection);
+    WalArchive archive(request.dir, identity.system);
+    ensure_directory(archive.dir());
+    pg::Connection conn = pg::Connection::open(request.connection, "pgward");
+    const pg::Tool receiver = pg::ToolFinder(request.pg_bin).find("pg_receivewal");
+    log::info("streaming WAL", {{"system", std::to_string(identity.system)},
+                                {"timeline", std::to_string(identity.timeline)},
+                                {"server_flushed", identity.flushed.text()},
+                                {"archive", archive.dir().string()},
+                                {"slot", request.slot},
+                                {"synchronous", request.synchronous ? "true" : "false"}});
+
+    CapturedRun slot = run_captured(pg::server_tool_command(
+        receiver, {"--create-slot", "--if-not-exists", "--slot=" + request.slot}, conn));
+    if (!slot.status.ok()) {
+        throw failure(fmt::format("cannot create the replication slot \"{}\" on {}: {}",
+                                  request.slot, conn.target(), slot.err),
+                      kReplicationHint);
+    }
+
+    SegmentWatcher watcher(archive);
+    watcher.look();
+    std::chrono::milliseconds retry = request.first_retry;
+    while (pending_interrupt() == 0) {
+        std::vector<std::string> args = {"--directory=" + archive.dir().string(),
+                                         "--slot=" + request.slot, "--no-loop", "--verbose"};
+        if (request.synchronous) {
+            args.emplace_back("--synchronous");
+        }
+        const auto started = std::chrono::steady_clock::now();
+        std::string last_line;
+        ExitStatus status;
+        try {
+            Child child = Child::spawn(pg::server_tool_command(receiver, args, conn));
+            PumpHandlers handlers;
+            handlers.on_stderr_line = [&](std::string_view line) {
+                last_line = std::string(line);
+                log::info("pg_receivewal", {{"said", last_line}});
+            };
+            handlers.on_tick = [&] { watcher.look(); };
+            status = pump(child, handlers);
+        } catch (const Error& e) {
+            if (pending_interrupt() != 0) {
+                break;
+            }
+            throw;
+        }
+        watcher.look();
+        if (pending_interrupt() != 0) {
+            break;
+        }
+        if (std::chrono::steady_clock::now() - started > request.max_retry) {
+            retry = request.first_retry;
+        }
+        log::error("pg_receivewal stopped; WAL is not being streamed",
+                   {{"status", status.describe()},
+                    {"said", last_line},
+                    {"restart_in_ms", std::to_string(retry.count())}});
+        if (interrupted_within(retry)) {
+            break;
+        }
+        retry = std::min(retry * 2, request.max_retry);
+    }
+    watcher.look();
+    log::info("WAL streaming stopped", {{"signal", signal_name(pending_interrupt())}});
+}
+
+}  // namespace pgward

@@ -1,0 +1,315 @@
+// Issue 22: point-in-time recovery. `pgward wal stream` keeps the server's
+// WAL (pg_receivewal on a slot), `pgward basebackup` takes a verified
+// physical copy, and `pgward restore --pitr` lays out a data directory that
+// a real server recovers to the chosen moment.
+#include <gtest/gtest.h>
+
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "harness/data_dir_server.hpp"
+#include "harness/pg_cluster.hpp"
+#include "harness/runner.hpp"
+#include "harness/scratch.hpp"
+
+namespace pgward::test {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+class PitrTest : public ScratchDirTest {
+  protected:
+    PitrTest() : ScratchDirTest("pitr") {}
+
+    void SetUp() override {
+        ScratchDirTest::SetUp();
+        PgCluster::instance().create_database("pitr_app");
+        PgCluster::instance().exec("pitr_app",
+                                   "CREATE TABLE marks(id int PRIMARY KEY, at timestamptz NOT NULL "
+                                   "DEFAULT clock_timestamp())");
+        backups_ = dir_ / "backups";
+    }
+
+    void TearDown() override {
+        streamer_.reset();
+        // A slot nobody reads keeps WAL on the server for ever.
+        eventually(
+            [] {
+                return PgCluster::instance().query_value(
+                           "postgres", "SELECT count(*) FROM pg_replication_slots WHERE active") ==
+                       "0";
+            },
+            10s);
+        PgCluster::instance().exec(
+            "postgres",
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+            "WHERE slot_name = 'pgward' AND NOT active");
+        ScratchDirTest::TearDown();
+    }
+
+    Env env() const { return pg_env("pitr_app", backups_); }
+
+    void start_streaming() {
+        streamer_ =
+            std::make_unique<BackgroundPgward>(std::vector<std::string>{"wal", "stream"}, env());
+        // Streaming once the slot is in use.
+        ASSERT_TRUE(eventually(
+            [] {
+                return PgCluster::instance().query_value(
+                           "postgres",
+                           "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pgward' "
+                           "AND active") == "1";
+            },
+            30s));
+    }
+
+    // Waits until the streamer has written everything the server has (what a
+    // client saw committed is in the archive's files).
+    void wait_streamed() {
+        const std::string lsn =
+            PgCluster::instance().query_value("postgres", "SELECT pg_current_wal_lsn()::text");
+        ASSERT_TRUE(eventually(
+            [&] {
+                return PgCluster::instance().query_value(
+                           "postgres",
+                           "SELECT count(*) FROM pg_stat_replication WHERE application_name = "
+                           "'pg_receivewal' AND write_lsn >= '" +
+                               lsn + "'::pg_lsn") == "1";
+            },
+            30s));
+    }
+
+    RunResult stop_streaming() {
+        ::kill(streamer_->pid(), SIGTERM);
+        auto r = streamer_->wait(30s);
+        streamer_.reset();
+        return r ? *r : RunResult{};
+    }
+
+    void mark(int id) const {
+        PgCluster::instance().exec("pitr_app",
+                                   "INSERT INTO marks(id) VALUES (" + std::to_string(id) + ")");
+    }
+
+    std::string server_time() const {
+        return PgCluster::instance().query_value(
+            "postgres",
+            "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', "
+            "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')");
+    }
+
+    fs::path archive() const {
+        const std::string system = PgCluster::instance().query_value(
+            "postgres", "SELECT system_identifier::text FROM pg_control_system()");
+        return backups_ / "wal" / system;
+    }
+
+    // Recovers into a new folder and reads the markers there ("" if none).
+    std::string recovered_marks(const std::vector<std::string>& restore_args,
+                                const std::string& folder) {
+        const fs::path pgdata = dir_ / folder;
+        std::vector<std::string> args = {"restore", "--pitr", "--pgdata", pgdata.string()};
+        args.insert(args.end(), restore_args.begin(), restore_args.end());
+        RunResult r = run_pgward(args, env());
+        EXPECT_EQ(r.exit_code, 0) << r.err;
+        if (r.exit_code != 0) {
+            return "restore failed";
+        }
+        EXPECT_EQ(r.out, pgdata.string() + "\n");
+        DataDirServer server(pgdata);
+        EXPECT_TRUE(server.start()) << server.log();
+        EXPECT_TRUE(contains(server.log(), "archive recovery complete")) << server.log();
+        return server.query_value("pitr_app",
+                                  "SELECT coalesce(string_agg(id::text, ',' ORDER BY id), '') "
+                                  "FROM marks");
+    }
+
+    fs::path backups_;
+    std::unique_ptr<BackgroundPgward> streamer_;
+};
+
+TEST_F(PitrTest, RecoversToATimeBetweenTwoMarkersAndToTheLastStreamedWrite) {
+    start_streaming();
+    RunResult base = run_pgward({"basebackup"}, env());
+    ASSERT_EQ(base.exit_code, 0) << base.err;
+    const fs::path base_dir = base.out.substr(0, base.out.find('\n'));
+    EXPECT_TRUE(contains(base.err, "verified_by=\"pg_verifybackup")) << base.err;
+    for (const char* file : {"base.tar", "pg_wal.tar", "backup_manifest", "base.json"}) {
+        struct stat st {};
+        ASSERT_EQ(::stat((base_dir / file).c_str(), &st), 0) << file;
+        EXPECT_EQ(st.st_mode & 0777, 0600U) << file;
+    }
+    const auto info = nlohmann::json::parse(slurp(base_dir / "base.json"));
+    EXPECT_EQ(info.at("system_identifier"), archive().filename().string());
+    EXPECT_EQ(info.at("bootstrap_superuser"), PgCluster::instance().superuser());
+    EXPECT_EQ(list_dir(base_dir.parent_path()), std::vector<std::string>{base_dir.filename()})
+        << "no partial folder is left";
+
+    mark(1);
+    std::this_thread::sleep_for(1100ms);
+    const std::string between = server_time();
+    std::this_thread::sleep_for(1100ms);
+    mark(2);
+    PgCluster::instance().exec("postgres", "SELECT pg_switch_wal()");
+    mark(3);  // only in the segment being streamed (.partial)
+    wait_streamed();
+    RunResult streamed = stop_streaming();
+    EXPECT_EQ(streamed.exit_code, 0) << streamed.err;
+    EXPECT_TRUE(contains(streamed.err, "msg=\"WAL segment archived\"")) << streamed.err;
+    EXPECT_TRUE(contains(streamed.err, "msg=\"WAL streaming stopped\" signal=SIGTERM"))
+        << streamed.err;
+    EXPECT_FALSE(contains(streamed.err, "level=error")) << streamed.err;
+
+    EXPECT_EQ(recovered_marks({"--to", between}, "to-time"), "1");
+    EXPECT_EQ(recovered_marks({}, "to-latest"), "1,2,3");
+    struct stat st {};
+    ASSERT_EQ(::stat((dir_ / "to-latest").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0700U);
+
+    // A target outside the archive is refused up front, naming the window;
+    // nothing is laid out.
+    RunResult early = run_pgward({"restore", "--pitr", "--to", "2001-01-01 00:00:00+00", "--pgdata",
+                                  (dir_ / "early").string()},
+                                 env());
+    EXPECT_EQ(early.exit_code, 1);
+    EXPECT_TRUE(contains(early.err,
+                         "2001-01-01 00:00:00.000000+00 is before every base backup: "
+                         "the archive can reach from "))
+        << early.err;
+    RunResult late = run_pgward(
+        {"restore", "--pitr", "--to", "2099-01-01T00:00:00Z", "--pgdata", (dir_ / "late").string()},
+        env());
+    EXPECT_EQ(late.exit_code, 1);
+    EXPECT_TRUE(contains(late.err, "is past the end of the archived WAL")) << late.err;
+    EXPECT_FALSE(fs::exists(dir_ / "early"));
+    EXPECT_FALSE(fs::exists(dir_ / "late"));
+}
+
+TEST_F(PitrTest, AMissingOrDamagedSegmentIsNamedAndNothingIsLaidOut) {
+    start_streaming();
+    ASSERT_EQ(run_pgward({"basebackup"}, env()).exit_code, 0);
+    for (int i = 1; i <= 3; ++i) {
+        mark(i);
+        PgCluster::instance().exec("postgres", "SELECT pg_switch_wal()");
+    }
+    wait_streamed();
+    ASSERT_EQ(stop_streaming().exit_code, 0);
+
+    std::vector<std::string> segments;
+    for (const std::string& file : list_dir(archive())) {
+        if (file.size() == 24) {
+            segments.push_back(file);
+        }
+    }
+    ASSERT_GE(segments.size(), 4U);
+    const std::string victim = segments[segments.size() - 2];
+
+    // Damaged: one page header's address changed.
+    const std::string saved = slurp(archive() / victim);
+    {
+        std::fstream f(archive() / victim, std::ios::in | std::ios::out | std::ios::binary);
+        f.seekp(8192 + 8);
+        f.put('\x7f');
+    }
+    const fs::path empty = dir_ / "empty";
+    fs::create_directory(empty);
+    RunResult damaged = run_pgward({"restore", "--pitr", "--pgdata", empty.string()}, env());
+    EXPECT_EQ(damaged.exit_code, 1);
+    EXPECT_TRUE(contains(damaged.err, "WAL segment " + victim + " in " + archive().string() +
+                                          " is damaged: the page at "))
+        << damaged.err;
+    EXPECT_TRUE(fs::is_empty(empty)) << "a folder given empty is left empty";
+
+    // Missing: refused before anything is laid out, the segment named.
+    fs::remove(archive() / victim);
+    RunResult missing =
+        run_pgward({"restore", "--pitr", "--pgdata", (dir_ / "missing").string()}, env());
+    EXPECT_EQ(missing.exit_code, 1);
+    EXPECT_TRUE(
+        contains(missing.err, "WAL segment " + victim + " is missing from " + archive().string()))
+        << missing.err;
+    EXPECT_FALSE(fs::exists(dir_ / "missing"));
+
+    // Put back, the whole archive recovers.
+    write_text(archive() / victim, saved, 0600);
+    EXPECT_EQ(recovered_marks({}, "whole"), "1,2,3");
+}
+
+TEST_F(PitrTest, TheServerFetchesSegmentsThroughPgwardAsItNeedsThem) {
+    start_streaming();
+    ASSERT_EQ(run_pgward({"basebackup"}, env()).exit_code, 0);
+    mark(7);
+    PgCluster::instance().exec("postgres", "SELECT pg_switch_wal()");
+    mark(8);
+    wait_streamed();
+    ASSERT_EQ(stop_streaming().exit_code, 0);
+    if (running_as_root()) {
+        // The server runs as postgres and runs restore_command as itself.
+        for (fs::path p = archive(); p != dir_.parent_path(); p = p.parent_path()) {
+            fs::permissions(p, fs::perms::others_read | fs::perms::others_exec,
+                            fs::perm_options::add);
+        }
+        for (const auto& entry : fs::directory_iterator(archive())) {
+            fs::permissions(entry.path(), fs::perms::others_read, fs::perm_options::add);
+        }
+    }
+    EXPECT_EQ(recovered_marks({"--fetch-wal"}, "fetched"), "7,8");
+    EXPECT_TRUE(contains(slurp(dir_ / "fetched" / "postgresql.auto.conf"),
+                         "wal fetch --archive ''" + archive().string() + "'' %f %p"));
+
+    // restore_command's answers: a file it has, one it has not (exit 1, which
+    // PostgreSQL takes for "not archived"), a name that is no WAL file (2).
+    const fs::path out = dir_ / "out";
+    RunResult got = run_pgward({"wal", "fetch", "--archive", archive().string(),
+                                list_dir(archive()).front(), out.string()});
+    EXPECT_EQ(got.exit_code, 0) << got.err;
+    EXPECT_EQ(fs::file_size(out), 16U << 20);
+    RunResult absent = run_pgward(
+        {"wal", "fetch", "--archive", archive().string(), "00000009.history", out.string()});
+    EXPECT_EQ(absent.exit_code, 1);
+    EXPECT_TRUE(contains(absent.err, "not in the WAL archive")) << absent.err;
+    RunResult bad =
+        run_pgward({"wal", "fetch", "--archive", archive().string(), "../x", out.string()});
+    EXPECT_EQ(bad.exit_code, 2);
+    EXPECT_TRUE(contains(bad.err, "\"../x\" is not the name of a WAL segment")) << bad.err;
+}
+
+TEST_F(PitrTest, ABaseBackupThatCannotBeTakenLeavesNothingAndSaysWhy) {
+    Env wrong = env();
+    wrong.emplace_back("POSTGRES_PASSWORD", "not-the-password");
+    RunResult r = run_pgward({"basebackup"}, wrong);
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_TRUE(contains(r.err, "password authentication failed")) << r.err;
+    EXPECT_FALSE(fs::exists(backups_ / "base"));
+
+    // A role without REPLICATION: pg_basebackup is refused, nothing published.
+    PgCluster::instance().exec(
+        "postgres", "DROP ROLE IF EXISTS pitr_plain; CREATE ROLE pitr_plain LOGIN PASSWORD 'pw'");
+    Env plain = env();
+    plain.emplace_back("POSTGRES_USER", "pitr_plain");
+    plain.emplace_back("POSTGRES_PASSWORD", "pw");
+    RunResult refused = run_pgward({"basebackup"}, plain);
+    EXPECT_EQ(refused.exit_code, 1);
+    EXPECT_TRUE(contains(refused.err, "REPLICATION")) << refused.err;
+    EXPECT_FALSE(fs::exists(backups_ / "base"));
+
+    RunResult no_pgdata = run_pgward({"restore", "--pitr"}, env());
+    EXPECT_EQ(no_pgdata.exit_code, 2);
+    EXPECT_TRUE(contains(no_pgdata.err, "--pitr needs --pgdata")) << no_pgdata.err;
+    RunResult none = run_pgward({"restore", "--pitr", "--pgdata", (dir_ / "x").string()}, env());
+    EXPECT_EQ(none.exit_code, 1);
+    EXPECT_TRUE(contains(none.err, "no base backups in " + (backups_ / "base").string()))
+        << none.err;
+    PgCluster::instance().exec("postgres", "DROP ROLE pitr_plain");
+}
+
+}  // namespace
+}  // namespace pgward::test
