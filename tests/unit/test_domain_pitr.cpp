@@ -1,0 +1,183 @@
+#include <gtest/gtest.h>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+
+#include "domain/pitr.hpp"
+#include "support/temp_dir.hpp"
+#include "util/files.hpp"
+
+namespace pgward {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using test::error_message;
+
+constexpr uint64_t kSystem = 7715167054901219859ULL;
+
+std::chrono::system_clock::time_point utc(const char* text) {
+    auto parsed = parse_time_with_zone(text);
+    EXPECT_TRUE(parsed) << text;
+    return parsed.value_or(std::chrono::system_clock::time_point{});
+}
+
+TEST(RecoveryTarget, ReadsLatestTimesLsnsAndNames) {
+    EXPECT_EQ(RecoveryTarget::parse("latest").kind, RecoveryTarget::Kind::Latest);
+    EXPECT_FALSE(RecoveryTarget::parse("latest").setting());
+
+    RecoveryTarget time = RecoveryTarget::parse("2026-12-03 19:40:00.25+01");
+    EXPECT_EQ(time.kind, RecoveryTarget::Kind::Time);
+    EXPECT_EQ(time.describe(), "2026-12-03 18:40:00.250000+00");
+    EXPECT_EQ(time.setting(), "recovery_target_time = '2026-12-03 18:40:00.250000+00'");
+    EXPECT_EQ(RecoveryTarget::parse("2026-12-03T18:40:00Z").time, utc("2026-12-03 18:40:00+00:00"));
+    EXPECT_EQ(utc("2026-12-03 12:10:00-0630"), utc("2026-12-03T18:40:00Z"));
+    EXPECT_EQ(utc("2026-12-03 18:40:00.123456 UTC"), utc("2026-12-03T18:40:00.123456z"));
+
+    RecoveryTarget lsn = RecoveryTarget::parse("0/3000060");
+    EXPECT_EQ(lsn.kind, RecoveryTarget::Kind::Lsn);
+    EXPECT_EQ(lsn.setting(), "recovery_target_lsn = '0/3000060'");
+
+    RecoveryTarget name = RecoveryTarget::parse("before-migration");
+    EXPECT_EQ(name.kind, RecoveryTarget::Kind::Name);
+    EXPECT_EQ(name.describe(), "restore point \"before-migration\"");
+    EXPECT_EQ(RecoveryTarget::parse("name:it's 0/1").setting(),
+              "recovery_target_name = 'it''s 0/1'");
+    EXPECT_EQ(RecoveryTarget::parse("name:latest").kind, RecoveryTarget::Kind::Name);
+}
+
+TEST(RecoveryTarget, ABadValueIsAUsageErrorThatSaysWhatToWrite) {
+    EXPECT_TRUE(error_message([] { RecoveryTarget::parse(""); }).starts_with("--to is empty"));
+    for (const char* no_zone :
+         {"2026-12-03 19:40:00", "2026-12-03", "2026-13-03 19:40:00Z", "2026-02-30 19:40:00Z",
+          "2026-12-03 25:40:00Z", "2026-12-03 19:40:00+16"}) {
+        auto e = test::caught_error([&] { RecoveryTarget::parse(no_zone); });
+        ASSERT_TRUE(e) << no_zone;
+        EXPECT_EQ(e->kind(), ErrorKind::Usage);
+        EXPECT_EQ(std::string(e->what()),
+                  fmt::format("--to \"{}\" is not a time pgward reads", no_zone));
+        EXPECT_TRUE(e->hint().find("with its zone") != std::string::npos);
+    }
+    EXPECT_TRUE(error_message([] {
+                    RecoveryTarget::parse(std::string(64, 'n'));
+                }).starts_with("--to: a restore point's name has 1 to 63 bytes"));
+    EXPECT_TRUE(error_message([] {
+                    RecoveryTarget::parse("name:");
+                }).starts_with("--to: a restore point's name has 1 to 63 bytes"));
+}
+
+TEST(Quoting, ShellAndConfigurationStringsSurviveQuotes) {
+    EXPECT_EQ(shell_quote("/backups/it's"), "'/backups/it'\\''s'");
+    EXPECT_EQ(shell_quote("a b;$(x)"), "'a b;$(x)'");
+    EXPECT_EQ(conf_quote("'a' b"), "'''a'' b'");
+}
+
+// A backup directory with base backups described and WAL files named as
+// the real ones, each written at a chosen moment.
+class PitrPlanTest : public test::TempDirTest {
+  protected:
+    void add_base(const std::string& name, const char* finished, const std::string& start,
+                  const std::string& end, uint64_t system = kSystem) {
+        const fs::path folder = dir_ / "base" / std::to_string(system) / name;
+        fs::create_directories(folder);
+        nlohmann::ordered_json doc = {
+            {"format", "pgward-base-backup/1"},
+            {"name", name},
+            {"system_identifier", std::to_string(system)},
+            {"timeline", 1},
+            {"start_lsn", start},
+            {"end_lsn", end},
+            {"started_at", name.substr(0, 4) + "-" + name.substr(4, 2) + "-" + name.substr(6, 2) +
+                               "T" + name.substr(9, 2) + ":" + name.substr(11, 2) + ":" +
+                               name.substr(13, 2) + "Z"},
+            {"finished_at", finished},
+            {"files", {"base.tar", "pg_wal.tar"}}};
+        write_file_atomically(folder / "base.json", doc.dump(), AtomicFile::Publish::Replace);
+    }
+
+    void add_wal(uint64_t number, const char* written, bool partial = false) {
+        const fs::path folder = dir_ / "wal" / std::to_string(kSystem);
+        fs::create_directories(folder);
+        const fs::path file =
+            folder / (pg::WalFileName::segment_name(1, number, pg::kDefaultSegmentSize) +
+                      (partial ? ".partial" : ""));
+        std::ofstream(file) << "x";
+        fs::last_write_time(file, std::chrono::file_clock::from_sys(utc(written)));
+    }
+
+    PitrPlan plan(const std::string& target) const {
+        PitrRequest request;
+        request.dir = dir_;
+        request.target = RecoveryTarget::parse(target);
+        return plan_pitr(request);
+    }
+
+    std::string refusal(const std::string& target) const {
+        return error_message([&] { plan(target); });
+    }
+};
+
+TEST_F(PitrPlanTest, ChoosesTheNewestBaseBackupTheTargetDoesNotPredate) {
+    add_base("20261201T000000Z", "2026-12-01T00:01:00Z", "0/2000028", "0/2000100");
+    add_base("20261202T000000Z", "2026-12-02T00:01:00Z", "0/5000028", "0/5000100");
+    for (uint64_t n = 2; n <= 7; ++n) {
+        add_wal(n, "2026-12-01T12:00:00Z");
+    }
+    add_wal(8, "2026-12-03T00:00:00Z", true);
+
+    EXPECT_EQ(plan("latest").base.name, "20261202T000000Z");
+    EXPECT_EQ(plan("latest").first_segment, "000000010000000000000005");
+    EXPECT_EQ(plan("latest").last_segment, "000000010000000000000008");
+    EXPECT_EQ(plan("2026-12-01 18:00:00Z").base.name, "20261201T000000Z");
+    EXPECT_EQ(plan("2026-12-01 18:00:00Z").first_segment, "000000010000000000000002");
+    EXPECT_EQ(plan("2026-12-02 00:01:00Z").base.name, "20261202T000000Z");
+    EXPECT_EQ(plan("0/4000000").base.name, "20261201T000000Z");
+    EXPECT_EQ(plan("0/6000000").base.name, "20261202T000000Z");
+    EXPECT_EQ(plan("before-deploy").base.name, "20261202T000000Z");
+
+    EXPECT_EQ(refusal("2026-11-30 00:00:00Z"),
+              "2026-11-30 00:00:00.000000+00 is before every base backup: the archive can reach "
+              "from 2026-12-01T00:01:00Z (base backup 20261201T000000Z finished) to about "
+              "2026-12-03T00:00:00Z");
+    EXPECT_TRUE(refusal("2026-12-04 00:00:00Z")
+                    .starts_with("2026-12-04 00:00:00.000000+00 is past the end of the archived "
+                                 "WAL: the archive can reach from 2026-12-01T00:01:00Z"));
+    EXPECT_TRUE(refusal("0/9000000").starts_with("0/9000000 is past the end of the archived WAL"));
+}
+
+TEST_F(PitrPlanTest, AGapIsRefusedUnlessTheTargetComesBeforeIt) {
+    add_base("20261201T000000Z", "2026-12-01T00:01:00Z", "0/2000028", "0/2000100");
+    add_wal(2, "2026-12-01T01:00:00Z");
+    add_wal(3, "2026-12-01T02:00:00Z");
+    add_wal(5, "2026-12-01T04:00:00Z");
+
+    EXPECT_EQ(refusal("latest"),
+              fmt::format("WAL segment 000000010000000000000004 is missing from {}: recovery from "
+                          "base backup 20261201T000000Z stops there, at about 2026-12-01T02:00:00Z",
+                          (dir_ / "wal" / std::to_string(kSystem)).string()));
+    EXPECT_TRUE(refusal("2026-12-01 03:00:00Z")
+                    .starts_with("WAL segment 000000010000000000000004 is missing"));
+    EXPECT_EQ(plan("2026-12-01 01:30:00Z").last_segment, "000000010000000000000003");
+    EXPECT_EQ(plan("0/3FFFFFF").last_segment, "000000010000000000000003");
+    EXPECT_TRUE(
+        refusal("0/4000000").starts_with("WAL segment 000000010000000000000004 is missing"));
+}
+
+TEST_F(PitrPlanTest, NoBaseBackupOrSeveralServersSayWhatToDo) {
+    EXPECT_EQ(refusal("latest"), "no base backups in " + (dir_ / "base").string());
+    add_base("20261201T000000Z", "2026-12-01T00:01:00Z", "0/2000028", "0/2000100");
+    add_base("20261201T000000Z", "2026-12-01T00:01:00Z", "0/2000028", "0/2000100", 42);
+    EXPECT_EQ(refusal("latest"), fmt::format("{} holds base backups of several servers (42, {})",
+                                             dir_.string(), kSystem));
+    PitrRequest request;
+    request.dir = dir_;
+    request.system = 42;
+    EXPECT_EQ(plan_pitr(request).base.system, 42U);
+}
+
+}  // namespace
+}  // namespace pgward
