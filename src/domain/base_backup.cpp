@@ -53,6 +53,7 @@ nlohmann::ordered_json to_json(const BaseBackup& b) {
             {"server_version", b.server_version},
             {"bootstrap_superuser", b.bootstrap_superuser},
             {"bytes", b.bytes},
+            {"wal_segment_size", b.segment_size},
             {"files", b.files},
             {"verified_by", b.verified_by}};
 }
@@ -88,6 +89,10 @@ BaseBackup from_json(const nlohmann::json& doc, const fs::path& path) {
     b.server_version = doc.value("server_version", "");
     b.bootstrap_superuser = doc.value("bootstrap_superuser", "");
     b.bytes = doc.value("bytes", uint64_t{0});
+    b.segment_size = doc.value("wal_segment_size", pg::kDefaultSegmentSize);
+    if (b.segment_size < (uint64_t{1} << 20) || (b.segment_size & (b.segment_size - 1)) != 0) {
+        throw failure(fmt::format("{} has a bad wal_segment_size", (path / kInfoFile).string()));
+    }
     b.files = doc.value("files", std::vector<std::string>{});
     b.verified_by = doc.value("verified_by", "");
     return b;
@@ -179,6 +184,10 @@ BaseBackup take_base_backup(const BaseBackupRequest& request) {
     backup.server_version = conn.server_version_text();
     backup.bootstrap_superuser =
         conn.query_value("SELECT rolname FROM pg_catalog.pg_roles WHERE oid = 10").value_or("");
+    backup.segment_size =
+        std::stoull(conn.query_value("SELECT setting FROM pg_catalog.pg_settings WHERE name = "
+                                     "'wal_segment_size'")
+                        .value_or("16777216"));
     backup.started = now_seconds();
     backup.name = format_compact_utc(backup.started);
 
@@ -320,6 +329,63 @@ std::vector<BaseBackup> list_base_backups(const fs::path& backup_dir,
         return std::tie(a.started, a.name) < std::tie(b.started, b.name);
     });
     return found;
+}
+
+BasePrunePlan plan_base_prune(const std::vector<BaseBackup>& backups,
+                              const std::vector<std::string>& wal_files, size_t keep) {
+    BasePrunePlan plan;
+    if (keep == 0 || backups.size() <= keep) {
+        return plan;
+    }
+    plan.remove.assign(backups.begin(), backups.end() - static_cast<std::ptrdiff_t>(keep));
+    const BaseBackup& oldest_kept = backups[backups.size() - keep];
+    for (const std::string& file : wal_files) {
+        auto name = pg::WalFileName::parse(file);
+        if (!name || name->kind == pg::WalFileName::Kind::History) {
+            continue;
+        }
+        // The segment holding the oldest kept backup's start, and all after it, stay.
+        if (name->segment_number(oldest_kept.segment_size) <
+            pg::segment_of(oldest_kept.start, oldest_kept.segment_size)) {
+            plan.wal_files.push_back(file);
+        }
+    }
+    return plan;
+}
+
+BasePrunePlan prune_base_backups(const fs::path& backup_dir, uint64_t system, size_t keep) {
+    const std::vector<BaseBackup> backups = list_base_backups(backup_dir, system);
+    const WalArchive archive(backup_dir, system);
+    std::vector<std::string> wal_files;
+    for (const WalArchive::Entry& entry : archive.entries()) {
+        wal_files.push_back(entry.file);
+    }
+    BasePrunePlan plan = plan_base_prune(backups, wal_files, keep);
+    // What a removal killed halfway left behind.
+    std::error_code ec;
+    for (fs::directory_iterator it(system_dir(backup_dir, system), ec), end; !ec && it != end;
+         it.increment(ec)) {
+        if (it->path().filename().string().starts_with(".removing-")) {
+            std::error_code remove_ec;
+            fs::remove_all(it->path(), remove_ec);
+        }
+    }
+    for (const BaseBackup& old : plan.remove) {
+        // Out of sight first: a half-removed backup is never listed.
+        const fs::path doomed = old.path.parent_path() / (".removing-" + old.name);
+        fs::rename(old.path, doomed);
+        fs::remove_all(doomed);
+        log::info("base backup removed by retention", {{"name", old.name}});
+    }
+    for (const std::string& file : plan.wal_files) {
+        remove_file(archive.dir() / file);
+    }
+    if (!plan.wal_files.empty()) {
+        log::info("WAL removed by retention", {{"files", std::to_string(plan.wal_files.size())},
+                                               {"first", plan.wal_files.front()},
+                                               {"last", plan.wal_files.back()}});
+    }
+    return plan;
 }
 
 }  // namespace pgward

@@ -29,7 +29,8 @@ struct BaseBackup {
     std::string server_version;
     std::string bootstrap_superuser;  // the role with oid 10
     uint64_t bytes = 0;
-    std::vector<std::string> files;  // the tar files
+    uint64_t segment_size = pg::kDefaultSegmentSize;  // the server's wal_segment_size
+    std::vector<std::string> files;                    // the tar files
     std::string verified_by;         // "pg_verifybackup (PostgreSQL) 15.18"
 };
 
@@ -53,6 +54,22 @@ std::vector<BaseBackup> list_base_backups(const std::filesystem::path& backup_di
 
 // The systems with base backups under <backup dir>/base/.
 std::vector<uint64_t> base_backup_systems(const std::filesystem::path& backup_dir);
+
+// What keeping the newest `keep` base backups removes: the older base
+// backups, and the WAL segments that only they need (before the oldest kept
+// one's start; history files are always kept).
+struct BasePrunePlan {
+    std::vector<BaseBackup> remove;
+    std::vector<std::string> wal_files;
+};
+BasePrunePlan plan_base_prune(const std::vector<BaseBackup>& backups,
+                              const std::vector<std::string>& wal_files, size_t keep);
+
+// Applies plan_base_prune to <backup dir> for `system`: base backups first
+// (each by one rename out of sight, then removed), then the WAL. Returns
+// what was removed.
+BasePrunePlan prune_base_backups(const std::filesystem::path& backup_dir, uint64_t system,
+                                 size_t keep);
 
 // The WAL range a backup_manifest names ("WAL-Ranges"): timeline, start, end.
 struct ManifestWalRange {

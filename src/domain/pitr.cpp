@@ -326,7 +326,7 @@ PitrPlan plan_pitr(const PitrRequest& request) {
     // The WAL from the base backup on: its own (start to end, in pg_wal.tar)
     // then the archive's, with no segment missing.
     const BaseBackup& oldest = backups.front();
-    const uint64_t size = pg::kDefaultSegmentSize;
+    const uint64_t size = oldest.segment_size;
     std::map<uint64_t, const WalArchive::Entry*> segments;
     for (const WalArchive::Entry& e : entries) {
         if (e.name.kind != pg::WalFileName::Kind::History && e.name.timeline == oldest.timeline) {
@@ -384,6 +384,7 @@ PitrPlan plan_pitr(const PitrRequest& request) {
         pg::WalFileName::segment_name(chosen->timeline, pg::segment_of(chosen->start, size), size);
     plan.last_segment = pg::WalFileName::segment_name(chosen->timeline, r.last_segment, size);
     plan.wal_written = fs::file_time_type(std::chrono::file_clock::from_sys(r.written));
+    plan.segment_size = size;
     return plan;
 }
 

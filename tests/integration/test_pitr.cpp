@@ -18,6 +18,7 @@
 #include "harness/pg_cluster.hpp"
 #include "harness/runner.hpp"
 #include "harness/scratch.hpp"
+#include "pg/wal.hpp"
 
 namespace pgward::test {
 namespace {
@@ -243,11 +244,25 @@ TEST_F(PitrTest, AMissingOrDamagedSegmentIsNamedAndNothingIsLaidOut) {
     EXPECT_EQ(recovered_marks({}, "whole"), "1,2,3");
 }
 
-TEST_F(PitrTest, TheServerFetchesSegmentsThroughPgwardAsItNeedsThem) {
+TEST_F(PitrTest, RetentionKeepsTheNewestBaseBackupAndTheWalItNeedsAndItRecovers) {
     start_streaming();
     ASSERT_EQ(run_pgward({"basebackup"}, env()).exit_code, 0);
     mark(7);
     PgCluster::instance().exec("postgres", "SELECT pg_switch_wal()");
+    wait_streamed();
+    RunResult second = run_pgward({"basebackup", "--retention", "1"}, env());
+    ASSERT_EQ(second.exit_code, 0) << second.err;
+    const fs::path kept = second.out.substr(0, second.out.find('\n'));
+    EXPECT_EQ(list_dir(kept.parent_path()), std::vector<std::string>{kept.filename()});
+    EXPECT_TRUE(contains(second.err, "msg=\"base backup removed by retention\"")) << second.err;
+    EXPECT_TRUE(contains(second.err, "msg=\"WAL removed by retention\"")) << second.err;
+    const auto info = nlohmann::json::parse(slurp(kept / "base.json"));
+    const std::string start_segment = pg::WalFileName::segment_name(
+        1, pg::segment_of(*pg::Lsn::parse(info.at("start_lsn").get<std::string>()), 16U << 20),
+        16U << 20);
+    for (const std::string& file : list_dir(archive())) {
+        EXPECT_GE(file.substr(8, 16), start_segment.substr(8, 16)) << file << " outlived retention";
+    }
     mark(8);
     wait_streamed();
     ASSERT_EQ(stop_streaming().exit_code, 0);

@@ -181,3 +181,40 @@ TEST_F(PitrPlanTest, NoBaseBackupOrSeveralServersSayWhatToDo) {
 
 }  // namespace
 }  // namespace pgward
+
+namespace pgward {
+namespace {
+
+BaseBackup base_at(const std::string& name, const std::string& start) {
+    BaseBackup b;
+    b.name = name;
+    b.start = *pg::Lsn::parse(start);
+    return b;
+}
+
+TEST(BasePrune, KeepsTheNewestAndExactlyTheWalTheyNeed) {
+    const std::vector<BaseBackup> backups = {base_at("a", "0/2000028"), base_at("b", "0/5000028"),
+                                             base_at("c", "0/9000028")};
+    const std::vector<std::string> wal = {"000000010000000000000002",
+                                          "000000010000000000000004",
+                                          "000000010000000000000005",
+                                          "00000001.history",
+                                          "000000020000000000000004",
+                                          "000000020000000000000006.partial",
+                                          "archive_status"};
+    BasePrunePlan two = plan_base_prune(backups, wal, 2);
+    ASSERT_EQ(two.remove.size(), 1U);
+    EXPECT_EQ(two.remove[0].name, "a");
+    EXPECT_EQ(two.wal_files,
+              (std::vector<std::string>{"000000010000000000000002", "000000010000000000000004",
+                                        "000000020000000000000004"}));
+    BasePrunePlan one = plan_base_prune(backups, wal, 1);
+    EXPECT_EQ(one.remove.size(), 2U);
+    EXPECT_EQ(one.wal_files.size(), 5U) << "all but the history file and other names";
+    EXPECT_TRUE(plan_base_prune(backups, wal, 3).remove.empty());
+    EXPECT_TRUE(plan_base_prune(backups, wal, 3).wal_files.empty());
+    EXPECT_TRUE(plan_base_prune({}, wal, 1).wal_files.empty()) << "no base backup: keep all WAL";
+}
+
+}  // namespace
+}  // namespace pgward
