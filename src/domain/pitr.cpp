@@ -51,9 +51,17 @@ std::optional<Owner> data_directory_owner(const PitrRequest& request) {
         return Owner{pw->pw_uid, pw->pw_gid, name};
     };
     if (request.owner) {
+        // UID:GID for a user this system has no name for (a container's).
+        static const std::regex numeric(R"(^(\d{1,9}):(\d{1,9})$)");
+        std::smatch m;
+        if (std::regex_match(*request.owner, m, numeric)) {
+            return Owner{static_cast<uid_t>(std::stoul(m[1].str())),
+                         static_cast<gid_t>(std::stoul(m[2].str())), *request.owner};
+        }
         auto owner = by_name(*request.owner);
         if (!owner) {
-            throw usage_error(fmt::format("--owner: there is no user \"{}\"", *request.owner));
+            throw usage_error(fmt::format("--owner: there is no user \"{}\"", *request.owner),
+                              "give a user name, or UID:GID");
         }
         return owner;
     }

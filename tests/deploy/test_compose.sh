@@ -71,6 +71,8 @@ POSTGRES_BACKUP_STALL_SECONDS 900
 POSTGRES_DRILL_FROM local
 PGWARD_HTTP_ADDR 0.0.0.0:9187
 EOF
+  expect "postgres_wal streams WAL into the same volume, only with --profile pitr" \
+    'c["services"]["postgres_wal"]["command"] == ["wal", "stream"] and c["services"]["postgres_wal"]["profiles"] == ["pitr"] and any(v.split(":")[:2] == ["pg_backups", "/backups"] for v in c["services"]["postgres_wal"]["volumes"]) and c["services"]["postgres_wal"]["environment"]["POSTGRES_PASSWORD"] == "x"'
   # Optional alerts: present, empty (= off) unless set.
   expect "PGWARD_NOTIFY_URL and PGWARD_PING_URL off by default" \
     'env.get("PGWARD_NOTIFY_URL", 1) == "" and env.get("PGWARD_PING_URL", 1) == ""'

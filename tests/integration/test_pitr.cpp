@@ -192,6 +192,14 @@ TEST_F(PitrTest, RecoversToATimeBetweenTwoMarkersAndToTheLastStreamedWrite) {
     EXPECT_TRUE(contains(late.err, "is past the end of the archived WAL")) << late.err;
     EXPECT_FALSE(fs::exists(dir_ / "early"));
     EXPECT_FALSE(fs::exists(dir_ / "late"));
+    if (running_as_root()) {
+        RunResult owner = run_pgward({"restore", "--pitr", "--owner", "no-such-user", "--pgdata",
+                                      (dir_ / "owner").string()},
+                                     env());
+        EXPECT_EQ(owner.exit_code, 2);
+        EXPECT_TRUE(contains(owner.err, "--owner: there is no user \"no-such-user\"")) << owner.err;
+        EXPECT_FALSE(fs::exists(dir_ / "owner"));
+    }
 }
 
 TEST_F(PitrTest, AMissingOrDamagedSegmentIsNamedAndNothingIsLaidOut) {
