@@ -220,7 +220,7 @@ BaseBackup take_base_backup(const BaseBackupRequest& request) {
         basebackup,
         {"--pgdata=" + out.string(), "--format=tar", "--wal-method=stream", "--checkpoint=fast",
          "--manifest-checksums=CRC32C", "--label=pgward " + backup.name, "--verbose"},
-        conn);
+        conn, "pgward_basebackup");
     Child child = Child::spawn(command);
     std::string errors;
     uint64_t last_bytes = 0;

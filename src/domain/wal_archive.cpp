@@ -29,6 +29,9 @@ std::optional<uint64_t> parse_system(std::string_view text) {
     return value;
 }
 
+// The streamer's application_name: what synchronous_standby_names lists.
+constexpr const char* kStreamerName = "pgward_wal";
+
 constexpr const char* kReplicationHint =
     "the role needs the REPLICATION attribute (ALTER ROLE name REPLICATION) and pg_hba.conf a "
     "\"replication\" line for it (docs/pitr.md)";
@@ -241,7 +244,8 @@ void stream_wal(const WalStreamRequest& request) {
                                 {"synchronous", request.synchronous ? "true" : "false"}});
 
     CapturedRun slot = run_captured(pg::server_tool_command(
-        receiver, {"--create-slot", "--if-not-exists", "--slot=" + request.slot}, conn));
+        receiver, {"--create-slot", "--if-not-exists", "--slot=" + request.slot}, conn,
+        kStreamerName));
     if (!slot.status.ok()) {
         throw failure(fmt::format("cannot create the replication slot \"{}\" on {}: {}",
                                   request.slot, conn.target(), slot.err),
@@ -261,7 +265,8 @@ void stream_wal(const WalStreamRequest& request) {
         std::string last_line;
         ExitStatus status;
         try {
-            Child child = Child::spawn(pg::server_tool_command(receiver, args, conn));
+            Child child =
+                Child::spawn(pg::server_tool_command(receiver, args, conn, kStreamerName));
             PumpHandlers handlers;
             handlers.on_stderr_line = [&](std::string_view line) {
                 last_line = std::string(line);

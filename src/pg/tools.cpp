@@ -127,18 +127,19 @@ Command list_archive_command(const Tool& pg_restore, const std::filesystem::path
     return command;
 }
 
-Command server_tool_command(const Tool& tool, std::vector<std::string> args,
-                            const Connection& conn) {
+Command server_tool_command(const Tool& tool, std::vector<std::string> args, const Connection& conn,
+                            const std::string& application_name) {
     Command command;
     command.argv.push_back(tool.path.string());
     command.argv.insert(command.argv.end(), args.begin(), args.end());
     command.argv.push_back("--no-password");
     command.argv.push_back("--dbname=" + conn.child_conninfo());
     for (const auto& [name, value] : conn.child_environment()) {
-        if (name != "PGPASSWORD") {
+        if (name != "PGPASSWORD" && name != "PGAPPNAME") {
             command.set_env.emplace_back(name, value);
         }
     }
+    command.set_env.emplace_back("PGAPPNAME", application_name);
     if (auto password = conn.password_used()) {
         command.set_env.emplace_back("PGPASSWORD", *password);
     }

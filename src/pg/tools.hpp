@@ -44,9 +44,11 @@ class Connection;
 // A client tool aimed at `conn`'s server (pg_basebackup, pg_receivewal):
 // `args`, then --dbname with the connection's conninfo; the operator's libpq
 // variables, the password libpq used (PGPASSWORD, never argv) and
-// untranslated messages (pgward reads them).
-Command server_tool_command(const Tool& tool, std::vector<std::string> args,
-                            const Connection& conn);
+// untranslated messages (pgward reads them). Its sessions are named
+// `application_name` whatever PGAPPNAME says: synchronous_standby_names and
+// pg_stat_replication find them by it.
+Command server_tool_command(const Tool& tool, std::vector<std::string> args, const Connection& conn,
+                            const std::string& application_name);
 
 // Finds pg_dump, pg_restore... in --pg-bin/PGWARD_PG_BIN when given (and only
 // there), else on PATH, else in `pg_config --bindir`; then asks the tool

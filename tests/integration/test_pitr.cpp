@@ -82,7 +82,7 @@ class PitrTest : public ScratchDirTest {
                 return PgCluster::instance().query_value(
                            "postgres",
                            "SELECT count(*) FROM pg_stat_replication WHERE application_name = "
-                           "'pg_receivewal' AND write_lsn >= '" +
+                           "'pgward_wal' AND write_lsn >= '" +
                                lsn + "'::pg_lsn") == "1";
             },
             30s));
@@ -193,9 +193,9 @@ TEST_F(PitrTest, RecoversToATimeBetweenTwoMarkersAndToTheLastStreamedWrite) {
     EXPECT_FALSE(fs::exists(dir_ / "early"));
     EXPECT_FALSE(fs::exists(dir_ / "late"));
     if (running_as_root()) {
-        RunResult owner = run_pgward({"restore", "--pitr", "--owner", "no-such-user", "--pgdata",
-                                      (dir_ / "owner").string()},
-                                     env());
+        RunResult owner = run_pgward(
+            {"restore", "--pitr", "--owner", "no-such-user", "--pgdata", (dir_ / "owner").string()},
+            env());
         EXPECT_EQ(owner.exit_code, 2);
         EXPECT_TRUE(contains(owner.err, "--owner: there is no user \"no-such-user\"")) << owner.err;
         EXPECT_FALSE(fs::exists(dir_ / "owner"));
