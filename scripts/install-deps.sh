@@ -42,13 +42,13 @@ runtime=(
   libcurl4 libcpp-httplib0.11 libpugixml1v5 util-linux
 )
 demo=("${build[@]}" postgresql postgresql-client util-linux)
-offsite=("${demo[@]}" radosgw ceph-mon ceph-osd python3-boto3)
+offsite=("${demo[@]}" radosgw ceph-mon ceph-osd python3-boto3 curl)
 test=("${demo[@]}" libgtest-dev libgmock-dev python3 procps postgresql-15-postgis-3
       postgresql-15-postgis-3-scripts locales age)
 case $profile in
   full) packages=("${test[@]}" gcovr clang libfuzzer-14-dev libclang-rt-14-dev debootstrap strace docker-compose
                   python3-yaml systemd man-db
-                  radosgw ceph-mon ceph-osd python3-boto3 s3cmd) ;;
+                  radosgw ceph-mon ceph-osd python3-boto3 s3cmd curl) ;;
   test) packages=("${test[@]}") ;;
   demo) packages=("${demo[@]}") ;;
   offsite) packages=("${offsite[@]}") ;;
