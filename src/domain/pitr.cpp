@@ -397,7 +397,7 @@ PitrPlan plan_pitr(const PitrRequest& request) {
 }
 
 PitrPlan restore_pitr(const PitrRequest& request) {
-    const PitrPlan plan = plan_pitr(request);
+    PitrPlan plan = plan_pitr(request);
     const std::optional<Owner> owner = data_directory_owner(request);
     for (const std::string& file : plan.base.files) {
         if (file != "base.tar" && file != "pg_wal.tar") {

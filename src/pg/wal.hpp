@@ -17,6 +17,7 @@ struct Lsn {
 
     static std::optional<Lsn> parse(std::string_view text);
     std::string text() const;
+    // NOLINTNEXTLINE(modernize-use-nullptr): clang-tidy 14 misreads a defaulted <=>
     auto operator<=>(const Lsn&) const = default;
 };
 
