@@ -14,6 +14,7 @@
 #include "util/error.hpp"
 #include "util/files.hpp"
 #include "util/log.hpp"
+#include "util/process.hpp"
 
 namespace pgward {
 namespace fs = std::filesystem;
@@ -78,6 +79,19 @@ std::optional<Owner> data_directory_owner(const PitrRequest& request) {
             "name the server's user with --owner");
     }
     return postgres;
+}
+
+// Whether `owner` may `test -x`/`test -r` a path (every folder on the way
+// counts), asked as that user.
+bool user_can(const Owner& owner, const char* test, const fs::path& path) {
+    CapturedRun run =
+        run_captured(Command{{"/usr/bin/setpriv", fmt::format("--reuid={}", owner.uid),
+                              fmt::format("--regid={}", owner.gid), "--clear-groups", "--",
+                              "/usr/bin/test", test, path.string()},
+                             {},
+                             {}},
+                     std::chrono::seconds(30));
+    return run.status.ok();
 }
 
 void give_tree(const fs::path& root, const Owner& owner) {
@@ -405,6 +419,21 @@ PitrPlan restore_pitr(const PitrRequest& request) {
                 fmt::format("base backup {} has a tablespace ({}): pgward does not "
                             "recover tablespaces yet",
                             plan.base.name, file));
+        }
+    }
+    if (!request.copy_wal && owner) {
+        // restore_command runs as the server's user: it must be able to run
+        // pgward and read the archive, or recovery stops at its first segment.
+        for (const auto& [test, path] : {std::pair{"-x", request.pgward},
+                                         std::pair{"-r", plan.archive / plan.first_segment}}) {
+            if (!user_can(*owner, test, path)) {
+                throw failure(fmt::format("with --fetch-wal the server's user {} must {} {}, and "
+                                          "cannot",
+                                          owner->name, std::string(test) == "-x" ? "run" : "read",
+                                          path.string()),
+                              "drop --fetch-wal (the WAL is then copied into pg_wal), or install "
+                              "pgward and the archive where that user can reach them");
+            }
         }
     }
     log::info("point-in-time recovery: laying out the base backup",

@@ -41,12 +41,16 @@ int to_exit_code(const ExitStatus& status) {
 
 }  // namespace
 
-Command pgward_command(const std::vector<std::string>& args, const Env& env) {
-    Command command;
+std::string pgward_binary() {
     // PGWARD_TEST_BINARY runs the suite against another build, e.g. an older
     // commit's, to see a new test fail before its fix.
     static const char* const other = std::getenv("PGWARD_TEST_BINARY");
-    command.argv.push_back(other != nullptr && *other != '\0' ? other : PGWARD_BINARY);
+    return other != nullptr && *other != '\0' ? other : PGWARD_BINARY;
+}
+
+Command pgward_command(const std::vector<std::string>& args, const Env& env) {
+    Command command;
+    command.argv.push_back(pgward_binary());
     command.argv.insert(command.argv.end(), args.begin(), args.end());
     command.unset_env = variables_to_clear();
     // The operator's libpq variables of the shell the tests run in (the

@@ -49,6 +49,8 @@ class BackgroundPgward {
 };
 
 Command pgward_command(const std::vector<std::string>& args, const Env& env);
+// The pgward binary the suite runs.
+std::string pgward_binary();
 
 // The children of a process named `comm` (e.g. the pg_dump under a pgward).
 std::vector<pid_t> children_named(pid_t parent, const std::string& comm);

@@ -114,12 +114,21 @@ class PitrTest : public ScratchDirTest {
     }
 
     // Recovers into a new folder and reads the markers there ("" if none).
+    // `binary` (default: the suite's pgward) runs the restore.
     std::string recovered_marks(const std::vector<std::string>& restore_args,
-                                const std::string& folder) {
+                                const std::string& folder, const std::string& binary = {}) {
         const fs::path pgdata = dir_ / folder;
         std::vector<std::string> args = {"restore", "--pitr", "--pgdata", pgdata.string()};
         args.insert(args.end(), restore_args.begin(), restore_args.end());
-        RunResult r = run_pgward(args, env());
+        RunResult r;
+        if (binary.empty()) {
+            r = run_pgward(args, env());
+        } else {
+            Command command = pgward_command(args, env());
+            command.argv[0] = binary;
+            CapturedRun run = run_captured(command, std::chrono::seconds(300));
+            r = RunResult{run.status.code, run.out, run.err};
+        }
         EXPECT_EQ(r.exit_code, 0) << r.err;
         if (r.exit_code != 0) {
             return "restore failed";
@@ -274,8 +283,27 @@ TEST_F(PitrTest, RetentionKeepsTheNewestBaseBackupAndTheWalItNeedsAndItRecovers)
     mark(8);
     wait_streamed();
     ASSERT_EQ(stop_streaming().exit_code, 0);
+    // The server runs restore_command as itself (postgres, when the tests
+    // run as root): a pgward and an archive it can reach. Refused up front
+    // when it cannot, nothing laid out.
+    std::string binary;
     if (running_as_root()) {
-        // The server runs as postgres and runs restore_command as itself.
+        fs::create_directories(dir_ / "private");
+        fs::permissions(dir_ / "private", fs::perms::owner_all);
+        fs::copy_file(pgward_binary(), dir_ / "private" / "pgward");
+        Command hidden = pgward_command(
+            {"restore", "--pitr", "--fetch-wal", "--pgdata", (dir_ / "refused").string()}, env());
+        hidden.argv[0] = (dir_ / "private" / "pgward").string();
+        CapturedRun refused = run_captured(hidden, std::chrono::seconds(120));
+        EXPECT_EQ(refused.status.code, 1);
+        EXPECT_TRUE(contains(refused.err, "with --fetch-wal the server's user postgres must run " +
+                                              (dir_ / "private" / "pgward").string() +
+                                              ", and cannot"))
+            << refused.err;
+        EXPECT_FALSE(fs::exists(dir_ / "refused"));
+        fs::create_directories(dir_ / "bin");
+        fs::copy_file(pgward_binary(), dir_ / "bin" / "pgward");
+        binary = (dir_ / "bin" / "pgward").string();
         for (fs::path p = archive(); p != dir_.parent_path(); p = p.parent_path()) {
             fs::permissions(p, fs::perms::others_read | fs::perms::others_exec,
                             fs::perm_options::add);
@@ -284,7 +312,7 @@ TEST_F(PitrTest, RetentionKeepsTheNewestBaseBackupAndTheWalItNeedsAndItRecovers)
             fs::permissions(entry.path(), fs::perms::others_read, fs::perm_options::add);
         }
     }
-    EXPECT_EQ(recovered_marks({"--fetch-wal"}, "fetched"), "7,8");
+    EXPECT_EQ(recovered_marks({"--fetch-wal"}, "fetched", binary), "7,8");
     EXPECT_TRUE(contains(slurp(dir_ / "fetched" / "postgresql.auto.conf"),
                          "wal fetch --archive ''" + archive().string() + "'' %f %p"));
 
