@@ -257,7 +257,10 @@ void stream_wal(const WalStreamRequest& request) {
     std::chrono::milliseconds retry = request.first_retry;
     while (pending_interrupt() == 0) {
         std::vector<std::string> args = {"--directory=" + archive.dir().string(),
-                                         "--slot=" + request.slot, "--no-loop", "--verbose"};
+                                         "--slot=" + request.slot, "--no-loop", "--verbose",
+                                         // The server learns within a second how far
+                                         // the archive is (pg_stat_replication).
+                                         "--status-interval=1"};
         if (request.synchronous) {
             args.emplace_back("--synchronous");
         }

@@ -81,9 +81,9 @@ class PitrTest : public ScratchDirTest {
             [&] {
                 return PgCluster::instance().query_value(
                            "postgres",
-                           "SELECT count(*) FROM pg_stat_replication WHERE application_name = "
-                           "'pgward_wal' AND write_lsn >= '" +
-                               lsn + "'::pg_lsn") == "1";
+                           "SELECT count(*) > 0 FROM pg_stat_replication WHERE "
+                           "application_name = 'pgward_wal' AND write_lsn >= '" +
+                               lsn + "'::pg_lsn") == "t";
             },
             30s));
     }
@@ -331,6 +331,39 @@ TEST_F(PitrTest, RetentionKeepsTheNewestBaseBackupAndTheWalItNeedsAndItRecovers)
         run_pgward({"wal", "fetch", "--archive", archive().string(), "../x", out.string()});
     EXPECT_EQ(bad.exit_code, 2);
     EXPECT_TRUE(contains(bad.err, "\"../x\" is not the name of a WAL segment")) << bad.err;
+}
+
+TEST_F(PitrTest, AStreamerWhosePgReceivewalStopsSaysSoAndStartsItAgain) {
+    start_streaming();
+    std::vector<pid_t> first;
+    ASSERT_TRUE(eventually(
+        [&] {
+            first = children_named(streamer_->pid(), "pg_receivewal");
+            return first.size() == 1;
+        },
+        10s));
+    // SIGTERM: it closes its connection, so the server frees the slot at
+    // once. (After a SIGKILL or a lost network the server holds the slot
+    // until wal_sender_timeout, and the restarts back off meanwhile.)
+    ::kill(first[0], SIGTERM);
+    std::vector<pid_t> second;
+    ASSERT_TRUE(eventually(
+        [&] {
+            second = children_named(streamer_->pid(), "pg_receivewal");
+            return second.size() == 1 && second[0] != first[0];
+        },
+        20s));
+    mark(1);
+    PgCluster::instance().exec("postgres", "SELECT pg_switch_wal()");
+    wait_streamed();
+    RunResult r = stop_streaming();
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_TRUE(contains(r.err,
+                         "level=error msg=\"pg_receivewal stopped; WAL is not being "
+                         "streamed\" status=\""))
+        << r.err;
+    EXPECT_TRUE(contains(r.err, "restart_in_ms=1000")) << r.err;
+    EXPECT_FALSE(contains(r.err, "WAL gap")) << r.err;
 }
 
 TEST_F(PitrTest, ABaseBackupThatCannotBeTakenLeavesNothingAndSaysWhy) {
