@@ -61,8 +61,8 @@ class RestoreCommand : public Command {
                      "point-in-time recovery of the whole server: a base backup and the WAL "
                      "laid out in --pgdata (docs/pitr.md)");
         app.add_option("--to", pitr_target_,
-                       "with --pitr: latest (default), a time with its zone, an LSN or a restore "
-                       "point's name");
+                       "with --pitr: latest (default), a time with its zone, an LSN, a restore "
+                       "point's name, or a backup's file (the restore point it made)");
         app.add_option("--pgdata", pgdata_,
                        "with --pitr: the new data directory (absent or empty)");
         app.add_option("--system", system_,
@@ -201,7 +201,10 @@ class RestoreCommand : public Command {
         PitrRequest request;
         request.dir = options_.get_or("dir", "/backups");
         request.pgdata = std::filesystem::absolute(pgdata_);
-        request.target = RecoveryTarget::parse(pitr_target_.empty() ? "latest" : pitr_target_);
+        auto at_backup = backup_restore_point(request.dir, pitr_target_);
+        request.target =
+            at_backup ? *at_backup
+                      : RecoveryTarget::parse(pitr_target_.empty() ? "latest" : pitr_target_);
         if (!system_.empty()) {
             request.system = parse_number(Setting{system_, "--system", true}, 1, UINT64_MAX);
         }

@@ -6,6 +6,7 @@
 #include "commands/remote_options.hpp"
 #include "commands/service_options.hpp"
 #include "domain/backup_job.hpp"
+#include "domain/wal_archive.hpp"
 #include "pg/tools.hpp"
 #include "service/http_server.hpp"
 #include "service/service.hpp"
@@ -93,6 +94,34 @@ class RunCommand : public Command {
         options_.add(app, "globals", "--globals", "PGWARD_GLOBALS",
                      "pg_dumpall --globals-only beside each dump (default true)");
         add_remote_options(options_, app);
+        options_
+            .add(app, "wal", "--wal", "POSTGRES_BACKUP_WAL",
+                 "also stream the server's WAL (pg_receivewal on a slot) and take base backups, "
+                 "for point-in-time recovery (--wal alone: true; default false; docs/pitr.md)")
+            ->expected(0, 1);
+        options_.add(app, "wal_slot", "--wal-slot", "POSTGRES_BACKUP_WAL_SLOT",
+                     "with --wal: the physical replication slot (default pgward)");
+        options_.add(app, "wal_synchronous", "--wal-synchronous", "POSTGRES_BACKUP_WAL_SYNCHRONOUS",
+                     "with --wal: flush every write at once (for synchronous_standby_names)");
+        options_.add(app, "wal_lag_limit", "--wal-lag-limit-bytes",
+                     "POSTGRES_BACKUP_WAL_LAG_LIMIT_BYTES",
+                     "with --wal: alert when streaming is this far behind (default 268435456)");
+        options_.add(app, "wal_stopped_limit", "--wal-stopped-limit",
+                     "POSTGRES_BACKUP_WAL_STOPPED_SECONDS",
+                     "with --wal: alert when nothing has streamed this long (default 60)");
+        options_.add(app, "wal_drop_slot", "--wal-drop-slot-over-bytes",
+                     "POSTGRES_BACKUP_WAL_DROP_SLOT_BYTES",
+                     "with --wal: drop the slot when it keeps more WAL than this while nothing "
+                     "streams (default: never, report only)");
+        options_.add(app, "wal_check", "--wal-check-interval", "POSTGRES_BACKUP_WAL_CHECK_SECONDS",
+                     "with --wal: seconds between looks at the streamer's lag and slot "
+                     "(default 5)");
+        options_.add(app, "base_interval", "--base-interval",
+                     "POSTGRES_BACKUP_BASE_INTERVAL_SECONDS",
+                     "with --wal: seconds between base backups (default 604800, weekly)");
+        options_.add(app, "base_retention", "--base-retention",
+                     "POSTGRES_BACKUP_BASE_RETENTION_COUNT",
+                     "with --wal: base backups kept, with the WAL they need (default: all)");
         app.add_flag("--once", once_,
                      "one cycle (backup, prune, state file) now, then exit 0 or 1 (for cron)");
     }
@@ -164,6 +193,7 @@ class RunCommand : public Command {
             options_.get_or("report_dir", (config.backup.dir / "reports").string());
         config.drill_version_table = VersionTable::parse("alembic_version.version_num");
         config.once = once_;
+        configure_wal(config);
 
         const char* format = std::getenv("PGWARD_LOG_FORMAT");
         log::configure(log::parse_format(format == nullptr ? "" : format), stdout);
@@ -179,6 +209,55 @@ class RunCommand : public Command {
     }
 
   private:
+    void configure_wal(ServiceConfig& config) const {
+        std::optional<Setting> wal_setting = options_.get("wal");
+        if (wal_setting && wal_setting->from_flag && wal_setting->value.empty()) {
+            wal_setting->value = "true";  // --wal alone
+        }
+        const bool wal = wal_setting && parse_bool(*wal_setting);
+        if (!wal) {
+            for (const char* key :
+                 {"wal_slot", "wal_synchronous", "wal_lag_limit", "wal_stopped_limit",
+                  "wal_drop_slot", "wal_check", "base_interval", "base_retention"}) {
+                if (auto setting = options_.get(key); setting && setting->from_flag) {
+                    throw usage_error(fmt::format("{} goes with --wal", setting->origin));
+                }
+            }
+            return;
+        }
+        if (config.once) {
+            throw usage_error("--wal streams beside the schedule and cannot run with --once",
+                              "use pgward wal stream for a streamer of its own");
+        }
+        WalStreamRequest request;
+        request.connection = config.backup.connection;
+        request.dir = config.backup.dir;
+        request.pg_bin = config.backup.pg_bin;
+        request.slot = options_.get_or("wal_slot", "pgward");
+        check_slot_name(request.slot);
+        if (auto synchronous = options_.get("wal_synchronous")) {
+            request.synchronous = parse_bool(*synchronous);
+        }
+        config.wal = request;
+        if (auto lag = options_.get_number("wal_lag_limit", 1, UINT64_MAX)) {
+            config.wal_policy.lag_limit_bytes = *lag;
+        }
+        if (auto stopped = options_.get_number("wal_stopped_limit", 1, kTenYears)) {
+            config.wal_policy.stopped_limit = std::chrono::seconds(*stopped);
+        }
+        if (auto check = options_.get_number("wal_check", 1, 3600)) {
+            config.wal_check_interval = std::chrono::seconds(*check);
+        }
+        config.wal_policy.drop_slot_over_bytes =
+            options_.get_number("wal_drop_slot", 1, UINT64_MAX);
+        if (auto interval = options_.get_number("base_interval", 60, kTenYears)) {
+            config.base_interval = std::chrono::seconds(*interval);
+        }
+        if (auto keep = options_.get_number("base_retention", 1, 10000)) {
+            config.base_retention = static_cast<size_t>(*keep);
+        }
+    }
+
     OptionTable options_;
     bool once_ = false;
 };

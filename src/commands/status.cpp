@@ -156,6 +156,21 @@ class StatusCommand : public Command {
                            s.remote_successes_total, s.remote_failures_total,
                            s.remote_consecutive_failures);
             }
+            if (s.wal) {
+                const WalStreamState& w = *s.wal;
+                fmt::print("WAL streaming:   {} since {} (slot {}{})\n", w.streaming ? "yes" : "NO",
+                           w.since, w.slot, w.slot_exists ? "" : ", missing");
+                if (w.checked_at) {
+                    fmt::print(
+                        "WAL lag:         {} bytes, {:.1f} s behind the server; the slot "
+                        "keeps {} bytes (at {})\n",
+                        w.lag_bytes.value_or(0), w.lag_seconds.value_or(0),
+                        w.slot_retained_bytes.value_or(0), *w.checked_at);
+                }
+                if (w.problem) {
+                    fmt::print("WAL problem:     {}\n", *w.problem);
+                }
+            }
         } else {
             fmt::print("service state:   none (pgward run has not written one here)\n");
         }

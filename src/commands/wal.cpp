@@ -58,13 +58,7 @@ class WalCommand : public Command {
         request.connection = options_.connection();
         request.dir = options_.get_or("dir", "/backups");
         request.slot = options_.get_or("slot", "pgward");
-        if (request.slot.empty() || request.slot.size() > 63 ||
-            request.slot.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_") !=
-                std::string::npos) {
-            throw usage_error(
-                fmt::format("--slot \"{}\" is not a replication slot name", request.slot),
-                "use 1 to 63 lower-case letters, digits and underscores");
-        }
+        check_slot_name(request.slot);
         request.synchronous = synchronous_;
         if (auto pg_bin = options_.get("pg_bin")) {
             request.pg_bin = pg_bin->value;

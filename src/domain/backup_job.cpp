@@ -56,7 +56,8 @@ class SnapshotSession {
         }
     }
 
-    std::string begin(std::optional<std::chrono::seconds> lock_wait) {
+    std::string begin(std::optional<std::chrono::seconds> lock_wait,
+                      const std::optional<std::string>& restore_point_name) {
         conn_.exec("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY");
         if (lock_wait) {
             conn_.exec(fmt::format("SET LOCAL lock_timeout = {}", lock_wait->count() * 1000));
@@ -65,6 +66,9 @@ class SnapshotSession {
         // role is an error for both, never a smaller count.
         conn_.exec("SET LOCAL row_security = off");
         std::string snapshot = conn_.query_value("SELECT pg_catalog.pg_export_snapshot()").value();
+        if (restore_point_name) {
+            create_restore_point(*restore_point_name);
+        }
         dumped_ = pg::list_dumped_tables(conn_);
         for (const pg::DumpedTable& t : dumped_) {
             tables_.push_back(
@@ -121,10 +125,32 @@ class SnapshotSession {
     }
 
     const std::optional<std::string>& schema_version() const { return schema_version_; }
+    const std::optional<Manifest::RestorePoint>& restore_point() const { return restore_point_; }
     uint64_t large_objects() const { return large_objects_; }
     const SmokeFindings& conditions() const { return conditions_; }
 
   private:
+    // In a savepoint: a refusal (a role without EXECUTE on the function, a
+    // server with wal_level=minimal) leaves the snapshot's transaction usable.
+    void create_restore_point(const std::string& name) {
+        conn_.exec("SAVEPOINT pgward_restore_point");
+        try {
+            auto lsn =
+                conn_.query_value("SELECT pg_catalog.pg_create_restore_point($1)::text", {name});
+            conn_.exec("RELEASE SAVEPOINT pgward_restore_point");
+            restore_point_ = Manifest::RestorePoint{name, lsn.value_or("")};
+        } catch (const Error& e) {
+            conn_.exec("ROLLBACK TO SAVEPOINT pgward_restore_point");
+            log::warn(
+                "no restore point for this backup: point-in-time recovery cannot be proven "
+                "against it",
+                {{"error", e.what()},
+                 {"fix",
+                  "GRANT EXECUTE ON FUNCTION pg_catalog.pg_create_restore_point(text) TO "
+                  "the backup role (docs/pitr.md)"}});
+        }
+    }
+
     void cancel() {
         if (PGcancel* cancel = PQgetCancel(conn_.raw())) {
             char buffer[256];
@@ -137,6 +163,7 @@ class SnapshotSession {
     std::vector<pg::DumpedTable> dumped_;
     std::vector<TableEntry> tables_;
     std::optional<std::string> schema_version_;
+    std::optional<Manifest::RestorePoint> restore_point_;
     uint64_t large_objects_ = 0;
     SmokeFindings conditions_;
     std::thread worker_;
@@ -226,6 +253,42 @@ class StreamingSummary {
     std::exception_ptr error_;
     std::thread worker_;
 };
+
+// The server writes a restore point into its WAL buffers only; the WAL is
+// streamed as far as it is flushed, which on a quiet server may wait for the
+// next checkpoint. A transaction that commits (a transaction id taken)
+// flushes it now. Best effort: the restore point stays recorded either way.
+void flush_wal(const pg::ConnectionOptions& connection) {
+    try {
+        pg::Connection conn = pg::Connection::open(connection, "pgward backup");
+        conn.exec("SELECT pg_catalog.txid_current()");
+    } catch (const Error& e) {
+        log::warn("cannot flush the server's WAL after the restore point", {{"error", e.what()}});
+    }
+}
+
+// "pgward <stem>" (at most 63 bytes: PostgreSQL's limit; a long database
+// name gives way to a hash of it), when the backup is to have one.
+std::optional<std::string> restore_point_name(const BackupRequest& request, const BackupId& id,
+                                              const std::optional<std::string>& system) {
+    bool wanted = false;
+    if (request.restore_point) {
+        wanted = *request.restore_point;
+    } else if (system) {
+        std::error_code ec;
+        wanted = std::filesystem::is_directory(request.dir / "wal" / *system, ec);
+    }
+    if (!wanted || request.pre_restore) {
+        return std::nullopt;
+    }
+    std::string name = "pgward " + id.stem();
+    if (name.size() > 63) {
+        BackupId hashed = id;
+        hashed.database = sha256_hex(id.database).substr(0, 16);
+        name = "pgward " + hashed.stem();
+    }
+    return name;
+}
 
 // The archive must hold every table the snapshot counted, with the same
 // number of rows, and no other.
@@ -566,7 +629,11 @@ BackupResult run_backup_job(const BackupRequest& request) {
     std::filesystem::path dump_path = repo.path_of(id.dump_file());
 
     SnapshotSession snapshot(std::move(conn));
-    std::string snapshot_id = snapshot.begin(request.lock_wait);
+    std::string snapshot_id =
+        snapshot.begin(request.lock_wait, restore_point_name(request, id, system));
+    if (snapshot.restore_point()) {
+        flush_wal(request.connection);
+    }
 
     Command command;
     command.argv = {pg_dump.path.string(), "--format=custom", "--no-password",
@@ -733,6 +800,7 @@ BackupResult run_backup_job(const BackupRequest& request) {
     manifest.archive_version = summary.header.version_text();
     manifest.compression = archive::to_string(summary.header.compression);
     manifest.large_objects = summary.large_objects;
+    manifest.restore_point = snapshot.restore_point();
     manifest.large_objects_fingerprint = summary.large_objects_fingerprint();
     manifest.sequences_behind = snapshot.conditions().sequences_behind;
     manifest.invalid_indexes = snapshot.conditions().invalid_indexes;

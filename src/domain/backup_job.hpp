@@ -34,6 +34,12 @@ struct BackupRequest {
     // "pre-restore"; the older ones beyond kSafetyDumpsKept are deleted), and
     // the file that restore is about to restore.
     bool pre_restore = false;
+    // A named restore point (pg_create_restore_point) right after the dump's
+    // snapshot, recorded in the manifest; by default only when this server's
+    // WAL is archived in `dir` (wal/<system id>/): then recovering to it
+    // reproduces the dump. A role not allowed to create one gets a warning,
+    // never a failed backup.
+    std::optional<bool> restore_point;
     std::optional<std::string> restoring;
     // When enabled: the dump and globals written encrypted (<stem>.dump.age),
     // counted and fingerprinted on the plaintext on the way, the manifest's

@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <random>
+#include <set>
 #include <thread>
 
 #include <fmt/format.h>
@@ -18,6 +19,8 @@
 #include "domain/json_fields.hpp"
 #include "domain/manifest.hpp"
 #include "domain/migrations.hpp"
+#include "domain/pitr.hpp"
+#include "domain/repository.hpp"
 #include "domain/restore_job.hpp"
 #include "domain/verify.hpp"
 #include "pg/fingerprint.hpp"
@@ -752,6 +755,325 @@ DrillOutcome run_backup_drill(const DrillRequest& request) {
     return drill.finish(facts, tables);
 }
 
+// amcheck on every database of a recovered cluster: each valid B-tree index
+// (bt_index_check with heapallindexed) and, from PostgreSQL 14, each table's
+// heap (verify_heapam). Returns what it found, one line each (at most 20).
+std::vector<std::string> amcheck_cluster(const pg::Sandbox& sandbox, bool& heap_checked) {
+    std::vector<std::string> problems;
+    pg::Connection admin = pg::Connection::open(sandbox.options("postgres"), "pgward drill");
+    pg::Result databases =
+        admin.exec("SELECT datname FROM pg_catalog.pg_database WHERE datallowconn ORDER BY 1");
+    heap_checked = admin.server_version_num() >= 140000;
+    for (int d = 0; d < databases.rows() && problems.size() < 20; ++d) {
+        const std::string database = databases.get(d, 0);
+        pg::Connection conn = pg::Connection::open(sandbox.options(database), "pgward drill");
+        // The sandbox is thrown away: the extension may be added to it.
+        pg::Result installed = conn.exec(
+            "SELECT n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n "
+            "ON n.oid = e.extnamespace WHERE e.extname = 'amcheck'");
+        std::optional<std::string> schema;
+        if (installed.rows() == 1) {
+            schema = installed.get(0, 0);
+        } else {
+            conn.exec("CREATE SCHEMA pgward_amcheck");
+            conn.exec("CREATE EXTENSION amcheck WITH SCHEMA pgward_amcheck");
+            schema = "pgward_amcheck";
+        }
+        const std::string amcheck = conn.escape_identifier(*schema);
+        pg::Result indexes = conn.exec(
+            "SELECT c.oid::text, c.oid::regclass::text FROM pg_catalog.pg_index i "
+            "JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid "
+            "JOIN pg_catalog.pg_am a ON a.oid = c.relam "
+            "WHERE a.amname = 'btree' AND i.indisvalid AND i.indisready "
+            "AND c.relpersistence = 'p' ORDER BY c.oid");
+        for (int i = 0; i < indexes.rows() && problems.size() < 20; ++i) {
+            try {
+                conn.exec("SELECT " + amcheck + ".bt_index_check($1::oid::regclass, true)",
+                          {indexes.get(i, 0)});
+            } catch (const Error& e) {
+                problems.push_back(
+                    fmt::format("{}: index {}: {}", database, indexes.get(i, 1), e.what()));
+            }
+        }
+        if (heap_checked) {
+            pg::Result heap = conn.exec(
+                "SELECT c.oid::regclass::text, v.blkno, v.msg FROM pg_catalog.pg_class c, "
+                "LATERAL " +
+                amcheck +
+                ".verify_heapam(c.oid) v WHERE c.relkind IN ('r', 'm', 't') "
+                "AND c.relpersistence = 'p' LIMIT 20");
+            for (int r = 0; r < heap.rows() && problems.size() < 20; ++r) {
+                problems.push_back(fmt::format("{}: table {} block {}: {}", database,
+                                               heap.get(r, 0), heap.get(r, 1), heap.get(r, 2)));
+            }
+        }
+    }
+    return problems;
+}
+
+// The newest dump of `database` in `dir` that made a restore point on
+// `system`'s WAL, with its manifest.
+std::optional<Manifest> newest_dump_with_restore_point(const std::filesystem::path& dir,
+                                                       const std::string& database,
+                                                       uint64_t system) {
+    const BackupRepository repo(dir);
+    for (const BackupEntry& e : repo.list(database)) {
+        if (!e.has_manifest) {
+            continue;
+        }
+        try {
+            Manifest m = read_manifest(repo.path_of(e.id.manifest_file()));
+            if (m.restore_point && m.system_identifier == std::to_string(system)) {
+                return m;
+            }
+        } catch (const Error&) {
+            continue;  // a damaged manifest is verify's to report
+        }
+    }
+    return std::nullopt;
+}
+
+// The server binaries of one major: --pg-bin if it has them, else Debian's
+// folder for that major; nullopt leaves the choice to the sandbox.
+std::optional<std::filesystem::path> server_bin_of_major(const DrillRequest& request, int major) {
+    if (request.pg_bin && has_server_binaries(*request.pg_bin)) {
+        return *request.pg_bin;
+    }
+    const std::filesystem::path debian = fmt::format("/usr/lib/postgresql/{}/bin", major);
+    if (has_server_binaries(debian)) {
+        return debian;
+    }
+    return std::nullopt;
+}
+
+DrillOutcome run_pitr_drill(const DrillRequest& request) {
+    Drill drill(request);
+    RecoveryTarget target;
+    std::optional<Manifest> dump;  // the dump whose restore point is the target
+    std::optional<PitrPlan> plan;
+    std::unique_ptr<pg::Sandbox> sandbox;
+    std::vector<json> tables;
+    double recovery_seconds = 0;
+    std::string recovered_version;
+    std::string stop_line;
+    std::vector<std::string> amcheck_problems;
+    bool heap_checked = false;
+
+    drill.step("plan", [&] {
+        PitrRequest planned;
+        planned.dir = request.backup_dir;
+        planned.system = request.system;
+        if (request.pitr_target) {
+            auto at_backup = backup_restore_point(request.backup_dir, *request.pitr_target);
+            target = at_backup ? *at_backup : RecoveryTarget::parse(*request.pitr_target);
+        }
+        planned.target = target;
+        if (!request.pitr_target || target.kind == RecoveryTarget::Kind::Name) {
+            // The system the base backups are of decides which dumps count.
+            plan = plan_pitr(planned);
+            if (!request.pitr_target) {
+                dump = newest_dump_with_restore_point(request.backup_dir, request.source_database,
+                                                      plan->base.system);
+                if (!dump) {
+                    throw failure(
+                        fmt::format("no backup of \"{}\" in {} made a restore point on server "
+                                    "{}: nothing to prove the recovery against",
+                                    request.source_database, request.backup_dir.string(),
+                                    plan->base.system),
+                        "take a backup while WAL is streamed (pgward backup), or give --to");
+                }
+                target.kind = RecoveryTarget::Kind::Name;
+                target.name = dump->restore_point->name;
+            } else {
+                for (const BackupEntry& e : BackupRepository(request.backup_dir).list()) {
+                    try {
+                        Manifest m = read_manifest(
+                            BackupRepository(request.backup_dir).path_of(e.id.manifest_file()));
+                        if (m.restore_point && m.restore_point->name == target.name) {
+                            dump = std::move(m);
+                            break;
+                        }
+                    } catch (const Error&) {
+                    }
+                }
+            }
+            planned.target = target;
+        }
+        plan = plan_pitr(planned);
+        if (dump && dump->encryption) {
+            open_manifest(*dump, request.keys, dump->file);
+        }
+    });
+    drill.step("recover", [&] {
+        pg::Sandbox::remove_leftovers("pitr");
+        pg::Sandbox::Options options;
+        options.tag = "pitr";
+        const int major = std::atoi(plan->base.server_version.c_str());
+        options.bin_dir = server_bin_of_major(request, major);
+        options.start_timeout = request.limits.timeout.value_or(std::chrono::seconds(21600));
+        options.refuse_older_than = pg::Sandbox::Options::MinimumMajor{
+            major, fmt::format("base backup {} is of PostgreSQL {}: it recovers only with that "
+                               "major's server",
+                               plan->base.name, plan->base.server_version)};
+        options.adopt = pg::Sandbox::Options::Adopted{
+            [&](const std::filesystem::path& data_dir, const std::optional<std::string>& owner) {
+                PitrRequest laid;
+                laid.dir = request.backup_dir;
+                laid.pgdata = data_dir;
+                laid.target = target;
+                laid.system = plan->base.system;
+                laid.owner = owner;
+                laid.copy_wal = true;
+                restore_pitr(laid);
+            },
+            plan->base.bootstrap_superuser};
+        const auto begin = SteadyClock::now();
+        sandbox = std::make_unique<pg::Sandbox>(options);
+        if (sandbox->version().major() != major) {
+            throw failure(
+                fmt::format("the sandbox server is PostgreSQL {} but base backup {} is of {}",
+                            sandbox->version().text(), plan->base.name, plan->base.server_version),
+                fmt::format("point --pg-bin at PostgreSQL {}'s server binaries", major));
+        }
+        sandbox->start();
+        recovery_seconds = std::chrono::duration<double>(SteadyClock::now() - begin).count();
+        pg::Connection conn = pg::Connection::open(sandbox->options("postgres"), "pgward drill");
+        recovered_version = conn.server_version_text();
+        log::info("point-in-time recovery done in the sandbox",
+                  {{"seconds", fmt::format("{:.1f}", recovery_seconds)},
+                   {"base_backup", plan->base.name},
+                   {"target", target.describe()}});
+    });
+    drill.step("verify_recovery", [&] {
+        const std::string server_log = read_file(sandbox->log_path());
+        std::vector<std::string> errors;
+        size_t start = 0;
+        while (start < server_log.size()) {
+            size_t end = server_log.find('\n', start);
+            std::string line =
+                server_log.substr(start, end == std::string::npos ? end : end - start);
+            if (line.find("recovery stopping") != std::string::npos ||
+                (target.kind == RecoveryTarget::Kind::Latest &&
+                 line.find("archive recovery complete") != std::string::npos &&
+                 stop_line.empty())) {
+                stop_line = line;
+            }
+            if (line.find("FATAL:") != std::string::npos ||
+                line.find("PANIC:") != std::string::npos) {
+                errors.push_back(line);
+            }
+            if (end == std::string::npos) {
+                break;
+            }
+            start = end + 1;
+        }
+        const std::string expected =
+            target.kind == RecoveryTarget::Kind::Name
+                ? "recovery stopping at restore point \"" + target.name + "\""
+                : (target.kind == RecoveryTarget::Kind::Latest ? "archive recovery complete"
+                                                               : "recovery stopping");
+        drill.check({"recovery_reached_target", stop_line.find(expected) != std::string::npos,
+                     expected, stop_line.empty() ? "the server's log does not say" : stop_line});
+        drill.check({"recovery_without_errors", errors.empty(), "no FATAL or PANIC in the log",
+                     errors.empty() ? "none" : fmt::format("{}", fmt::join(errors, "; "))});
+    });
+    drill.step("amcheck", [&] {
+        amcheck_problems = amcheck_cluster(*sandbox, heap_checked);
+        drill.check({"amcheck_clean", amcheck_problems.empty(),
+                     heap_checked ? "every B-tree index and heap checked, nothing found"
+                                  : "every B-tree index checked (heaps from PostgreSQL 14), "
+                                    "nothing found",
+                     amcheck_problems.empty()
+                         ? "nothing found"
+                         : fmt::format("{}", fmt::join(amcheck_problems, "; "))});
+    });
+    if (dump) {
+        drill.step("compare_with_dump", [&] {
+            pg::Connection conn =
+                pg::Connection::open(sandbox->options(dump->database), "pgward drill");
+            conn.exec("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY");
+            std::vector<TableCount> counted = count_tables(conn);
+            // Unlogged tables are not in the WAL: recovery leaves them empty.
+            pg::Result unlogged = conn.exec(
+                "SELECT n.nspname, c.relname FROM pg_catalog.pg_class c JOIN "
+                "pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relpersistence = 'u' "
+                "AND c.relkind = 'r'");
+            std::set<std::string> skip;
+            for (int r = 0; r < unlogged.rows(); ++r) {
+                skip.insert(table_key(unlogged.get(r, 0), unlogged.get(r, 1)));
+            }
+            Manifest compared = *dump;
+            std::erase_if(compared.tables, [&](const TableEntry& t) {
+                return skip.count(table_key(t.schema, t.name)) != 0;
+            });
+            std::erase_if(counted, [&](const TableCount& t) {
+                return skip.count(table_key(t.schema, t.name)) != 0;
+            });
+            for (const std::string& key : skip) {
+                drill.warn("unlogged table " + key +
+                           " is not in the WAL: empty after recovery, not compared");
+            }
+            Fingerprints before;
+            for (const TableEntry& t : compared.tables) {
+                if (t.fingerprint) {
+                    before[table_key(t.schema, t.name)] = *t.fingerprint;
+                }
+            }
+            Fingerprints after = live_fingerprints(conn, counted);
+            conn.exec("COMMIT");
+            // The manifest's fp1 was taken from the archive pg_dump wrote: it
+            // stands for both "before" and "in the archive".
+            tables = compare_tables(drill, compared, counted, before, before, after).tables;
+        });
+    } else {
+        drill.warn(
+            fmt::format("{} is not a dump's restore point: the recovered tables are not "
+                        "compared with a dump",
+                        target.describe()));
+    }
+    sandbox.reset();
+
+    json facts;
+    facts["kind"] = "pitr";
+    facts["mode"] = "pitr-sandbox";
+    facts["drill_db"] = dump ? dump->database : request.source_database;
+    facts["dump_file"] = dump ? json(dump->file) : json();
+    facts["dump_size_bytes"] = dump ? json(dump->size_bytes) : json();
+    facts["alembic_version_before"] = dump ? optional_json(dump->schema_version) : json();
+    facts["alembic_version_after"] = json();
+    auto before_rows = dump ? manifest_rows(*dump) : std::map<std::string, uint64_t>{};
+    facts["users_count_before"] = optional_json(rows_of(before_rows, "public.users"));
+    facts["users_count_after"] = json();
+    facts["processed_updates_count_before"] =
+        optional_json(rows_of(before_rows, "public.processed_updates"));
+    facts["processed_updates_count_after"] = json();
+    for (const json& t : tables) {
+        if (t["schema"] == "public" && t["name"] == "users") {
+            facts["users_count_after"] = t["rows_after"];
+        }
+        if (t["schema"] == "public" && t["name"] == "processed_updates") {
+            facts["processed_updates_count_after"] = t["rows_after"];
+        }
+    }
+    facts["seeded_telegram_user_id"] = json();
+    facts["seeded_update_id"] = json();
+    facts["server_version"] = plan ? json(plan->base.server_version) : json();
+    facts["target_server_version"] = recovered_version;
+    facts["sandbox"] = true;
+    json pitr;
+    pitr["target"] = target.describe();
+    pitr["restore_point"] = dump ? json(dump->restore_point->name) : json();
+    pitr["base_backup"] = plan ? json(plan->base.path.string()) : json();
+    pitr["wal_first_segment"] = plan ? json(plan->first_segment) : json();
+    pitr["wal_last_segment"] = plan ? json(plan->last_segment) : json();
+    pitr["recovery_seconds"] = std::round(recovery_seconds * 1000) / 1000;
+    pitr["server_log_stop_line"] = stop_line;
+    pitr["amcheck_heap_checked"] = heap_checked;
+    pitr["amcheck_problems"] = amcheck_problems;
+    facts["pitr"] = pitr;
+    return drill.finish(facts, tables);
+}
+
 }  // namespace
 
 void check_drill_database(const std::string& drill_db, const std::string& source_database) {
@@ -785,6 +1107,9 @@ void check_drill_database(const std::string& drill_db, const std::string& source
 }
 
 DrillOutcome run_drill(const DrillRequest& request) {
+    if (request.pitr) {
+        return run_pitr_drill(request);
+    }
     return request.backup ? run_backup_drill(request) : run_migration_drill(request);
 }
 

@@ -36,6 +36,17 @@ struct DrillRequest {
     std::optional<std::string> backup_source;
     bool sandbox = false;
 
+    // The point-in-time recovery drill (drill --pitr): the base backup and
+    // WAL in `backup_dir` recovered in a sandbox to `pitr_target` (as
+    // restore --pitr --to takes it; default: the restore point of the newest
+    // dump of source_database that made one), then proven: the recovery
+    // reached its target, amcheck finds nothing, and each table's rows and
+    // fp1 equal that dump's manifest.
+    bool pitr = false;
+    std::filesystem::path backup_dir;
+    std::optional<std::string> pitr_target;
+    std::optional<uint64_t> system;
+
     WatchdogLimits limits;  // the drill's pg_dump and pg_restore
     // What opens an encrypted backup (decrypted as it is read; a sandbox's
     // pg_restore --jobs gets a private 0600 copy, removed afterwards).

@@ -104,6 +104,9 @@ Health evaluate_health_of_real_backups(const std::optional<ServiceState>& state,
                             state->last_drill_failure.value_or("unknown reason"),
                             state->last_drill_report.value_or("none"))};
     }
+    if (state && state->wal && state->wal->problem) {
+        return {false, "wal-failing", *state->wal->problem};
+    }
     if (state && state->remote) {
         if (state->remote_consecutive_failures > 0) {
             return {false, "offsite-failing",
@@ -220,6 +223,22 @@ std::string render_metrics(const ServiceState& s, const Health& health) {
                            s.remote_successes_total);
         out += fmt::format("pgward_remote_copies_total{{{},result=\"failure\"}} {}\n", db,
                            s.remote_failures_total);
+    }
+    if (s.wal) {
+        const WalStreamState& w = *s.wal;
+        gauge("pgward_wal_streaming", "1 while pg_receivewal streams on the slot.", db,
+              w.streaming ? 1 : 0);
+        gauge("pgward_wal_lag_bytes",
+              "Bytes of WAL the server has flushed and the archive has not (last look).", db,
+              static_cast<double>(w.lag_bytes.value_or(0)));
+        gauge("pgward_wal_lag_seconds", "pg_stat_replication's flush_lag of the streamer.", db,
+              w.lag_seconds.value_or(0));
+        gauge("pgward_wal_slot_retained_bytes",
+              "WAL the server keeps for pgward's replication slot.", db,
+              static_cast<double>(w.slot_retained_bytes.value_or(0)));
+        gauge("pgward_wal_healthy", "1 when WAL streaming has no problem.", db, w.problem ? 0 : 1);
+        gauge("pgward_wal_alerts_total", "WAL streaming problems alerted.", db,
+              static_cast<double>(w.alerts_total), "counter");
     }
     gauge("pgward_healthy", "1 when the freshness check passes.", db, health.healthy ? 1 : 0);
     return out;

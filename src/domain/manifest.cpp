@@ -55,6 +55,9 @@ nlohmann::ordered_json manifest_to_json(const Manifest& m) {
     doc["archive_version"] = m.archive_version;
     doc["compression"] = m.compression;
     doc["large_objects"] = optional_json(m.large_objects);
+    if (m.restore_point) {
+        doc["restore_point"] = {{"name", m.restore_point->name}, {"lsn", m.restore_point->lsn}};
+    }
     if (m.encryption) {
         // Nothing that names a table or holds a row stays readable.
         doc["encryption"] = {{"format", m.encryption->format},
@@ -121,6 +124,11 @@ Manifest manifest_from_json(const nlohmann::json& doc, const std::string& source
         m.compression = doc.value("compression", "");
         if (doc.contains("large_objects") && !doc.at("large_objects").is_null()) {
             m.large_objects = doc.at("large_objects").get<uint64_t>();
+        }
+        if (doc.contains("restore_point") && !doc.at("restore_point").is_null()) {
+            const nlohmann::json& point = doc.at("restore_point");
+            m.restore_point = Manifest::RestorePoint{point.at("name").get<std::string>(),
+                                                     point.at("lsn").get<std::string>()};
         }
         if (doc.contains("encryption")) {
             const nlohmann::json& e = doc.at("encryption");

@@ -63,6 +63,16 @@ struct Manifest {
     std::string archive_version;  // e.g. "1.14"
     std::string compression;      // gzip, lz4, zstd, none
     std::optional<uint64_t> large_objects;
+    // The named restore point pgward wrote into the server's WAL right after
+    // exporting the dump's snapshot (when it streams that server's WAL):
+    // recovering to it gives the database as dumped, so the dump and
+    // point-in-time recovery prove each other.
+    struct RestorePoint {
+        std::string name;
+        std::string lsn;
+        bool operator==(const RestorePoint&) const = default;
+    };
+    std::optional<RestorePoint> restore_point;
     // lo1 of every large object (oid and content), as in the archive.
     std::optional<std::string> large_objects_fingerprint;
     // Conditions that already held in the source when it was dumped, so that

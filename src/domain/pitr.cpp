@@ -10,6 +10,8 @@
 #include <map>
 #include <regex>
 
+#include "domain/manifest.hpp"
+#include "domain/naming.hpp"
 #include "domain/wal_archive.hpp"
 #include "util/error.hpp"
 #include "util/files.hpp"
@@ -154,13 +156,58 @@ void copy_wal_into(const PitrPlan& plan, const fs::path& pg_wal) {
                 continue;  // the complete segment is there too
             }
         }
-        archive.fetch(file, pg_wal / file);
-        ++copied;
+        if (archive.fetch(file, pg_wal / file)) {
+            ++copied;
+        }
     }
     log::info("WAL copied into the data directory", {{"files", std::to_string(copied)}});
 }
 
 }  // namespace
+
+std::optional<pg::Lsn> find_restore_point(const fs::path& dir, const std::string& name) {
+    std::error_code ec;
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+        const fs::path& path = it->path();
+        if (path.extension() != ".json" || !it->is_regular_file(ec)) {
+            continue;
+        }
+        try {
+            const Manifest manifest = read_manifest(path);
+            if (manifest.restore_point && manifest.restore_point->name == name) {
+                return pg::Lsn::parse(manifest.restore_point->lsn);
+            }
+        } catch (const Error&) {
+            continue;  // not a manifest, or a damaged one: `list` reports those
+        }
+    }
+    return std::nullopt;
+}
+
+std::optional<RecoveryTarget> backup_restore_point(const fs::path& dir, std::string_view text) {
+    auto parsed = parse_backup_file_name(fs::path(text).filename().string());
+    if (!parsed || parsed->temporary || fs::path(text).has_parent_path()) {
+        return std::nullopt;
+    }
+    const fs::path manifest_path = dir / parsed->id.manifest_file();
+    std::error_code ec;
+    if (!fs::exists(manifest_path, ec)) {
+        throw failure(fmt::format("--to {}: there is no such backup in {}", text, dir.string()),
+                      "pgward list shows the backups");
+    }
+    const Manifest manifest = read_manifest(manifest_path);
+    if (!manifest.restore_point) {
+        throw failure(
+            fmt::format("--to {}: that backup made no restore point (the server's WAL was not "
+                        "being archived into {} then, or the role may not create one)",
+                        text, dir.string()),
+            "recover to the time it started instead: --to " + manifest.started_at);
+    }
+    RecoveryTarget target;
+    target.kind = RecoveryTarget::Kind::Name;
+    target.name = manifest.restore_point->name;
+    return target;
+}
 
 std::optional<SystemTime> parse_time_with_zone(std::string_view text) {
     static const std::regex pattern(
@@ -331,15 +378,24 @@ PitrPlan plan_pitr(const PitrRequest& request) {
     plan.archive = archive.dir();
     const std::vector<WalArchive::Entry> entries = archive.entries();
 
+    // Where a restore point pgward made at a dump lies (its manifest says);
+    // another restore point's position is not known before replay.
+    std::optional<pg::Lsn> target_lsn;
+    if (request.target.kind == RecoveryTarget::Kind::Lsn) {
+        target_lsn = request.target.lsn;
+    } else if (request.target.kind == RecoveryTarget::Kind::Name) {
+        target_lsn = find_restore_point(request.dir, request.target.name);
+    }
+
     // The newest base backup the target does not predate.
     const BaseBackup* chosen = nullptr;
     for (const BaseBackup& b : backups) {
         const bool usable =
             (request.target.kind == RecoveryTarget::Kind::Time &&
              std::chrono::system_clock::time_point(b.finished) <= request.target.time) ||
-            (request.target.kind == RecoveryTarget::Kind::Lsn && b.end <= request.target.lsn) ||
+            (target_lsn && b.end <= *target_lsn) ||
             request.target.kind == RecoveryTarget::Kind::Latest ||
-            request.target.kind == RecoveryTarget::Kind::Name;
+            (request.target.kind == RecoveryTarget::Kind::Name && !target_lsn);
         if (usable) {
             chosen = &b;
         }
@@ -386,8 +442,7 @@ PitrPlan plan_pitr(const PitrRequest& request) {
     const std::string end_text = describe_time(r.written);
     const bool past_end =
         (request.target.kind == RecoveryTarget::Kind::Time && request.target.time > r.written) ||
-        (request.target.kind == RecoveryTarget::Kind::Lsn &&
-         request.target.lsn.value >= pg::segment_start(r.last_segment + 1, size).value);
+        (target_lsn && target_lsn->value >= pg::segment_start(r.last_segment + 1, size).value);
     if (r.missing && (past_end || request.target.kind == RecoveryTarget::Kind::Latest ||
                       request.target.kind == RecoveryTarget::Kind::Name)) {
         throw failure(fmt::format("WAL segment {} is missing from {}: recovery from base backup {} "

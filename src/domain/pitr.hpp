@@ -41,6 +41,17 @@ std::string shell_quote(std::string_view value);
 // `value` as a postgresql.conf string literal.
 std::string conf_quote(std::string_view value);
 
+// The WAL position of the restore point `name` that a backup in `dir` made
+// (its manifest's restore_point), if one did.
+std::optional<pg::Lsn> find_restore_point(const std::filesystem::path& dir,
+                                          const std::string& name);
+
+// A backup's file name (its dump or manifest, in `dir`) as a target: the
+// restore point that backup made. nullopt when `text` is no backup's file
+// name; a failure when that backup is missing or made no restore point.
+std::optional<RecoveryTarget> backup_restore_point(const std::filesystem::path& dir,
+                                                   std::string_view text);
+
 struct PitrRequest {
     std::filesystem::path dir;     // the backup directory
     std::filesystem::path pgdata;  // where the recovered cluster is laid out

@@ -62,6 +62,22 @@ std::string state_to_json(const ServiceState& s) {
     doc["remote_successes_total"] = s.remote_successes_total;
     doc["remote_failures_total"] = s.remote_failures_total;
     doc["remote_bytes_total"] = s.remote_bytes_total;
+    if (s.wal) {
+        const WalStreamState& w = *s.wal;
+        doc["wal"] = {{"slot", w.slot},
+                      {"slot_exists", w.slot_exists},
+                      {"streaming", w.streaming},
+                      {"since", w.since},
+                      {"checked_at", optional_json(w.checked_at)},
+                      {"lag_bytes", optional_json(w.lag_bytes)},
+                      {"lag_seconds", optional_json(w.lag_seconds)},
+                      {"slot_retained_bytes", optional_json(w.slot_retained_bytes)},
+                      {"slot_wal_status", optional_json(w.slot_wal_status)},
+                      {"problem", optional_json(w.problem)},
+                      {"alerts_total", w.alerts_total}};
+    } else {
+        doc["wal"] = nullptr;
+    }
     return doc.dump(2) + "\n";
 }
 
@@ -108,6 +124,28 @@ ServiceState state_from_json(const std::string& text, const std::string& source)
         s.remote_successes_total = doc.value("remote_successes_total", uint64_t{0});
         s.remote_failures_total = doc.value("remote_failures_total", uint64_t{0});
         s.remote_bytes_total = doc.value("remote_bytes_total", uint64_t{0});
+        if (doc.contains("wal") && doc.at("wal").is_object()) {
+            const nlohmann::json& w = doc.at("wal");
+            WalStreamState wal;
+            wal.slot = w.at("slot").get<std::string>();
+            wal.slot_exists = w.value("slot_exists", false);
+            wal.streaming = w.value("streaming", false);
+            wal.since = w.value("since", "");
+            wal.checked_at = optional_string(w, "checked_at");
+            if (w.contains("lag_bytes") && !w.at("lag_bytes").is_null()) {
+                wal.lag_bytes = w.at("lag_bytes").get<uint64_t>();
+            }
+            if (w.contains("lag_seconds") && !w.at("lag_seconds").is_null()) {
+                wal.lag_seconds = w.at("lag_seconds").get<double>();
+            }
+            if (w.contains("slot_retained_bytes") && !w.at("slot_retained_bytes").is_null()) {
+                wal.slot_retained_bytes = w.at("slot_retained_bytes").get<uint64_t>();
+            }
+            wal.slot_wal_status = optional_string(w, "slot_wal_status");
+            wal.problem = optional_string(w, "problem");
+            wal.alerts_total = w.value("alerts_total", uint64_t{0});
+            s.wal = std::move(wal);
+        }
         return s;
     } catch (const nlohmann::json::exception& e) {
         throw failure("state file " + source + " is malformed: " + e.what());

@@ -7,6 +7,28 @@
 
 namespace pgward {
 
+// The WAL streamer `pgward run --wal` keeps beside the schedule, as the
+// server sees it (its replication slot and pg_stat_replication), looked at
+// every few seconds.
+struct WalStreamState {
+    std::string slot;
+    bool slot_exists = false;
+    bool streaming = false;  // pg_receivewal is connected on the slot
+    // When streaming last started or stopped (the service's start at first).
+    std::string since;
+    std::optional<std::string> checked_at;
+    // The server's flush position minus what the archive has flushed, and
+    // pg_stat_replication's flush_lag (0 once caught up and idle).
+    std::optional<uint64_t> lag_bytes;
+    std::optional<double> lag_seconds;
+    // WAL the server keeps for the slot (pg_current_wal_lsn() - restart_lsn):
+    // what fills its disk while no one streams.
+    std::optional<uint64_t> slot_retained_bytes;
+    std::optional<std::string> slot_wal_status;  // reserved, extended, unreserved, lost
+    std::optional<std::string> problem;          // why it is not healthy, else unset
+    uint64_t alerts_total = 0;
+};
+
 // What the service knows about its backups, kept in a small file in the
 // backup directory (written atomically), so `status`, `healthcheck`, the
 // HTTP endpoints and a restarted service all read the same facts.
@@ -47,6 +69,8 @@ struct ServiceState {
     uint64_t remote_successes_total = 0;
     uint64_t remote_failures_total = 0;
     uint64_t remote_bytes_total = 0;
+    // Set when the service streams WAL (`run --wal`).
+    std::optional<WalStreamState> wal;
 };
 
 std::string state_file_name(const std::string& database);

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <charconv>
 #include <set>
+#include <utility>
 
 #include "pg/tools.hpp"
 #include "util/error.hpp"
@@ -195,6 +196,12 @@ bool WalArchive::fetch(const std::string& file, const fs::path& destination) con
         }
     }
     const std::string bytes = read_file(dir_ / source);
+    if (source != file &&
+        std::all_of(bytes.begin(), bytes.begin() + std::min<size_t>(bytes.size(), 40),
+                    [](char c) { return c == 0; })) {
+        // pg_receivewal has opened the segment but written nothing yet.
+        return false;
+    }
     if (name->kind == pg::WalFileName::Kind::Segment) {
         auto problem = pg::check_segment(bytes, *name, system_);
         if (problem) {
@@ -230,6 +237,14 @@ std::vector<uint64_t> wal_archive_systems(const fs::path& backup_dir) {
     return systems;
 }
 
+void check_slot_name(const std::string& slot) {
+    if (slot.empty() || slot.size() > 63 ||
+        slot.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_") != std::string::npos) {
+        throw usage_error(fmt::format("\"{}\" is not a replication slot's name", slot),
+                          "use 1 to 63 lower-case letters, digits and underscores");
+    }
+}
+
 void stream_wal(const WalStreamRequest& request) {
     const ServerIdentity identity = identify_server(request.connection);
     WalArchive archive(request.dir, identity.system);
@@ -254,6 +269,7 @@ void stream_wal(const WalStreamRequest& request) {
 
     SegmentWatcher watcher(archive);
     watcher.look();
+    bool first_start = true;
     std::chrono::milliseconds retry = request.first_retry;
     while (pending_interrupt() == 0) {
         std::vector<std::string> args = {"--directory=" + archive.dir().string(),
@@ -268,6 +284,17 @@ void stream_wal(const WalStreamRequest& request) {
         std::string last_line;
         ExitStatus status;
         try {
+            if (!std::exchange(first_start, false)) {
+                // Someone may have dropped the slot: a new one streams from
+                // the server's position now, and the watcher names the gap.
+                CapturedRun again = run_captured(pg::server_tool_command(
+                    receiver, {"--create-slot", "--if-not-exists", "--slot=" + request.slot}, conn,
+                    kStreamerName));
+                if (!again.status.ok()) {
+                    log::error("cannot create the replication slot again",
+                               {{"slot", request.slot}, {"said", again.err}});
+                }
+            }
             Child child =
                 Child::spawn(pg::server_tool_command(receiver, args, conn, kStreamerName));
             PumpHandlers handlers;

@@ -62,6 +62,10 @@ class WalArchive {
 // Systems with a WAL archive under <backup dir>/wal/.
 std::vector<uint64_t> wal_archive_systems(const std::filesystem::path& backup_dir);
 
+// A usage error unless `slot` is a replication slot's name: 1 to 63
+// lower-case letters, digits and underscores.
+void check_slot_name(const std::string& slot);
+
 struct WalStreamRequest {
     pg::ConnectionOptions connection;
     std::filesystem::path dir;  // the backup directory

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
@@ -16,6 +17,7 @@
 
 #include "pg/environment.hpp"
 #include "util/error.hpp"
+#include "util/files.hpp"
 #include "util/lock.hpp"
 #include "util/log.hpp"
 #include "util/process.hpp"
@@ -148,6 +150,7 @@ std::string sandbox_server_user(const std::function<bool(const std::string&)>& u
 struct Sandbox::Server {
     pid_t pid = -1;
     std::thread drain;
+    std::atomic<bool> exited{false};
 };
 
 size_t Sandbox::remove_leftovers(const std::string& tag) {
@@ -211,6 +214,10 @@ Sandbox::Sandbox(const Options& options) : options_(options) {
     std::filesystem::create_directory(socket_dir_);
     ::chmod(socket_dir_.c_str(), 0700);
 
+    if (options.adopt) {
+        adopt_data_dir();
+        return;
+    }
     // Always a password, known only to this process: with the socket in a
     // 0700 directory of the server's user, nothing else on the host gets in,
     // not even another process of that user.
@@ -261,6 +268,56 @@ Sandbox::Sandbox(const Options& options) : options_(options) {
     std::filesystem::remove(pwfile);
 }
 
+void Sandbox::adopt_data_dir() {
+    std::optional<passwd> server_user;
+    if (::geteuid() == 0) {
+        run_as_ = sandbox_server_user(
+            [](const std::string& name) { return ::getpwnam(name.c_str()) != nullptr; });
+        server_user = *::getpwnam(run_as_->c_str());
+    }
+    try {
+        for (const auto& p : {root_, socket_dir_}) {
+            if (server_user && ::chown(p.c_str(), server_user->pw_uid, server_user->pw_gid) != 0) {
+                throw os_error("cannot hand the sandbox to user " + *run_as_, p.string(), errno);
+            }
+        }
+        options_.adopt->lay_out(data_dir_, run_as_);
+        superuser_ = options_.adopt->superuser;
+        // Peer authentication on the 0700 socket: the OS user of this
+        // process, and no one else, becomes the recovered superuser.
+        passwd* me = ::getpwuid(::geteuid());
+        if (me == nullptr) {
+            throw failure("this process's user has no name (getpwuid)",
+                          "run pgward as a user listed in /etc/passwd");
+        }
+        const std::string hba = "local all all peer map=pgward\n";
+        const std::string ident = fmt::format("pgward {} {}\n", me->pw_name, superuser_);
+        for (const auto& [file, text] :
+             {std::pair{root_ / "pg_hba.conf", hba}, std::pair{root_ / "pg_ident.conf", ident}}) {
+            write_file_atomically(file, text, AtomicFile::Publish::Replace);
+            if (server_user &&
+                ::chown(file.c_str(), server_user->pw_uid, server_user->pw_gid) != 0) {
+                throw os_error("cannot hand the sandbox to user " + *run_as_, file.string(), errno);
+            }
+        }
+        // A server configured outside its data directory (Debian's
+        // /etc/postgresql) leaves none in the copy; defaults do.
+        const std::filesystem::path conf = data_dir_ / "postgresql.conf";
+        std::error_code ec;
+        if (!std::filesystem::exists(conf, ec)) {
+            write_file_atomically(conf, "", AtomicFile::Publish::NoReplace);
+            if (server_user &&
+                ::chown(conf.c_str(), server_user->pw_uid, server_user->pw_gid) != 0) {
+                throw os_error("cannot hand the sandbox to user " + *run_as_, conf.string(), errno);
+            }
+        }
+    } catch (...) {
+        std::error_code ec;
+        std::filesystem::remove_all(root_, ec);
+        throw;
+    }
+}
+
 Sandbox::~Sandbox() {
     try {
         stop_fast();
@@ -303,6 +360,21 @@ void Sandbox::start() {
                                      "max_connections=50"};
     argv.push_back("-c");
     argv.push_back(options_.tcp_port ? "listen_addresses=127.0.0.1" : "listen_addresses=");
+    if (options_.adopt) {
+        // The copy's own settings stay (shared_preload_libraries, the
+        // recovery settings); what would reach outside the sandbox, need
+        // the production host's files or its memory, or hide the log is
+        // overridden.
+        for (const std::string& setting :
+             {"hba_file=" + (root_ / "pg_hba.conf").string(),
+              "ident_file=" + (root_ / "pg_ident.conf").string(), std::string("ssl=off"),
+              std::string("archive_mode=off"), std::string("logging_collector=off"),
+              std::string("log_destination=stderr"), std::string("hot_standby=off"),
+              std::string("shared_buffers=128MB"), std::string("primary_conninfo=")}) {
+            argv.push_back("-c");
+            argv.push_back(setting);
+        }
+    }
     for (const std::string& setting : options_.server_settings) {
         argv.push_back("-c");
         argv.push_back(setting);
@@ -311,17 +383,22 @@ void Sandbox::start() {
     server_ = std::make_unique<Server>();
     server_->pid = child.pid();
     // The server's output goes to server.log; the thread reaps it on exit.
-    server_->drain = std::thread([c = std::move(child), log_path = root_ / "server.log"]() mutable {
-        std::ofstream out(log_path, std::ios::app);
-        PumpHandlers handlers;
-        handlers.on_stderr_line = [&](std::string_view line) { out << line << '\n'; };
-        handlers.stop_on_interrupt = false;
-        try {
-            pump(c, handlers);
-        } catch (...) {
-            c.wait();
-        }
-    });
+    server_->drain = std::thread(
+        [c = std::move(child), log_path = root_ / "server.log", server = server_.get()]() mutable {
+            std::ofstream out(log_path, std::ios::app);
+            PumpHandlers handlers;
+            handlers.on_stderr_line = [&](std::string_view line) {
+                out << line << '\n';
+                out.flush();
+            };
+            handlers.stop_on_interrupt = false;
+            try {
+                pump(c, handlers);
+            } catch (...) {
+                c.wait();
+            }
+            server->exited = true;
+        });
     wait_ready();
 }
 
@@ -331,10 +408,16 @@ bool Sandbox::running() const {
 
 void Sandbox::wait_ready() {
     ConnectionOptions target = options("postgres");
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    auto deadline = std::chrono::steady_clock::now() + options_.start_timeout;
     while (std::chrono::steady_clock::now() < deadline) {
         if (ping(target)) {
             return;
+        }
+        if (server_->exited) {
+            keep_files_ = true;
+            throw failure("the sandbox server exited before it accepted connections; see " +
+                              log_path().string(),
+                          "the sandbox directory is kept for its log; the next drill removes it");
         }
         if (int sig = pending_interrupt(); sig != 0 && options_.stop_on_interrupt) {
             throw failure(std::string("interrupted by ") + signal_name(sig) +
@@ -344,9 +427,9 @@ void Sandbox::wait_ready() {
     }
     // The log it names must outlive this error.
     keep_files_ = true;
-    throw failure(
-        "the sandbox server did not start within 60 s; see " + (root_ / "server.log").string(),
-        "the sandbox directory is kept for its log; the next drill removes it");
+    throw failure(fmt::format("the sandbox server did not start within {} s; see {}",
+                              options_.start_timeout.count(), log_path().string()),
+                  "the sandbox directory is kept for its log; the next drill removes it");
 }
 
 void Sandbox::stop(int signal) {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -40,6 +41,22 @@ class Sandbox {
         std::optional<MinimumMajor> refuse_older_than;
         // A pending SIGTERM/SIGINT aborts waiting for the server to start.
         bool stop_on_interrupt = true;
+        // Instead of initdb: a data directory someone else lays out (a
+        // point-in-time recovery), served as its `superuser` over the private
+        // socket with peer authentication (only this process's OS user, mapped
+        // to it, gets in); the server runs without hot standby, so start()
+        // returns once recovery has ended and it has promoted, or throws
+        // when the server exits first, keeping its log.
+        struct Adopted {
+            // Fills the (absent) data directory for `owner` (the server's
+            // user when pgward runs as root).
+            std::function<void(const std::filesystem::path& data_dir,
+                               const std::optional<std::string>& owner)>
+                lay_out;
+            std::string superuser;
+        };
+        std::optional<Adopted> adopt;
+        std::chrono::seconds start_timeout{60};
     };
 
     // Removes the sandboxes of `tag` that no live process holds (a killed
@@ -64,12 +81,14 @@ class Sandbox {
     const std::filesystem::path& root() const { return root_; }
     const std::filesystem::path& bin_dir() const { return bin_dir_; }
     const std::filesystem::path& socket_dir() const { return socket_dir_; }
+    std::filesystem::path log_path() const { return root_ / "server.log"; }
     const std::string& superuser() const { return superuser_; }
     Version version() const { return version_; }
 
   private:
     struct Server;
     std::vector<std::string> as_server_user(std::vector<std::string> argv) const;
+    void adopt_data_dir();
     void wait_ready();
     int port() const { return options_.tcp_port.value_or(5432); }
     void stop(int signal);

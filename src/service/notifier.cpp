@@ -110,6 +110,20 @@ void Notifier::offsite_finished(const Event& event, bool success, bool recovered
     enqueue({*notify_url_, body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)});
 }
 
+void Notifier::wal_changed(const Event& event, bool healthy) {
+    if (!notify_url_) {
+        return;
+    }
+    nlohmann::ordered_json body{{"event", healthy ? "wal_recovered" : "wal_failing"},
+                                {"database", event.database},
+                                {"at", event.at}};
+    if (!healthy) {
+        body["reason"] = event.detail;
+    }
+    body["healthy"] = healthy;
+    enqueue({*notify_url_, body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)});
+}
+
 void Notifier::cycle_finished(bool success) {
     if (!ping_url_) {
         return;

@@ -40,6 +40,8 @@ class Notifier {
     void drill_finished(const Event& event, bool success, bool recovered);
     // offsite_failed, offsite_recovered, or offsite_succeeded (every success).
     void offsite_finished(const Event& event, bool success, bool recovered);
+    // wal_failing (a new problem) or wal_recovered.
+    void wal_changed(const Event& event, bool healthy);
     // The ping of a cycle.
     void cycle_finished(bool success);
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <memory>
 #include <mutex>
+#include <thread>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -253,6 +254,105 @@ bool copy_offsite_in_cycle(const ServiceConfig& config, SharedState& shared, Not
     }
 }
 
+// Waits up to `wait`; false when SIGTERM/SIGINT came first.
+bool wait_uninterrupted(Ms wait) {
+    return sleep_until(boot_clock_now() + wait);
+}
+
+// pg_receivewal beside the schedule (stream_wal returns on SIGTERM); a
+// streamer that cannot start (server down, slot refused) is tried again with
+// backoff, each failure logged, and the watcher reports it.
+void supervise_wal_stream(const WalStreamRequest& request) {
+    Ms retry(1000);
+    while (pending_interrupt() == 0) {
+        try {
+            stream_wal(request);
+            return;
+        } catch (const Error& e) {
+            if (pending_interrupt() != 0) {
+                return;
+            }
+            log::error("WAL streaming cannot start",
+                       {{"error", e.what()}, {"retry_in_ms", std::to_string(retry.count())}});
+        }
+        if (!wait_uninterrupted(retry)) {
+            return;
+        }
+        retry = std::min(retry * 2, Ms(60000));
+    }
+}
+
+// Looks at the streamer from the server's side every check interval: lag,
+// the slot's retained WAL, problems alerted once when they start and when
+// they end; drops a slot over the policy's limit while nothing streams.
+void watch_wal_stream(const ServiceConfig& config, SharedState& shared, Notifier& notifier) {
+    std::optional<pg::Connection> conn;
+    while (wait_uninterrupted(config.wal_check_interval)) {
+        std::optional<WalServerView> view;
+        std::string error;
+        try {
+            if (!conn) {
+                conn.emplace(pg::Connection::open(config.backup.connection, "pgward wal watch"));
+            }
+            view = look_at_wal_stream(*conn, config.wal->slot);
+            if (should_drop_slot(*view, config.wal_policy)) {
+                conn->exec("SELECT pg_catalog.pg_drop_replication_slot($1)", {config.wal->slot});
+                log::error(
+                    "dropped the replication slot: it kept more WAL than the limit while "
+                    "nothing streamed; the archive has a gap from here, take a base backup",
+                    {{"slot", config.wal->slot},
+                     {"retained_bytes", std::to_string(view->retained_bytes.value_or(0))},
+                     {"limit_bytes",
+                      std::to_string(config.wal_policy.drop_slot_over_bytes.value_or(0))}});
+                view = look_at_wal_stream(*conn, config.wal->slot);
+            }
+        } catch (const Error& e) {
+            conn.reset();
+            view.reset();
+            error = e.what();
+        }
+        const WalStreamState before = shared.get().wal.value_or(WalStreamState{});
+        WalStreamState after =
+            judge_wal_stream(before, view, error, now_seconds(), config.wal_policy);
+        const bool failing = after.problem.has_value() && !before.problem.has_value();
+        const bool recovered = !after.problem.has_value() && before.problem.has_value();
+        if (failing) {
+            after.alerts_total += 1;
+        }
+        shared.update([&](ServiceState& s) { s.wal = after; });
+        const std::string at = format_iso_utc(now_seconds());
+        if (failing) {
+            log::error("WAL streaming is failing", {{"reason", *after.problem}});
+            notifier.wal_changed({"", config.database, at, *after.problem, 0}, false);
+        } else if (recovered) {
+            log::info("WAL streaming works again", {{"slot", after.slot}});
+            notifier.wal_changed({"", config.database, at, "", 0}, true);
+        }
+    }
+}
+
+// A scheduled base backup, then base backup retention; a failure is logged
+// and alerted like a failed backup would be, and tried again next time.
+bool take_scheduled_base_backup(const ServiceConfig& config) {
+    try {
+        BaseBackupRequest request;
+        request.connection = config.backup.connection;
+        request.dir = config.backup.dir;
+        request.pg_bin = config.backup.pg_bin;
+        request.limits = {config.backup.timeout, config.backup.stall};
+        const BaseBackup backup = take_base_backup(request);
+        if (config.base_retention) {
+            prune_base_backups(config.backup.dir, backup.system, *config.base_retention);
+        }
+        return true;
+    } catch (const Error& e) {
+        if (pending_interrupt() == 0) {
+            log::error("scheduled base backup failed", {{"error", e.what()}});
+        }
+        return false;
+    }
+}
+
 }  // namespace
 
 int run_service(const ServiceConfig& config) {
@@ -276,6 +376,16 @@ int run_service(const ServiceConfig& config) {
     } else {
         initial.remote.reset();
         initial.remote_proof.reset();
+    }
+    if (config.wal) {
+        WalStreamState wal = initial.wal.value_or(WalStreamState{});
+        wal.slot = config.wal->slot;
+        wal.streaming = false;
+        wal.since = format_iso_utc(now_seconds());
+        wal.problem.reset();
+        initial.wal = wal;
+    } else {
+        initial.wal.reset();
     }
     initial.running = false;  // a killed predecessor may have left it set
     initial.running_since.reset();
@@ -324,11 +434,37 @@ int run_service(const ServiceConfig& config) {
         // The first drill one interval after start: there is a backup by then.
         drills.emplace(*config.drill_interval, boot_clock_now(), false, Ms(60000), Ms(3600000));
     }
+    std::optional<Schedule> bases;
+    std::thread wal_streamer;
+    std::thread wal_watcher;
+    if (config.wal) {
+        // Recovery starts from a base backup: the first one now when this
+        // server has none here yet (the WAL streamed from now on needs it).
+        bool have_base = false;
+        try {
+            have_base = !base_backup_systems(config.backup.dir).empty();
+        } catch (const Error&) {
+        }
+        bases.emplace(config.base_interval, boot_clock_now(), !have_base, Ms(60000), Ms(3600000));
+        wal_streamer = std::thread([&config] { supervise_wal_stream(*config.wal); });
+        wal_watcher = std::thread([&] { watch_wal_stream(config, shared, notifier); });
+    }
     bool last_cycle_failed = false;
     for (;;) {
         bool drill_due = drills && drills->next_run() < schedule.next_run();
-        if (!sleep_until(drill_due ? drills->next_run() : schedule.next_run())) {
+        Schedule::Duration next = drill_due ? drills->next_run() : schedule.next_run();
+        bool base_due = bases && bases->next_run() <= next;
+        if (!sleep_until(base_due ? bases->next_run() : next)) {
             break;
+        }
+        if (base_due) {
+            auto started = boot_clock_now();
+            if (take_scheduled_base_backup(config)) {
+                bases->on_success(started, boot_clock_now());
+            } else {
+                bases->on_failure(started, boot_clock_now());
+            }
+            continue;
         }
         if (drill_due) {
             run_scheduled_drill(config, shared, notifier);
@@ -408,6 +544,12 @@ int run_service(const ServiceConfig& config) {
         s.running = false;
         s.running_since.reset();
     });
+    if (wal_streamer.joinable()) {
+        wal_streamer.join();
+    }
+    if (wal_watcher.joinable()) {
+        wal_watcher.join();
+    }
     notifier.drain(Ms(2000));
     log::info("service stopped", {{"signal", sig != 0 ? signal_name(sig) : "none"}});
     return config.once && sig == 0 && last_cycle_failed ? 1 : 0;

@@ -5,9 +5,12 @@
 #include <string>
 
 #include "domain/backup_job.hpp"
+#include "domain/base_backup.hpp"
 #include "domain/health.hpp"
 #include "domain/offsite.hpp"
 #include "domain/smoke.hpp"
+#include "domain/wal_archive.hpp"
+#include "domain/wal_monitor.hpp"
 
 namespace pgward {
 
@@ -37,6 +40,16 @@ struct ServiceConfig {
     // there and proven; a failed copy keeps the local backup and makes the
     // cycle degraded (state, metrics, alert, exit 1 with `once`).
     std::optional<OffsiteTarget> offsite;
+    // `run --wal`: the server's WAL streamed beside the schedule (restarted
+    // with backoff when it cannot start), watched from the server's side
+    // every wal_check_interval (state, /metrics, healthcheck, alerts), and
+    // base backups on their own schedule: the first at start when this
+    // server has none, then every base_interval.
+    std::optional<WalStreamRequest> wal;
+    WalWatchPolicy wal_policy;
+    std::chrono::milliseconds wal_check_interval{5000};
+    std::chrono::seconds base_interval{7 * 86400};
+    std::optional<size_t> base_retention;
     // One backup cycle (backup, prune, state file) at once, then exit:
     // 0 if it succeeded, 1 if not. For cron and one-shot containers.
     bool once = false;

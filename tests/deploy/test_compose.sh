@@ -73,6 +73,8 @@ PGWARD_HTTP_ADDR 0.0.0.0:9187
 EOF
   expect "postgres_wal streams WAL into the same volume, only with --profile pitr" \
     'c["services"]["postgres_wal"]["command"] == ["wal", "stream"] and c["services"]["postgres_wal"]["profiles"] == ["pitr"] and any(v.split(":")[:2] == ["pg_backups", "/backups"] for v in c["services"]["postgres_wal"]["volumes"]) and c["services"]["postgres_wal"]["environment"]["POSTGRES_PASSWORD"] == "x"'
+  expect "WAL streaming in the backup service is off by default" \
+    'env.get("POSTGRES_BACKUP_WAL") == "false" and env.get("POSTGRES_BACKUP_WAL_SLOT") == "pgward"'
   # Optional alerts: present, empty (= off) unless set.
   expect "PGWARD_NOTIFY_URL and PGWARD_PING_URL off by default" \
     'env.get("PGWARD_NOTIFY_URL", 1) == "" and env.get("PGWARD_PING_URL", 1) == ""'

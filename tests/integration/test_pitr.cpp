@@ -10,12 +10,16 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <set>
 #include <thread>
 
 #include <nlohmann/json.hpp>
 
 #include "harness/data_dir_server.hpp"
+#include "harness/json_schema.hpp"
 #include "harness/pg_cluster.hpp"
+#include "harness/receiver.hpp"
 #include "harness/runner.hpp"
 #include "harness/scratch.hpp"
 #include "pg/wal.hpp"
@@ -25,6 +29,16 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
+
+const fs::path kSource = PGWARD_SOURCE_DIR;
+
+std::string quote_ident(const std::string& name) {
+    std::string quoted = "\"";
+    for (char c : name) {
+        quoted += c == '"' ? std::string("\"\"") : std::string(1, c);
+    }
+    return quoted + "\"";
+}
 
 class PitrTest : public ScratchDirTest {
   protected:
@@ -209,6 +223,297 @@ TEST_F(PitrTest, RecoversToATimeBetweenTwoMarkersAndToTheLastStreamedWrite) {
         EXPECT_TRUE(contains(owner.err, "--owner: there is no user \"no-such-user\"")) << owner.err;
         EXPECT_FALSE(fs::exists(dir_ / "owner"));
     }
+}
+
+// The two proofs prove each other: a dump records the restore point it made
+// right after its snapshot, and recovering to that point gives every table
+// with the rows the dump's manifest counted, whatever was written after.
+TEST_F(PitrTest, RecoveryToADumpsRestorePointGivesTheTablesAsDumped) {
+    start_streaming();
+    ASSERT_EQ(run_pgward({"basebackup"}, env()).exit_code, 0);
+    PgCluster::instance().exec(
+        "pitr_app",
+        "CREATE TABLE items(id int, note text); "
+        "INSERT INTO items SELECT g, md5(g::text) FROM generate_series(1, 500) g; "
+        "CREATE TABLE \"Odd Name\"(x int); "
+        "INSERT INTO \"Odd Name\" VALUES (1), (2), (3)");
+    mark(1);
+    RunResult dump = run_pgward({"backup"}, env());
+    ASSERT_EQ(dump.exit_code, 0) << dump.err;
+    EXPECT_FALSE(contains(dump.err, "no restore point")) << dump.err;
+    fs::path manifest_path;
+    for (const std::string& file : list_dir(backups_)) {
+        if (file.ends_with(".json")) {
+            manifest_path = backups_ / file;
+        }
+    }
+    ASSERT_FALSE(manifest_path.empty());
+    const auto manifest = nlohmann::json::parse(slurp(manifest_path));
+    ASSERT_TRUE(manifest.contains("restore_point")) << manifest.dump(2);
+    const std::string name = manifest.at("restore_point").at("name");
+    EXPECT_TRUE(name.starts_with("pgward pitr_app_")) << name;
+    EXPECT_TRUE(pg::Lsn::parse(manifest.at("restore_point").at("lsn").get<std::string>()));
+
+    mark(2);
+    PgCluster::instance().exec(
+        "pitr_app",
+        "INSERT INTO items SELECT g, 'later' FROM generate_series(1, 100) g; "
+        "DELETE FROM \"Odd Name\"");
+    PgCluster::instance().exec("postgres", "SELECT pg_switch_wal()");
+    wait_streamed();
+    ASSERT_EQ(stop_streaming().exit_code, 0);
+
+    const fs::path pgdata = dir_ / "at-dump";
+    RunResult r =
+        run_pgward({"restore", "--pitr", "--to", name, "--pgdata", pgdata.string()}, env());
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    DataDirServer server(pgdata);
+    ASSERT_TRUE(server.start()) << server.log();
+    EXPECT_TRUE(contains(server.log(), "recovery stopping at restore point \"" + name + "\""))
+        << server.log();
+    size_t compared = 0;
+    for (const auto& table : manifest.at("tables")) {
+        const std::string schema = table.at("schema");
+        const std::string table_name = table.at("name");
+        EXPECT_EQ(server.query_value("pitr_app", "SELECT count(*) FROM " + quote_ident(schema) +
+                                                     "." + quote_ident(table_name)),
+                  std::to_string(table.at("rows").get<uint64_t>()))
+            << schema << "." << table_name;
+        ++compared;
+    }
+    EXPECT_EQ(compared, 3U);
+    EXPECT_EQ(server.query_value("pitr_app", "SELECT string_agg(id::text, ',') FROM marks"), "1");
+
+    // A role that may not make restore points still backs up, and says what
+    // the manifest lacks.
+    PgCluster::instance().exec(
+        "postgres",
+        "DROP ROLE IF EXISTS pitr_reader; "
+        "CREATE ROLE pitr_reader LOGIN PASSWORD 'pw' IN ROLE pg_read_all_data");
+    Env reader = env();
+    reader.emplace_back("POSTGRES_USER", "pitr_reader");
+    reader.emplace_back("POSTGRES_PASSWORD", "pw");
+    reader.emplace_back("PGWARD_GLOBALS", "false");
+    RunResult plain = run_pgward({"backup"}, reader);
+    EXPECT_EQ(plain.exit_code, 0) << plain.err;
+    EXPECT_TRUE(contains(plain.err,
+                         "level=warn msg=\"no restore point for this backup: "
+                         "point-in-time recovery cannot be proven against it\""))
+        << plain.err;
+    EXPECT_TRUE(contains(plain.err, "permission denied for function pg_create_restore_point"))
+        << plain.err;
+    std::vector<std::string> without;
+    for (const std::string& file : list_dir(backups_)) {
+        if (file.ends_with(".json") && backups_ / file != manifest_path) {
+            EXPECT_FALSE(nlohmann::json::parse(slurp(backups_ / file)).contains("restore_point"));
+            without.push_back(file);
+        }
+    }
+    ASSERT_EQ(without.size(), 1U);
+
+    // A backup's file is a target too: the restore point it made.
+    const std::string dump_file = manifest.at("file");
+    RunResult by_file = run_pgward(
+        {"restore", "--pitr", "--to", dump_file, "--pgdata", (dir_ / "by-file").string()}, env());
+    ASSERT_EQ(by_file.exit_code, 0) << by_file.err;
+    EXPECT_TRUE(contains(slurp(dir_ / "by-file" / "postgresql.auto.conf"),
+                         "recovery_target_name = '" + name + "'"));
+    RunResult no_point = run_pgward(
+        {"restore", "--pitr", "--to", without[0], "--pgdata", (dir_ / "no-point").string()}, env());
+    EXPECT_EQ(no_point.exit_code, 1);
+    EXPECT_TRUE(
+        contains(no_point.err, "--to " + without[0] + ": that backup made no restore point"))
+        << no_point.err;
+    EXPECT_FALSE(fs::exists(dir_ / "no-point"));
+    PgCluster::instance().exec("postgres", "DROP ROLE pitr_reader");
+}
+
+// `run --wal`: the service streams beside its schedule, takes the first base
+// backup at once, and shows the streamer's state; a streamer that stops is
+// alerted once, and its return too.
+TEST_F(PitrTest, TheServiceStreamsWalBesideItsBackupsAndAlertsWhenStreamingStops) {
+    Receiver receiver;
+    Env service_env = env();
+    for (const auto& [name, value] : Env{{"POSTGRES_BACKUP_WAL", "true"},
+                                         {"POSTGRES_BACKUP_WAL_CHECK_SECONDS", "1"},
+                                         {"POSTGRES_BACKUP_WAL_STOPPED_SECONDS", "2"},
+                                         {"POSTGRES_BACKUP_INTERVAL_SECONDS", "86400"},
+                                         {"PGWARD_GLOBALS", "false"},
+                                         {"PGWARD_NOTIFY_URL", receiver.url("/hook")}}) {
+        service_env.emplace_back(name, value);
+    }
+    streamer_ = std::make_unique<BackgroundPgward>(std::vector<std::string>{"run"}, service_env);
+    const fs::path state_path = backups_ / ".pgward-pitr_app.state.json";
+    auto wal_state = [&]() -> std::optional<nlohmann::json> {
+        try {
+            auto doc = nlohmann::json::parse(slurp(state_path));
+            if (doc.at("wal").is_object()) {
+                return doc.at("wal");
+            }
+        } catch (...) {
+        }
+        return std::nullopt;
+    };
+    ASSERT_TRUE(eventually(
+        [&] {
+            auto w = wal_state();
+            return w && w->at("streaming") == true && w->at("lag_bytes").is_number();
+        },
+        30s));
+    // The first base backup at start, and the dump with its restore point.
+    ASSERT_TRUE(eventually(
+        [&] {
+            return fs::exists(backups_ / "base") && !list_dir(backups_ / "base").empty() &&
+                   nlohmann::json::parse(slurp(state_path)).at("successes_total") == 1;
+        },
+        60s));
+    bool with_point = false;
+    for (const std::string& file : list_dir(backups_)) {
+        if (file.ends_with(".json") && !file.starts_with(".")) {
+            with_point = nlohmann::json::parse(slurp(backups_ / file)).contains("restore_point");
+        }
+    }
+    EXPECT_TRUE(with_point) << "the service's dump made a restore point";
+    RunResult status = run_pgward({"status"}, env());
+    EXPECT_TRUE(contains(status.out, "WAL streaming:   yes since ")) << status.out;
+    EXPECT_TRUE(contains(status.out, "WAL lag:         ")) << status.out;
+
+    // pg_receivewal frozen, its connection cut: nothing streams.
+    std::vector<pid_t> receivers;
+    ASSERT_TRUE(eventually(
+        [&] {
+            receivers = children_named(streamer_->pid(), "pg_receivewal");
+            return receivers.size() == 1;
+        },
+        10s));
+    ::kill(receivers[0], SIGSTOP);
+    PgCluster::instance().exec(
+        "postgres",
+        "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = "
+        "'pgward'");
+    ASSERT_TRUE(eventually([&] { return receiver.last_event("wal_failing").has_value(); }, 30s));
+    const auto failing = *receiver.last_event("wal_failing");
+    EXPECT_TRUE(
+        contains(failing.at("reason").get<std::string>(), "WAL has not been streamed since "))
+        << failing.dump();
+    RunResult health = run_pgward({"healthcheck"}, env());
+    EXPECT_EQ(health.exit_code, 1) << health.out << health.err;
+    EXPECT_TRUE(contains(health.out + health.err, "WAL has not been streamed since"))
+        << health.out << health.err;
+
+    ::kill(receivers[0], SIGCONT);
+    ASSERT_TRUE(eventually([&] { return receiver.last_event("wal_recovered").has_value(); }, 30s));
+    auto w = wal_state();
+    ASSERT_TRUE(w);
+    EXPECT_EQ(w->at("streaming"), true);
+    EXPECT_EQ(w->at("alerts_total"), 1);
+    EXPECT_TRUE(w->at("problem").is_null());
+
+    RunResult stopped = stop_streaming();
+    EXPECT_EQ(stopped.exit_code, 0) << stopped.err;
+    EXPECT_TRUE(contains(stopped.out, "msg=\"WAL streaming is failing\"")) << stopped.out;
+    EXPECT_TRUE(contains(stopped.out, "msg=\"WAL streaming works again\"")) << stopped.out;
+    EXPECT_TRUE(contains(stopped.out, "msg=\"WAL streaming stopped\" signal=SIGTERM"))
+        << stopped.out;
+    EXPECT_TRUE(contains(stopped.out, "msg=\"service stopped\"")) << stopped.out;
+
+    // --wal's own options need --wal; --wal cannot run --once.
+    RunResult alone = run_pgward({"run", "--wal-slot", "x"}, env());
+    EXPECT_EQ(alone.exit_code, 2);
+    EXPECT_TRUE(contains(alone.err, "--wal-slot goes with --wal")) << alone.err;
+    RunResult once = run_pgward({"run", "--wal", "--once"}, env());
+    EXPECT_EQ(once.exit_code, 2);
+    EXPECT_TRUE(contains(once.err, "--wal streams beside the schedule and cannot run with --once"))
+        << once.err;
+}
+
+// drill --pitr: the newest base backup and the WAL recovered in a sandbox to
+// the newest dump's restore point; the log says the target was reached,
+// amcheck finds nothing, and every table's rows and fp1 equal the dump's.
+TEST_F(PitrTest, ThePitrDrillProvesTheRecoveryAgainstTheNewestDumpTableByTable) {
+    start_streaming();
+    ASSERT_EQ(run_pgward({"basebackup"}, env()).exit_code, 0);
+    PgCluster::instance().exec(
+        "pitr_app",
+        "CREATE TABLE items(id int PRIMARY KEY, note text); "
+        "INSERT INTO items SELECT g, repeat(md5(g::text), 3) FROM generate_series(1, 300) g; "
+        "CREATE INDEX items_note ON items(note); "
+        "CREATE UNLOGGED TABLE scratch(x int); INSERT INTO scratch VALUES (1), (2)");
+    mark(1);
+    RunResult dump = run_pgward({"backup"}, env());
+    ASSERT_EQ(dump.exit_code, 0) << dump.err;
+    mark(2);
+    PgCluster::instance().exec("pitr_app", "DELETE FROM items WHERE id <= 10");
+    wait_streamed();
+
+    const fs::path reports = dir_ / "reports";
+    RunResult drill = run_pgward({"drill", "--pitr", "--report-dir", reports.string()}, env());
+    ASSERT_EQ(drill.exit_code, 0) << drill.err;
+    const auto report = nlohmann::json::parse(slurp(drill.out.substr(0, drill.out.find('\n'))));
+    EXPECT_TRUE(schema_problems(
+                    nlohmann::json::parse(slurp(kSource / "docs/drill-report.schema.json")), report)
+                    .empty());
+    EXPECT_EQ(report.at("kind"), "pitr");
+    EXPECT_EQ(report.at("mode"), "pitr-sandbox");
+    EXPECT_EQ(report.at("restore_success"), true);
+    std::set<std::string> passed;
+    for (const auto& check : report.at("checks")) {
+        if (check.at("passed") == true) {
+            passed.insert(check.at("name").get<std::string>());
+        }
+    }
+    for (const char* name : {"recovery_reached_target", "recovery_without_errors", "amcheck_clean",
+                             "table_row_counts_match", "table_fingerprints_match"}) {
+        EXPECT_EQ(passed.count(name), 1U) << name << ": " << report.at("checks").dump(2);
+    }
+    std::map<std::string, uint64_t> rows;
+    for (const auto& table : report.at("tables")) {
+        rows[table.at("name").get<std::string>()] = table.at("rows_after").get<uint64_t>();
+        EXPECT_EQ(table.at("fingerprint_after"), table.at("fingerprint_before")) << table.dump();
+    }
+    EXPECT_EQ(rows["items"], 300U) << "as dumped, before the delete";
+    EXPECT_EQ(rows["marks"], 1U);
+    EXPECT_EQ(rows.count("scratch"), 0U);
+    EXPECT_TRUE(contains(report.at("warnings").dump(), "unlogged table public.scratch"))
+        << report.at("warnings").dump();
+    EXPECT_TRUE(report.at("pitr").at("restore_point").get<std::string>().starts_with("pgward "));
+    EXPECT_TRUE(contains(report.at("pitr").at("server_log_stop_line").get<std::string>(),
+                         "recovery stopping at restore point"));
+    for (const auto& entry : fs::directory_iterator(fs::temp_directory_path())) {
+        EXPECT_FALSE(entry.path().filename().string().starts_with("pgward-pitr-"))
+            << entry.path() << " left behind";
+    }
+
+    // A dump whose manifest says otherwise fails the drill, naming the table.
+    fs::path manifest_path;
+    for (const std::string& file : list_dir(backups_)) {
+        if (file.ends_with(".json") && !file.starts_with(".")) {
+            manifest_path = backups_ / file;
+        }
+    }
+    auto manifest = nlohmann::json::parse(slurp(manifest_path));
+    for (auto& table : manifest.at("tables")) {
+        if (table.at("name") == "items") {
+            table["rows"] = 299;
+        }
+    }
+    write_text(manifest_path, manifest.dump(2), 0600);
+    RunResult wrong = run_pgward({"drill", "--pitr", "--report-dir", reports.string()}, env());
+    EXPECT_EQ(wrong.exit_code, 1);
+    EXPECT_TRUE(contains(wrong.err,
+                         "restore drill failed: table_row_counts_match: mismatch: "
+                         "public.items (299 before, 300 after)"))
+        << wrong.err;
+
+    // Any other target recovers and is checked, without a dump to compare.
+    RunResult latest =
+        run_pgward({"drill", "--pitr", "--to", "latest", "--report-dir", reports.string()}, env());
+    EXPECT_EQ(latest.exit_code, 0) << latest.err;
+    EXPECT_TRUE(contains(latest.err, "latest is not a dump's restore point")) << latest.err;
+    RunResult misplaced = run_pgward({"drill", "--to", "latest"}, env());
+    EXPECT_EQ(misplaced.exit_code, 2);
+    EXPECT_TRUE(contains(misplaced.err, "--to and --system go with --pitr")) << misplaced.err;
+    ASSERT_EQ(stop_streaming().exit_code, 0);
 }
 
 TEST_F(PitrTest, AMissingOrDamagedSegmentIsNamedAndNothingIsLaidOut) {

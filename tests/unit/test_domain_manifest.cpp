@@ -33,6 +33,7 @@ Manifest sample() {
     m.large_objects_fingerprint = "lo1:0123456789abcdef0123456789abcdef";
     m.sequences_behind = std::vector<std::string>{"public.s at 1 behind public.t.id max 9"};
     m.invalid_indexes = std::vector<std::string>{"public.broken_idx"};
+    m.restore_point = Manifest::RestorePoint{"pgward quiz_20261204T030000Z", "0/5A000090"};
     return m;
 }
 
@@ -42,6 +43,10 @@ TEST(Manifest, RoundTripsThroughJson) {
     EXPECT_EQ(doc["format"], "pgward-manifest/1");
     Manifest back = manifest_from_json(nlohmann::json::parse(doc.dump()), "test");
     EXPECT_EQ(back, m);
+    EXPECT_EQ(doc["restore_point"]["lsn"], "0/5A000090");
+    // Older manifests have no restore point.
+    doc.erase("restore_point");
+    EXPECT_FALSE(manifest_from_json(nlohmann::json::parse(doc.dump()), "test").restore_point);
 }
 
 TEST(Manifest, HasTheSpecFields) {

@@ -1,0 +1,151 @@
+// How `run --wal` judges its streamer from what the server shows: when it
+// counts as stopped, behind, or broken, and when a slot may be dropped.
+#include <gtest/gtest.h>
+
+#include "domain/health.hpp"
+#include "domain/wal_monitor.hpp"
+
+namespace pgward {
+namespace {
+
+TimePoint at(const char* iso) {
+    return *parse_iso_utc(iso);
+}
+
+WalStreamState streaming_since(const char* iso) {
+    WalStreamState s;
+    s.slot = "pgward";
+    s.streaming = true;
+    s.since = iso;
+    return s;
+}
+
+WalServerView active(uint64_t lag) {
+    WalServerView v;
+    v.slot_exists = true;
+    v.active = true;
+    v.lag_bytes = lag;
+    v.lag_seconds = 0.5;
+    v.retained_bytes = 1 << 20;
+    v.wal_status = "reserved";
+    return v;
+}
+
+TEST(WalMonitor, AStreamerThatKeepsUpHasNoProblem) {
+    WalStreamState after = judge_wal_stream(streaming_since("2026-12-04T10:00:00Z"), active(8192),
+                                            "", at("2026-12-04T10:05:00Z"), WalWatchPolicy{});
+    EXPECT_FALSE(after.problem);
+    EXPECT_TRUE(after.streaming);
+    EXPECT_EQ(after.since, "2026-12-04T10:00:00Z") << "since changes only when streaming does";
+    EXPECT_EQ(after.lag_bytes, 8192U);
+    EXPECT_EQ(after.checked_at, "2026-12-04T10:05:00Z");
+}
+
+TEST(WalMonitor, NotStreamingIsAProblemOnlyAfterTheLimit) {
+    WalServerView idle = active(0);
+    idle.active = false;
+    idle.lag_seconds.reset();
+    WalWatchPolicy policy;
+    policy.stopped_limit = std::chrono::seconds(60);
+    WalStreamState s = judge_wal_stream(streaming_since("2026-12-04T10:00:00Z"), idle, "",
+                                        at("2026-12-04T10:05:00Z"), policy);
+    EXPECT_FALSE(s.streaming);
+    EXPECT_EQ(s.since, "2026-12-04T10:05:00Z");
+    EXPECT_FALSE(s.problem) << "just stopped: pg_receivewal is restarted within seconds";
+    s = judge_wal_stream(s, idle, "", at("2026-12-04T10:06:00Z"), policy);
+    EXPECT_FALSE(s.problem) << "exactly the limit";
+    s = judge_wal_stream(s, idle, "", at("2026-12-04T10:06:01Z"), policy);
+    ASSERT_TRUE(s.problem);
+    EXPECT_EQ(*s.problem,
+              "WAL has not been streamed since 2026-12-04T10:05:00Z; the server keeps 1.0 MiB for "
+              "the slot \"pgward\"");
+}
+
+TEST(WalMonitor, FallingBehindAMissingSlotAndLostWalAreNamed) {
+    WalWatchPolicy policy;
+    policy.lag_limit_bytes = 16 << 20;
+    const WalStreamState before = streaming_since("2026-12-04T10:00:00Z");
+    const TimePoint now = at("2026-12-04T10:00:10Z");
+    auto behind = judge_wal_stream(before, active(32 << 20), "", now, policy);
+    ASSERT_TRUE(behind.problem);
+    EXPECT_EQ(*behind.problem,
+              "WAL streaming is 32.0 MiB behind the server (0 s), more than the limit of 16.0 MiB");
+    EXPECT_FALSE(judge_wal_stream(before, active(16 << 20), "", now, policy).problem);
+
+    WalServerView gone;
+    auto missing = judge_wal_stream(before, gone, "", now, policy);
+    ASSERT_TRUE(missing.problem);
+    EXPECT_TRUE(missing.problem->starts_with("the replication slot \"pgward\" does not exist"))
+        << *missing.problem;
+    EXPECT_FALSE(missing.slot_exists);
+
+    WalServerView lost = active(0);
+    lost.wal_status = "lost";
+    auto gap = judge_wal_stream(before, lost, "", now, policy);
+    ASSERT_TRUE(gap.problem);
+    EXPECT_TRUE(gap.problem->find("wal_status lost") != std::string::npos) << *gap.problem;
+}
+
+TEST(WalMonitor, AServerThatCannotBeAskedIsAProblemAfterTheLimit) {
+    WalStreamState s = streaming_since("2026-12-04T10:00:00Z");
+    s.checked_at = "2026-12-04T10:00:00Z";
+    WalWatchPolicy policy;
+    auto soon =
+        judge_wal_stream(s, std::nullopt, "connection refused", at("2026-12-04T10:00:30Z"), policy);
+    EXPECT_FALSE(soon.problem);
+    EXPECT_EQ(soon.checked_at, "2026-12-04T10:00:00Z") << "not checked: kept as it was";
+    auto later = judge_wal_stream(soon, std::nullopt, "connection refused",
+                                  at("2026-12-04T10:01:01Z"), policy);
+    ASSERT_TRUE(later.problem);
+    EXPECT_EQ(*later.problem,
+              "cannot check WAL streaming since 2026-12-04T10:00:00Z: connection refused");
+}
+
+TEST(WalMonitor, ASlotIsDroppedOnlyWhenAskedIdleAndOverTheLimit) {
+    WalWatchPolicy policy;
+    WalServerView idle = active(0);
+    idle.active = false;
+    idle.retained_bytes = 2ULL << 30;
+    EXPECT_FALSE(should_drop_slot(idle, policy)) << "report only by default";
+    policy.drop_slot_over_bytes = 1ULL << 30;
+    EXPECT_TRUE(should_drop_slot(idle, policy));
+    idle.retained_bytes = 1ULL << 30;
+    EXPECT_FALSE(should_drop_slot(idle, policy)) << "at the limit";
+    WalServerView busy = active(0);
+    busy.retained_bytes = 2ULL << 30;
+    EXPECT_FALSE(should_drop_slot(busy, policy)) << "never while streaming";
+}
+
+TEST(WalMonitor, StateHealthAndMetricsCarryIt) {
+    ServiceState s;
+    s.database = "app";
+    s.service_started_at = "2026-12-04T10:00:00Z";
+    s.wal = streaming_since("2026-12-04T10:00:00Z");
+    s.wal->lag_bytes = 4096;
+    s.wal->lag_seconds = 0.25;
+    s.wal->slot_retained_bytes = 1 << 20;
+    s.wal->alerts_total = 2;
+    ServiceState back = state_from_json(state_to_json(s), "test");
+    ASSERT_TRUE(back.wal);
+    EXPECT_EQ(back.wal->lag_bytes, 4096U);
+    EXPECT_EQ(back.wal->lag_seconds, 0.25);
+    EXPECT_EQ(back.wal->alerts_total, 2U);
+    EXPECT_FALSE(state_from_json(state_to_json(ServiceState{}), "test").wal);
+
+    HealthPolicy policy;
+    const TimePoint now = at("2026-12-04T10:10:00Z");
+    EXPECT_TRUE(evaluate_health(s, now, now, policy).healthy);
+    s.wal->problem = "WAL has not been streamed since X";
+    Health h = evaluate_health(s, now, now, policy);
+    EXPECT_FALSE(h.healthy);
+    EXPECT_EQ(h.status, "wal-failing");
+    EXPECT_EQ(h.reason, "WAL has not been streamed since X");
+    const std::string metrics = render_metrics(s, h);
+    EXPECT_NE(metrics.find("pgward_wal_lag_bytes{database=\"app\"} 4096\n"), std::string::npos)
+        << metrics;
+    EXPECT_NE(metrics.find("pgward_wal_healthy{database=\"app\"} 0\n"), std::string::npos);
+    EXPECT_NE(metrics.find("# TYPE pgward_wal_alerts_total counter"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace pgward
