@@ -958,8 +958,17 @@ DrillOutcome run_pitr_drill(const DrillRequest& request) {
                  stop_line.empty())) {
                 stop_line = line;
             }
-            if (line.find("FATAL:") != std::string::npos ||
-                line.find("PANIC:") != std::string::npos) {
+            // Connections refused while it recovered (our own wait) are not
+            // the recovery's errors.
+            const bool refused_connection =
+                line.find("the database system is not accepting connections") !=
+                    std::string::npos ||
+                line.find("the database system is not yet accepting connections") !=
+                    std::string::npos ||
+                line.find("the database system is starting up") != std::string::npos;
+            if ((line.find("FATAL:") != std::string::npos ||
+                 line.find("PANIC:") != std::string::npos) &&
+                !refused_connection) {
                 errors.push_back(line);
             }
             if (end == std::string::npos) {

@@ -324,7 +324,13 @@ void stream_wal(const WalStreamRequest& request) {
         if (interrupted_within(retry)) {
             break;
         }
-        retry = std::min(retry * 2, request.max_retry);
+        // A slot still held by the connection that just died frees as soon
+        // as the server notices (wal_sender_timeout at most): look again
+        // every few seconds rather than backing off to the maximum.
+        const bool slot_busy = last_line.find("is active for PID") != std::string::npos;
+        retry = std::min(retry * 2,
+                         slot_busy ? std::min(request.max_retry, std::chrono::milliseconds(5000))
+                                   : request.max_retry);
     }
     watcher.look();
     log::info("WAL streaming stopped", {{"signal", signal_name(pending_interrupt())}});

@@ -370,7 +370,9 @@ void Sandbox::start() {
               "ident_file=" + (root_ / "pg_ident.conf").string(), std::string("ssl=off"),
               std::string("archive_mode=off"), std::string("logging_collector=off"),
               std::string("log_destination=stderr"), std::string("hot_standby=off"),
-              std::string("shared_buffers=128MB"), std::string("primary_conninfo=")}) {
+              std::string("shared_buffers=128MB"), std::string("primary_conninfo="),
+              // Its log is read: in English whatever the copy's language.
+              std::string("lc_messages=C")}) {
             argv.push_back("-c");
             argv.push_back(setting);
         }

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <set>
 #include <thread>
@@ -54,6 +55,11 @@ class PitrTest : public ScratchDirTest {
     }
 
     void TearDown() override {
+        if (HasFailure() && streamer_) {
+            // What the streamer said explains most failures here.
+            RunResult said = stop_streaming();
+            std::cerr << "streamer's stdout:\n" << said.out << "streamer's stderr:\n" << said.err;
+        }
         streamer_.reset();
         // A slot nobody reads keeps WAL on the server for ever.
         eventually(
@@ -99,7 +105,7 @@ class PitrTest : public ScratchDirTest {
                            "application_name = 'pgward_wal' AND write_lsn >= '" +
                                lsn + "'::pg_lsn") == "t";
             },
-            30s));
+            60s));
     }
 
     RunResult stop_streaming() {
@@ -432,7 +438,13 @@ TEST_F(PitrTest, TheServiceStreamsWalBesideItsBackupsAndAlertsWhenStreamingStops
 // amcheck finds nothing, and every table's rows and fp1 equal the dump's.
 TEST_F(PitrTest, ThePitrDrillProvesTheRecoveryAgainstTheNewestDumpTableByTable) {
     start_streaming();
-    ASSERT_EQ(run_pgward({"basebackup"}, env()).exit_code, 0);
+    // A server that logs in German: its copy does too, unless told not to.
+    PgCluster::instance().exec("postgres", "ALTER SYSTEM SET lc_messages = 'de_DE.UTF-8'");
+    PgCluster::instance().exec("postgres", "SELECT pg_reload_conf()");
+    RunResult base = run_pgward({"basebackup"}, env());
+    PgCluster::instance().exec("postgres", "ALTER SYSTEM RESET lc_messages");
+    PgCluster::instance().exec("postgres", "SELECT pg_reload_conf()");
+    ASSERT_EQ(base.exit_code, 0) << base.err;
     PgCluster::instance().exec(
         "pitr_app",
         "CREATE TABLE items(id int PRIMARY KEY, note text); "
