@@ -197,8 +197,7 @@ bool WalArchive::fetch(const std::string& file, const fs::path& destination) con
     }
     const std::string bytes = read_file(dir_ / source);
     if (source != file &&
-        std::all_of(bytes.begin(), bytes.begin() + std::min<size_t>(bytes.size(), 40),
-                    [](char c) { return c == 0; })) {
+        std::string_view(bytes).substr(0, 40).find_first_not_of('\0') == std::string_view::npos) {
         // pg_receivewal has opened the segment but written nothing yet.
         return false;
     }

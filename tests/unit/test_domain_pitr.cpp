@@ -7,7 +7,9 @@
 #include <filesystem>
 #include <fstream>
 
+#include "domain/manifest.hpp"
 #include "domain/pitr.hpp"
+#include "domain/wal_archive.hpp"
 #include "support/temp_dir.hpp"
 #include "util/files.hpp"
 
@@ -147,6 +149,55 @@ TEST_F(PitrPlanTest, ChoosesTheNewestBaseBackupTheTargetDoesNotPredate) {
                     .starts_with("2026-12-04 00:00:00.000000+00 is past the end of the archived "
                                  "WAL: the archive can reach from 2026-12-01T00:01:00Z"));
     EXPECT_TRUE(refusal("0/9000000").starts_with("0/9000000 is past the end of the archived WAL"));
+}
+
+// A restore point a dump made is placed by its manifest's LSN: the base
+// backup before it is chosen, and one past the archive's end is refused.
+TEST_F(PitrPlanTest, ADumpsRestorePointIsPlacedByItsManifest) {
+    add_base("20261201T000000Z", "2026-12-01T00:01:00Z", "0/2000028", "0/2000100");
+    add_base("20261202T000000Z", "2026-12-02T00:01:00Z", "0/5000028", "0/5000100");
+    for (uint64_t n = 2; n <= 7; ++n) {
+        add_wal(n, "2026-12-01T12:00:00Z");
+    }
+    auto add_dump = [&](const std::string& stem, const std::string& lsn) {
+        Manifest m;
+        m.database = "app";
+        m.file = stem + ".dump";
+        m.sha256 = std::string(64, '0');
+        m.started_at = m.finished_at = "2026-12-01T12:00:00Z";
+        m.server_version = "15.18";
+        m.pg_dump_version = "pg_dump (PostgreSQL) 15.18";
+        m.restore_point = Manifest::RestorePoint{"pgward " + stem, lsn};
+        write_file_atomically(dir_ / (stem + ".json"), manifest_to_json(m).dump(),
+                              AtomicFile::Publish::Replace);
+    };
+    add_dump("app_20261201T120000Z", "0/4000100");
+    add_dump("app_20261204T120000Z", "0/9000100");
+    EXPECT_EQ(find_restore_point(dir_, "pgward app_20261201T120000Z")->text(), "0/4000100");
+    EXPECT_FALSE(find_restore_point(dir_, "pgward nothing"));
+    EXPECT_EQ(plan("pgward app_20261201T120000Z").base.name, "20261201T000000Z");
+    EXPECT_EQ(plan("name:some other point").base.name, "20261202T000000Z");
+    EXPECT_TRUE(refusal("pgward app_20261204T120000Z")
+                    .starts_with("restore point \"pgward app_20261204T120000Z\" is past the end "
+                                 "of the archived WAL"))
+        << refusal("pgward app_20261204T120000Z");
+    auto by_file = backup_restore_point(dir_, "app_20261201T120000Z.dump");
+    ASSERT_TRUE(by_file);
+    EXPECT_EQ(by_file->name, "pgward app_20261201T120000Z");
+    EXPECT_FALSE(backup_restore_point(dir_, "0/4000000"));
+    EXPECT_EQ(error_message([&] { backup_restore_point(dir_, "app_20261203T000000Z.dump"); }),
+              "--to app_20261203T000000Z.dump: there is no such backup in " + dir_.string());
+}
+
+TEST_F(PitrPlanTest, AStreamedSegmentWithNothingWrittenYetIsNotServed) {
+    const fs::path folder = dir_ / "wal" / std::to_string(kSystem);
+    fs::create_directories(folder);
+    const std::string name = pg::WalFileName::segment_name(1, 9, pg::kDefaultSegmentSize);
+    write_file_atomically(folder / (name + ".partial"), std::string(pg::kDefaultSegmentSize, '\0'),
+                          AtomicFile::Publish::Replace);
+    const WalArchive archive = WalArchive::at(folder);
+    EXPECT_FALSE(archive.fetch(name, dir_ / "out"));
+    EXPECT_FALSE(fs::exists(dir_ / "out"));
 }
 
 TEST_F(PitrPlanTest, AGapIsRefusedUnlessTheTargetComesBeforeIt) {
