@@ -150,6 +150,7 @@ bench: build-release
 	bench/shapes.sh $(RELEASE_DIR)
 	bench/offsite.sh $(RELEASE_DIR)
 	bench/encryption.sh $(RELEASE_DIR)
+	bench/pitr.sh $(RELEASE_DIR)
 
 # The integration suite once more in an operator's shell set to wrong values
 # (PG*, a service file, ~/.pgpass, German locale, a far time zone):

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# `make bench`, point-in-time recovery (issue 22), in this one invocation:
+#   1. what streaming the WAL costs the server: pgbench tps while
+#      `pgward wal stream` runs vs without it, interleaved BENCH_RUNS times
+#      (default 3), medians and their ratio (goal: at least 0.97);
+#   2. recovery speed: the WAL of those runs replayed by a server started on
+#      `pgward restore --pitr` (segments per second, from start to promotion)
+#      vs pg_waldump reading the same segments (its read rate, the bound).
+# Data: pgbench -i -s BENCH_SCALE (default 10); each pgbench run is
+# BENCH_SECONDS (default 15) with 4 clients.
+# Usage: bench/pitr.sh [BUILD_DIR]
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+build=$(realpath "${1:-$repo/build}")
+pgward=$build/pgward
+scale=${BENCH_SCALE:-10}
+duration=${BENCH_SECONDS:-15}
+runs=${BENCH_RUNS:-3}
+source "$repo/scripts/lib/throwaway-pg.sh"
+TPG_SERVER_OPTIONS="-c shared_buffers=256MB -c max_wal_size=4GB" throwaway_pg_start
+work=$TPG_DIR/work
+mkdir -p "$work"
+chmod 777 "$work"
+export POSTGRES_DB=bench POSTGRES_BACKUP_DIR=$work/backups PGPASSWORD=$TPG_PASSWORD
+export PGHOST=$TPG_DIR/sock PGUSER=postgres PATH="$TPG_BIN:$PATH"
+
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)"
+echo "postgres: $("$TPG_BIN/postgres" --version), $("$pgward" version | head -n 1)"
+tpsql postgres -c 'CREATE DATABASE bench'
+"$TPG_BIN/pgbench" -q -i -s "$scale" -h "$TPG_DIR/sock" -U postgres bench >/dev/null 2>&1
+echo "data: pgbench scale $scale; runs of ${duration} s, 4 clients, fsync on"
+
+tps() {
+  "$TPG_BIN/pgbench" -n -c 4 -j 2 -T "$duration" -h "$TPG_DIR/sock" -U postgres bench 2>&1 |
+    awk '/^tps = / {printf "%.1f", $3}'
+}
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a / b}'; }
+
+# Waits until the streamer has everything the server has written.
+caught_up() {
+  local lsn
+  lsn=$(tpsql postgres -Atc 'SELECT pg_current_wal_lsn()')
+  for _ in $(seq 600); do
+    [[ $(tpsql postgres -Atc "SELECT count(*) FROM pg_stat_replication WHERE application_name = 'pgward_wal' AND write_lsn >= '$lsn'") == 1 ]] && return
+    sleep 0.1
+  done
+  echo "bench: the streamer did not catch up in 60 s" >&2
+  exit 1
+}
+
+streamer=
+stop_streamer() {
+  if [[ -n $streamer ]]; then
+    kill -TERM "$streamer" 2>/dev/null || true
+    wait "$streamer" 2>/dev/null || true
+    streamer=
+  fi
+}
+trap 'stop_streamer; throwaway_pg_stop' EXIT
+
+"$pgward" wal stream >"$work/stream.log" 2>&1 &
+streamer=$!
+caught_up
+"$pgward" basebackup >/dev/null 2>"$work/base.log"
+stop_streamer
+
+declare -a with without
+for ((i = 0; i < runs; i++)); do
+  without+=("$(tps)")
+  # The slot kept the last run's WAL: caught up first, so the run measures
+  # streaming as it goes, not a backlog.
+  "$pgward" wal stream >>"$work/stream.log" 2>&1 &
+  streamer=$!
+  caught_up
+  with+=("$(tps)")
+  stop_streamer
+done
+if grep -q 'level=error' "$work/stream.log"; then
+  echo "bench: the streamer reported an error:" >&2
+  grep 'level=error' "$work/stream.log" | head -n 3 >&2
+  exit 1
+fi
+
+# Recovery: everything streamed since the base backup (the runs without the
+# streamer left gaps the slot filled in: the server kept that WAL for it).
+"$pgward" wal stream >>"$work/stream.log" 2>&1 &
+streamer=$!
+tpsql postgres -c 'SELECT pg_switch_wal()' >/dev/null
+caught_up
+stop_streamer
+archive=$(ls -d "$work"/backups/wal/*)
+first=$(ls "$archive" | grep -E '^[0-9A-F]{24}$' | head -n 1)
+last=$(ls "$archive" | grep -E '^[0-9A-F]{24}$' | tail -n 1)
+segments=$(ls "$archive" | grep -cE '^[0-9A-F]{24}$')
+s=$(date +%s.%N)
+"$TPG_BIN/pg_waldump" --stats -p "$archive" "$first" "$last" >/dev/null
+waldump=$(awk -v a="$s" -v b="$(date +%s.%N)" 'BEGIN {printf "%.3f", b - a}')
+
+"$pgward" restore --pitr --pgdata "$work/recovered" >/dev/null 2>"$work/restore.log"
+mkdir -p "$work/rsock"
+chmod 777 "$work/rsock"
+s=$(date +%s.%N)
+_tpg_as_server "$TPG_BIN/pg_ctl" -D "$work/recovered" -l "$work/recovered.log" -w -t 3600 \
+  -o "-c listen_addresses= -k $work/rsock -c port=5433 -c hot_standby=off" start >/dev/null
+# pg_ctl returns once recovery runs; the replay ends at promotion.
+for _ in $(seq 36000); do
+  grep -q 'database system is ready to accept connections' "$work/recovered.log" && break
+  sleep 0.1
+done
+replay=$(awk -v a="$s" -v b="$(date +%s.%N)" 'BEGIN {printf "%.3f", b - a}')
+_tpg_as_server "$TPG_BIN/pg_ctl" -D "$work/recovered" -m immediate stop >/dev/null
+grep -q 'archive recovery complete' "$work/recovered.log" || {
+  echo "bench: the recovered server did not finish its recovery; its log:" >&2
+  tail -n 20 "$work/recovered.log" >&2
+  exit 1
+}
+
+printf '\n%-52s %10s %10s %7s %6s\n' "point-in-time recovery ($runs runs, median)" "pgward" "baseline" "ratio" "goal"
+printf '%-52s %10s %10s %6sx %6s\n' "pgbench tps while WAL streams (baseline: not)" \
+  "$(median "${with[@]}")" "$(median "${without[@]}")" "$(ratio "$(median "${with[@]}")" "$(median "${without[@]}")")" ">=0.97"
+replay_rate=$(awk -v n="$segments" -v t="$replay" 'BEGIN {printf "%.1f", n / t}')
+read_rate=$(awk -v n="$segments" -v t="$waldump" 'BEGIN {printf "%.1f", n / t}')
+printf '%-52s %10s %10s %6sx %6s\n' "segments/s replayed (baseline: pg_waldump's read)" \
+  "$replay_rate" "$read_rate" "$(ratio "$replay_rate" "$read_rate")" ""
+echo "tps runs: with ${with[*]}; without ${without[*]}"
+echo "recovery: $segments segments of 16 MiB ($first to $last) replayed in ${replay} s from start to promotion; pg_waldump --stats read them in ${waldump} s"
