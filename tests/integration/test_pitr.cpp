@@ -162,6 +162,19 @@ class PitrTest : public ScratchDirTest {
                                   "FROM marks");
     }
 
+    // Base backups published (base.json written last, inside the rename).
+    size_t published_base_backups() const {
+        size_t count = 0;
+        std::error_code ec;
+        for (const auto& system : fs::directory_iterator(backups_ / "base", ec)) {
+            for (const auto& backup : fs::directory_iterator(system.path(), ec)) {
+                count += !backup.path().filename().string().starts_with(".") &&
+                         fs::exists(backup.path() / "base.json");
+            }
+        }
+        return count;
+    }
+
     fs::path backups_;
     std::unique_ptr<BackgroundPgward> streamer_;
 };
@@ -369,7 +382,7 @@ TEST_F(PitrTest, TheServiceStreamsWalBesideItsBackupsAndAlertsWhenStreamingStops
     // The first base backup at start, and the dump with its restore point.
     ASSERT_TRUE(eventually(
         [&] {
-            return fs::exists(backups_ / "base") && !list_dir(backups_ / "base").empty() &&
+            return published_base_backups() == 1 &&
                    nlohmann::json::parse(slurp(state_path)).at("successes_total") == 1;
         },
         60s));
@@ -526,6 +539,74 @@ TEST_F(PitrTest, ThePitrDrillProvesTheRecoveryAgainstTheNewestDumpTableByTable) 
     EXPECT_EQ(misplaced.exit_code, 2);
     EXPECT_TRUE(contains(misplaced.err, "--to and --system go with --pitr")) << misplaced.err;
     ASSERT_EQ(stop_streaming().exit_code, 0);
+}
+
+// Faults from the server's side: a restart, and the slot dropped by someone
+// else. Each is named (logged, alerted) and the archive has no silent gap:
+// it recovers every write made across them.
+TEST_F(PitrTest, AServerRestartAndASlotDroppedBySomeoneElseAreNamedAndLeaveNoGap) {
+    Receiver receiver;
+    Env service_env = env();
+    for (const auto& [name, value] : Env{{"POSTGRES_BACKUP_WAL", "true"},
+                                         {"POSTGRES_BACKUP_WAL_CHECK_SECONDS", "1"},
+                                         {"POSTGRES_BACKUP_WAL_STOPPED_SECONDS", "2"},
+                                         {"POSTGRES_BACKUP_ON_START", "false"},
+                                         {"PGWARD_NOTIFY_URL", receiver.url("/hook")}}) {
+        service_env.emplace_back(name, value);
+    }
+    streamer_ = std::make_unique<BackgroundPgward>(std::vector<std::string>{"run"}, service_env);
+    ASSERT_TRUE(eventually([&] { return published_base_backups() == 1; }, 60s));
+    mark(1);
+    wait_streamed();
+
+    // The server restarts: pg_receivewal loses its connection and is
+    // started again once the server is back.
+    PgCluster::instance().stop_fast();
+    PgCluster::instance().start();
+    mark(2);
+    wait_streamed();
+
+    // The slot dropped while nothing streams on it: named at once.
+    std::vector<pid_t> receivers;
+    ASSERT_TRUE(eventually(
+        [&] {
+            receivers = children_named(streamer_->pid(), "pg_receivewal");
+            return receivers.size() == 1;
+        },
+        10s));
+    ::kill(receivers[0], SIGSTOP);
+    PgCluster::instance().exec(
+        "postgres",
+        "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = "
+        "'pgward'");
+    ASSERT_TRUE(eventually(
+        [] {
+            return PgCluster::instance().query_value(
+                       "postgres",
+                       "SELECT count(*) FROM pg_replication_slots WHERE "
+                       "slot_name = 'pgward' AND NOT active") == "1";
+        },
+        10s));
+    PgCluster::instance().exec("postgres", "SELECT pg_drop_replication_slot('pgward')");
+    mark(3);
+    ASSERT_TRUE(eventually(
+        [&] {
+            auto failing = receiver.last_event("wal_failing");
+            return failing && contains(failing->at("reason").get<std::string>(),
+                                       "the replication slot \"pgward\" does not exist");
+        },
+        30s));
+    ::kill(receivers[0], SIGCONT);
+    ASSERT_TRUE(eventually([&] { return receiver.last_event("wal_recovered").has_value(); }, 30s));
+    mark(4);
+    PgCluster::instance().exec("postgres", "SELECT pg_switch_wal()");
+    wait_streamed();
+    RunResult stopped = stop_streaming();
+    EXPECT_EQ(stopped.exit_code, 0) << stopped.err;
+    EXPECT_TRUE(contains(stopped.out, "msg=\"pg_receivewal stopped; WAL is not being streamed\""))
+        << stopped.out;
+    EXPECT_FALSE(contains(stopped.out, "WAL gap")) << stopped.out;
+    EXPECT_EQ(recovered_marks({}, "across"), "1,2,3,4");
 }
 
 TEST_F(PitrTest, AMissingOrDamagedSegmentIsNamedAndNothingIsLaidOut) {
