@@ -869,26 +869,30 @@ DrillOutcome run_pitr_drill(const DrillRequest& request) {
         }
         planned.target = target;
         if (!request.pitr_target || target.kind == RecoveryTarget::Kind::Name) {
-            // The system the base backups are of decides which dumps count.
-            plan = plan_pitr(planned);
+            // The system the base backups are of decides which dumps count;
+            // with several and none chosen, plan_pitr says so.
+            uint64_t system = request.system.value_or(0);
+            if (system == 0) {
+                const std::vector<uint64_t> systems = base_backup_systems(request.backup_dir);
+                system = systems.size() == 1 ? systems.front() : plan_pitr(planned).base.system;
+            }
             if (!request.pitr_target) {
                 dump = newest_dump_with_restore_point(request.backup_dir, request.source_database,
-                                                      plan->base.system);
+                                                      system);
                 if (!dump) {
                     throw failure(
                         fmt::format("no backup of \"{}\" in {} made a restore point on server "
                                     "{}: nothing to prove the recovery against",
-                                    request.source_database, request.backup_dir.string(),
-                                    plan->base.system),
+                                    request.source_database, request.backup_dir.string(), system),
                         "take a backup while WAL is streamed (pgward backup), or give --to");
                 }
                 target.kind = RecoveryTarget::Kind::Name;
                 target.name = dump->restore_point->name;
             } else {
-                for (const BackupEntry& e : BackupRepository(request.backup_dir).list()) {
+                const BackupRepository repo(request.backup_dir);
+                for (const BackupEntry& e : repo.list()) {
                     try {
-                        Manifest m = read_manifest(
-                            BackupRepository(request.backup_dir).path_of(e.id.manifest_file()));
+                        Manifest m = read_manifest(repo.path_of(e.id.manifest_file()));
                         if (m.restore_point && m.restore_point->name == target.name) {
                             dump = std::move(m);
                             break;

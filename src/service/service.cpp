@@ -332,7 +332,7 @@ void watch_wal_stream(const ServiceConfig& config, SharedState& shared, Notifier
 }
 
 // A scheduled base backup, then base backup retention; a failure is logged
-// and alerted like a failed backup would be, and tried again next time.
+// and tried again with the schedule's backoff (no alert of its own yet).
 bool take_scheduled_base_backup(const ServiceConfig& config) {
     try {
         BaseBackupRequest request;
