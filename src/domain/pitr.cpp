@@ -443,8 +443,10 @@ PitrPlan plan_pitr(const PitrRequest& request) {
     const bool past_end =
         (request.target.kind == RecoveryTarget::Kind::Time && request.target.time > r.written) ||
         (target_lsn && target_lsn->value >= pg::segment_start(r.last_segment + 1, size).value);
+    // A target whose place is not known (latest, a name no manifest holds)
+    // could lie past the gap.
     if (r.missing && (past_end || request.target.kind == RecoveryTarget::Kind::Latest ||
-                      request.target.kind == RecoveryTarget::Kind::Name)) {
+                      (request.target.kind == RecoveryTarget::Kind::Name && !target_lsn))) {
         throw failure(fmt::format("WAL segment {} is missing from {}: recovery from base backup {} "
                                   "stops there, at about {}",
                                   *r.missing, archive.dir().string(), chosen->name, end_text),

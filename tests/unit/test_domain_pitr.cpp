@@ -185,6 +185,14 @@ TEST_F(PitrPlanTest, ADumpsRestorePointIsPlacedByItsManifest) {
     ASSERT_TRUE(by_file);
     EXPECT_EQ(by_file->name, "pgward app_20261201T120000Z");
     EXPECT_FALSE(backup_restore_point(dir_, "0/4000000"));
+    // A gap after a dump's restore point does not stand in its way; one
+    // before it does, and so it does for a name no manifest places.
+    fs::remove(dir_ / "wal" / std::to_string(kSystem) / "000000010000000000000007");
+    add_wal(8, "2026-12-01T12:00:00Z");
+    EXPECT_EQ(plan("pgward app_20261201T120000Z").base.name, "20261201T000000Z");
+    EXPECT_TRUE(refusal("name:some other point")
+                    .starts_with("WAL segment 000000010000000000000007 is missing from "))
+        << refusal("name:some other point");
     EXPECT_EQ(error_message([&] { backup_restore_point(dir_, "app_20261203T000000Z.dump"); }),
               "--to app_20261203T000000Z.dump: there is no such backup in " + dir_.string());
 }
