@@ -101,8 +101,11 @@ class RunCommand : public Command {
             ->expected(0, 1);
         options_.add(app, "wal_slot", "--wal-slot", "POSTGRES_BACKUP_WAL_SLOT",
                      "with --wal: the physical replication slot (default pgward)");
-        options_.add(app, "wal_synchronous", "--wal-synchronous", "POSTGRES_BACKUP_WAL_SYNCHRONOUS",
-                     "with --wal: flush every write at once (for synchronous_standby_names)");
+        options_
+            .add(app, "wal_synchronous", "--wal-synchronous", "POSTGRES_BACKUP_WAL_SYNCHRONOUS",
+                 "with --wal: flush every write at once (for synchronous_standby_names; "
+                 "alone: true)")
+            ->expected(0, 1);
         options_.add(app, "wal_lag_limit", "--wal-lag-limit-bytes",
                      "POSTGRES_BACKUP_WAL_LAG_LIMIT_BYTES",
                      "with --wal: alert when streaming is this far behind (default 268435456)");
@@ -236,7 +239,7 @@ class RunCommand : public Command {
         request.slot = options_.get_or("wal_slot", "pgward");
         check_slot_name(request.slot);
         if (auto synchronous = options_.get("wal_synchronous")) {
-            request.synchronous = parse_bool(*synchronous);
+            request.synchronous = synchronous->value.empty() || parse_bool(*synchronous);
         }
         config.wal = request;
         if (auto lag = options_.get_number("wal_lag_limit", 1, UINT64_MAX)) {

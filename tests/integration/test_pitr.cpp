@@ -440,7 +440,7 @@ TEST_F(PitrTest, TheServiceStreamsWalBesideItsBackupsAndAlertsWhenStreamingStops
     RunResult alone = run_pgward({"run", "--wal-slot", "x"}, env());
     EXPECT_EQ(alone.exit_code, 2);
     EXPECT_TRUE(contains(alone.err, "--wal-slot goes with --wal")) << alone.err;
-    RunResult once = run_pgward({"run", "--wal", "--once"}, env());
+    RunResult once = run_pgward({"run", "--wal", "--wal-synchronous", "--once"}, env());
     EXPECT_EQ(once.exit_code, 2);
     EXPECT_TRUE(contains(once.err, "--wal streams beside the schedule and cannot run with --once"))
         << once.err;
