@@ -88,7 +88,10 @@ WalStreamState judge_wal_stream(const WalStreamState& before,
         }
         return after;
     }
-    if (!view->slot_exists) {
+    if (!view->slot_exists && (before.slot_exists || before.problem ||
+                               seconds_since(after.since) > policy.stopped_limit)) {
+        // Gone after it was seen (and until it is back), or never made
+        // within the limit: at start the streamer has not created it yet.
         after.problem = fmt::format(
             "the replication slot \"{}\" does not exist (dropped?): WAL written while it was "
             "gone is not in the archive; the streamer creates it again, and a base backup "
@@ -99,7 +102,8 @@ WalStreamState judge_wal_stream(const WalStreamState& before,
             "the server removed WAL the slot \"{}\" still needed (wal_status lost, "
             "max_slot_wal_keep_size): the archive has a gap; take a base backup",
             before.slot);
-    } else if (!view->active && seconds_since(after.since) > policy.stopped_limit) {
+    } else if (view->slot_exists && !view->active &&
+               seconds_since(after.since) > policy.stopped_limit) {
         after.problem = fmt::format(
             "WAL has not been streamed since {}; the server keeps {} for the slot \"{}\"",
             after.since, mib(view->retained_bytes.value_or(0)), before.slot);

@@ -73,17 +73,36 @@ TEST(WalMonitor, FallingBehindAMissingSlotAndLostWalAreNamed) {
     EXPECT_FALSE(judge_wal_stream(before, active(16 << 20), "", now, policy).problem);
 
     WalServerView gone;
-    auto missing = judge_wal_stream(before, gone, "", now, policy);
+    WalStreamState seen = before;
+    seen.slot_exists = true;
+    auto missing = judge_wal_stream(seen, gone, "", now, policy);
     ASSERT_TRUE(missing.problem);
     EXPECT_TRUE(missing.problem->starts_with("the replication slot \"pgward\" does not exist"))
         << *missing.problem;
     EXPECT_FALSE(missing.slot_exists);
+    EXPECT_TRUE(judge_wal_stream(missing, gone, "", now, policy).problem)
+        << "still gone: still a problem, no recovery in between";
 
     WalServerView lost = active(0);
     lost.wal_status = "lost";
     auto gap = judge_wal_stream(before, lost, "", now, policy);
     ASSERT_TRUE(gap.problem);
     EXPECT_TRUE(gap.problem->find("wal_status lost") != std::string::npos) << *gap.problem;
+}
+
+// At start the streamer has not made its slot yet: no alarm until the
+// stopped limit, which a slot that never appears then passes.
+TEST(WalMonitor, ASlotNotMadeYetAtStartIsNoProblemUntilTheLimit) {
+    WalStreamState start;
+    start.slot = "pgward";
+    start.since = "2026-12-04T10:00:00Z";
+    WalWatchPolicy policy;
+    WalServerView none;
+    auto first = judge_wal_stream(start, none, "", at("2026-12-04T10:00:01Z"), policy);
+    EXPECT_FALSE(first.problem);
+    auto later = judge_wal_stream(first, none, "", at("2026-12-04T10:01:01Z"), policy);
+    ASSERT_TRUE(later.problem);
+    EXPECT_TRUE(later.problem->starts_with("the replication slot \"pgward\" does not exist"));
 }
 
 TEST(WalMonitor, AServerThatCannotBeAskedIsAProblemAfterTheLimit) {
