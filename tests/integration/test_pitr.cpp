@@ -472,7 +472,11 @@ TEST_F(PitrTest, ThePitrDrillProvesTheRecoveryAgainstTheNewestDumpTableByTable) 
     wait_streamed();
 
     const fs::path reports = dir_ / "reports";
-    RunResult drill = run_pgward({"drill", "--pitr", "--report-dir", reports.string()}, env());
+    // A temp dir of its own: the other shards' drills run beside this one.
+    const fs::path tmp = shared_subdir("tmp");
+    Env drill_env = env();
+    drill_env.emplace_back("TMPDIR", tmp.string());
+    RunResult drill = run_pgward({"drill", "--pitr", "--report-dir", reports.string()}, drill_env);
     ASSERT_EQ(drill.exit_code, 0) << drill.err;
     const auto report = nlohmann::json::parse(slurp(drill.out.substr(0, drill.out.find('\n'))));
     EXPECT_TRUE(schema_problems(
@@ -504,10 +508,7 @@ TEST_F(PitrTest, ThePitrDrillProvesTheRecoveryAgainstTheNewestDumpTableByTable) 
     EXPECT_TRUE(report.at("pitr").at("restore_point").get<std::string>().starts_with("pgward "));
     EXPECT_TRUE(contains(report.at("pitr").at("server_log_stop_line").get<std::string>(),
                          "recovery stopping at restore point"));
-    for (const auto& entry : fs::directory_iterator(fs::temp_directory_path())) {
-        EXPECT_FALSE(entry.path().filename().string().starts_with("pgward-pitr-"))
-            << entry.path() << " left behind";
-    }
+    EXPECT_EQ(list_dir(tmp), std::vector<std::string>{}) << "the sandbox is removed";
 
     // A dump whose manifest says otherwise fails the drill, naming the table.
     fs::path manifest_path;
@@ -523,7 +524,7 @@ TEST_F(PitrTest, ThePitrDrillProvesTheRecoveryAgainstTheNewestDumpTableByTable) 
         }
     }
     write_text(manifest_path, manifest.dump(2), 0600);
-    RunResult wrong = run_pgward({"drill", "--pitr", "--report-dir", reports.string()}, env());
+    RunResult wrong = run_pgward({"drill", "--pitr", "--report-dir", reports.string()}, drill_env);
     EXPECT_EQ(wrong.exit_code, 1);
     EXPECT_TRUE(contains(wrong.err,
                          "restore drill failed: table_row_counts_match: mismatch: "
@@ -531,8 +532,8 @@ TEST_F(PitrTest, ThePitrDrillProvesTheRecoveryAgainstTheNewestDumpTableByTable) 
         << wrong.err;
 
     // Any other target recovers and is checked, without a dump to compare.
-    RunResult latest =
-        run_pgward({"drill", "--pitr", "--to", "latest", "--report-dir", reports.string()}, env());
+    RunResult latest = run_pgward(
+        {"drill", "--pitr", "--to", "latest", "--report-dir", reports.string()}, drill_env);
     EXPECT_EQ(latest.exit_code, 0) << latest.err;
     EXPECT_TRUE(contains(latest.err, "latest is not a dump's restore point")) << latest.err;
     RunResult misplaced = run_pgward({"drill", "--to", "latest"}, env());

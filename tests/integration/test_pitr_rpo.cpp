@@ -80,6 +80,13 @@ class RecoveryPointTest : public ScratchDirTest {
   protected:
     RecoveryPointTest() : ScratchDirTest("rpo") {}
 
+    // What the streamer said (it is stopped for it): for a failure's message.
+    static std::string streamer_output(BackgroundPgward& streamer) {
+        ::kill(streamer.pid(), SIGTERM);
+        auto said = streamer.wait(30s);
+        return said ? said->out + said->err : std::string("(no output)");
+    }
+
     // One run: a server of its own, streamed, loaded, killed, recovered.
     Loss run_once(bool synchronous, int run) {
         pg::Sandbox::Options options;
@@ -114,18 +121,24 @@ class RecoveryPointTest : public ScratchDirTest {
             [&] {
                 return admin.query_value(
                            "SELECT count(*) FROM pg_stat_replication WHERE "
-                           "application_name = 'pgward_wal'") == "1";
+                           "application_name = 'pgward_wal' AND state = 'streaming'") == "1";
             },
             30s));
+        if (HasFailure()) {
+            std::cout << "streamer: " << streamer_output(streamer) << "\n";
+            return {};
+        }
         if (synchronous) {
             // Listed once it streams: every commit from now on waits for it.
             admin.exec("ALTER SYSTEM SET synchronous_standby_names = 'pgward_wal'");
             admin.exec("SELECT pg_reload_conf()");
+            // (A row, not a value: the streamer may be between two connections.)
             EXPECT_TRUE(eventually(
                 [&] {
-                    return admin.query_value(
-                               "SELECT sync_state FROM pg_stat_replication WHERE "
-                               "application_name = 'pgward_wal'") == "sync";
+                    pg::Result state = admin.exec(
+                        "SELECT sync_state FROM pg_stat_replication WHERE application_name = "
+                        "'pgward_wal'");
+                    return state.rows() == 1 && state.get(0, 0) == "sync";
                 },
                 30s));
         }
