@@ -160,11 +160,16 @@ class StatusCommand : public Command {
                 const WalStreamState& w = *s.wal;
                 fmt::print("WAL streaming:   {} since {} (slot {}{})\n", w.streaming ? "yes" : "NO",
                            w.since, w.slot, w.slot_exists ? "" : ", missing");
-                if (w.checked_at) {
+                if (w.checked_at && w.lag_bytes) {
                     fmt::print(
                         "WAL lag:         {} bytes, {:.1f} s behind the server; the slot "
                         "keeps {} bytes (at {})\n",
-                        w.lag_bytes.value_or(0), w.lag_seconds.value_or(0),
+                        *w.lag_bytes, w.lag_seconds.value_or(0), w.slot_retained_bytes.value_or(0),
+                        *w.checked_at);
+                } else if (w.checked_at) {
+                    fmt::print(
+                        "WAL lag:         unknown (the role needs pg_read_all_stats to "
+                        "see it); the slot keeps {} bytes (at {})\n",
                         w.slot_retained_bytes.value_or(0), *w.checked_at);
                 }
                 if (w.problem) {

@@ -774,6 +774,8 @@ std::vector<std::string> amcheck_cluster(const pg::Sandbox& sandbox, bool& heap_
         std::optional<std::string> schema;
         if (installed.rows() == 1) {
             schema = installed.get(0, 0);
+            // An old version in the copy lacks verify_heapam.
+            conn.exec("ALTER EXTENSION amcheck UPDATE");
         } else {
             conn.exec("CREATE SCHEMA pgward_amcheck");
             conn.exec("CREATE EXTENSION amcheck WITH SCHEMA pgward_amcheck");

@@ -228,11 +228,13 @@ std::string render_metrics(const ServiceState& s, const Health& health) {
         const WalStreamState& w = *s.wal;
         gauge("pgward_wal_streaming", "1 while pg_receivewal streams on the slot.", db,
               w.streaming ? 1 : 0);
-        gauge("pgward_wal_lag_bytes",
-              "Bytes of WAL the server has flushed and the archive has not (last look).", db,
-              static_cast<double>(w.lag_bytes.value_or(0)));
-        gauge("pgward_wal_lag_seconds", "pg_stat_replication's flush_lag of the streamer.", db,
-              w.lag_seconds.value_or(0));
+        if (w.lag_bytes) {  // unknown without pg_read_all_stats: no sample, not 0
+            gauge("pgward_wal_lag_bytes",
+                  "Bytes of WAL the server has flushed and the archive has not (last look).", db,
+                  static_cast<double>(*w.lag_bytes));
+            gauge("pgward_wal_lag_seconds", "pg_stat_replication's flush_lag of the streamer.", db,
+                  w.lag_seconds.value_or(0));
+        }
         gauge("pgward_wal_slot_retained_bytes",
               "WAL the server keeps for pgward's replication slot.", db,
               static_cast<double>(w.slot_retained_bytes.value_or(0)));

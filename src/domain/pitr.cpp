@@ -186,8 +186,15 @@ std::optional<pg::Lsn> find_restore_point(const fs::path& dir, const std::string
 
 std::optional<RecoveryTarget> backup_restore_point(const fs::path& dir, std::string_view text) {
     auto parsed = parse_backup_file_name(fs::path(text).filename().string());
-    if (!parsed || parsed->temporary || fs::path(text).has_parent_path()) {
+    if (!parsed || parsed->temporary) {
         return std::nullopt;
+    }
+    if (fs::path(text).has_parent_path() &&
+        fs::weakly_canonical(fs::path(text).parent_path()) != fs::weakly_canonical(dir)) {
+        throw usage_error(
+            fmt::format("--to {}: a backup is named by its file in {}, not by a path elsewhere",
+                        text, dir.string()),
+            "give the file's name, with --dir its folder");
     }
     const fs::path manifest_path = dir / parsed->id.manifest_file();
     std::error_code ec;

@@ -74,11 +74,14 @@ std::string state_to_json(const ServiceState& s) {
                       {"slot_retained_bytes", optional_json(w.slot_retained_bytes)},
                       {"slot_wal_status", optional_json(w.slot_wal_status)},
                       {"problem", optional_json(w.problem)},
+                      {"problem_kind", optional_json(w.problem_kind)},
                       {"alerts_total", w.alerts_total}};
     } else {
         doc["wal"] = nullptr;
     }
-    return doc.dump(2) + "\n";
+    // A reason may quote a server's message in another encoding: never a
+    // failure to write the state.
+    return doc.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
 ServiceState state_from_json(const std::string& text, const std::string& source) {
@@ -143,6 +146,7 @@ ServiceState state_from_json(const std::string& text, const std::string& source)
             }
             wal.slot_wal_status = optional_string(w, "slot_wal_status");
             wal.problem = optional_string(w, "problem");
+            wal.problem_kind = optional_string(w, "problem_kind");
             wal.alerts_total = w.value("alerts_total", uint64_t{0});
             s.wal = std::move(wal);
         }

@@ -26,6 +26,9 @@ struct WalStreamState {
     std::optional<uint64_t> slot_retained_bytes;
     std::optional<std::string> slot_wal_status;  // reserved, extended, unreserved, lost
     std::optional<std::string> problem;          // why it is not healthy, else unset
+    // unreachable, slot-missing, wal-lost, stopped, behind: a new kind is a
+    // new alert.
+    std::optional<std::string> problem_kind;
     uint64_t alerts_total = 0;
 };
 

@@ -93,6 +93,32 @@ class SegmentWatcher {
     std::optional<Position> last_;
 };
 
+// pg_receivewal fills a new segment with zeros to its full size before it
+// writes WAL into it; killed while it does, it leaves a shorter .partial that
+// every later pg_receivewal refuses ("should be 0 or 16777216 bytes"), so
+// streaming would never resume. Such a file holds no WAL: it goes.
+void remove_unfinished_partials(const WalArchive& archive) {
+    for (const WalArchive::Entry& entry : archive.entries()) {
+        const bool whole_segment = entry.size >= (1U << 20) && (entry.size & (entry.size - 1)) == 0;
+        if (entry.name.kind != pg::WalFileName::Kind::PartialSegment || whole_segment ||
+            entry.size == 0) {
+            continue;
+        }
+        const fs::path path = archive.dir() / entry.file;
+        const std::string bytes = read_file(path);
+        if (bytes.find_first_not_of('\0') != std::string::npos) {
+            log::error(
+                "a partial WAL segment has an odd size and holds WAL; pg_receivewal will "
+                "refuse it",
+                {{"file", path.string()}, {"bytes", std::to_string(bytes.size())}});
+            continue;
+        }
+        remove_file_or_warn(path);
+        log::warn("removed a partial WAL segment pg_receivewal left unfinished (zeros only)",
+                  {{"file", entry.file}, {"bytes", std::to_string(entry.size)}});
+    }
+}
+
 }  // namespace
 
 ServerIdentity identify_server(const pg::ConnectionOptions& connection) {
@@ -283,6 +309,7 @@ void stream_wal(const WalStreamRequest& request) {
         std::string last_line;
         ExitStatus status;
         try {
+            remove_unfinished_partials(archive);
             if (!std::exchange(first_start, false)) {
                 // Someone may have dropped the slot: a new one streams from
                 // the server's position now, and the watcher names the gap.

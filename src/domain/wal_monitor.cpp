@@ -29,12 +29,19 @@ std::string mib(uint64_t bytes) {
 WalServerView look_at_wal_stream(pg::Connection& conn, const std::string& slot) {
     // pg_stat_replication's row is the slot's active process's; flush_lag is
     // NULL once the standby has caught up and nothing is written.
+    // A standby streams too: its position is what it has received.
+    // flush_lsn and flush_lag are NULL for a role without pg_read_all_stats
+    // (the lag is then unknown, not zero).
     pg::Result result = conn.exec(
-        "SELECT s.active, "
-        "(pg_catalog.pg_current_wal_lsn() - s.restart_lsn)::bigint, "
-        "(pg_catalog.pg_current_wal_flush_lsn() - r.flush_lsn)::bigint, "
+        "WITH server AS (SELECT CASE WHEN pg_catalog.pg_is_in_recovery() "
+        "THEN pg_catalog.pg_last_wal_receive_lsn() ELSE pg_catalog.pg_current_wal_lsn() END "
+        "AS written, CASE WHEN pg_catalog.pg_is_in_recovery() "
+        "THEN pg_catalog.pg_last_wal_receive_lsn() ELSE pg_catalog.pg_current_wal_flush_lsn() "
+        "END AS flushed) "
+        "SELECT s.active, (server.written - s.restart_lsn)::bigint, "
+        "(server.flushed - r.flush_lsn)::bigint, "
         "extract(epoch FROM r.flush_lag)::float8, s.wal_status "
-        "FROM pg_catalog.pg_replication_slots s "
+        "FROM pg_catalog.pg_replication_slots s CROSS JOIN server "
         "LEFT JOIN pg_catalog.pg_stat_replication r ON r.pid = s.active_pid "
         "WHERE s.slot_name = $1",
         {slot});
@@ -46,8 +53,10 @@ WalServerView look_at_wal_stream(pg::Connection& conn, const std::string& slot) 
     view.active = result.get(0, 0) == "t";
     view.retained_bytes = unsigned_field(result, 1);
     view.lag_bytes = unsigned_field(result, 2);
-    if (view.active) {
-        view.lag_seconds = result.is_null(0, 3) ? 0.0 : std::stod(result.get(0, 3));
+    if (view.active && view.lag_bytes) {
+        // NULL once caught up and idle.
+        view.lag_seconds =
+            result.is_null(0, 3) ? 0.0 : std::strtod(result.get(0, 3).c_str(), nullptr);
     }
     if (!result.is_null(0, 4)) {
         view.wal_status = result.get(0, 4);
@@ -79,12 +88,14 @@ WalStreamState judge_wal_stream(const WalStreamState& before,
     };
 
     after.problem.reset();
+    after.problem_kind.reset();
     if (!view) {
         // A server that cannot be asked is not streaming to us either; said
         // once that lasts.
         if (seconds_since(before.checked_at.value_or(before.since)) > policy.stopped_limit) {
             after.problem = fmt::format("cannot check WAL streaming since {}: {}",
                                         before.checked_at.value_or(before.since), error);
+            after.problem_kind = "unreachable";
         }
         return after;
     }
@@ -93,31 +104,42 @@ WalStreamState judge_wal_stream(const WalStreamState& before,
         // Gone after it was seen (and until it is back), or never made
         // within the limit: at start the streamer has not created it yet.
         after.problem = fmt::format(
-            "the replication slot \"{}\" does not exist (dropped?): WAL written while it was "
-            "gone is not in the archive; the streamer creates it again, and a base backup "
-            "makes recovery past the gap possible",
+            "the replication slot \"{}\" does not exist (dropped?): the server keeps no WAL "
+            "for pgward meanwhile; the streamer creates it again when pg_receivewal restarts, "
+            "and WAL the server removed before then is a gap in the archive (a base backup "
+            "taken after it makes recovery past it possible)",
             before.slot);
+        after.problem_kind = "slot-missing";
     } else if (view->wal_status == "lost") {
         after.problem = fmt::format(
             "the server removed WAL the slot \"{}\" still needed (wal_status lost, "
-            "max_slot_wal_keep_size): the archive has a gap; take a base backup",
+            "max_slot_wal_keep_size): the archive has a gap, and streaming cannot resume from "
+            "the archive's end (docs/pitr.md)",
             before.slot);
+        after.problem_kind = "wal-lost";
     } else if (view->slot_exists && !view->active &&
                seconds_since(after.since) > policy.stopped_limit) {
         after.problem = fmt::format(
             "WAL has not been streamed since {}; the server keeps {} for the slot \"{}\"",
             after.since, mib(view->retained_bytes.value_or(0)), before.slot);
+        after.problem_kind = "stopped";
     } else if (view->active && view->lag_bytes && *view->lag_bytes > policy.lag_limit_bytes) {
         after.problem = fmt::format(
             "WAL streaming is {} behind the server ({:.0f} s), more than "
             "the limit of {}",
             mib(*view->lag_bytes), view->lag_seconds.value_or(0), mib(policy.lag_limit_bytes));
+        after.problem_kind = "behind";
     }
     return after;
 }
 
-bool should_drop_slot(const WalServerView& view, const WalWatchPolicy& policy) {
-    return policy.drop_slot_over_bytes && view.slot_exists && !view.active &&
+bool should_drop_slot(const WalServerView& view, const WalStreamState& state, TimePoint now,
+                      const WalWatchPolicy& policy) {
+    // Never over a restart of pg_receivewal: only once nothing has streamed
+    // for longer than the stopped limit.
+    const auto since = parse_iso_utc(state.since);
+    const bool stopped_long = !state.streaming && since && now - *since > policy.stopped_limit;
+    return policy.drop_slot_over_bytes && view.slot_exists && !view.active && stopped_long &&
            view.retained_bytes.value_or(0) > *policy.drop_slot_over_bytes;
 }
 

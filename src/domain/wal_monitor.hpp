@@ -43,8 +43,10 @@ WalStreamState judge_wal_stream(const WalStreamState& before,
                                 const std::optional<WalServerView>& view, const std::string& error,
                                 TimePoint now, const WalWatchPolicy& policy);
 
-// Whether the policy drops the slot now: nothing streams on it and it keeps
-// more WAL than the limit.
-bool should_drop_slot(const WalServerView& view, const WalWatchPolicy& policy);
+// Whether the policy drops the slot now: nothing has streamed on it for
+// longer than the stopped limit (`state`, as last judged) and it keeps more
+// WAL than the drop limit.
+bool should_drop_slot(const WalServerView& view, const WalStreamState& state, TimePoint now,
+                      const WalWatchPolicy& policy);
 
 }  // namespace pgward

@@ -371,6 +371,10 @@ void Sandbox::start() {
               std::string("archive_mode=off"), std::string("logging_collector=off"),
               std::string("log_destination=stderr"), std::string("hot_standby=off"),
               std::string("shared_buffers=128MB"), std::string("primary_conninfo="),
+              // No background workers: a copy's pg_cron, pg_net or job
+              // scheduler would run its jobs here, and they may reach out
+              // (pg_cron connects to localhost:5432, production's port).
+              std::string("max_worker_processes=0"),
               // Its log is read: in English whatever the copy's language.
               std::string("lc_messages=C")}) {
             argv.push_back("-c");
@@ -438,7 +442,9 @@ void Sandbox::stop(int signal) {
     if (!server_) {
         return;
     }
-    ::kill(server_->pid, signal);
+    if (!server_->exited) {  // once reaped, the pid may be another process's
+        ::kill(server_->pid, signal);
+    }
     server_->drain.join();
     server_.reset();
 }

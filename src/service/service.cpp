@@ -3,6 +3,7 @@
 #include <poll.h>
 
 #include <algorithm>
+#include <csignal>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -265,10 +266,11 @@ bool wait_uninterrupted(Ms wait) {
 void supervise_wal_stream(const WalStreamRequest& request) {
     Ms retry(1000);
     while (pending_interrupt() == 0) {
+        // Nothing may escape a thread: it would end the process.
         try {
             stream_wal(request);
             return;
-        } catch (const Error& e) {
+        } catch (const std::exception& e) {
             if (pending_interrupt() != 0) {
                 return;
             }
@@ -282,55 +284,67 @@ void supervise_wal_stream(const WalStreamRequest& request) {
     }
 }
 
+// One look at the streamer (see watch_wal_stream).
+void look_once_at_wal_stream(const ServiceConfig& config, SharedState& shared, Notifier& notifier,
+                             std::optional<pg::Connection>& conn) {
+    const WalStreamState before = shared.get().wal.value_or(WalStreamState{});
+    std::optional<WalServerView> view;
+    std::string error;
+    try {
+        if (!conn) {
+            conn.emplace(pg::Connection::open(config.backup.connection, "pgward wal watch"));
+            // A look that hangs would hide the very problem it looks for.
+            conn->exec("SET statement_timeout = '10s'");
+        }
+        view = look_at_wal_stream(*conn, config.wal->slot);
+        if (should_drop_slot(*view, before, now_seconds(), config.wal_policy)) {
+            conn->exec("SELECT pg_catalog.pg_drop_replication_slot($1)", {config.wal->slot});
+            log::error(
+                "dropped the replication slot: it kept more WAL than the limit while "
+                "nothing streamed; the archive has a gap from here, take a base backup",
+                {{"slot", config.wal->slot},
+                 {"retained_bytes", std::to_string(view->retained_bytes.value_or(0))},
+                 {"limit_bytes",
+                  std::to_string(config.wal_policy.drop_slot_over_bytes.value_or(0))}});
+            view = look_at_wal_stream(*conn, config.wal->slot);
+        }
+    } catch (const std::exception& e) {
+        conn.reset();
+        view.reset();
+        error = e.what();
+    }
+    WalStreamState after = judge_wal_stream(before, view, error, now_seconds(), config.wal_policy);
+    // A new problem, or a worse kind of it (stopped, then the WAL lost).
+    const bool failing = after.problem.has_value() && after.problem_kind != before.problem_kind;
+    const bool recovered = !after.problem.has_value() && before.problem.has_value();
+    if (failing) {
+        after.alerts_total += 1;
+    }
+    shared.update([&](ServiceState& s) { s.wal = after; });
+    const std::string at = format_iso_utc(now_seconds());
+    if (failing) {
+        log::error("WAL streaming is failing", {{"reason", *after.problem}});
+        notifier.wal_changed({"", config.database, at, *after.problem, 0}, false);
+    } else if (recovered) {
+        log::info("WAL streaming works again", {{"slot", after.slot}});
+        notifier.wal_changed({"", config.database, at, "", 0}, true);
+    }
+}
+
 // Looks at the streamer from the server's side every check interval: lag,
 // the slot's retained WAL, problems alerted once when they start and when
 // they end; drops a slot over the policy's limit while nothing streams.
 void watch_wal_stream(const ServiceConfig& config, SharedState& shared, Notifier& notifier) {
     std::optional<pg::Connection> conn;
     while (wait_uninterrupted(config.wal_check_interval)) {
-        std::optional<WalServerView> view;
-        std::string error;
         try {
-            if (!conn) {
-                conn.emplace(pg::Connection::open(config.backup.connection, "pgward wal watch"));
-            }
-            view = look_at_wal_stream(*conn, config.wal->slot);
-            if (should_drop_slot(*view, config.wal_policy)) {
-                conn->exec("SELECT pg_catalog.pg_drop_replication_slot($1)", {config.wal->slot});
-                log::error(
-                    "dropped the replication slot: it kept more WAL than the limit while "
-                    "nothing streamed; the archive has a gap from here, take a base backup",
-                    {{"slot", config.wal->slot},
-                     {"retained_bytes", std::to_string(view->retained_bytes.value_or(0))},
-                     {"limit_bytes",
-                      std::to_string(config.wal_policy.drop_slot_over_bytes.value_or(0))}});
-                view = look_at_wal_stream(*conn, config.wal->slot);
-            }
-        } catch (const Error& e) {
-            conn.reset();
-            view.reset();
-            error = e.what();
-        }
-        const WalStreamState before = shared.get().wal.value_or(WalStreamState{});
-        WalStreamState after =
-            judge_wal_stream(before, view, error, now_seconds(), config.wal_policy);
-        const bool failing = after.problem.has_value() && !before.problem.has_value();
-        const bool recovered = !after.problem.has_value() && before.problem.has_value();
-        if (failing) {
-            after.alerts_total += 1;
-        }
-        shared.update([&](ServiceState& s) { s.wal = after; });
-        const std::string at = format_iso_utc(now_seconds());
-        if (failing) {
-            log::error("WAL streaming is failing", {{"reason", *after.problem}});
-            notifier.wal_changed({"", config.database, at, *after.problem, 0}, false);
-        } else if (recovered) {
-            log::info("WAL streaming works again", {{"slot", after.slot}});
-            notifier.wal_changed({"", config.database, at, "", 0}, true);
+            look_once_at_wal_stream(config, shared, notifier, conn);
+        } catch (const std::exception& e) {
+            // Nothing may escape a thread: it would end the process.
+            log::error("cannot record the WAL streamer's state", {{"error", e.what()}});
         }
     }
 }
-
 // A scheduled base backup, then base backup retention; a failure is logged
 // and tried again with the schedule's backoff (no alert of its own yet).
 bool take_scheduled_base_backup(const ServiceConfig& config) {
@@ -379,11 +393,13 @@ int run_service(const ServiceConfig& config) {
     }
     if (config.wal) {
         WalStreamState wal = initial.wal.value_or(WalStreamState{});
-        wal.slot = config.wal->slot;
-        wal.streaming = false;
-        wal.since = format_iso_utc(now_seconds());
-        wal.problem.reset();
-        initial.wal = wal;
+        // What a previous run saw is not a fact about this one; the count
+        // of alerts carries on.
+        WalStreamState fresh;
+        fresh.slot = config.wal->slot;
+        fresh.since = format_iso_utc(now_seconds());
+        fresh.alerts_total = wal.alerts_total;
+        initial.wal = fresh;
     } else {
         initial.wal.reset();
     }
@@ -435,19 +451,44 @@ int run_service(const ServiceConfig& config) {
         drills.emplace(*config.drill_interval, boot_clock_now(), false, Ms(60000), Ms(3600000));
     }
     std::optional<Schedule> bases;
-    std::thread wal_streamer;
-    std::thread wal_watcher;
+    // The WAL threads stop on SIGTERM/SIGINT; should the main loop end
+    // another way (an exception), they are sent one, so that the joins
+    // below (or this guard's, while unwinding) return.
+    struct WalThreads {
+        std::thread streamer;
+        std::thread watcher;
+        ~WalThreads() {
+            if ((streamer.joinable() || watcher.joinable()) && pending_interrupt() == 0) {
+                ::raise(SIGTERM);
+            }
+            for (std::thread* t : {&streamer, &watcher}) {
+                if (t->joinable()) {
+                    t->join();
+                }
+            }
+        }
+    } wal_threads;
     if (config.wal) {
-        // Recovery starts from a base backup: the first one now when this
-        // server has none here yet (the WAL streamed from now on needs it).
-        bool have_base = false;
+        // Recovery starts from a base backup: the first one now when there
+        // is none here yet (the WAL streamed from now on needs it), else one
+        // interval after the newest, whenever the service (re)started.
+        std::optional<std::chrono::seconds> newest_age;
         try {
-            have_base = !base_backup_systems(config.backup.dir).empty();
+            for (const BaseBackup& b : list_base_backups(config.backup.dir)) {
+                // (One dated in the future counts as just taken.)
+                const auto age = std::max(
+                    std::chrono::seconds(0),
+                    std::chrono::duration_cast<std::chrono::seconds>(now_seconds() - b.finished));
+                newest_age = newest_age ? std::min(*newest_age, age) : age;
+            }
         } catch (const Error&) {
         }
-        bases.emplace(config.base_interval, boot_clock_now(), !have_base, Ms(60000), Ms(3600000));
-        wal_streamer = std::thread([&config] { supervise_wal_stream(*config.wal); });
-        wal_watcher = std::thread([&] { watch_wal_stream(config, shared, notifier); });
+        const bool due_now = !newest_age || *newest_age >= config.base_interval;
+        const Ms already = due_now ? Ms(0) : std::chrono::duration_cast<Ms>(*newest_age);
+        bases.emplace(config.base_interval, boot_clock_now() - already, due_now, Ms(60000),
+                      Ms(3600000));
+        wal_threads.streamer = std::thread([&config] { supervise_wal_stream(*config.wal); });
+        wal_threads.watcher = std::thread([&] { watch_wal_stream(config, shared, notifier); });
     }
     bool last_cycle_failed = false;
     for (;;) {
@@ -544,11 +585,10 @@ int run_service(const ServiceConfig& config) {
         s.running = false;
         s.running_since.reset();
     });
-    if (wal_streamer.joinable()) {
-        wal_streamer.join();
-    }
-    if (wal_watcher.joinable()) {
-        wal_watcher.join();
+    for (std::thread* t : {&wal_threads.streamer, &wal_threads.watcher}) {
+        if (t->joinable()) {
+            t->join();
+        }
     }
     notifier.drain(Ms(2000));
     log::info("service stopped", {{"signal", sig != 0 ? signal_name(sig) : "none"}});

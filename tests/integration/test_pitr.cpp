@@ -97,7 +97,7 @@ class PitrTest : public ScratchDirTest {
     void wait_streamed() {
         const std::string lsn =
             PgCluster::instance().query_value("postgres", "SELECT pg_current_wal_lsn()::text");
-        ASSERT_TRUE(eventually(
+        const bool streamed = eventually(
             [&] {
                 return PgCluster::instance().query_value(
                            "postgres",
@@ -105,10 +105,19 @@ class PitrTest : public ScratchDirTest {
                            "application_name = 'pgward_wal' AND write_lsn >= '" +
                                lsn + "'::pg_lsn") == "t";
             },
-            60s));
+            60s);
+        if (!streamed) {
+            // What the streamer said explains it.
+            RunResult said = stop_streaming();
+            ADD_FAILURE() << "the streamer did not write up to " << lsn << " in 60 s; it said:\n"
+                          << said.out << said.err;
+        }
     }
 
     RunResult stop_streaming() {
+        if (!streamer_) {
+            return RunResult{};
+        }
         ::kill(streamer_->pid(), SIGTERM);
         auto r = streamer_->wait(30s);
         streamer_.reset();
@@ -763,6 +772,37 @@ TEST_F(PitrTest, AStreamerWhosePgReceivewalStopsSaysSoAndStartsItAgain) {
         << r.err;
     EXPECT_TRUE(contains(r.err, "restart_in_ms=1000")) << r.err;
     EXPECT_FALSE(contains(r.err, "WAL gap")) << r.err;
+}
+
+// pg_receivewal killed while it fills a new segment with zeros leaves a
+// shorter .partial that every later pg_receivewal refused: streaming never
+// resumed (a CI run's failure). It holds no WAL and goes; nothing is lost.
+TEST_F(PitrTest, AnUnfinishedPartialSegmentDoesNotStopStreamingForGood) {
+    start_streaming();
+    ASSERT_EQ(run_pgward({"basebackup"}, env()).exit_code, 0);
+    mark(1);
+    wait_streamed();
+    ASSERT_EQ(stop_streaming().exit_code, 0);
+    std::string partial;
+    for (const std::string& file : list_dir(archive())) {
+        if (file.ends_with(".partial")) {
+            partial = file;
+        }
+    }
+    ASSERT_FALSE(partial.empty());
+    write_text(archive() / partial, std::string(15802368, '\0'), 0600);
+
+    start_streaming();
+    mark(2);
+    PgCluster::instance().exec("postgres", "SELECT pg_switch_wal()");
+    wait_streamed();
+    RunResult r = stop_streaming();
+    EXPECT_TRUE(contains(r.err,
+                         "msg=\"removed a partial WAL segment pg_receivewal left "
+                         "unfinished (zeros only)\" file=" +
+                             partial + " bytes=15802368"))
+        << r.err;
+    EXPECT_EQ(recovered_marks({}, "resumed"), "1,2");
 }
 
 TEST_F(PitrTest, ABaseBackupThatCannotBeTakenLeavesNothingAndSaysWhy) {

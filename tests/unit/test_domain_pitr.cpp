@@ -185,6 +185,12 @@ TEST_F(PitrPlanTest, ADumpsRestorePointIsPlacedByItsManifest) {
     ASSERT_TRUE(by_file);
     EXPECT_EQ(by_file->name, "pgward app_20261201T120000Z");
     EXPECT_FALSE(backup_restore_point(dir_, "0/4000000"));
+    EXPECT_EQ(backup_restore_point(dir_, (dir_ / "app_20261201T120000Z.dump").string())->name,
+              "pgward app_20261201T120000Z");
+    EXPECT_EQ(
+        error_message([&] { backup_restore_point(dir_, "/elsewhere/app_20261201T120000Z.dump"); }),
+        "--to /elsewhere/app_20261201T120000Z.dump: a backup is named by its file in " +
+            dir_.string() + ", not by a path elsewhere");
     // A gap after a dump's restore point does not stand in its way; one
     // before it does, and so it does for a name no manifest places.
     fs::remove(dir_ / "wal" / std::to_string(kSystem) / "000000010000000000000007");

@@ -120,19 +120,58 @@ TEST(WalMonitor, AServerThatCannotBeAskedIsAProblemAfterTheLimit) {
               "cannot check WAL streaming since 2026-12-04T10:00:00Z: connection refused");
 }
 
-TEST(WalMonitor, ASlotIsDroppedOnlyWhenAskedIdleAndOverTheLimit) {
+TEST(WalMonitor, ASlotIsDroppedOnlyWhenAskedIdleLongEnoughAndOverTheLimit) {
     WalWatchPolicy policy;
     WalServerView idle = active(0);
     idle.active = false;
     idle.retained_bytes = 2ULL << 30;
-    EXPECT_FALSE(should_drop_slot(idle, policy)) << "report only by default";
+    WalStreamState stopped = streaming_since("2026-12-04T10:00:00Z");
+    stopped.streaming = false;
+    const TimePoint later = at("2026-12-04T10:05:00Z");
+    EXPECT_FALSE(should_drop_slot(idle, stopped, later, policy)) << "report only by default";
     policy.drop_slot_over_bytes = 1ULL << 30;
-    EXPECT_TRUE(should_drop_slot(idle, policy));
+    EXPECT_TRUE(should_drop_slot(idle, stopped, later, policy));
+    EXPECT_FALSE(should_drop_slot(idle, stopped, at("2026-12-04T10:00:30Z"), policy))
+        << "a pg_receivewal restarting is no reason";
+    EXPECT_FALSE(should_drop_slot(idle, streaming_since("2026-12-04T10:00:00Z"), later, policy))
+        << "it was streaming at the last look";
     idle.retained_bytes = 1ULL << 30;
-    EXPECT_FALSE(should_drop_slot(idle, policy)) << "at the limit";
+    EXPECT_FALSE(should_drop_slot(idle, stopped, later, policy)) << "at the limit";
     WalServerView busy = active(0);
     busy.retained_bytes = 2ULL << 30;
-    EXPECT_FALSE(should_drop_slot(busy, policy)) << "never while streaming";
+    EXPECT_FALSE(should_drop_slot(busy, stopped, later, policy)) << "never while streaming";
+}
+
+TEST(WalMonitor, EachKindOfProblemIsNamedSoAWorseOneIsAlertedAgain) {
+    WalWatchPolicy policy;
+    WalStreamState s = streaming_since("2026-12-04T10:00:00Z");
+    s.slot_exists = true;
+    WalServerView idle = active(0);
+    idle.active = false;
+    s = judge_wal_stream(s, idle, "", at("2026-12-04T10:00:01Z"), policy);
+    s = judge_wal_stream(s, idle, "", at("2026-12-04T10:02:00Z"), policy);
+    EXPECT_EQ(s.problem_kind, "stopped");
+    idle.wal_status = "lost";
+    s = judge_wal_stream(s, idle, "", at("2026-12-04T10:03:00Z"), policy);
+    EXPECT_EQ(s.problem_kind, "wal-lost");
+    EXPECT_TRUE(s.problem->find("streaming cannot resume") != std::string::npos) << *s.problem;
+    s = judge_wal_stream(s, active(0), "", at("2026-12-04T10:04:00Z"), policy);
+    EXPECT_FALSE(s.problem_kind);
+}
+
+TEST(WalMonitor, LagTheRoleMayNotSeeIsUnknownNotZero) {
+    WalServerView hidden = active(0);
+    hidden.lag_bytes.reset();
+    hidden.lag_seconds.reset();
+    ServiceState s;
+    s.database = "app";
+    s.wal = judge_wal_stream(streaming_since("2026-12-04T10:00:00Z"), hidden, "",
+                             at("2026-12-04T10:00:05Z"), WalWatchPolicy{});
+    EXPECT_FALSE(s.wal->lag_bytes);
+    EXPECT_FALSE(s.wal->problem);
+    const std::string metrics = render_metrics(s, Health{true, "ok", "", 0});
+    EXPECT_EQ(metrics.find("pgward_wal_lag_bytes"), std::string::npos) << metrics;
+    EXPECT_NE(metrics.find("pgward_wal_streaming{database=\"app\"} 1"), std::string::npos);
 }
 
 TEST(WalMonitor, StateHealthAndMetricsCarryIt) {
