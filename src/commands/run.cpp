@@ -94,18 +94,14 @@ class RunCommand : public Command {
         options_.add(app, "globals", "--globals", "PGWARD_GLOBALS",
                      "pg_dumpall --globals-only beside each dump (default true)");
         add_remote_options(options_, app);
-        options_
-            .add(app, "wal", "--wal", "POSTGRES_BACKUP_WAL",
-                 "also stream the server's WAL (pg_receivewal on a slot) and take base backups, "
-                 "for point-in-time recovery (--wal alone: true; default false; docs/pitr.md)")
-            ->expected(0, 1);
+        add_switch(options_, app, "wal", "--wal", "POSTGRES_BACKUP_WAL",
+                   "also stream the server's WAL (pg_receivewal on a slot) and take base "
+                   "backups, for point-in-time recovery (default false; docs/pitr.md)");
         options_.add(app, "wal_slot", "--wal-slot", "POSTGRES_BACKUP_WAL_SLOT",
                      "with --wal: the physical replication slot (default pgward)");
-        options_
-            .add(app, "wal_synchronous", "--wal-synchronous", "POSTGRES_BACKUP_WAL_SYNCHRONOUS",
-                 "with --wal: flush every write at once (for synchronous_standby_names; "
-                 "alone: true)")
-            ->expected(0, 1);
+        add_switch(options_, app, "wal_synchronous", "--wal-synchronous",
+                   "POSTGRES_BACKUP_WAL_SYNCHRONOUS",
+                   "with --wal: flush every write at once (for synchronous_standby_names)");
         options_.add(app, "wal_lag_limit", "--wal-lag-limit-bytes",
                      "POSTGRES_BACKUP_WAL_LAG_LIMIT_BYTES",
                      "with --wal: alert when streaming is this far behind (default 268435456)");
@@ -213,10 +209,7 @@ class RunCommand : public Command {
 
   private:
     void configure_wal(ServiceConfig& config) const {
-        std::optional<Setting> wal_setting = options_.get("wal");
-        if (wal_setting && wal_setting->from_flag && wal_setting->value.empty()) {
-            wal_setting->value = "true";  // --wal alone
-        }
+        const std::optional<Setting> wal_setting = options_.get("wal");
         const bool wal = wal_setting && parse_bool(*wal_setting);
         if (!wal) {
             for (const char* key :
@@ -239,7 +232,7 @@ class RunCommand : public Command {
         request.slot = options_.get_or("wal_slot", "pgward");
         check_slot_name(request.slot);
         if (auto synchronous = options_.get("wal_synchronous")) {
-            request.synchronous = synchronous->value.empty() || parse_bool(*synchronous);
+            request.synchronous = parse_bool(*synchronous);
         }
         config.wal = request;
         if (auto lag = options_.get_number("wal_lag_limit", 1, UINT64_MAX)) {

@@ -39,6 +39,9 @@ HealthPolicy health_policy(const OptionTable& table) {
 }
 
 bool parse_bool(const Setting& setting) {
+    if (setting.from_flag && setting.value.empty()) {
+        return true;  // a switch given alone (add_switch): --wal
+    }
     std::string v = setting.value;
     std::transform(v.begin(), v.end(), v.begin(), [](unsigned char c) { return std::tolower(c); });
     if (v == "true" || v == "1" || v == "yes" || v == "on") {
@@ -50,6 +53,11 @@ bool parse_bool(const Setting& setting) {
     throw usage_error(fmt::format("invalid value \"{}\" for {}: expected true or false",
                                   setting.value, setting.origin),
                       fmt::format("fix {}", setting.origin));
+}
+
+void add_switch(OptionTable& table, CLI::App& app, const std::string& key, const std::string& flags,
+                const std::string& env, const std::string& help) {
+    table.add(app, key, flags, env, help + " (alone: true)")->expected(0, 1);
 }
 
 std::string service_database(const OptionTable& table) {

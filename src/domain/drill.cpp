@@ -1039,6 +1039,17 @@ DrillOutcome run_pitr_drill(const DrillRequest& request) {
             // The manifest's fp1 was taken from the archive pg_dump wrote: it
             // stands for both "before" and "in the archive".
             tables = compare_tables(drill, compared, counted, before, before, after).tables;
+            // Large objects are in the WAL as in the dump: the manifest's
+            // count and lo1 against the recovered ones.
+            const pg::LargeObjectsContent objects = pg::large_objects_content(conn);
+            const std::string objects_fp =
+                archive::large_objects_fingerprint_text(objects.fingerprint);
+            drill.check({"large_objects_match",
+                         dump->large_objects.value_or(0) == objects.count &&
+                             dump->large_objects_fingerprint.value_or(objects_fp) == objects_fp,
+                         fmt::format("{} large objects, {}", dump->large_objects.value_or(0),
+                                     dump->large_objects_fingerprint.value_or("(no lo1)")),
+                         fmt::format("{} ({})", objects.count, objects_fp)});
         });
     } else {
         drill.warn(

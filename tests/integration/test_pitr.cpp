@@ -76,7 +76,19 @@ class PitrTest : public ScratchDirTest {
         ScratchDirTest::TearDown();
     }
 
-    Env env() const { return pg_env("pitr_app", backups_); }
+    Env env(Env extra = {}) const { return pg_env("pitr_app", backups_, std::move(extra)); }
+
+    // `pgward run --wal` as the streamer, looking at it every second, a
+    // streamer stopped 2 s a problem, alerts to `receiver`; then `extra`.
+    void start_service(const Receiver& receiver, const Env& extra) {
+        Env settings = {{"POSTGRES_BACKUP_WAL", "true"},
+                        {"POSTGRES_BACKUP_WAL_CHECK_SECONDS", "1"},
+                        {"POSTGRES_BACKUP_WAL_STOPPED_SECONDS", "2"},
+                        {"PGWARD_NOTIFY_URL", receiver.url("/hook")}};
+        settings.insert(settings.end(), extra.begin(), extra.end());
+        streamer_ =
+            std::make_unique<BackgroundPgward>(std::vector<std::string>{"run"}, env(settings));
+    }
 
     void start_streaming() {
         streamer_ =
@@ -361,16 +373,8 @@ TEST_F(PitrTest, RecoveryToADumpsRestorePointGivesTheTablesAsDumped) {
 // alerted once, and its return too.
 TEST_F(PitrTest, TheServiceStreamsWalBesideItsBackupsAndAlertsWhenStreamingStops) {
     Receiver receiver;
-    Env service_env = env();
-    for (const auto& [name, value] : Env{{"POSTGRES_BACKUP_WAL", "true"},
-                                         {"POSTGRES_BACKUP_WAL_CHECK_SECONDS", "1"},
-                                         {"POSTGRES_BACKUP_WAL_STOPPED_SECONDS", "2"},
-                                         {"POSTGRES_BACKUP_INTERVAL_SECONDS", "86400"},
-                                         {"PGWARD_GLOBALS", "false"},
-                                         {"PGWARD_NOTIFY_URL", receiver.url("/hook")}}) {
-        service_env.emplace_back(name, value);
-    }
-    streamer_ = std::make_unique<BackgroundPgward>(std::vector<std::string>{"run"}, service_env);
+    start_service(receiver,
+                  {{"POSTGRES_BACKUP_INTERVAL_SECONDS", "86400"}, {"PGWARD_GLOBALS", "false"}});
     const fs::path state_path = backups_ / ".pgward-pitr_app.state.json";
     auto wal_state = [&]() -> std::optional<nlohmann::json> {
         try {
@@ -472,7 +476,14 @@ TEST_F(PitrTest, ThePitrDrillProvesTheRecoveryAgainstTheNewestDumpTableByTable) 
         "CREATE TABLE items(id int PRIMARY KEY, note text); "
         "INSERT INTO items SELECT g, repeat(md5(g::text), 3) FROM generate_series(1, 300) g; "
         "CREATE INDEX items_note ON items(note); "
-        "CREATE UNLOGGED TABLE scratch(x int); INSERT INTO scratch VALUES (1), (2)");
+        "CREATE UNLOGGED TABLE scratch(x int); INSERT INTO scratch VALUES (1), (2); "
+        // Shaped like production: partitions, an odd name, a large object.
+        "CREATE TABLE events(at date NOT NULL, what text) PARTITION BY RANGE (at); "
+        "CREATE TABLE \"Events 2026\" PARTITION OF events FOR VALUES FROM ('2026-01-01') TO "
+        "('2027-01-01'); "
+        "INSERT INTO events SELECT '2026-06-01'::date + g % 100, 'e' || g "
+        "FROM generate_series(1, 250) g; "
+        "SELECT lo_from_bytea(0, 'a large object')");
     mark(1);
     RunResult dump = run_pgward({"backup"}, env());
     ASSERT_EQ(dump.exit_code, 0) << dump.err;
@@ -500,8 +511,9 @@ TEST_F(PitrTest, ThePitrDrillProvesTheRecoveryAgainstTheNewestDumpTableByTable) 
             passed.insert(check.at("name").get<std::string>());
         }
     }
-    for (const char* name : {"recovery_reached_target", "recovery_without_errors", "amcheck_clean",
-                             "table_row_counts_match", "table_fingerprints_match"}) {
+    for (const char* name :
+         {"recovery_reached_target", "recovery_without_errors", "amcheck_clean",
+          "table_row_counts_match", "table_fingerprints_match", "large_objects_match"}) {
         EXPECT_EQ(passed.count(name), 1U) << name << ": " << report.at("checks").dump(2);
     }
     std::map<std::string, uint64_t> rows;
@@ -510,6 +522,7 @@ TEST_F(PitrTest, ThePitrDrillProvesTheRecoveryAgainstTheNewestDumpTableByTable) 
         EXPECT_EQ(table.at("fingerprint_after"), table.at("fingerprint_before")) << table.dump();
     }
     EXPECT_EQ(rows["items"], 300U) << "as dumped, before the delete";
+    EXPECT_EQ(rows["Events 2026"], 250U);
     EXPECT_EQ(rows["marks"], 1U);
     EXPECT_EQ(rows.count("scratch"), 0U);
     EXPECT_TRUE(contains(report.at("warnings").dump(), "unlogged table public.scratch"))
@@ -532,6 +545,7 @@ TEST_F(PitrTest, ThePitrDrillProvesTheRecoveryAgainstTheNewestDumpTableByTable) 
             table["rows"] = 299;
         }
     }
+    manifest["large_objects"] = 2;
     write_text(manifest_path, manifest.dump(2), 0600);
     RunResult wrong = run_pgward({"drill", "--pitr", "--report-dir", reports.string()}, drill_env);
     EXPECT_EQ(wrong.exit_code, 1);
@@ -539,6 +553,7 @@ TEST_F(PitrTest, ThePitrDrillProvesTheRecoveryAgainstTheNewestDumpTableByTable) 
                          "restore drill failed: table_row_counts_match: mismatch: "
                          "public.items (299 before, 300 after)"))
         << wrong.err;
+    EXPECT_TRUE(contains(wrong.err, "large_objects_match: 1 (")) << wrong.err;
 
     // Any other target recovers and is checked, without a dump to compare.
     RunResult latest = run_pgward(
@@ -556,15 +571,7 @@ TEST_F(PitrTest, ThePitrDrillProvesTheRecoveryAgainstTheNewestDumpTableByTable) 
 // it recovers every write made across them.
 TEST_F(PitrTest, AServerRestartAndASlotDroppedBySomeoneElseAreNamedAndLeaveNoGap) {
     Receiver receiver;
-    Env service_env = env();
-    for (const auto& [name, value] : Env{{"POSTGRES_BACKUP_WAL", "true"},
-                                         {"POSTGRES_BACKUP_WAL_CHECK_SECONDS", "1"},
-                                         {"POSTGRES_BACKUP_WAL_STOPPED_SECONDS", "2"},
-                                         {"POSTGRES_BACKUP_ON_START", "false"},
-                                         {"PGWARD_NOTIFY_URL", receiver.url("/hook")}}) {
-        service_env.emplace_back(name, value);
-    }
-    streamer_ = std::make_unique<BackgroundPgward>(std::vector<std::string>{"run"}, service_env);
+    start_service(receiver, {{"POSTGRES_BACKUP_ON_START", "false"}});
     ASSERT_TRUE(eventually([&] { return published_base_backups() == 1; }, 60s));
     mark(1);
     wait_streamed();

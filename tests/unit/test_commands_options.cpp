@@ -3,6 +3,7 @@
 #include <cstdlib>
 
 #include "commands/options.hpp"
+#include "commands/service_options.hpp"
 #include "pg/tools.hpp"
 #include "util/error.hpp"
 
@@ -160,6 +161,38 @@ TEST(ToolVersion, ParsesWhatPgToolsPrint) {
     EXPECT_FALSE(pg::parse_tool_version("something else 15.1"));
     EXPECT_EQ(pg::Version{150018}.major(), 15);
     EXPECT_EQ(pg::Version{170002}.major_text(), "17");
+}
+
+}  // namespace
+}  // namespace pgward::commands
+
+namespace pgward::commands {
+namespace {
+
+// A switch: alone it is true; with a value or by its variable it is read as
+// any boolean, and a bad value names where it came from.
+TEST(Switch, AloneIsTrueAndAValueOrAVariableIsRead) {
+    auto parse = [](std::vector<std::string> args) {
+        CLI::App app;
+        OptionTable table;
+        add_switch(table, app, "wal", "--wal", "PGWARD_TEST_SWITCH", "stream");
+        std::vector<std::string> reversed(args.rbegin(), args.rend());
+        app.parse(reversed);
+        auto setting = table.get("wal");
+        return setting ? std::optional<bool>(parse_bool(*setting)) : std::nullopt;
+    };
+    ScopedEnv unset("PGWARD_TEST_SWITCH", nullptr);
+    EXPECT_EQ(parse({"--wal"}), true);
+    EXPECT_EQ(parse({"--wal", "false"}), false);
+    EXPECT_EQ(parse({}), std::nullopt);
+    {
+        ScopedEnv set("PGWARD_TEST_SWITCH", "yes");
+        EXPECT_EQ(parse({}), true);
+    }
+    {
+        ScopedEnv bad("PGWARD_TEST_SWITCH", "maybe");
+        EXPECT_THROW(parse({}), Error);
+    }
 }
 
 }  // namespace
