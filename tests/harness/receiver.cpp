@@ -36,7 +36,7 @@ size_t Receiver::count(const std::string& method) {
     return n;
 }
 
-std::optional<nlohmann::json> Receiver::last_event(const std::string& kind) {
+std::optional<nlohmann::json> Receiver::first_event(const std::string& kind) {
     for (const Request& r : requests()) {
         if (r.method == "POST") {
             nlohmann::json body = nlohmann::json::parse(r.body, nullptr, false);
@@ -46,6 +46,19 @@ std::optional<nlohmann::json> Receiver::last_event(const std::string& kind) {
         }
     }
     return std::nullopt;
+}
+
+std::optional<nlohmann::json> Receiver::last_event(const std::string& kind) {
+    std::optional<nlohmann::json> newest;
+    for (const Request& r : requests()) {
+        if (r.method == "POST") {
+            nlohmann::json body = nlohmann::json::parse(r.body, nullptr, false);
+            if (!body.is_discarded() && body.value("event", "") == kind) {
+                newest = std::move(body);
+            }
+        }
+    }
+    return newest;
 }
 
 }  // namespace pgward::test

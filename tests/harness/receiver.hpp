@@ -34,6 +34,8 @@ class Receiver {
     std::vector<Request> requests();
     size_t count(const std::string& method);
     // The body of the first JSON POST whose "event" is `kind`.
+    std::optional<nlohmann::json> first_event(const std::string& kind);
+    // The body of the newest one.
     std::optional<nlohmann::json> last_event(const std::string& kind);
 
   private:

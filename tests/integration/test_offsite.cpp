@@ -403,7 +403,7 @@ TEST_F(OffsiteTest, AFailedUploadKeepsTheLocalBackupAndDegradesTheCycle) {
     EXPECT_TRUE(contains(health.out, "offsite cop(y/ies)")) << health.out;
     EXPECT_TRUE(contains(health.out, "SignatureDoesNotMatch")) << health.out;
     // One alert of its own kind, and the cycle's one ping is a failure.
-    std::optional<json> alert = receiver.last_event("offsite_failed");
+    std::optional<json> alert = receiver.first_event("offsite_failed");
     ASSERT_TRUE(alert.has_value());
     EXPECT_TRUE(contains((*alert)["reason"], "SignatureDoesNotMatch")) << alert->dump();
     EXPECT_EQ((*alert)["consecutive_failures"], 1);
@@ -431,7 +431,7 @@ TEST_F(OffsiteTest, AFailedUploadKeepsTheLocalBackupAndDegradesTheCycle) {
     EXPECT_EQ(state["remote_successes_total"], 1);
     EXPECT_EQ(state["remote_failures_total"], 1);
     EXPECT_EQ(state["remote_proof"], "read");
-    EXPECT_TRUE(receiver.last_event("offsite_recovered").has_value());
+    EXPECT_TRUE(receiver.first_event("offsite_recovered").has_value());
     EXPECT_EQ(pings(), (std::vector<std::string>{"/ping/fail", "/ping"}));
 }
 
@@ -533,7 +533,7 @@ TEST_F(OffsiteTest, AScheduledDrillWhoseFetchFailsIsAFailedDrill) {
     const std::string failure = state["last_drill_failure"];
     EXPECT_TRUE(contains(failure, "fetching the newest remote backup: ")) << failure;
     EXPECT_TRUE(contains(failure, "is not the backup its manifest describes")) << failure;
-    ASSERT_TRUE(eventually([&] { return receiver.last_event("drill_failed").has_value(); }, 15s));
+    ASSERT_TRUE(eventually([&] { return receiver.first_event("drill_failed").has_value(); }, 15s));
     for (const std::string& name : list_dir(dir_)) {
         EXPECT_NE(name.rfind(".pgward-fetch-", 0), 0U) << name;
     }

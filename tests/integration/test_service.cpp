@@ -281,8 +281,8 @@ TEST_F(ServiceTest, ServerDownIsCountedAlertedAndRecovers) {
     EXPECT_TRUE(contains(metrics->body, "pgward_healthy{database=\"svc\"} 0")) << metrics->body;
     EXPECT_TRUE(
         contains(metrics->body, "pgward_backups_total{database=\"svc\",result=\"failure\"}"));
-    ASSERT_TRUE(eventually([&] { return receiver.last_event("backup_failed").has_value(); }, 15s));
-    json alert = *receiver.last_event("backup_failed");
+    ASSERT_TRUE(eventually([&] { return receiver.first_event("backup_failed").has_value(); }, 15s));
+    json alert = *receiver.first_event("backup_failed");
     EXPECT_EQ(alert["database"], "svc");
     EXPECT_TRUE(contains(alert["reason"], "cannot connect")) << alert.dump();
     EXPECT_FALSE(contains(alert.dump(), PgCluster::instance().password()));
@@ -294,7 +294,7 @@ TEST_F(ServiceTest, ServerDownIsCountedAlertedAndRecovers) {
     ASSERT_TRUE(recovered);
     EXPECT_EQ(recovered->status, 200) << recovered->body;
     ASSERT_TRUE(
-        eventually([&] { return receiver.last_event("backup_recovered").has_value(); }, 15s));
+        eventually([&] { return receiver.first_event("backup_recovered").has_value(); }, 15s));
     // Pings: GET on success, /fail on failure.
     bool ping_ok = false, ping_fail = false;
     for (const auto& r : receiver.requests()) {
@@ -549,8 +549,8 @@ TEST_F(ServiceTest, AFailingScheduledDrillTurnsHealthRedAndAlerts) {
     EXPECT_TRUE(
         contains(metrics->body, "pgward_drills_total{database=\"svc\",result=\"failure\"} 1"))
         << metrics->body;
-    ASSERT_TRUE(eventually([&] { return receiver.last_event("drill_failed").has_value(); }, 15s));
-    EXPECT_TRUE(contains(receiver.last_event("drill_failed")->dump(), "simulated"));
+    ASSERT_TRUE(eventually([&] { return receiver.first_event("drill_failed").has_value(); }, 15s));
+    EXPECT_TRUE(contains(receiver.first_event("drill_failed")->dump(), "simulated"));
     RunResult check = run_pgward({"healthcheck"}, env("svc"));
     EXPECT_EQ(check.exit_code, 1);
     EXPECT_TRUE(contains(check.out, "unhealthy: the last restore drill of a backup failed"))
