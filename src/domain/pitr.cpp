@@ -427,11 +427,24 @@ PitrPlan plan_pitr(const PitrRequest& request) {
         for (auto it = segments.lower_bound(pg::segment_of(from.start, size)); it != segments.end();
              ++it) {
             if (it->first > r.last_segment + 1) {
-                r.missing = pg::WalFileName::segment_name(from.timeline, r.last_segment + 1, size);
+                r.missing = fmt::format(
+                    "WAL segment {} is missing from {}",
+                    pg::WalFileName::segment_name(from.timeline, r.last_segment + 1, size),
+                    archive.dir().string());
                 break;
             }
             r.last_segment = std::max(r.last_segment, it->first);
             r.written = std::max(r.written, to_system(it->second->modified));
+            // A .partial with later segments after it: streaming stopped in
+            // it and resumed further on, past WAL the server had removed.
+            if (it->second->name.kind == pg::WalFileName::Kind::PartialSegment &&
+                std::next(it) != segments.end()) {
+                r.missing = fmt::format(
+                    "WAL segment {} in {} ends where streaming stopped, and the WAL after it up "
+                    "to {} was removed by the server before it was streamed",
+                    it->second->file, archive.dir().string(), std::next(it)->second->file);
+                break;
+            }
         }
         return r;
     };
@@ -454,9 +467,8 @@ PitrPlan plan_pitr(const PitrRequest& request) {
     // could lie past the gap.
     if (r.missing && (past_end || request.target.kind == RecoveryTarget::Kind::Latest ||
                       (request.target.kind == RecoveryTarget::Kind::Name && !target_lsn))) {
-        throw failure(fmt::format("WAL segment {} is missing from {}: recovery from base backup {} "
-                                  "stops there, at about {}",
-                                  *r.missing, archive.dir().string(), chosen->name, end_text),
+        throw failure(fmt::format("{}: recovery from base backup {} stops there, at about {}",
+                                  *r.missing, chosen->name, end_text),
                       "recover to a target before it (--to a time or LSN), or from a base backup "
                       "taken after the gap");
     }

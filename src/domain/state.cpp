@@ -75,7 +75,9 @@ std::string state_to_json(const ServiceState& s) {
                       {"slot_wal_status", optional_json(w.slot_wal_status)},
                       {"problem", optional_json(w.problem)},
                       {"problem_kind", optional_json(w.problem_kind)},
-                      {"alerts_total", w.alerts_total}};
+                      {"alerts_total", w.alerts_total},
+                      {"gap", optional_json(w.gap)},
+                      {"gap_at", optional_json(w.gap_at)}};
     } else {
         doc["wal"] = nullptr;
     }
@@ -148,6 +150,8 @@ ServiceState state_from_json(const std::string& text, const std::string& source)
             wal.problem = optional_string(w, "problem");
             wal.problem_kind = optional_string(w, "problem_kind");
             wal.alerts_total = w.value("alerts_total", uint64_t{0});
+            wal.gap = optional_string(w, "gap");
+            wal.gap_at = optional_string(w, "gap_at");
             s.wal = std::move(wal);
         }
         return s;

@@ -26,10 +26,14 @@ struct WalStreamState {
     std::optional<uint64_t> slot_retained_bytes;
     std::optional<std::string> slot_wal_status;  // reserved, extended, unreserved, lost
     std::optional<std::string> problem;          // why it is not healthy, else unset
-    // unreachable, slot-missing, wal-lost, stopped, behind: a new kind is a
+    // unreachable, slot-missing, wal-lost, stopped, behind, wal-gap: a new kind is a
     // new alert.
     std::optional<std::string> problem_kind;
     uint64_t alerts_total = 0;
+    // A gap the streamer resumed past (the server removed WAL the archive
+    // lacked), and when: a problem until a base backup taken after it.
+    std::optional<std::string> gap;
+    std::optional<std::string> gap_at;
 };
 
 // What the service knows about its backups, kept in a small file in the

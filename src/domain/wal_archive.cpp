@@ -270,6 +270,132 @@ void check_slot_name(const std::string& slot) {
     }
 }
 
+std::optional<uint64_t> archive_resume_segment(const std::vector<WalArchive::Entry>& entries,
+                                               uint64_t segment_size) {
+    std::optional<uint64_t> resume;
+    for (const WalArchive::Entry& entry : entries) {
+        if (entry.name.kind == pg::WalFileName::Kind::History) {
+            continue;
+        }
+        const uint64_t number = entry.name.segment_number(segment_size);
+        const uint64_t from =
+            entry.name.kind == pg::WalFileName::Kind::PartialSegment ? number : number + 1;
+        resume = std::max(resume.value_or(0), from);
+    }
+    return resume;
+}
+
+std::optional<WalGap> find_wal_gap(std::optional<uint64_t> archive_resumes_at,
+                                   uint64_t slot_holds_from) {
+    if (!archive_resumes_at || slot_holds_from <= *archive_resumes_at) {
+        return std::nullopt;
+    }
+    return WalGap{*archive_resumes_at, slot_holds_from};
+}
+
+ReplicationSlotView read_replication_slot(pg::Connection& conn, const std::string& slot) {
+    pg::Result r = conn.exec(
+        "SELECT restart_lsn::text, coalesce(wal_status = 'lost', false), active "
+        "FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
+        {slot});
+    ReplicationSlotView view;
+    if (r.rows() == 0) {
+        return view;
+    }
+    view.exists = true;
+    if (auto text = r.get_optional(0, 0)) {
+        view.restart_lsn = pg::Lsn::parse(*text);
+    }
+    view.lost = r.get(0, 1) == "t";
+    view.active = r.get(0, 2) == "t";
+    return view;
+}
+
+ReplicationSlotView ensure_replication_slot(pg::Connection& conn, const std::string& slot,
+                                            bool* was_lost) {
+    ReplicationSlotView view = read_replication_slot(conn, slot);
+    // An invalidated slot, or one holding no WAL that nobody uses (made by
+    // pg_receivewal --create-slot), is replaced by one that holds WAL.
+    if (view.exists && !view.active && (view.lost || !view.restart_lsn)) {
+        conn.exec("SELECT pg_catalog.pg_drop_replication_slot($1)", {slot});
+        if (was_lost != nullptr) {
+            *was_lost = view.lost;
+        }
+        view = ReplicationSlotView{};
+    }
+    if (!view.exists) {
+        try {
+            conn.exec("SELECT pg_catalog.pg_create_physical_replication_slot($1, true)", {slot});
+        } catch (const Error& e) {
+            // Made meanwhile (another streamer starting) is as good.
+            if (!read_replication_slot(conn, slot).exists) {
+                throw failure(fmt::format("cannot create the replication slot \"{}\" on {}: {}",
+                                          slot, conn.target(), e.what()),
+                              kReplicationHint);
+            }
+        }
+        view = read_replication_slot(conn, slot);
+    }
+    return view;
+}
+
+namespace {
+
+// What changes in the archive while pg_receivewal streams: where it would
+// resume, and the newest write into any of its files.
+struct ArchiveMark {
+    std::optional<uint64_t> resume;
+    fs::file_time_type newest_write{};
+    bool operator==(const ArchiveMark&) const = default;
+};
+
+ArchiveMark archive_mark(const WalArchive& archive, uint64_t segment_size) {
+    const std::vector<WalArchive::Entry> entries = archive.entries();
+    ArchiveMark mark{archive_resume_segment(entries, segment_size), {}};
+    for (const WalArchive::Entry& entry : entries) {
+        mark.newest_write = std::max(mark.newest_write, entry.modified);
+    }
+    return mark;
+}
+
+uint64_t server_segment_size(pg::Connection& conn) {
+    pg::Result r =
+        conn.exec("SELECT setting FROM pg_catalog.pg_settings WHERE name = 'wal_segment_size'");
+    uint64_t size = 0;
+    if (r.rows() == 1) {
+        const std::string text = r.get(0, 0);
+        std::from_chars(text.data(), text.data() + text.size(), size);
+    }
+    return size != 0 ? size : pg::kDefaultSegmentSize;
+}
+
+// The stretch the server removed is named, and pg_receivewal is pointed
+// past it: it starts at the newest segment it finds, so an empty .partial of
+// the first segment the server still has (pg_receivewal fills one of 0
+// bytes itself) is where it resumes.
+void resume_past_gap(const WalStreamRequest& request, const WalArchive& archive, const WalGap& gap,
+                     uint64_t segment_size) {
+    const uint32_t timeline = identify_server(request.connection).timeline;
+    const std::string first =
+        pg::WalFileName::segment_name(timeline, gap.first_missing, segment_size);
+    const std::string resume =
+        pg::WalFileName::segment_name(timeline, gap.resumes_at, segment_size);
+    write_file_atomically(archive.dir() / (resume + ".partial"), "", AtomicFile::Publish::Replace);
+    const std::string message = fmt::format(
+        "WAL gap: the server no longer has the WAL from segment {} up to {} (the slot was "
+        "invalidated, or dropped, while nothing streamed): streaming resumes at {}; recovery "
+        "cannot cross the gap, a base backup taken after it can",
+        first, resume, resume);
+    log::error(
+        message,
+        {{"first_missing", first}, {"resumes_at", resume}, {"archive", archive.dir().string()}});
+    if (request.on_gap) {
+        request.on_gap(message);
+    }
+}
+
+}  // namespace
+
 void stream_wal(const WalStreamRequest& request) {
     const ServerIdentity identity = identify_server(request.connection);
     WalArchive archive(request.dir, identity.system);
@@ -282,19 +408,17 @@ void stream_wal(const WalStreamRequest& request) {
                                 {"archive", archive.dir().string()},
                                 {"slot", request.slot},
                                 {"synchronous", request.synchronous ? "true" : "false"}});
-
-    CapturedRun slot = run_captured(pg::server_tool_command(
-        receiver, {"--create-slot", "--if-not-exists", "--slot=" + request.slot}, conn,
-        kStreamerName));
-    if (!slot.status.ok()) {
-        throw failure(fmt::format("cannot create the replication slot \"{}\" on {}: {}",
-                                  request.slot, conn.target(), slot.err),
-                      kReplicationHint);
-    }
+    ensure_replication_slot(conn, request.slot);
+    const uint64_t segment_size = server_segment_size(conn);
+    // The slot is looked at between runs on a session of its own, opened
+    // again after the server restarts.
+    std::optional<pg::Connection> slot_session;
 
     SegmentWatcher watcher(archive);
     watcher.look();
     bool first_start = true;
+    // pg_receivewal runs in a row that ended having streamed nothing.
+    int fruitless_runs = 0;
     std::chrono::milliseconds retry = request.first_retry;
     while (pending_interrupt() == 0) {
         std::vector<std::string> args = {"--directory=" + archive.dir().string(),
@@ -308,19 +432,37 @@ void stream_wal(const WalStreamRequest& request) {
         const auto started = std::chrono::steady_clock::now();
         std::string last_line;
         ExitStatus status;
+        ArchiveMark before;
         try {
             remove_unfinished_partials(archive);
             if (!std::exchange(first_start, false)) {
-                // Someone may have dropped the slot: a new one streams from
-                // the server's position now, and the watcher names the gap.
-                CapturedRun again = run_captured(pg::server_tool_command(
-                    receiver, {"--create-slot", "--if-not-exists", "--slot=" + request.slot}, conn,
-                    kStreamerName));
-                if (!again.status.ok()) {
-                    log::error("cannot create the replication slot again",
-                               {{"slot", request.slot}, {"said", again.err}});
+                try {
+                    if (!slot_session) {
+                        slot_session.emplace(pg::Connection::open(request.connection, "pgward"));
+                    }
+                    // Someone may have dropped the slot, or the server
+                    // invalidated it: a new one holds WAL from now on. The
+                    // WAL the archive resumes at is gone when the slot was
+                    // invalidated, or when pg_receivewal keeps failing there
+                    // while the slot holds WAL only from later on.
+                    bool was_lost = false;
+                    const ReplicationSlotView slot =
+                        ensure_replication_slot(*slot_session, request.slot, &was_lost);
+                    if (slot.restart_lsn && (was_lost || fruitless_runs >= 2)) {
+                        if (auto gap = find_wal_gap(
+                                archive_resume_segment(archive.entries(), segment_size),
+                                pg::segment_of(*slot.restart_lsn, segment_size))) {
+                            resume_past_gap(request, archive, *gap, segment_size);
+                            fruitless_runs = 0;
+                        }
+                    }
+                } catch (const Error& e) {
+                    slot_session.reset();
+                    log::error("cannot look at the replication slot",
+                               {{"slot", request.slot}, {"error", e.what()}});
                 }
             }
+            before = archive_mark(archive, segment_size);
             Child child =
                 Child::spawn(pg::server_tool_command(receiver, args, conn, kStreamerName));
             PumpHandlers handlers;
@@ -340,6 +482,7 @@ void stream_wal(const WalStreamRequest& request) {
         if (pending_interrupt() != 0) {
             break;
         }
+        fruitless_runs = archive_mark(archive, segment_size) == before ? fruitless_runs + 1 : 0;
         if (std::chrono::steady_clock::now() - started > request.max_retry) {
             retry = request.first_retry;
         }

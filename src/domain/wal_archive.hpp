@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -66,6 +67,42 @@ std::vector<uint64_t> wal_archive_systems(const std::filesystem::path& backup_di
 // lower-case letters, digits and underscores.
 void check_slot_name(const std::string& slot);
 
+// Where pg_receivewal resumes streaming into an archive holding `entries`
+// (segment numbers for `segment_size`): the start of the newest .partial
+// segment, else the segment after the newest complete one; nothing for an
+// archive without segments (it then starts where the slot holds WAL from).
+std::optional<uint64_t> archive_resume_segment(const std::vector<WalArchive::Entry>& entries,
+                                               uint64_t segment_size);
+
+// WAL the archive lacks and the server no longer has: from `first_missing`
+// up to (not including) `resumes_at`, segment numbers.
+struct WalGap {
+    uint64_t first_missing = 0;
+    uint64_t resumes_at = 0;
+};
+// The gap when the slot holds WAL only from segment `slot_holds_from` on and
+// the archive resumes at an earlier segment; none otherwise.
+std::optional<WalGap> find_wal_gap(std::optional<uint64_t> archive_resumes_at,
+                                   uint64_t slot_holds_from);
+
+// The streamer's physical replication slot as the server has it.
+struct ReplicationSlotView {
+    bool exists = false;
+    std::optional<pg::Lsn> restart_lsn;  // where the WAL it holds starts
+    bool lost = false;                   // invalidated: the server removed WAL it needed
+    bool active = false;                 // a walsender streams on it
+};
+ReplicationSlotView read_replication_slot(pg::Connection& conn, const std::string& slot);
+
+// Makes the physical replication slot `slot` hold WAL from now on: created
+// with its WAL reserved at once (pg_receivewal --create-slot reserves none
+// until it first streams, and a checkpoint in between can remove the very
+// WAL it is about to ask for), or dropped and made again when the server
+// invalidated it. Returns the slot as it is then; `was_lost` tells whether
+// an invalidated slot was replaced.
+ReplicationSlotView ensure_replication_slot(pg::Connection& conn, const std::string& slot,
+                                            bool* was_lost = nullptr);
+
 struct WalStreamRequest {
     pg::ConnectionOptions connection;
     std::filesystem::path dir;  // the backup directory
@@ -76,6 +113,9 @@ struct WalStreamRequest {
     // after each quick failure, up to the maximum.
     std::chrono::milliseconds first_retry{1000};
     std::chrono::milliseconds max_retry{60000};
+    // Called when streaming resumes past a gap (the server removed WAL the
+    // archive did not have yet); the message names it.
+    std::function<void(const std::string& message)> on_gap;
 };
 
 // Streams the server's WAL into its archive with pg_receivewal on a
@@ -83,6 +123,10 @@ struct WalStreamRequest {
 // Each segment pg_receivewal completes is checked (page headers, system,
 // continuity: a gap is an error naming the missing segment). A pg_receivewal
 // that stops is restarted with backoff, each stop logged with its reason.
+// When the server no longer has the WAL the archive resumes at (the slot
+// was invalidated, or dropped and made again after a checkpoint), streaming
+// resumes where the slot holds WAL from, the gap named (logged and on_gap):
+// recovery cannot cross it, a base backup taken after it can.
 void stream_wal(const WalStreamRequest& request);
 
 }  // namespace pgward

@@ -113,8 +113,8 @@ WalStreamState judge_wal_stream(const WalStreamState& before,
     } else if (view->wal_status == "lost") {
         after.problem = fmt::format(
             "the server removed WAL the slot \"{}\" still needed (wal_status lost, "
-            "max_slot_wal_keep_size): the archive has a gap, and streaming cannot resume from "
-            "the archive's end (docs/pitr.md)",
+            "max_slot_wal_keep_size): the archive has a gap; the streamer makes the slot again "
+            "and resumes past it, and a base backup is taken (docs/pitr.md)",
             before.slot);
         after.problem_kind = "wal-lost";
     } else if (view->slot_exists && !view->active &&
@@ -129,6 +129,9 @@ WalStreamState judge_wal_stream(const WalStreamState& before,
             "the limit of {}",
             mib(*view->lag_bytes), view->lag_seconds.value_or(0), mib(policy.lag_limit_bytes));
         after.problem_kind = "behind";
+    } else if (before.gap) {
+        after.problem = *before.gap;
+        after.problem_kind = "wal-gap";
     }
     return after;
 }

@@ -3,6 +3,7 @@
 #include <poll.h>
 
 #include <algorithm>
+#include <atomic>
 #include <csignal>
 #include <memory>
 #include <mutex>
@@ -28,14 +29,15 @@ namespace {
 
 using Ms = std::chrono::milliseconds;
 
-// Sleeps until `deadline` on the boot clock; false when a signal came first.
-bool sleep_until(Schedule::Duration deadline) {
+// Sleeps until `deadline` on the boot clock, or until `wake` is set; false
+// when a signal came first.
+bool sleep_until(Schedule::Duration deadline, const std::atomic<bool>* wake = nullptr) {
     for (;;) {
         if (pending_interrupt() != 0) {
             return false;
         }
         auto now = boot_clock_now();
-        if (now >= deadline) {
+        if (now >= deadline || (wake != nullptr && wake->load())) {
             return true;
         }
         // Short naps: a suspend or a clock change is noticed within a second.
@@ -399,6 +401,9 @@ int run_service(const ServiceConfig& config) {
         fresh.slot = config.wal->slot;
         fresh.since = format_iso_utc(now_seconds());
         fresh.alerts_total = wal.alerts_total;
+        // A gap stays one until a base backup after it.
+        fresh.gap = wal.gap;
+        fresh.gap_at = wal.gap_at;
         initial.wal = fresh;
     } else {
         initial.wal.reset();
@@ -451,6 +456,8 @@ int run_service(const ServiceConfig& config) {
         drills.emplace(*config.drill_interval, boot_clock_now(), false, Ms(60000), Ms(3600000));
     }
     std::optional<Schedule> bases;
+    std::atomic<bool> base_after_gap{false};
+    WalStreamRequest streamer_request = config.wal.value_or(WalStreamRequest{});
     // The WAL threads stop on SIGTERM/SIGINT; should the main loop end
     // another way (an exception), they are sent one, so that the joins
     // below (or this guard's, while unwinding) return.
@@ -487,7 +494,28 @@ int run_service(const ServiceConfig& config) {
         const Ms already = due_now ? Ms(0) : std::chrono::duration_cast<Ms>(*newest_age);
         bases.emplace(config.base_interval, boot_clock_now() - already, due_now, Ms(60000),
                       Ms(3600000));
-        wal_threads.streamer = std::thread([&config] { supervise_wal_stream(*config.wal); });
+        // Past a gap in the WAL only a base backup taken after it recovers:
+        // one at once (and again after a failure, with backoff).
+        base_after_gap = shared.get().wal->gap.has_value();
+        // Alerted here and now: the base backup may cover the gap before
+        // the watcher looks, and the operator still lost recovery to any
+        // moment inside it.
+        streamer_request.on_gap = [&](const std::string& message) {
+            const std::string at = format_iso_utc(now_seconds());
+            shared.update([&](ServiceState& s) {
+                if (s.wal) {
+                    s.wal->gap = message;
+                    s.wal->gap_at = at;
+                    s.wal->problem = message;
+                    s.wal->problem_kind = "wal-gap";
+                    s.wal->alerts_total += 1;
+                }
+            });
+            notifier.wal_changed({"", config.database, at, message, 0}, false);
+            base_after_gap = true;
+        };
+        wal_threads.streamer =
+            std::thread([&streamer_request] { supervise_wal_stream(streamer_request); });
         wal_threads.watcher = std::thread([&] { watch_wal_stream(config, shared, notifier); });
     }
     bool last_cycle_failed = false;
@@ -495,14 +523,26 @@ int run_service(const ServiceConfig& config) {
         bool drill_due = drills && drills->next_run() < schedule.next_run();
         Schedule::Duration next = drill_due ? drills->next_run() : schedule.next_run();
         bool base_due = bases && bases->next_run() <= next;
-        if (!sleep_until(base_due ? bases->next_run() : next)) {
+        if (!sleep_until(base_due ? bases->next_run() : next, &base_after_gap)) {
             break;
+        }
+        if (base_after_gap.exchange(false)) {
+            base_due = true;
         }
         if (base_due) {
             auto started = boot_clock_now();
+            const std::string started_at = format_iso_utc(now_seconds());
             if (take_scheduled_base_backup(config)) {
                 bases->on_success(started, boot_clock_now());
+                // The gap is behind the newest base backup now.
+                shared.update([&](ServiceState& s) {
+                    if (s.wal && s.wal->gap_at && *s.wal->gap_at <= started_at) {
+                        s.wal->gap.reset();
+                        s.wal->gap_at.reset();
+                    }
+                });
             } else {
+                // (After a gap too, tried again with the schedule's backoff.)
                 bases->on_failure(started, boot_clock_now());
             }
             continue;

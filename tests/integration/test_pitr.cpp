@@ -17,13 +17,16 @@
 
 #include <nlohmann/json.hpp>
 
+#include "domain/wal_archive.hpp"
 #include "harness/data_dir_server.hpp"
 #include "harness/json_schema.hpp"
 #include "harness/pg_cluster.hpp"
 #include "harness/receiver.hpp"
 #include "harness/runner.hpp"
 #include "harness/scratch.hpp"
+#include "pg/connection.hpp"
 #include "pg/wal.hpp"
+#include "util/error.hpp"
 
 namespace pgward::test {
 namespace {
@@ -106,7 +109,7 @@ class PitrTest : public ScratchDirTest {
 
     // Waits until the streamer has written everything the server has (what a
     // client saw committed is in the archive's files).
-    void wait_streamed() {
+    [[nodiscard]] bool wait_streamed() {
         const std::string lsn =
             PgCluster::instance().query_value("postgres", "SELECT pg_current_wal_lsn()::text");
         const bool streamed = eventually(
@@ -124,6 +127,7 @@ class PitrTest : public ScratchDirTest {
             ADD_FAILURE() << "the streamer did not write up to " << lsn << " in 60 s; it said:\n"
                           << said.out << said.err;
         }
+        return streamed;
     }
 
     RunResult stop_streaming() {
@@ -224,7 +228,7 @@ TEST_F(PitrTest, RecoversToATimeBetweenTwoMarkersAndToTheLastStreamedWrite) {
     mark(2);
     PgCluster::instance().exec("postgres", "SELECT pg_switch_wal()");
     mark(3);  // only in the segment being streamed (.partial)
-    wait_streamed();
+    ASSERT_TRUE(wait_streamed());
     RunResult streamed = stop_streaming();
     EXPECT_EQ(streamed.exit_code, 0) << streamed.err;
     EXPECT_TRUE(contains(streamed.err, "msg=\"WAL segment archived\"")) << streamed.err;
@@ -300,7 +304,7 @@ TEST_F(PitrTest, RecoveryToADumpsRestorePointGivesTheTablesAsDumped) {
         "INSERT INTO items SELECT g, 'later' FROM generate_series(1, 100) g; "
         "DELETE FROM \"Odd Name\"");
     PgCluster::instance().exec("postgres", "SELECT pg_switch_wal()");
-    wait_streamed();
+    ASSERT_TRUE(wait_streamed());
     ASSERT_EQ(stop_streaming().exit_code, 0);
 
     const fs::path pgdata = dir_ / "at-dump";
@@ -423,8 +427,8 @@ TEST_F(PitrTest, TheServiceStreamsWalBesideItsBackupsAndAlertsWhenStreamingStops
         "postgres",
         "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = "
         "'pgward'");
-    ASSERT_TRUE(eventually([&] { return receiver.last_event("wal_failing").has_value(); }, 30s));
-    const auto failing = *receiver.last_event("wal_failing");
+    ASSERT_TRUE(eventually([&] { return receiver.first_event("wal_failing").has_value(); }, 30s));
+    const auto failing = *receiver.first_event("wal_failing");
     EXPECT_TRUE(
         contains(failing.at("reason").get<std::string>(), "WAL has not been streamed since "))
         << failing.dump();
@@ -434,7 +438,7 @@ TEST_F(PitrTest, TheServiceStreamsWalBesideItsBackupsAndAlertsWhenStreamingStops
         << health.out << health.err;
 
     ::kill(receivers[0], SIGCONT);
-    ASSERT_TRUE(eventually([&] { return receiver.last_event("wal_recovered").has_value(); }, 30s));
+    ASSERT_TRUE(eventually([&] { return receiver.first_event("wal_recovered").has_value(); }, 30s));
     auto w = wal_state();
     ASSERT_TRUE(w);
     EXPECT_EQ(w->at("streaming"), true);
@@ -489,7 +493,7 @@ TEST_F(PitrTest, ThePitrDrillProvesTheRecoveryAgainstTheNewestDumpTableByTable) 
     ASSERT_EQ(dump.exit_code, 0) << dump.err;
     mark(2);
     PgCluster::instance().exec("pitr_app", "DELETE FROM items WHERE id <= 10");
-    wait_streamed();
+    ASSERT_TRUE(wait_streamed());
 
     const fs::path reports = dir_ / "reports";
     // A temp dir of its own: the other shards' drills run beside this one.
@@ -574,14 +578,14 @@ TEST_F(PitrTest, AServerRestartAndASlotDroppedBySomeoneElseAreNamedAndLeaveNoGap
     start_service(receiver, {{"POSTGRES_BACKUP_ON_START", "false"}});
     ASSERT_TRUE(eventually([&] { return published_base_backups() == 1; }, 60s));
     mark(1);
-    wait_streamed();
+    ASSERT_TRUE(wait_streamed());
 
     // The server restarts: pg_receivewal loses its connection and is
     // started again once the server is back.
     PgCluster::instance().stop_fast();
     PgCluster::instance().start();
     mark(2);
-    wait_streamed();
+    ASSERT_TRUE(wait_streamed());
 
     // The slot dropped while nothing streams on it: named at once.
     std::vector<pid_t> receivers;
@@ -608,16 +612,16 @@ TEST_F(PitrTest, AServerRestartAndASlotDroppedBySomeoneElseAreNamedAndLeaveNoGap
     mark(3);
     ASSERT_TRUE(eventually(
         [&] {
-            auto failing = receiver.last_event("wal_failing");
+            auto failing = receiver.first_event("wal_failing");
             return failing && contains(failing->at("reason").get<std::string>(),
                                        "the replication slot \"pgward\" does not exist");
         },
         30s));
     ::kill(receivers[0], SIGCONT);
-    ASSERT_TRUE(eventually([&] { return receiver.last_event("wal_recovered").has_value(); }, 30s));
+    ASSERT_TRUE(eventually([&] { return receiver.first_event("wal_recovered").has_value(); }, 30s));
     mark(4);
     PgCluster::instance().exec("postgres", "SELECT pg_switch_wal()");
-    wait_streamed();
+    ASSERT_TRUE(wait_streamed());
     RunResult stopped = stop_streaming();
     EXPECT_EQ(stopped.exit_code, 0) << stopped.err;
     EXPECT_TRUE(contains(stopped.out, "msg=\"pg_receivewal stopped; WAL is not being streamed\""))
@@ -633,7 +637,7 @@ TEST_F(PitrTest, AMissingOrDamagedSegmentIsNamedAndNothingIsLaidOut) {
         mark(i);
         PgCluster::instance().exec("postgres", "SELECT pg_switch_wal()");
     }
-    wait_streamed();
+    ASSERT_TRUE(wait_streamed());
     ASSERT_EQ(stop_streaming().exit_code, 0);
 
     std::vector<std::string> segments;
@@ -681,7 +685,7 @@ TEST_F(PitrTest, RetentionKeepsTheNewestBaseBackupAndTheWalItNeedsAndItRecovers)
     ASSERT_EQ(run_pgward({"basebackup"}, env()).exit_code, 0);
     mark(7);
     PgCluster::instance().exec("postgres", "SELECT pg_switch_wal()");
-    wait_streamed();
+    ASSERT_TRUE(wait_streamed());
     RunResult second = run_pgward({"basebackup", "--retention", "1"}, env());
     ASSERT_EQ(second.exit_code, 0) << second.err;
     const fs::path kept = second.out.substr(0, second.out.find('\n'));
@@ -696,7 +700,7 @@ TEST_F(PitrTest, RetentionKeepsTheNewestBaseBackupAndTheWalItNeedsAndItRecovers)
         EXPECT_GE(file.substr(8, 16), start_segment.substr(8, 16)) << file << " outlived retention";
     }
     mark(8);
-    wait_streamed();
+    ASSERT_TRUE(wait_streamed());
     ASSERT_EQ(stop_streaming().exit_code, 0);
     // The server runs restore_command as itself (postgres, when the tests
     // run as root): a pgward and an archive it can reach. Refused up front
@@ -770,7 +774,7 @@ TEST_F(PitrTest, AStreamerWhosePgReceivewalStopsSaysSoAndStartsItAgain) {
         20s));
     mark(1);
     PgCluster::instance().exec("postgres", "SELECT pg_switch_wal()");
-    wait_streamed();
+    ASSERT_TRUE(wait_streamed());
     RunResult r = stop_streaming();
     EXPECT_EQ(r.exit_code, 0) << r.err;
     EXPECT_TRUE(contains(r.err,
@@ -788,7 +792,7 @@ TEST_F(PitrTest, AnUnfinishedPartialSegmentDoesNotStopStreamingForGood) {
     start_streaming();
     ASSERT_EQ(run_pgward({"basebackup"}, env()).exit_code, 0);
     mark(1);
-    wait_streamed();
+    ASSERT_TRUE(wait_streamed());
     ASSERT_EQ(stop_streaming().exit_code, 0);
     std::string partial;
     for (const std::string& file : list_dir(archive())) {
@@ -802,7 +806,7 @@ TEST_F(PitrTest, AnUnfinishedPartialSegmentDoesNotStopStreamingForGood) {
     start_streaming();
     mark(2);
     PgCluster::instance().exec("postgres", "SELECT pg_switch_wal()");
-    wait_streamed();
+    ASSERT_TRUE(wait_streamed());
     RunResult r = stop_streaming();
     EXPECT_TRUE(contains(r.err,
                          "msg=\"removed a partial WAL segment pg_receivewal left "
@@ -839,6 +843,222 @@ TEST_F(PitrTest, ABaseBackupThatCannotBeTakenLeavesNothingAndSaysWhy) {
     EXPECT_TRUE(contains(none.err, "no base backups in " + (backups_ / "base").string()))
         << none.err;
     PgCluster::instance().exec("postgres", "DROP ROLE pitr_plain");
+}
+
+// How the server sees a slot: wal_status ("" when there is no such slot).
+std::string slot_wal_status(const std::string& slot) {
+    return PgCluster::instance().query_value(
+        "postgres",
+        "SELECT coalesce((SELECT coalesce(wal_status, 'none') FROM pg_replication_slots WHERE "
+        "slot_name = '" +
+            slot + "'), '')");
+}
+
+// Fills and switches WAL segments and checkpoints until the server has
+// invalidated `slot` (max_slot_wal_keep_size set small beforehand).
+bool push_wal_until_lost(const std::string& slot) {
+    PgCluster::instance().exec("pitr_app", "CREATE TABLE IF NOT EXISTS filler(x text)");
+    return eventually(
+        [&] {
+            PgCluster::instance().exec(
+                "pitr_app",
+                "INSERT INTO filler SELECT repeat('x', 1000) FROM generate_series(1, 3000)");
+            PgCluster::instance().exec("postgres", "SELECT pg_switch_wal()");
+            PgCluster::instance().exec("postgres", "CHECKPOINT");
+            return slot_wal_status(slot) == "lost";
+        },
+        60s);
+}
+
+// The server keeps only 1 MB of WAL for slots until the end of the scope.
+struct SmallSlotWalKeep {
+    SmallSlotWalKeep() { set("ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'"); }
+    ~SmallSlotWalKeep() { reset(); }
+    void reset() {
+        if (std::exchange(active_, false)) {
+            set("ALTER SYSTEM RESET max_slot_wal_keep_size");
+        }
+    }
+    SmallSlotWalKeep(const SmallSlotWalKeep&) = delete;
+    SmallSlotWalKeep& operator=(const SmallSlotWalKeep&) = delete;
+
+  private:
+    static void set(const std::string& sql) {
+        PgCluster::instance().exec("postgres", sql);
+        PgCluster::instance().exec("postgres", "SELECT pg_reload_conf()");
+    }
+    bool active_ = true;
+};
+
+// pg_receivewal --create-slot makes a slot that holds no WAL until it first
+// streams: a checkpoint in between (the base backup the service takes as it
+// starts) removed the very WAL it was about to ask for, and streaming never
+// resumed (a CI run's failure). The streamer's slot holds WAL from the moment
+// it is made, and one the server invalidated, or one holding nothing, is
+// replaced.
+TEST_F(PitrTest, TheSlotHoldsWalFromItsCreationAndAnInvalidatedOneIsMadeAgain) {
+    const std::string slot = "pgward_reserve_test";
+    pg::Connection conn =
+        pg::Connection::open(PgCluster::instance().options("postgres"), "pgward tests");
+    struct DropSlot {
+        pg::Connection& conn;
+        std::string slot;
+        ~DropSlot() {
+            conn.exec(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE "
+                "slot_name = $1",
+                {slot});
+        }
+    } drop{conn, slot};
+
+    const ReplicationSlotView made = ensure_replication_slot(conn, slot);
+    ASSERT_TRUE(made.exists);
+    ASSERT_TRUE(made.restart_lsn) << "WAL is held before anything streams";
+    EXPECT_FALSE(made.lost);
+    PgCluster::instance().exec("pitr_app", "CREATE TABLE IF NOT EXISTS filler(x text)");
+    for (int i = 0; i < 3; ++i) {
+        PgCluster::instance().exec("pitr_app", "INSERT INTO filler VALUES ('x')");
+        PgCluster::instance().exec("postgres", "SELECT pg_switch_wal()");
+        PgCluster::instance().exec("postgres", "CHECKPOINT");
+    }
+    EXPECT_EQ(slot_wal_status(slot), "reserved");
+    EXPECT_EQ(PgCluster::instance().query_value(
+                  "postgres", "SELECT count(*) FROM pg_ls_waldir() WHERE name = pg_walfile_name('" +
+                                  made.restart_lsn->text() + "')"),
+              "1")
+        << "the checkpoints kept the slot's WAL";
+    EXPECT_EQ(ensure_replication_slot(conn, slot).restart_lsn, made.restart_lsn)
+        << "a slot holding WAL is kept as it is";
+
+    {
+        SmallSlotWalKeep small;
+        ASSERT_TRUE(push_wal_until_lost(slot));
+    }
+    bool was_lost = false;
+    const ReplicationSlotView again = ensure_replication_slot(conn, slot, &was_lost);
+    EXPECT_TRUE(was_lost);
+    EXPECT_TRUE(again.restart_lsn);
+    EXPECT_FALSE(again.lost);
+    EXPECT_NE(slot_wal_status(slot), "lost");
+
+    // Made the way pg_receivewal --create-slot makes one: holding nothing.
+    conn.exec("SELECT pg_drop_replication_slot($1)", {slot});
+    conn.exec("SELECT pg_create_physical_replication_slot($1)", {slot});
+    EXPECT_EQ(slot_wal_status(slot), "none");
+    was_lost = true;
+    EXPECT_TRUE(ensure_replication_slot(conn, slot, &was_lost).restart_lsn);
+    EXPECT_FALSE(was_lost) << "it held nothing, so nothing was lost";
+
+    // A role without REPLICATION is told what it lacks.
+    PgCluster::instance().exec(
+        "postgres", "DROP ROLE IF EXISTS pitr_noslot; CREATE ROLE pitr_noslot LOGIN PASSWORD 'pw'");
+    pg::ConnectionOptions plain = PgCluster::instance().options("postgres");
+    plain.user = pg::ConnectionOptions::Setting{"pitr_noslot", true};
+    plain.password = "pw";
+    try {
+        pg::Connection as_plain = pg::Connection::open(plain, "pgward tests");
+        ensure_replication_slot(as_plain, "pgward_noslot");
+        ADD_FAILURE() << "a role without REPLICATION made a slot";
+    } catch (const Error& e) {
+        EXPECT_TRUE(contains(e.what(), "cannot create the replication slot \"pgward_noslot\""))
+            << e.what();
+        EXPECT_TRUE(contains(e.hint(), "REPLICATION")) << e.hint();
+    }
+    PgCluster::instance().exec("postgres", "DROP ROLE pitr_noslot");
+}
+
+// The server removed WAL the archive did not have yet (pg_receivewal frozen,
+// the slot invalidated): streaming once stayed stuck at the archive's end for
+// good. The streamer names the gap, resumes where the server still has WAL,
+// the service alerts and takes a base backup at once, and recovery works on
+// both sides of the gap: before it from the old base backup, after it from
+// the new one; a target inside it is refused, naming the missing segment.
+TEST_F(PitrTest, WalTheServerRemovedIsAGapNamedAndStreamingResumesPastItWithABaseBackup) {
+    Receiver receiver;
+    start_service(receiver, {{"POSTGRES_BACKUP_ON_START", "false"}});
+    const fs::path state_path = backups_ / ".pgward-pitr_app.state.json";
+    ASSERT_TRUE(eventually([&] { return published_base_backups() == 1; }, 60s));
+    mark(1);
+    ASSERT_TRUE(wait_streamed());
+    const std::string before_gap = server_time();
+    std::this_thread::sleep_for(10ms);
+    PgCluster::instance().exec("pitr_app", "CREATE TABLE filler(x text)");  // a commit after it
+    ASSERT_TRUE(wait_streamed());
+
+    std::vector<pid_t> receivers;
+    ASSERT_TRUE(eventually(
+        [&] {
+            receivers = children_named(streamer_->pid(), "pg_receivewal");
+            return receivers.size() == 1;
+        },
+        10s));
+    ::kill(receivers[0], SIGSTOP);
+    mark(2);
+    {
+        SmallSlotWalKeep small;
+        ASSERT_TRUE(push_wal_until_lost("pgward")) << slot_wal_status("pgward");
+        // Whole segments go too (nothing holds WAL now).
+        for (int i = 0; i < 2; ++i) {
+            PgCluster::instance().exec("pitr_app", "INSERT INTO filler VALUES ('x')");
+            PgCluster::instance().exec("postgres", "SELECT pg_switch_wal()");
+            PgCluster::instance().exec("postgres", "CHECKPOINT");
+        }
+    }
+    ::kill(receivers[0], SIGCONT);
+
+    ASSERT_TRUE(eventually(
+        [&] {
+            auto failing = receiver.last_event("wal_failing");
+            return failing && contains(failing->at("reason").get<std::string>(),
+                                       "WAL gap: the server no longer has the WAL from segment");
+        },
+        60s))
+        << slurp(state_path);
+    ASSERT_TRUE(eventually([&] { return published_base_backups() == 2; }, 60s));
+    ASSERT_TRUE(eventually(
+        [&] {
+            auto w = nlohmann::json::parse(slurp(state_path)).at("wal");
+            return w.at("streaming") == true && w.at("problem").is_null() && w.at("gap").is_null();
+        },
+        30s))
+        << slurp(state_path);
+    ASSERT_TRUE(receiver.last_event("wal_recovered").has_value());
+    mark(3);
+    ASSERT_TRUE(wait_streamed());
+    RunResult stopped = stop_streaming();
+    EXPECT_EQ(stopped.exit_code, 0) << stopped.err;
+    EXPECT_TRUE(contains(stopped.out, "WAL gap: the server no longer has the WAL from segment"))
+        << stopped.out;
+    EXPECT_TRUE(contains(stopped.out, "streaming resumes at")) << stopped.out;
+
+    EXPECT_EQ(recovered_marks({}, "after"), "1,2,3");
+    EXPECT_EQ(recovered_marks({"--to", before_gap}, "before"), "1");
+
+    // The segment streaming stopped in stays, followed by the gap.
+    std::vector<std::string> files = list_dir(archive());
+    std::sort(files.begin(), files.end());
+    std::optional<pg::WalFileName> stopped_in;
+    for (size_t i = 0; i + 1 < files.size(); ++i) {
+        if (files[i].ends_with(".partial")) {
+            stopped_in = pg::WalFileName::parse(files[i]);
+        }
+    }
+    ASSERT_TRUE(stopped_in) << "no .partial before the gap";
+    const uint64_t size = pg::kDefaultSegmentSize;
+    const uint64_t removed = stopped_in->segment_number(size) + 1;
+    ASSERT_FALSE(fs::exists(archive() / pg::WalFileName::segment_name(1, removed, size)));
+    pg::Lsn in_gap = pg::segment_start(removed, size);
+    in_gap.value += 0x100;
+    const fs::path inside = dir_ / "inside";
+    fs::create_directory(inside);
+    RunResult refused = run_pgward(
+        {"restore", "--pitr", "--pgdata", inside.string(), "--to", in_gap.text()}, env());
+    EXPECT_EQ(refused.exit_code, 1);
+    EXPECT_TRUE(contains(refused.err, "ends where streaming stopped, and the WAL after it up to "))
+        << refused.err;
+    EXPECT_TRUE(contains(refused.err, "was removed by the server before it was streamed"))
+        << refused.err;
+    EXPECT_TRUE(fs::is_empty(inside));
 }
 
 }  // namespace

@@ -281,5 +281,48 @@ TEST(BasePrune, KeepsTheNewestAndExactlyTheWalTheyNeed) {
     EXPECT_TRUE(plan_base_prune({}, wal, 1).wal_files.empty()) << "no base backup: keep all WAL";
 }
 
+std::vector<WalArchive::Entry> archive_of(const std::vector<std::string>& files) {
+    std::vector<WalArchive::Entry> entries;
+    for (const std::string& file : files) {
+        auto name = pg::WalFileName::parse(file);
+        EXPECT_TRUE(name) << file;
+        entries.push_back({file, *name, pg::kDefaultSegmentSize, {}});
+    }
+    return entries;
+}
+
+TEST(WalResume, StartsWherePgReceivewalDoesAndAGapIsOnlyWhatTheSlotNoLongerHolds) {
+    constexpr uint64_t size = pg::kDefaultSegmentSize;
+    EXPECT_EQ(archive_resume_segment({}, size), std::nullopt);
+    EXPECT_EQ(archive_resume_segment(archive_of({"00000001.history"}), size), std::nullopt);
+    // The newest partial is re-streamed from its start; after a complete
+    // segment, the next one; a partial beside its completed twin counts as done.
+    EXPECT_EQ(
+        archive_resume_segment(
+            archive_of({"000000010000000000000001", "00000001000000000000001C.partial"}), size),
+        0x1CU);
+    EXPECT_EQ(archive_resume_segment(
+                  archive_of({"00000001000000000000001B", "00000001000000000000001C"}), size),
+              0x1DU);
+    EXPECT_EQ(
+        archive_resume_segment(
+            archive_of({"00000001000000000000001C", "00000001000000000000001C.partial"}), size),
+        0x1DU);
+    EXPECT_EQ(archive_resume_segment(archive_of({"0000000100000001000000FF"}), size), 0x200U);
+    // Across timelines: the highest segment, whatever its timeline.
+    EXPECT_EQ(
+        archive_resume_segment(
+            archive_of({"000000010000000000000009", "000000020000000000000007.partial"}), size),
+        0xAU);
+
+    EXPECT_FALSE(find_wal_gap(std::nullopt, 0x30)) << "an empty archive starts at the slot";
+    EXPECT_FALSE(find_wal_gap(0x1C, 0x1C)) << "the slot holds the segment resumed at";
+    EXPECT_FALSE(find_wal_gap(0x1D, 0x1C)) << "the slot holds more than needed";
+    auto gap = find_wal_gap(0x1C, 0x1F);
+    ASSERT_TRUE(gap);
+    EXPECT_EQ(gap->first_missing, 0x1CU);
+    EXPECT_EQ(gap->resumes_at, 0x1FU);
+}
+
 }  // namespace
 }  // namespace pgward
