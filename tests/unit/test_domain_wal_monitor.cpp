@@ -154,8 +154,22 @@ TEST(WalMonitor, EachKindOfProblemIsNamedSoAWorseOneIsAlertedAgain) {
     idle.wal_status = "lost";
     s = judge_wal_stream(s, idle, "", at("2026-12-04T10:03:00Z"), policy);
     EXPECT_EQ(s.problem_kind, "wal-lost");
-    EXPECT_TRUE(s.problem->find("streaming cannot resume") != std::string::npos) << *s.problem;
+    EXPECT_TRUE(s.problem->find("the archive has a gap") != std::string::npos) << *s.problem;
     s = judge_wal_stream(s, active(0), "", at("2026-12-04T10:04:00Z"), policy);
+    EXPECT_FALSE(s.problem_kind);
+
+    // A gap the streamer resumed past stays a problem, streaming well or
+    // not, until a base backup after it clears it; other problems come first.
+    s.gap = "WAL gap: the server no longer has the WAL from segment A up to B";
+    s = judge_wal_stream(s, active(0), "", at("2026-12-04T10:05:00Z"), policy);
+    EXPECT_EQ(s.problem_kind, "wal-gap");
+    EXPECT_EQ(s.problem, s.gap);
+    s = judge_wal_stream(s, idle, "", at("2026-12-04T10:06:00Z"), policy);
+    EXPECT_EQ(s.problem_kind, "wal-lost");
+    s = judge_wal_stream(s, active(0), "", at("2026-12-04T10:07:00Z"), policy);
+    EXPECT_EQ(s.problem_kind, "wal-gap");
+    s.gap.reset();
+    s = judge_wal_stream(s, active(0), "", at("2026-12-04T10:08:00Z"), policy);
     EXPECT_FALSE(s.problem_kind);
 }
 
@@ -183,11 +197,17 @@ TEST(WalMonitor, StateHealthAndMetricsCarryIt) {
     s.wal->lag_seconds = 0.25;
     s.wal->slot_retained_bytes = 1 << 20;
     s.wal->alerts_total = 2;
+    s.wal->gap = "WAL gap: A to B";
+    s.wal->gap_at = "2026-12-04T10:01:00Z";
     ServiceState back = state_from_json(state_to_json(s), "test");
     ASSERT_TRUE(back.wal);
     EXPECT_EQ(back.wal->lag_bytes, 4096U);
     EXPECT_EQ(back.wal->lag_seconds, 0.25);
     EXPECT_EQ(back.wal->alerts_total, 2U);
+    EXPECT_EQ(back.wal->gap, "WAL gap: A to B");
+    EXPECT_EQ(back.wal->gap_at, "2026-12-04T10:01:00Z");
+    s.wal->gap.reset();
+    s.wal->gap_at.reset();
     EXPECT_FALSE(state_from_json(state_to_json(ServiceState{}), "test").wal);
 
     HealthPolicy policy;
