@@ -30,8 +30,8 @@ struct BaseBackup {
     std::string bootstrap_superuser;  // the role with oid 10
     uint64_t bytes = 0;
     uint64_t segment_size = pg::kDefaultSegmentSize;  // the server's wal_segment_size
-    std::vector<std::string> files;                    // the tar files
-    std::string verified_by;         // "pg_verifybackup (PostgreSQL) 15.18"
+    std::vector<std::string> files;                   // the tar files
+    std::string verified_by;                          // "pg_verifybackup (PostgreSQL) 15.18"
 };
 
 struct BaseBackupRequest {

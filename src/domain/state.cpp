@@ -77,7 +77,8 @@ std::string state_to_json(const ServiceState& s) {
                       {"problem_kind", optional_json(w.problem_kind)},
                       {"alerts_total", w.alerts_total},
                       {"gap", optional_json(w.gap)},
-                      {"gap_at", optional_json(w.gap_at)}};
+                      {"gap_at", optional_json(w.gap_at)},
+                      {"stopped_because", optional_json(w.stopped_because)}};
     } else {
         doc["wal"] = nullptr;
     }
@@ -152,6 +153,7 @@ ServiceState state_from_json(const std::string& text, const std::string& source)
             wal.alerts_total = w.value("alerts_total", uint64_t{0});
             wal.gap = optional_string(w, "gap");
             wal.gap_at = optional_string(w, "gap_at");
+            wal.stopped_because = optional_string(w, "stopped_because");
             s.wal = std::move(wal);
         }
         return s;

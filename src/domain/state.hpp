@@ -34,6 +34,9 @@ struct WalStreamState {
     // lacked), and when: a problem until a base backup taken after it.
     std::optional<std::string> gap;
     std::optional<std::string> gap_at;
+    // What pg_receivewal said when it last stopped (until it streams again):
+    // a stopped stream's problem says why (a full disk, a refused slot...).
+    std::optional<std::string> stopped_because;
 };
 
 // What the service knows about its backups, kept in a small file in the

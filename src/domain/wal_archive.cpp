@@ -431,6 +431,7 @@ void stream_wal(const WalStreamRequest& request) {
         }
         const auto started = std::chrono::steady_clock::now();
         std::string last_line;
+        std::string first_error;
         ExitStatus status;
         ArchiveMark before;
         try {
@@ -468,6 +469,9 @@ void stream_wal(const WalStreamRequest& request) {
             PumpHandlers handlers;
             handlers.on_stderr_line = [&](std::string_view line) {
                 last_line = std::string(line);
+                if (first_error.empty() && last_line.find("error: ") != std::string::npos) {
+                    first_error = last_line;
+                }
                 log::info("pg_receivewal", {{"said", last_line}});
             };
             handlers.on_tick = [&] { watcher.look(); };
@@ -486,10 +490,14 @@ void stream_wal(const WalStreamRequest& request) {
         if (std::chrono::steady_clock::now() - started > request.max_retry) {
             retry = request.first_retry;
         }
+        const std::string said = first_error.empty() ? last_line : first_error;
         log::error("pg_receivewal stopped; WAL is not being streamed",
                    {{"status", status.describe()},
-                    {"said", last_line},
+                    {"said", said},
                     {"restart_in_ms", std::to_string(retry.count())}});
+        if (request.on_stop) {
+            request.on_stop(said);
+        }
         if (interrupted_within(retry)) {
             break;
         }

@@ -80,6 +80,9 @@ WalStreamState judge_wal_stream(const WalStreamState& before,
             after.since = at;
         }
         after.streaming = view->active;
+        if (view->active) {
+            after.stopped_because.reset();
+        }
     }
     auto seconds_since = [&](const std::optional<std::string>& text) {
         auto t = text ? parse_iso_utc(*text) : std::nullopt;
@@ -122,6 +125,9 @@ WalStreamState judge_wal_stream(const WalStreamState& before,
         after.problem = fmt::format(
             "WAL has not been streamed since {}; the server keeps {} for the slot \"{}\"",
             after.since, mib(view->retained_bytes.value_or(0)), before.slot);
+        if (after.stopped_because) {
+            *after.problem += fmt::format(" (pg_receivewal said: {})", *after.stopped_because);
+        }
         after.problem_kind = "stopped";
     } else if (view->active && view->lag_bytes && *view->lag_bytes > policy.lag_limit_bytes) {
         after.problem = fmt::format(

@@ -315,14 +315,22 @@ void look_once_at_wal_stream(const ServiceConfig& config, SharedState& shared, N
         view.reset();
         error = e.what();
     }
-    WalStreamState after = judge_wal_stream(before, view, error, now_seconds(), config.wal_policy);
-    // A new problem, or a worse kind of it (stopped, then the WAL lost).
-    const bool failing = after.problem.has_value() && after.problem_kind != before.problem_kind;
-    const bool recovered = !after.problem.has_value() && before.problem.has_value();
-    if (failing) {
-        after.alerts_total += 1;
-    }
-    shared.update([&](ServiceState& s) { s.wal = after; });
+    // Judged against the state as it is now: the streamer may have recorded
+    // a gap while the server was asked.
+    WalStreamState after;
+    bool failing = false;
+    bool recovered = false;
+    shared.update([&](ServiceState& s) {
+        const WalStreamState now_before = s.wal.value_or(WalStreamState{});
+        after = judge_wal_stream(now_before, view, error, now_seconds(), config.wal_policy);
+        // A new problem, or a worse kind of it (stopped, then the WAL lost).
+        failing = after.problem.has_value() && after.problem_kind != now_before.problem_kind;
+        recovered = !after.problem.has_value() && now_before.problem.has_value();
+        if (failing) {
+            after.alerts_total += 1;
+        }
+        s.wal = after;
+    });
     const std::string at = format_iso_utc(now_seconds());
     if (failing) {
         log::error("WAL streaming is failing", {{"reason", *after.problem}});
@@ -513,6 +521,13 @@ int run_service(const ServiceConfig& config) {
             });
             notifier.wal_changed({"", config.database, at, message, 0}, false);
             base_after_gap = true;
+        };
+        streamer_request.on_stop = [&](const std::string& said) {
+            shared.update([&](ServiceState& s) {
+                if (s.wal) {
+                    s.wal->stopped_because = said;
+                }
+            });
         };
         wal_threads.streamer =
             std::thread([&streamer_request] { supervise_wal_stream(streamer_request); });

@@ -5,9 +5,12 @@
 #include <gtest/gtest.h>
 
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -1022,7 +1025,8 @@ TEST_F(PitrTest, WalTheServerRemovedIsAGapNamedAndStreamingResumesPastItWithABas
         },
         30s))
         << slurp(state_path);
-    ASSERT_TRUE(receiver.last_event("wal_recovered").has_value());
+    // (Sent just after the state is written.)
+    ASSERT_TRUE(eventually([&] { return receiver.last_event("wal_recovered").has_value(); }, 10s));
     mark(3);
     ASSERT_TRUE(wait_streamed());
     RunResult stopped = stop_streaming();
@@ -1059,6 +1063,63 @@ TEST_F(PitrTest, WalTheServerRemovedIsAGapNamedAndStreamingResumesPastItWithABas
     EXPECT_TRUE(contains(refused.err, "was removed by the server before it was streamed"))
         << refused.err;
     EXPECT_TRUE(fs::is_empty(inside));
+}
+
+// A full disk under wal/ (a small tmpfs on the archive's folder): pg_receivewal
+// cannot write, the stop is alerted with its reason, the slot keeps the WAL
+// on the server meanwhile, and once there is room again streaming resumes
+// with no gap: recovery has every mark.
+TEST_F(PitrTest, AFullDiskUnderTheArchiveIsAlertedWithItsReasonAndLosesNothing) {
+    if (::geteuid() != 0) {
+        GTEST_SKIP() << "mounting a small file system needs root";
+    }
+    fs::create_directories(archive());
+    if (::mount("tmpfs", archive().c_str(), "tmpfs", 0, "size=48m,mode=0700") != 0) {
+        GTEST_SKIP() << "cannot mount a tmpfs here: " << std::strerror(errno);
+    }
+    struct Unmount {
+        fs::path at;
+        ~Unmount() { ::umount2(at.c_str(), MNT_DETACH); }
+    } unmount{archive()};
+
+    Receiver receiver;
+    start_service(receiver, {{"POSTGRES_BACKUP_ON_START", "false"}});
+    ASSERT_TRUE(eventually([&] { return published_base_backups() == 1; }, 60s));
+    mark(1);
+    ASSERT_TRUE(wait_streamed());
+
+    // More WAL than the archive's disk holds (48 MB): the stop is alerted.
+    PgCluster::instance().exec("pitr_app", "CREATE TABLE filler(x text)");
+    for (int i = 0; i < 4; ++i) {
+        PgCluster::instance().exec(
+            "pitr_app",
+            "INSERT INTO filler SELECT repeat('x', 1000) FROM generate_series(1, 3000)");
+        PgCluster::instance().exec("postgres", "SELECT pg_switch_wal()");
+    }
+    ASSERT_TRUE(eventually(
+        [&] {
+            auto failing = receiver.last_event("wal_failing");
+            return failing &&
+                   contains(failing->at("reason").get<std::string>(), "No space left on device");
+        },
+        30s))
+        << (receiver.last_event("wal_failing") ? receiver.last_event("wal_failing")->dump() : "");
+    const std::string reason = receiver.last_event("wal_failing")->at("reason");
+    EXPECT_TRUE(contains(reason, "WAL has not been streamed since ")) << reason;
+    EXPECT_TRUE(contains(reason, "pg_receivewal said: ")) << reason;
+    mark(2);
+    EXPECT_NE(slot_wal_status("pgward"), "lost");
+
+    // Room again.
+    ASSERT_EQ(::mount(nullptr, archive().c_str(), nullptr, MS_REMOUNT, "size=2g,mode=0700"), 0)
+        << std::strerror(errno);
+    ASSERT_TRUE(eventually([&] { return receiver.last_event("wal_recovered").has_value(); }, 60s));
+    mark(3);
+    ASSERT_TRUE(wait_streamed());
+    RunResult stopped = stop_streaming();
+    EXPECT_EQ(stopped.exit_code, 0) << stopped.err;
+    EXPECT_FALSE(contains(stopped.out, "WAL gap")) << stopped.out;
+    EXPECT_EQ(recovered_marks({}, "after_full"), "1,2,3");
 }
 
 }  // namespace

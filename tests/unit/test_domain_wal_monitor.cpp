@@ -149,14 +149,19 @@ TEST(WalMonitor, EachKindOfProblemIsNamedSoAWorseOneIsAlertedAgain) {
     WalServerView idle = active(0);
     idle.active = false;
     s = judge_wal_stream(s, idle, "", at("2026-12-04T10:00:01Z"), policy);
+    s.stopped_because = "pg_receivewal: error: could not open ...: No space left on device";
     s = judge_wal_stream(s, idle, "", at("2026-12-04T10:02:00Z"), policy);
     EXPECT_EQ(s.problem_kind, "stopped");
+    EXPECT_TRUE(s.problem->ends_with(
+        " (pg_receivewal said: pg_receivewal: error: could not open ...: No space left on device)"))
+        << *s.problem;
     idle.wal_status = "lost";
     s = judge_wal_stream(s, idle, "", at("2026-12-04T10:03:00Z"), policy);
     EXPECT_EQ(s.problem_kind, "wal-lost");
     EXPECT_TRUE(s.problem->find("the archive has a gap") != std::string::npos) << *s.problem;
     s = judge_wal_stream(s, active(0), "", at("2026-12-04T10:04:00Z"), policy);
     EXPECT_FALSE(s.problem_kind);
+    EXPECT_FALSE(s.stopped_because) << "streaming again: the reason is history";
 
     // A gap the streamer resumed past stays a problem, streaming well or
     // not, until a base backup after it clears it; other problems come first.
