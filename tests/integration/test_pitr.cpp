@@ -1122,5 +1122,36 @@ TEST_F(PitrTest, AFullDiskUnderTheArchiveIsAlertedWithItsReasonAndLosesNothing) 
     EXPECT_EQ(recovered_marks({}, "after_full"), "1,2,3");
 }
 
+// A gap outlives a restart: a service started again with a gap in its state
+// file (the last run was stopped before its base backup after the gap) takes
+// that base backup at once, not a base interval later, and then clears it.
+TEST_F(PitrTest, AGapInTheStateFileGetsItsBaseBackupAtOnceAfterARestart) {
+    Receiver receiver;
+    start_service(receiver, {{"POSTGRES_BACKUP_ON_START", "false"}});
+    ASSERT_TRUE(eventually([&] { return published_base_backups() == 1; }, 60s));
+    ASSERT_EQ(stop_streaming().exit_code, 0);
+
+    const fs::path state_path = backups_ / ".pgward-pitr_app.state.json";
+    nlohmann::json state = nlohmann::json::parse(slurp(state_path));
+    state["wal"]["gap"] = "WAL gap: the server no longer has the WAL from segment A up to B";
+    state["wal"]["gap_at"] = "2026-01-01T00:00:00Z";
+    write_text(state_path, state.dump(), 0600);
+    // A second apart: base backups are named by the second they start.
+    std::this_thread::sleep_for(1100ms);
+
+    start_service(receiver, {{"POSTGRES_BACKUP_ON_START", "false"}});
+    ASSERT_TRUE(eventually([&] { return published_base_backups() == 2; }, 60s));
+    ASSERT_TRUE(eventually(
+        [&] {
+            auto w = nlohmann::json::parse(slurp(state_path)).at("wal");
+            return w.at("gap").is_null() && w.at("problem").is_null();
+        },
+        30s))
+        << slurp(state_path);
+    RunResult stopped = stop_streaming();
+    EXPECT_EQ(stopped.exit_code, 0) << stopped.err;
+    EXPECT_TRUE(contains(stopped.out, "msg=\"base backup done\"")) << stopped.out;
+}
+
 }  // namespace
 }  // namespace pgward::test
