@@ -94,6 +94,9 @@ class RunCommand : public Command {
         options_.add(app, "globals", "--globals", "PGWARD_GLOBALS",
                      "pg_dumpall --globals-only beside each dump (default true)");
         add_remote_options(options_, app);
+        add_switch(options_, app, "drill_pitr", "--drill-pitr", "POSTGRES_DRILL_PITR",
+                   "with --wal and --drill-interval, each scheduled drill also proves "
+                   "point-in-time recovery (drill --pitr) (default true)");
         add_switch(options_, app, "wal", "--wal", "POSTGRES_BACKUP_WAL",
                    "also stream the server's WAL (pg_receivewal on a slot) and take base "
                    "backups, for point-in-time recovery (default false; docs/pitr.md)");
@@ -214,7 +217,7 @@ class RunCommand : public Command {
         if (!wal) {
             for (const char* key :
                  {"wal_slot", "wal_synchronous", "wal_lag_limit", "wal_stopped_limit",
-                  "wal_drop_slot", "wal_check", "base_interval", "base_retention"}) {
+                  "wal_drop_slot", "wal_check", "base_interval", "base_retention", "drill_pitr"}) {
                 if (auto setting = options_.get(key); setting && setting->from_flag) {
                     throw usage_error(fmt::format("{} goes with --wal", setting->origin));
                 }
@@ -235,6 +238,8 @@ class RunCommand : public Command {
             request.synchronous = parse_bool(*synchronous);
         }
         config.wal = request;
+        const std::optional<Setting> drill_pitr = options_.get("drill_pitr");
+        config.drill_pitr = !drill_pitr || parse_bool(*drill_pitr);
         if (auto lag = options_.get_number("wal_lag_limit", 1, UINT64_MAX)) {
             config.wal_policy.lag_limit_bytes = *lag;
         }

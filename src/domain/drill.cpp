@@ -813,8 +813,8 @@ std::vector<std::string> amcheck_cluster(const pg::Sandbox& sandbox, bool& heap_
     return problems;
 }
 
-// The newest dump of `database` in `dir` that made a restore point on
-// `system`'s WAL, with its manifest.
+}  // namespace
+
 std::optional<Manifest> newest_dump_with_restore_point(const std::filesystem::path& dir,
                                                        const std::string& database,
                                                        uint64_t system) {
@@ -834,6 +834,8 @@ std::optional<Manifest> newest_dump_with_restore_point(const std::filesystem::pa
     }
     return std::nullopt;
 }
+
+namespace {
 
 // The server binaries of one major: --pg-bin if it has them, else Debian's
 // folder for that major; nullopt leaves the choice to the sandbox.

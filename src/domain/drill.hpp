@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "domain/encryption.hpp"
+#include "domain/manifest.hpp"
 #include "domain/smoke.hpp"
 #include "domain/watchdog.hpp"
 #include "pg/connection.hpp"
@@ -52,6 +53,12 @@ struct DrillRequest {
     // pg_restore --jobs gets a private 0600 copy, removed afterwards).
     DecryptionKeys keys;
 };
+
+// The newest dump of `database` in `dir` that made a restore point on
+// `system`'s WAL, with its manifest.
+std::optional<Manifest> newest_dump_with_restore_point(const std::filesystem::path& dir,
+                                                       const std::string& database,
+                                                       uint64_t system);
 
 struct DrillOutcome {
     bool success = false;

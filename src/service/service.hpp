@@ -50,6 +50,10 @@ struct ServiceConfig {
     std::chrono::milliseconds wal_check_interval{5000};
     std::chrono::seconds base_interval{7 * 86400};
     std::optional<size_t> base_retention;
+    // With `wal` and drill_interval: each scheduled drill also proves
+    // point-in-time recovery (drill --pitr, to the newest dump's restore
+    // point); the drill passes only when both do.
+    bool drill_pitr = false;
     // One backup cycle (backup, prune, state file) at once, then exit:
     // 0 if it succeeded, 1 if not. For cron and one-shot containers.
     bool once = false;

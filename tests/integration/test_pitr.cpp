@@ -1153,5 +1153,85 @@ TEST_F(PitrTest, AGapInTheStateFileGetsItsBaseBackupAtOnceAfterARestart) {
     EXPECT_TRUE(contains(stopped.out, "msg=\"base backup done\"")) << stopped.out;
 }
 
+// run --wal with a drill interval: each scheduled drill also proves
+// point-in-time recovery (the newest base backup and the WAL recovered to the
+// newest dump's restore point, table by table); a PITR drill that fails
+// fails the scheduled drill, named; POSTGRES_DRILL_PITR=false leaves it out.
+TEST_F(PitrTest, TheScheduledDrillAlsoProvesPointInTimeRecovery) {
+    fs::create_directories(archive());  // the first dump makes a restore point
+    PgCluster::instance().exec("pitr_app",
+                               "CREATE TABLE items(id int PRIMARY KEY); "
+                               "INSERT INTO items SELECT generate_series(1, 200)");
+    const fs::path reports = dir_ / "reports";
+    const fs::path tmp = shared_subdir("tmp");  // beside the other shards' sandboxes
+    Receiver receiver;
+    start_service(receiver, {{"POSTGRES_DRILL_INTERVAL_SECONDS", "4"},
+                             {"PGWARD_REPORT_DIR", reports.string()},
+                             {"TMPDIR", tmp.string()}});
+    const fs::path state_path = backups_ / ".pgward-pitr_app.state.json";
+    ASSERT_TRUE(eventually(
+        [&] {
+            try {
+                return nlohmann::json::parse(slurp(state_path))
+                           .value("drills_succeeded_total", 0) >= 1;
+            } catch (...) {
+                return false;
+            }
+        },
+        120s))
+        << slurp(state_path);
+    RunResult stopped = stop_streaming();
+    EXPECT_EQ(stopped.exit_code, 0) << stopped.err;
+    EXPECT_TRUE(contains(stopped.out,
+                         "msg=\"scheduled point-in-time recovery drill finished\" "
+                         "database=pitr_app success=true"))
+        << stopped.out;
+    size_t pitr_reports = 0;
+    for (const std::string& file : list_dir(reports)) {
+        const auto report = nlohmann::json::parse(slurp(reports / file));
+        if (report.value("kind", "") == "pitr") {
+            ++pitr_reports;
+            EXPECT_EQ(report.at("restore_success"), true) << report.dump(2);
+        }
+    }
+    EXPECT_GE(pitr_reports, 1U);
+
+    // The WAL the recovery needs damaged: the PITR drill fails, and so does
+    // the scheduled drill, saying which part failed.
+    std::vector<std::string> segments;
+    for (const std::string& file : list_dir(archive())) {
+        if (file.size() == 24) {
+            segments.push_back(file);
+        }
+    }
+    std::sort(segments.begin(), segments.end());
+    ASSERT_FALSE(segments.empty());
+    for (const std::string& segment : segments) {
+        std::fstream f(archive() / segment, std::ios::in | std::ios::out | std::ios::binary);
+        f.seekp(8192 + 8);
+        f.put('\x7f');
+    }
+    start_service(receiver, {{"POSTGRES_DRILL_INTERVAL_SECONDS", "4"},
+                             {"POSTGRES_BACKUP_ON_START", "false"},
+                             {"PGWARD_REPORT_DIR", reports.string()},
+                             {"TMPDIR", tmp.string()}});
+    ASSERT_TRUE(eventually(
+        [&] {
+            auto failed = receiver.last_event("drill_failed");
+            return failed.has_value();
+        },
+        120s))
+        << slurp(state_path);
+    const auto failed = *receiver.last_event("drill_failed");
+    EXPECT_TRUE(contains(failed.dump(), "point-in-time recovery drill: ")) << failed.dump();
+    EXPECT_TRUE(contains(failed.dump(), "is damaged")) << failed.dump();
+    ASSERT_EQ(stop_streaming().exit_code, 0);
+
+    // Left out when asked.
+    RunResult alone = run_pgward({"run", "--drill-pitr"}, env());
+    EXPECT_EQ(alone.exit_code, 2);
+    EXPECT_TRUE(contains(alone.err, "--drill-pitr goes with --wal")) << alone.err;
+}
+
 }  // namespace
 }  // namespace pgward::test
