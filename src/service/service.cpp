@@ -107,12 +107,23 @@ class SharedState {
 // base backup, or no dump made a restore point: both come once WAL streams).
 std::string run_scheduled_pitr_drill(const ServiceConfig& config) {
     try {
+        // The drill recovers to the newest dump's restore point: it needs a
+        // base backup finished before that point.
         const std::vector<BaseBackup> bases = list_base_backups(config.backup.dir);
-        if (bases.empty() || !newest_dump_with_restore_point(config.backup.dir, config.database,
-                                                             bases.back().system)) {
+        const std::optional<Manifest> dump =
+            bases.empty() ? std::nullopt
+                          : newest_dump_with_restore_point(config.backup.dir, config.database,
+                                                           bases.back().system);
+        const std::optional<pg::Lsn> point =
+            dump ? pg::Lsn::parse(dump->restore_point->lsn) : std::nullopt;
+        const bool reachable =
+            point && std::any_of(bases.begin(), bases.end(), [&](const BaseBackup& b) {
+                return b.system == bases.back().system && b.end <= *point;
+            });
+        if (!reachable) {
             log::warn(
-                "point-in-time recovery drill skipped: no base backup, or no dump with a "
-                "restore point, yet",
+                "point-in-time recovery drill skipped: no dump has made a restore point "
+                "after a base backup yet",
                 {{"database", config.database}});
             return "";
         }
@@ -552,9 +563,12 @@ int run_service(const ServiceConfig& config) {
         } catch (const Error&) {
         }
         const bool due_now = !newest_age || *newest_age >= config.base_interval;
-        const Ms already = due_now ? Ms(0) : std::chrono::duration_cast<Ms>(*newest_age);
-        bases.emplace(config.base_interval, boot_clock_now() - already, due_now, Ms(60000),
-                      Ms(3600000));
+        // A base backup due now goes before a dump due now: that dump's
+        // restore point can then be recovered to.
+        const Schedule::Duration base_start =
+            due_now ? std::min(boot_clock_now(), schedule.next_run() - Ms(1))
+                    : boot_clock_now() - std::chrono::duration_cast<Ms>(*newest_age);
+        bases.emplace(config.base_interval, base_start, due_now, Ms(60000), Ms(3600000));
         // Past a gap in the WAL only a base backup taken after it recovers:
         // one at once (and again after a failure, with backoff).
         base_after_gap = shared.get().wal->gap.has_value();
