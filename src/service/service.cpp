@@ -101,6 +101,30 @@ class SharedState {
     HealthPolicy policy_;
 };
 
+// What every scheduled drill shares: this server, its database, the
+// service's report folder, tools and time limits, in a sandbox.
+DrillRequest scheduled_drill_request(const ServiceConfig& config, const std::string& drill_db) {
+    DrillRequest request;
+    request.server = config.backup.connection;
+    request.source_database = config.database;
+    request.drill_db = drill_db;
+    request.report_dir = config.drill_report_dir;
+    request.pg_bin = config.backup.pg_bin;
+    request.sandbox = true;
+    request.limits = {config.backup.timeout, config.backup.stall};
+    return request;
+}
+
+// "name: actual" of a report's first failed check, if any.
+std::optional<std::string> first_failed_check(const nlohmann::ordered_json& report) {
+    for (const auto& check : report["checks"]) {
+        if (!check["passed"].get<bool>()) {
+            return check["name"].get<std::string>() + ": " + check["actual"].get<std::string>();
+        }
+    }
+    return std::nullopt;
+}
+
 // drill --pitr beside the scheduled drill: the newest base backup and the WAL
 // recovered to the newest dump's restore point, in a sandbox, and proven
 // table by table. What failed, or "" when it passed or could not run yet (no
@@ -127,16 +151,9 @@ std::string run_scheduled_pitr_drill(const ServiceConfig& config) {
                 {{"database", config.database}});
             return "";
         }
-        DrillRequest request;
-        request.server = config.backup.connection;
-        request.source_database = config.database;
-        request.drill_db = config.database + "_pitr_drill";
-        request.report_dir = config.drill_report_dir;
-        request.pg_bin = config.backup.pg_bin;
+        DrillRequest request = scheduled_drill_request(config, config.database + "_pitr_drill");
         request.pitr = true;
-        request.sandbox = true;
         request.backup_dir = config.backup.dir;
-        request.limits = {config.backup.timeout, config.backup.stall};
         const DrillOutcome outcome = run_drill(request);
         log::write(outcome.success ? log::Level::Info : log::Level::Error,
                    "scheduled point-in-time recovery drill finished",
@@ -146,11 +163,8 @@ std::string run_scheduled_pitr_drill(const ServiceConfig& config) {
         if (outcome.success) {
             return "";
         }
-        for (const auto& check : outcome.report["checks"]) {
-            if (!check["passed"].get<bool>()) {
-                return "point-in-time recovery drill: " + check["name"].get<std::string>() + ": " +
-                       check["actual"].get<std::string>();
-            }
+        if (auto failed = first_failed_check(outcome.report)) {
+            return "point-in-time recovery drill: " + *failed;
         }
         return "point-in-time recovery drill failed: " + outcome.report_path.string();
     } catch (const Error& e) {
@@ -162,15 +176,8 @@ std::string run_scheduled_pitr_drill(const ServiceConfig& config) {
 // proven one in the bucket, fetched: the host-loss rehearsal): its result goes
 // to the state (status, health, metrics) and to the alert hook.
 void run_scheduled_drill(const ServiceConfig& config, SharedState& shared, Notifier& notifier) {
-    DrillRequest request;
-    request.server = config.backup.connection;
-    request.source_database = config.database;
-    request.drill_db = config.database + "_restore_drill";
-    request.report_dir = config.drill_report_dir;
-    request.pg_bin = config.backup.pg_bin;
+    DrillRequest request = scheduled_drill_request(config, config.database + "_restore_drill");
     request.version_table = config.drill_version_table;
-    request.sandbox = true;
-    request.limits = {config.backup.timeout, config.backup.stall};
     request.keys = config.drill_keys;
     bool success = false;
     std::string detail;
@@ -234,13 +241,7 @@ void run_scheduled_drill(const ServiceConfig& config, SharedState& shared, Notif
             report = outcome.report_path.string();
             detail = report;
             if (!success) {
-                for (const auto& check : outcome.report["checks"]) {
-                    if (!check["passed"].get<bool>()) {
-                        detail = check["name"].get<std::string>() + ": " +
-                                 check["actual"].get<std::string>();
-                        break;
-                    }
-                }
+                detail = first_failed_check(outcome.report).value_or(detail);
             }
         } catch (const Error& e) {
             detail = e.what();
