@@ -11,6 +11,7 @@
 #include "commands/remote_options.hpp"
 #include "domain/offsite.hpp"
 #include "domain/pitr.hpp"
+#include "domain/pitr_offsite.hpp"
 #include "domain/restore_job.hpp"
 #include "domain/verify.hpp"
 #include "util/error.hpp"
@@ -53,7 +54,7 @@ class RestoreCommand : public Command {
         add_watchdog_options(options_, app);
         app.add_flag("--remote", remote_,
                      "restore from the remote store: latest or a name there (checked as it "
-                     "streams)");
+                     "streams); with --pitr, the base backup and WAL copied there");
         add_remote_options(options_, app, RemoteFlag::SelectsTheStore);
         add_identity_options(options_, app);
         add_encryption_options(options_, app);
@@ -201,12 +202,28 @@ class RestoreCommand : public Command {
         PitrRequest request;
         request.dir = options_.get_or("dir", "/backups");
         request.pgdata = std::filesystem::absolute(pgdata_);
-        auto at_backup = backup_restore_point(request.dir, pitr_target_);
-        request.target =
-            at_backup ? *at_backup
-                      : RecoveryTarget::parse(pitr_target_.empty() ? "latest" : pitr_target_);
         if (!system_.empty()) {
             request.system = parse_number(Setting{system_, "--system", true}, 1, UINT64_MAX);
+        }
+        std::optional<FetchedPitrArchive> fetched;
+        if (remote_) {
+            if (fetch_wal_) {
+                throw usage_error("--fetch-wal does not go with --remote",
+                                  "the WAL fetched from the store is copied into pg_wal");
+            }
+            const RemoteConfig config = required_remote_config(options_);
+            const storage::S3Store store(storage::S3Client(config.s3), config.prefix);
+            // Fetched beside the new data directory: it is copied from there.
+            fetched.emplace(store, request.system, pitr_target_, request.pgdata.parent_path());
+            request.dir = fetched->dir();
+            request.system = fetched->system();
+            request.target = fetched->target();
+            request.archive_location = fetched->wal_location();
+        } else {
+            auto at_backup = backup_restore_point(request.dir, pitr_target_);
+            request.target =
+                at_backup ? *at_backup
+                          : RecoveryTarget::parse(pitr_target_.empty() ? "latest" : pitr_target_);
         }
         if (!owner_.empty()) {
             request.owner = owner_;

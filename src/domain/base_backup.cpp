@@ -23,7 +23,7 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr const char* kFormat = "pgward-base-backup/1";
-constexpr const char* kInfoFile = "base.json";
+constexpr const char* kInfoFile = kBaseBackupInfoFile;
 
 fs::path system_dir(const fs::path& backup_dir, uint64_t system) {
     return backup_dir / "base" / std::to_string(system);
@@ -138,6 +138,18 @@ std::string verify_base_backup(const fs::path& partial, const std::vector<std::s
 }
 
 }  // namespace
+
+std::string base_backup_info_text(const BaseBackup& backup) {
+    return to_json(backup).dump(2) + "\n";
+}
+
+BaseBackup parse_base_backup_info(std::string_view text, const fs::path& where) {
+    try {
+        return from_json(nlohmann::json::parse(text), where);
+    } catch (const nlohmann::json::exception& e) {
+        throw failure(fmt::format("{} cannot be read: {}", (where / kInfoFile).string(), e.what()));
+    }
+}
 
 ManifestWalRange read_manifest_wal_range(const std::string& backup_manifest_text) {
     nlohmann::json manifest;
@@ -272,7 +284,7 @@ BaseBackup take_base_backup(const BaseBackupRequest& request) {
     for (const auto& entry : fs::directory_iterator(out)) {
         ::chmod(entry.path().c_str(), 0600);
     }
-    write_file_atomically(out / kInfoFile, to_json(backup).dump(2) + "\n",
+    write_file_atomically(out / kInfoFile, base_backup_info_text(backup),
                           AtomicFile::Publish::NoReplace);
     // pg_basebackup synced its files, write_file_atomically base.json.
     fsync_directory(out);

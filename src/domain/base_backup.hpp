@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "domain/watchdog.hpp"
@@ -47,6 +48,14 @@ struct BaseBackupRequest {
 // from start to end); then published under its name by one rename. A
 // failure or SIGTERM leaves nothing but the log.
 BaseBackup take_base_backup(const BaseBackupRequest& request);
+
+// The file in a base backup's folder that describes it (written last).
+inline constexpr const char* kBaseBackupInfoFile = "base.json";
+
+// A base backup's base.json, as text and back; `where` is the backup's
+// folder (or where messages say it is).
+std::string base_backup_info_text(const BaseBackup& backup);
+BaseBackup parse_base_backup_info(std::string_view text, const std::filesystem::path& where);
 
 // The base backups of `system` (or of every system), oldest first.
 std::vector<BaseBackup> list_base_backups(const std::filesystem::path& backup_dir,

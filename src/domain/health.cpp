@@ -107,6 +107,14 @@ Health evaluate_health_of_real_backups(const std::optional<ServiceState>& state,
     if (state && state->wal && state->wal->problem) {
         return {false, "wal-failing", *state->wal->problem};
     }
+    if (state && state->wal && state->wal->offsite_failure) {
+        return {
+            false, "wal-offsite-failing",
+            fmt::format("the last {} offsite cop(y/ies) of the WAL and base backups failed, "
+                        "the latest at {}: {} (the local archive is kept)",
+                        state->wal->offsite_failures, state->wal->offsite_failure_at.value_or("?"),
+                        *state->wal->offsite_failure)};
+    }
     if (state && state->remote) {
         if (state->remote_consecutive_failures > 0) {
             return {false, "offsite-failing",
@@ -241,6 +249,20 @@ std::string render_metrics(const ServiceState& s, const Health& health) {
         gauge("pgward_wal_healthy", "1 when WAL streaming has no problem.", db, w.problem ? 0 : 1);
         gauge("pgward_wal_alerts_total", "WAL streaming problems alerted.", db,
               static_cast<double>(w.alerts_total), "counter");
+        if (s.remote) {
+            gauge("pgward_wal_offsite_healthy",
+                  "1 when the last offsite copy of the WAL and base backups succeeded.", db,
+                  w.offsite_failure ? 0 : 1);
+            if (w.offsite_at) {
+                if (auto at = parse_iso_utc(*w.offsite_at)) {
+                    gauge("pgward_wal_offsite_last_success_timestamp_seconds",
+                          "When the WAL and base backups were last copied offsite and proven.", db,
+                          static_cast<double>(std::chrono::duration_cast<std::chrono::seconds>(
+                                                  at->time_since_epoch())
+                                                  .count()));
+                }
+            }
+        }
     }
     gauge("pgward_healthy", "1 when the freshness check passes.", db, health.healthy ? 1 : 0);
     return out;

@@ -353,6 +353,33 @@ std::optional<std::string> RecoveryTarget::setting() const {
     return std::nullopt;
 }
 
+std::optional<pg::Lsn> target_position(const fs::path& dir, const RecoveryTarget& target) {
+    if (target.kind == RecoveryTarget::Kind::Lsn) {
+        return target.lsn;
+    }
+    if (target.kind == RecoveryTarget::Kind::Name) {
+        return find_restore_point(dir, target.name);
+    }
+    return std::nullopt;
+}
+
+const BaseBackup* choose_base_backup(const std::vector<BaseBackup>& backups,
+                                     const RecoveryTarget& target,
+                                     std::optional<pg::Lsn> target_lsn) {
+    const BaseBackup* chosen = nullptr;
+    for (const BaseBackup& b : backups) {
+        const bool usable = (target.kind == RecoveryTarget::Kind::Time &&
+                             std::chrono::system_clock::time_point(b.finished) <= target.time) ||
+                            (target_lsn && b.end <= *target_lsn) ||
+                            target.kind == RecoveryTarget::Kind::Latest ||
+                            (target.kind == RecoveryTarget::Kind::Name && !target_lsn);
+        if (usable) {
+            chosen = &b;
+        }
+    }
+    return chosen;
+}
+
 PitrPlan plan_pitr(const PitrRequest& request) {
     uint64_t system = 0;
     if (request.system) {
@@ -383,30 +410,11 @@ PitrPlan plan_pitr(const PitrRequest& request) {
     PitrPlan plan;
     const WalArchive archive(request.dir, system);
     plan.archive = archive.dir();
+    const std::string archive_name = request.archive_location.value_or(archive.dir().string());
     const std::vector<WalArchive::Entry> entries = archive.entries();
 
-    // Where a restore point pgward made at a dump lies (its manifest says);
-    // another restore point's position is not known before replay.
-    std::optional<pg::Lsn> target_lsn;
-    if (request.target.kind == RecoveryTarget::Kind::Lsn) {
-        target_lsn = request.target.lsn;
-    } else if (request.target.kind == RecoveryTarget::Kind::Name) {
-        target_lsn = find_restore_point(request.dir, request.target.name);
-    }
-
-    // The newest base backup the target does not predate.
-    const BaseBackup* chosen = nullptr;
-    for (const BaseBackup& b : backups) {
-        const bool usable =
-            (request.target.kind == RecoveryTarget::Kind::Time &&
-             std::chrono::system_clock::time_point(b.finished) <= request.target.time) ||
-            (target_lsn && b.end <= *target_lsn) ||
-            request.target.kind == RecoveryTarget::Kind::Latest ||
-            (request.target.kind == RecoveryTarget::Kind::Name && !target_lsn);
-        if (usable) {
-            chosen = &b;
-        }
-    }
+    const std::optional<pg::Lsn> target_lsn = target_position(request.dir, request.target);
+    const BaseBackup* chosen = choose_base_backup(backups, request.target, target_lsn);
 
     // The WAL from the base backup on: its own (start to end, in pg_wal.tar)
     // then the archive's, with no segment missing.
@@ -430,7 +438,7 @@ PitrPlan plan_pitr(const PitrRequest& request) {
                 r.missing = fmt::format(
                     "WAL segment {} is missing from {}",
                     pg::WalFileName::segment_name(from.timeline, r.last_segment + 1, size),
-                    archive.dir().string());
+                    archive_name);
                 break;
             }
             r.last_segment = std::max(r.last_segment, it->first);
@@ -442,7 +450,7 @@ PitrPlan plan_pitr(const PitrRequest& request) {
                 r.missing = fmt::format(
                     "WAL segment {} in {} ends where streaming stopped, and the WAL after it up "
                     "to {} was removed by the server before it was streamed",
-                    it->second->file, archive.dir().string(), std::next(it)->second->file);
+                    it->second->file, archive_name, std::next(it)->second->file);
                 break;
             }
         }

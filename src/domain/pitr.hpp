@@ -63,7 +63,23 @@ struct PitrRequest {
     // so the server needs neither pgward nor access to the archive; else
     // restore_command fetches each segment through pgward as it is needed.
     bool copy_wal = true;
+    // How messages name the WAL archive (the store it was fetched from);
+    // its folder otherwise.
+    std::optional<std::string> archive_location;
 };
+
+// Where a target lies in the WAL when that is known before replay: an LSN,
+// or a restore point a dump in `dir` made (its manifest says).
+std::optional<pg::Lsn> target_position(const std::filesystem::path& dir,
+                                       const RecoveryTarget& target);
+
+// The newest of `backups` (oldest first) a recovery to `target` can start
+// from: finished before a time, ended before `target_lsn`; the newest for
+// latest or a restore point of unknown place. nullptr when the target
+// predates them all.
+const BaseBackup* choose_base_backup(const std::vector<BaseBackup>& backups,
+                                     const RecoveryTarget& target,
+                                     std::optional<pg::Lsn> target_lsn);
 
 struct PitrPlan {
     BaseBackup base;

@@ -78,7 +78,12 @@ std::string state_to_json(const ServiceState& s) {
                       {"alerts_total", w.alerts_total},
                       {"gap", optional_json(w.gap)},
                       {"gap_at", optional_json(w.gap_at)},
-                      {"stopped_because", optional_json(w.stopped_because)}};
+                      {"stopped_because", optional_json(w.stopped_because)},
+                      {"offsite_newest", optional_json(w.offsite_newest)},
+                      {"offsite_at", optional_json(w.offsite_at)},
+                      {"offsite_failure", optional_json(w.offsite_failure)},
+                      {"offsite_failure_at", optional_json(w.offsite_failure_at)},
+                      {"offsite_failures", w.offsite_failures}};
     } else {
         doc["wal"] = nullptr;
     }
@@ -154,6 +159,11 @@ ServiceState state_from_json(const std::string& text, const std::string& source)
             wal.gap = optional_string(w, "gap");
             wal.gap_at = optional_string(w, "gap_at");
             wal.stopped_because = optional_string(w, "stopped_because");
+            wal.offsite_newest = optional_string(w, "offsite_newest");
+            wal.offsite_at = optional_string(w, "offsite_at");
+            wal.offsite_failure = optional_string(w, "offsite_failure");
+            wal.offsite_failure_at = optional_string(w, "offsite_failure_at");
+            wal.offsite_failures = w.value("offsite_failures", uint64_t{0});
             s.wal = std::move(wal);
         }
         return s;

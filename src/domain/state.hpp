@@ -37,6 +37,14 @@ struct WalStreamState {
     // What pg_receivewal said when it last stopped (until it streams again):
     // a stopped stream's problem says why (a full disk, a refused slot...).
     std::optional<std::string> stopped_because;
+    // The offsite copy of the WAL and base backups (with --remote): the
+    // newest segment proven there, when a copy last succeeded, and why the
+    // last ones failed (until one succeeds).
+    std::optional<std::string> offsite_newest;
+    std::optional<std::string> offsite_at;
+    std::optional<std::string> offsite_failure;
+    std::optional<std::string> offsite_failure_at;
+    uint64_t offsite_failures = 0;  // in a row
 };
 
 // What the service knows about its backups, kept in a small file in the

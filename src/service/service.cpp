@@ -5,17 +5,22 @@
 #include <algorithm>
 #include <atomic>
 #include <csignal>
+#include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "domain/drill.hpp"
+#include "domain/pitr_offsite.hpp"
 #include "domain/repository.hpp"
 #include "domain/schedule.hpp"
 #include "domain/state.hpp"
+#include "domain/wal_archive.hpp"
 #include "pg/catalog.hpp"
 #include "service/http_server.hpp"
 #include "service/notifier.hpp"
@@ -420,6 +425,100 @@ void watch_wal_stream(const ServiceConfig& config, SharedState& shared, Notifier
         }
     }
 }
+// One offsite copy of the WAL or the base backups: its outcome in the state
+// (wal.offsite_*), an alert when copies start failing and when they work
+// again. `copy` returns the newest segment proven offsite, if it knows it.
+void copy_pitr_offsite_recorded(const ServiceConfig& config, SharedState& shared,
+                                Notifier& notifier, const char* what,
+                                const std::function<std::optional<std::string>()>& copy) {
+    const std::string location = config.offsite->location();
+    std::optional<std::string> newest;
+    std::string failure;
+    try {
+        newest = copy();
+    } catch (const std::exception& e) {
+        failure = fmt::format("{} to {}: {}", what, location, e.what());
+    }
+    if (pending_interrupt() != 0 && !failure.empty()) {
+        return;  // stopped halfway: not a failure of the store
+    }
+    const std::string at = format_iso_utc(now_seconds());
+    bool started_failing = false;
+    bool recovered = false;
+    uint64_t failures = 0;
+    shared.update([&](ServiceState& s) {
+        if (!s.wal) {
+            return;
+        }
+        WalStreamState& w = *s.wal;
+        if (failure.empty()) {
+            recovered = w.offsite_failure.has_value();
+            w.offsite_at = at;
+            if (newest) {
+                w.offsite_newest = newest;
+            }
+            w.offsite_failure.reset();
+            w.offsite_failure_at.reset();
+            w.offsite_failures = 0;
+        } else {
+            started_failing = !w.offsite_failure.has_value();
+            w.offsite_failure = failure;
+            w.offsite_failure_at = at;
+            w.offsite_failures += 1;
+            failures = w.offsite_failures;
+        }
+    });
+    if (!failure.empty()) {
+        log::error("offsite copy of the WAL or base backups failed; the local archive is kept",
+                   {{"reason", failure}, {"consecutive_failures", std::to_string(failures)}});
+        if (started_failing) {
+            notifier.offsite_finished({"", config.database, at, failure, failures}, false, false);
+        }
+    } else if (recovered) {
+        log::info("offsite copies of the WAL and base backups work again", {{"store", location}});
+        notifier.offsite_finished({"", config.database, at, location, 0}, true, true);
+    }
+}
+
+// Copies the completed WAL, then any new base backup, offsite every check
+// interval: what a lost host loses is at most what is not there yet, and a
+// copy that failed is tried again on the next pass.
+void upload_wal_offsite(const ServiceConfig& config, SharedState& shared, Notifier& notifier) {
+    const storage::S3Store store(storage::S3Client(config.offsite->s3), config.offsite->prefix);
+    std::map<uint64_t, WalOffsiteCopier> copiers;
+    std::set<std::string> bases_stored;  // base backups known to be in the store
+    while (wait_uninterrupted(config.wal_check_interval)) {
+        // (copy_pitr_offsite_recorded lets nothing escape: it would end the process.)
+        copy_pitr_offsite_recorded(
+            config, shared, notifier, "copying the WAL and base backups", [&] {
+                std::optional<std::string> newest;
+                for (uint64_t system : wal_archive_systems(config.backup.dir)) {
+                    auto copier = copiers.find(system);
+                    if (copier == copiers.end()) {
+                        copier =
+                            copiers
+                                .emplace(system, WalOffsiteCopier(config.backup.dir, system, store,
+                                                                  config.offsite->offsite.proof))
+                                .first;
+                    }
+                    const WalOffsiteResult copied = copier->second.copy();
+                    newest = copied.newest ? copied.newest : newest;
+                }
+                for (const BaseBackup& base : list_base_backups(config.backup.dir)) {
+                    if (bases_stored.count(base.name) != 0) {
+                        continue;
+                    }
+                    copy_base_backups_offsite(config.backup.dir, base.system, store,
+                                              config.offsite->offsite.proof, config.base_retention);
+                    for (const BaseBackup& b : list_base_backups(config.backup.dir, base.system)) {
+                        bases_stored.insert(b.name);
+                    }
+                }
+                return newest;
+            });
+    }
+}
+
 // A scheduled base backup, then base backup retention; a failure is logged
 // and tried again with the schedule's backoff (no alert of its own yet).
 bool take_scheduled_base_backup(const ServiceConfig& config) {
@@ -477,6 +576,8 @@ int run_service(const ServiceConfig& config) {
         // A gap stays one until a base backup after it.
         fresh.gap = wal.gap;
         fresh.gap_at = wal.gap_at;
+        fresh.offsite_newest = wal.offsite_newest;
+        fresh.offsite_at = wal.offsite_at;
         initial.wal = fresh;
     } else {
         initial.wal.reset();
@@ -537,11 +638,13 @@ int run_service(const ServiceConfig& config) {
     struct WalThreads {
         std::thread streamer;
         std::thread watcher;
+        std::thread uploader;
         ~WalThreads() {
-            if ((streamer.joinable() || watcher.joinable()) && pending_interrupt() == 0) {
+            if ((streamer.joinable() || watcher.joinable() || uploader.joinable()) &&
+                pending_interrupt() == 0) {
                 ::raise(SIGTERM);
             }
-            for (std::thread* t : {&streamer, &watcher}) {
+            for (std::thread* t : {&streamer, &watcher, &uploader}) {
                 if (t->joinable()) {
                     t->join();
                 }
@@ -600,6 +703,10 @@ int run_service(const ServiceConfig& config) {
         wal_threads.streamer =
             std::thread([&streamer_request] { supervise_wal_stream(streamer_request); });
         wal_threads.watcher = std::thread([&] { watch_wal_stream(config, shared, notifier); });
+        if (config.offsite) {
+            wal_threads.uploader =
+                std::thread([&] { upload_wal_offsite(config, shared, notifier); });
+        }
     }
     bool last_cycle_failed = false;
     for (;;) {
@@ -708,7 +815,7 @@ int run_service(const ServiceConfig& config) {
         s.running = false;
         s.running_since.reset();
     });
-    for (std::thread* t : {&wal_threads.streamer, &wal_threads.watcher}) {
+    for (std::thread* t : {&wal_threads.streamer, &wal_threads.watcher, &wal_threads.uploader}) {
         if (t->joinable()) {
             t->join();
         }

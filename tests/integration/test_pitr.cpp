@@ -26,10 +26,12 @@
 #include "harness/pg_cluster.hpp"
 #include "harness/receiver.hpp"
 #include "harness/runner.hpp"
+#include "harness/s3_server.hpp"
 #include "harness/scratch.hpp"
 #include "pg/connection.hpp"
 #include "pg/wal.hpp"
 #include "util/error.hpp"
+#include "util/sha256.hpp"
 
 namespace pgward::test {
 namespace {
@@ -82,7 +84,11 @@ class PitrTest : public ScratchDirTest {
         ScratchDirTest::TearDown();
     }
 
-    Env env(Env extra = {}) const { return pg_env("pitr_app", backups_, std::move(extra)); }
+    Env env(Env extra = {}) const {
+        Env e = extra_env_;
+        e.insert(e.end(), extra.begin(), extra.end());
+        return pg_env("pitr_app", backups_, std::move(e));
+    }
 
     // `pgward run --wal` as the streamer, looking at it every second, a
     // streamer stopped 2 s a problem, alerts to `receiver`; then `extra`.
@@ -205,6 +211,7 @@ class PitrTest : public ScratchDirTest {
 
     fs::path backups_;
     std::unique_ptr<BackgroundPgward> streamer_;
+    Env extra_env_;  // what every pgward this test runs gets
 };
 
 TEST_F(PitrTest, RecoversToATimeBetweenTwoMarkersAndToTheLastStreamedWrite) {
@@ -1239,6 +1246,199 @@ TEST_F(PitrTest, TheScheduledDrillAlsoProvesPointInTimeRecovery) {
     RunResult alone = run_pgward({"run", "--drill-pitr"}, env());
     EXPECT_EQ(alone.exit_code, 2);
     EXPECT_TRUE(contains(alone.err, "--drill-pitr goes with --wal")) << alone.err;
+}
+
+// The offsite copy of the WAL and base backups, against a real S3 server
+// (Ceph RGW): what a recovery needs when the host and its backup volume are
+// gone.
+class PitrOffsiteTest : public PitrTest {
+  protected:
+    void SetUp() override {
+        PitrTest::SetUp();
+        s3_ = S3Server::instance();
+        if (s3_ == nullptr) {
+            GTEST_SKIP() << S3Server::skip_reason();
+        }
+        std::string name =
+            std::string("pitr-") + ::testing::UnitTest::GetInstance()->current_test_info()->name();
+        for (char& c : name) {
+            c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        }
+        bucket_ = s3_->make_bucket(name.substr(0, 50));
+        extra_env_ = s3_->credentials_env();
+        extra_env_.emplace_back("AWS_ENDPOINT_URL", s3_->endpoint());
+        extra_env_.emplace_back("POSTGRES_BACKUP_REMOTE", remote());
+    }
+
+    std::string remote() const { return "s3://" + bucket_ + "/prod"; }
+    std::vector<std::string> keys(const std::string& under) const {
+        std::vector<std::string> out;
+        for (const auto& [key, size] : s3_->list(bucket_, "prod/" + under)) {
+            out.push_back(key.substr(std::string("prod/").size()));
+        }
+        return out;
+    }
+    std::string system() const { return archive().filename().string(); }
+
+    S3Server* s3_ = nullptr;
+    std::string bucket_;
+};
+
+TEST_F(PitrOffsiteTest, TheWalAndBaseBackupsArePushedProvenAndRecoveredFromTheBucketAlone) {
+    start_streaming();
+    RunResult base = run_pgward({"basebackup"}, env());
+    ASSERT_EQ(base.exit_code, 0) << base.err;
+    const fs::path base_dir = base.out.substr(0, base.out.find('\n'));
+    mark(1);
+    std::this_thread::sleep_for(1100ms);
+    const std::string between = server_time();
+    std::this_thread::sleep_for(1100ms);
+    mark(2);
+    PgCluster::instance().exec("postgres", "SELECT pg_switch_wal()");
+    mark(3);
+    // Only completed segments go up: the one holding mark 3 is completed too.
+    PgCluster::instance().exec("postgres", "SELECT pg_switch_wal()");
+    ASSERT_TRUE(wait_streamed());
+    ASSERT_EQ(stop_streaming().exit_code, 0);
+
+    RunResult push = run_pgward({"push"}, env());
+    ASSERT_EQ(push.exit_code, 0) << push.err;
+    const std::string base_key = "base/" + system() + "/" + base_dir.filename().string();
+    EXPECT_TRUE(contains(push.out, base_key + "\n")) << push.out;
+    EXPECT_TRUE(contains(push.out, "wal/" + system() + "/")) << push.out;
+    // Every file in the bucket is the local one (read by an independent client).
+    size_t segments = 0;
+    for (const std::string& file : list_dir(archive())) {
+        if (file.size() != 24) {
+            continue;
+        }
+        ++segments;
+        EXPECT_EQ(s3_->sha256(bucket_, "prod/wal/" + system() + "/" + file),
+                  sha256_file_hex(archive() / file))
+            << file;
+    }
+    EXPECT_GE(segments, 2U);
+    for (const char* file : {"base.tar", "pg_wal.tar", "backup_manifest"}) {
+        EXPECT_EQ(s3_->sha256(bucket_, "prod/" + base_key + "/" + file),
+                  sha256_file_hex(base_dir / file))
+            << file;
+    }
+    const std::vector<std::string> sums = keys("wal/" + system() + "/sums-");
+    ASSERT_FALSE(sums.empty());
+    // Nothing twice.
+    RunResult again = run_pgward({"push"}, env());
+    ASSERT_EQ(again.exit_code, 0) << again.err;
+    EXPECT_EQ(again.out, "");
+
+    // The host is gone with its backup volume.
+    fs::rename(backups_, dir_ / "lost");
+    fs::create_directories(backups_);
+    EXPECT_EQ(recovered_marks({"--remote", "--to", between}, "to-time"), "1");
+    EXPECT_EQ(recovered_marks({"--remote"}, "to-latest"), "1,2,3");
+    for (const std::string& name : list_dir(dir_)) {
+        EXPECT_FALSE(name.starts_with(".pgward-fetch-")) << name;
+    }
+
+    // A target before every stored base backup is refused before anything is fetched.
+    RunResult early = run_pgward({"restore", "--pitr", "--remote", "--to", "2001-01-01T00:00:00Z",
+                                  "--pgdata", (dir_ / "early").string()},
+                                 env());
+    EXPECT_EQ(early.exit_code, 1);
+    EXPECT_TRUE(contains(early.err, "is before every base backup in " + remote() + "/base/" +
+                                        system() + "/: the oldest, "))
+        << early.err;
+    EXPECT_FALSE(fs::exists(dir_ / "early"));
+
+    // A segment changed in the bucket: refused by name, nothing laid out or left.
+    std::string newest;
+    for (const std::string& file : list_dir(dir_ / "lost" / "wal" / system())) {
+        newest = file.size() == 24 ? file : newest;
+    }
+    std::string bytes = slurp(dir_ / "lost" / "wal" / system() / newest);
+    bytes[bytes.size() - 100] = static_cast<char>(bytes[bytes.size() - 100] ^ 0x01);
+    write_text(dir_ / "changed", bytes);
+    s3_->put(bucket_, "prod/wal/" + system() + "/" + newest, dir_ / "changed");
+    RunResult changed = run_pgward(
+        {"restore", "--pitr", "--remote", "--pgdata", (dir_ / "changed-wal").string()}, env());
+    EXPECT_EQ(changed.exit_code, 1);
+    EXPECT_TRUE(contains(changed.err, remote() + "/wal/" + system() + "/" + newest +
+                                          " is not the file that was uploaded and proven"))
+        << changed.err;
+    EXPECT_FALSE(fs::exists(dir_ / "changed-wal"));
+    for (const std::string& name : list_dir(dir_)) {
+        EXPECT_FALSE(name.starts_with(".pgward-fetch-")) << name;
+    }
+    RunResult fetch_wal = run_pgward(
+        {"restore", "--pitr", "--remote", "--fetch-wal", "--pgdata", (dir_ / "fetch-wal").string()},
+        env());
+    EXPECT_EQ(fetch_wal.exit_code, 2);
+    EXPECT_TRUE(contains(fetch_wal.err, "--fetch-wal does not go with --remote")) << fetch_wal.err;
+}
+
+TEST_F(PitrOffsiteTest, TheServiceCopiesWalAsItStreamsAndAlertsWhileTheStoreFails) {
+    fs::create_directories(archive());
+    Receiver receiver;
+    // A bucket that is not there yet: every copy fails until it is made.
+    const std::string later = bucket_ + "-later";
+    start_service(receiver, {{"POSTGRES_BACKUP_REMOTE", "s3://" + later + "/prod"},
+                             {"POSTGRES_BACKUP_BASE_RETENTION_COUNT", "1"}});
+    const fs::path state_path = backups_ / ".pgward-pitr_app.state.json";
+    auto wal_state = [&] {
+        try {
+            return nlohmann::json::parse(slurp(state_path)).at("wal");
+        } catch (...) {
+            return nlohmann::json::object();
+        }
+    };
+    ASSERT_TRUE(eventually([&] { return wal_state().value("offsite_failures", 0) >= 1; }, 60s))
+        << slurp(state_path);
+    std::optional<nlohmann::json> failed;
+    ASSERT_TRUE(eventually(
+        [&] {
+            for (const auto& request : receiver.requests()) {
+                if (contains(request.body, "offsite_failed") &&
+                    contains(request.body, "copying the WAL and base backups to s3://" + later)) {
+                    failed = nlohmann::json::parse(request.body);
+                }
+            }
+            return failed.has_value();
+        },
+        30s));
+    EXPECT_TRUE(contains(failed->at("reason").get<std::string>(), "NoSuchBucket"))
+        << failed->dump();
+    RunResult health = run_pgward({"healthcheck"}, env());
+    EXPECT_EQ(health.exit_code, 1);
+    EXPECT_TRUE(contains(health.out + health.err,
+                         "unhealthy: the last 1 offsite cop(y/ies) of the WAL and base backups "
+                         "failed"))
+        << health.out << health.err;
+
+    s3_->make_bucket(later);
+    mark(1);
+    PgCluster::instance().exec("postgres", "SELECT pg_switch_wal()");
+    const std::string switched = PgCluster::instance().query_value(
+        "postgres", "SELECT pg_walfile_name(pg_current_wal_lsn() - 1)");
+    ASSERT_TRUE(eventually(
+        [&] {
+            const auto newest = wal_state().value("offsite_newest", nlohmann::json());
+            return newest.is_string() && newest.get<std::string>() >= switched;
+        },
+        90s))
+        << slurp(state_path);
+    ASSERT_TRUE(
+        eventually([&] { return receiver.last_event("offsite_recovered").has_value(); }, 30s));
+    EXPECT_EQ(wal_state().value("offsite_failures", 99), 0) << slurp(state_path);
+    RunResult stopped = stop_streaming();
+    EXPECT_EQ(stopped.exit_code, 0) << stopped.err;
+
+    // The base backup went up once the bucket was there (the next one is a
+    // week away: it went up on the retry after its first copy failed).
+    bool base_there = false;
+    for (const auto& [key, size] : s3_->list(later, "prod/base/")) {
+        base_there = base_there || key.ends_with("/base.json");
+    }
+    EXPECT_TRUE(base_there) << stopped.out;
+    EXPECT_TRUE(s3_->list(later, "prod/wal/" + system() + "/" + switched).size() == 1) << switched;
 }
 
 }  // namespace

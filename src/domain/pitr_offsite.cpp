@@ -1,0 +1,501 @@
+#include "domain/pitr_offsite.hpp"
+
+#include <algorithm>
+#include <charconv>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "domain/naming.hpp"
+#include "domain/wal_archive.hpp"
+#include "pg/wal.hpp"
+#include "util/error.hpp"
+#include "util/files.hpp"
+#include "util/log.hpp"
+#include "util/sha256.hpp"
+
+namespace pgward {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kSumsFormat = "pgward-wal-sums/1";
+constexpr const char* kSumsPrefix = "sums-";
+constexpr const char* kSumsSuffix = ".json";
+// WAL files named by one sums file: a killed run re-uploads at most these.
+constexpr size_t kSumsBatch = 32;
+
+std::string sums_file_of(const std::string& last_file) {
+    return std::string(kSumsPrefix) + last_file + kSumsSuffix;
+}
+
+bool is_sums_file(std::string_view name) {
+    return name.starts_with(kSumsPrefix) && name.ends_with(kSumsSuffix);
+}
+
+std::optional<uint64_t> parse_system(std::string_view text) {
+    uint64_t value = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc() || end != text.data() + text.size() || text.empty() || value == 0) {
+        return std::nullopt;
+    }
+    return value;
+}
+
+std::string read_text(const storage::Store& store, std::string_view name) {
+    std::string text;
+    store.read(name, [&](const char* data, size_t size) { text.append(data, size); });
+    return text;
+}
+
+// Uploads `source` as `name` and proves the copy: read back and hashed, or
+// its size. An unproven copy is removed (the next run uploads it again).
+StoredDigest upload_proven(storage::Store& store, const std::string& name, const fs::path& source,
+                           RemoteProof proof) {
+    const StoredDigest local{fs::file_size(source), sha256_file_hex(source)};
+    store.put_file(name, source);
+    std::string problem;
+    if (proof == RemoteProof::Read) {
+        Sha256 hash;
+        const uint64_t bytes =
+            store.read(name, [&](const char* data, size_t size) { hash.update(data, size); });
+        const std::string digest = hash.hex_digest();
+        if (bytes != local.size || digest != local.sha256) {
+            problem = fmt::format("read back {} bytes, SHA-256 {}; the local file has {} bytes, {}",
+                                  bytes, digest, local.size, local.sha256);
+        }
+    } else {
+        const std::optional<storage::StoredFile> stored = store.stat(name);
+        if (!stored || stored->size != local.size) {
+            problem = fmt::format("it has {} bytes; the local file {}",
+                                  stored ? std::to_string(stored->size) : "none", local.size);
+        }
+    }
+    if (!problem.empty()) {
+        try {
+            store.remove(name);
+        } catch (const Error& e) {
+            log::warn("could not remove an unproven copy; the next run replaces it",
+                      {{"reason", e.what()}});
+        }
+        throw failure(fmt::format("the offsite copy {} is not {}: {}", store.location_of(name),
+                                  source.string(), problem),
+                      "the local file is kept; the next run uploads it again");
+    }
+    return local;
+}
+
+// Streams `name` from the store into `destination` (a new file), checking
+// its size and SHA-256 against `expected` before it is published.
+void fetch_checked(const storage::Store& store, const std::string& name,
+                   const StoredDigest& expected, const fs::path& destination) {
+    AtomicFile out(destination, AtomicFile::Publish::NoReplace);
+    Sha256 hash;
+    store.read(name, [&](const char* data, size_t size) {
+        hash.update(data, size);
+        out.write(data, size);
+    });
+    const std::string digest = hash.hex_digest();
+    if (out.bytes_written() != expected.size || digest != expected.sha256) {
+        throw failure(fmt::format("{} is not the file that was uploaded and proven: {} bytes, "
+                                  "SHA-256 {}; it was {} bytes, {}",
+                                  store.location_of(name), out.bytes_written(), digest,
+                                  expected.size, expected.sha256),
+                      "the copy in the store was changed or damaged; recover from the local "
+                      "backup directory, or an older base backup");
+    }
+    out.commit();
+}
+
+// A base backup in the store: what base.json says, and what every file
+// in its folder must be.
+struct StoredBase {
+    BaseBackup backup;
+    std::map<std::string, StoredDigest> files;
+};
+
+std::vector<StoredBase> list_stored_bases(const storage::S3Store& remote, uint64_t system) {
+    const storage::S3Store store = base_store_of(remote, system);
+    std::vector<StoredBase> found;
+    for (const storage::ObjectInfo& object : store.client().list(store.prefix())) {
+        const std::string_view rest = std::string_view(object.key).substr(store.prefix().size());
+        const size_t slash = rest.find('/');
+        if (slash == std::string_view::npos || rest.substr(slash + 1) != kBaseBackupInfoFile ||
+            rest.starts_with(".")) {
+            continue;
+        }
+        const std::string name(rest.substr(0, slash));
+        const storage::S3Store folder = base_store_of(remote, system, name);
+        try {
+            const std::string text = read_text(folder, kBaseBackupInfoFile);
+            StoredBase base{parse_base_backup_info(text, fs::path(folder.location())), {}};
+            const nlohmann::json doc = nlohmann::json::parse(text);
+            const nlohmann::json stored = doc.value("stored_files", nlohmann::json::object());
+            for (const auto& [file, digest] : stored.items()) {
+                base.files[file] = {digest.at("size").get<uint64_t>(),
+                                    digest.at("sha256").get<std::string>()};
+            }
+            found.push_back(std::move(base));
+        } catch (const std::exception& e) {
+            log::warn("a stored base backup's description cannot be read; it is skipped",
+                      {{"object", folder.location_of(kBaseBackupInfoFile)}, {"error", e.what()}});
+        }
+    }
+    std::sort(found.begin(), found.end(), [](const StoredBase& a, const StoredBase& b) {
+        return std::tie(a.backup.started, a.backup.name) <
+               std::tie(b.backup.started, b.backup.name);
+    });
+    return found;
+}
+
+void remove_stored_base(const storage::S3Store& remote, uint64_t system, const std::string& name) {
+    storage::S3Store folder = base_store_of(remote, system, name);
+    // base.json first: a crash in between leaves no base backup without its files.
+    folder.remove(kBaseBackupInfoFile);
+    for (const storage::ObjectInfo& object : folder.client().list(folder.prefix())) {
+        folder.client().remove(object.key);
+    }
+}
+
+}  // namespace
+
+storage::S3Store wal_store_of(const storage::S3Store& remote, uint64_t system) {
+    return {remote.client(), fmt::format("{}wal/{}/", remote.prefix(), system)};
+}
+
+storage::S3Store base_store_of(const storage::S3Store& remote, uint64_t system,
+                               const std::string& name) {
+    return {remote.client(),
+            fmt::format("{}base/{}/{}", remote.prefix(), system, name.empty() ? "" : name + "/")};
+}
+
+std::map<std::string, StoredDigest> read_wal_sums(const storage::Store& wal_store) {
+    std::map<std::string, StoredDigest> sums;
+    for (const storage::StoredFile& file : wal_store.list()) {
+        if (!is_sums_file(file.name)) {
+            continue;
+        }
+        try {
+            const nlohmann::json doc = nlohmann::json::parse(read_text(wal_store, file.name));
+            if (doc.value("format", "") != kSumsFormat) {
+                throw failure("not a pgward WAL sums file");
+            }
+            for (const auto& [name, digest] : doc.at("files").items()) {
+                sums[name] = {digest.at("size").get<uint64_t>(),
+                              digest.at("sha256").get<std::string>()};
+            }
+        } catch (const std::exception& e) {
+            log::warn("a WAL sums file cannot be read; the files it names count as not proven",
+                      {{"object", wal_store.location_of(file.name)}, {"error", e.what()}});
+        }
+    }
+    return sums;
+}
+
+WalOffsiteCopier::WalOffsiteCopier(fs::path backup_dir, uint64_t system,
+                                   const storage::S3Store& remote, RemoteProof proof)
+    : backup_dir_(std::move(backup_dir)),
+      system_(system),
+      store_(wal_store_of(remote, system)),
+      proof_(proof) {}
+
+WalOffsiteResult WalOffsiteCopier::copy() {
+    if (!proven_) {
+        proven_.emplace();
+        for (const auto& [name, digest] : read_wal_sums(store_)) {
+            proven_->insert(name);
+        }
+    }
+    const WalArchive archive(backup_dir_, system_);
+    std::vector<std::string> pending;
+    for (const WalArchive::Entry& entry : archive.entries()) {
+        if (entry.name.kind != pg::WalFileName::Kind::PartialSegment &&
+            proven_->count(entry.file) == 0) {
+            pending.push_back(entry.file);
+        }
+    }
+    WalOffsiteResult result;
+    nlohmann::ordered_json batch = nlohmann::ordered_json::object();
+    auto publish_batch = [&] {
+        if (batch.empty()) {
+            return;
+        }
+        const std::string last = std::prev(batch.end()).key();
+        const nlohmann::ordered_json doc{{"format", kSumsFormat}, {"files", batch}};
+        store_.client().put_text(store_.key_of(sums_file_of(last)), doc.dump(1) + "\n",
+                                 "application/json");
+        for (const auto& [name, digest] : batch.items()) {
+            proven_->insert(name);
+            result.uploaded.push_back(name);
+        }
+        log::info("WAL copied offsite and proven", {{"store", store_.location()},
+                                                    {"files", std::to_string(batch.size())},
+                                                    {"first", batch.begin().key()},
+                                                    {"last", last}});
+        batch = nlohmann::ordered_json::object();
+    };
+    for (const std::string& file : pending) {
+        if (pg::WalFileName::parse(file)->kind == pg::WalFileName::Kind::Segment) {
+            // A damaged segment never goes up as if it were proven.
+            archive.check_segment(file);
+        }
+        const StoredDigest digest = upload_proven(store_, file, archive.dir() / file, proof_);
+        result.bytes += digest.size;
+        batch[file] = {{"size", digest.size}, {"sha256", digest.sha256}};
+        if (batch.size() >= kSumsBatch) {
+            publish_batch();
+        }
+    }
+    publish_batch();
+    for (auto it = proven_->rbegin(); it != proven_->rend(); ++it) {
+        auto name = pg::WalFileName::parse(*it);
+        if (name && name->kind == pg::WalFileName::Kind::Segment) {
+            result.newest = *it;
+            break;
+        }
+    }
+    return result;
+}
+
+std::vector<BaseBackup> list_stored_base_backups(const storage::S3Store& remote, uint64_t system) {
+    std::vector<BaseBackup> out;
+    for (StoredBase& base : list_stored_bases(remote, system)) {
+        out.push_back(std::move(base.backup));
+    }
+    return out;
+}
+
+std::vector<uint64_t> stored_base_systems(const storage::S3Store& remote) {
+    std::set<uint64_t> systems;
+    const std::string prefix = remote.prefix() + "base/";
+    for (const storage::ObjectInfo& object : remote.client().list(prefix)) {
+        const std::string_view rest = std::string_view(object.key).substr(prefix.size());
+        if (auto system = parse_system(rest.substr(0, rest.find('/')))) {
+            systems.insert(*system);
+        }
+    }
+    return {systems.begin(), systems.end()};
+}
+
+BaseOffsiteResult copy_base_backups_offsite(const fs::path& backup_dir, uint64_t system,
+                                            const storage::S3Store& remote, RemoteProof proof,
+                                            std::optional<size_t> keep) {
+    BaseOffsiteResult result;
+    std::set<std::string> stored;
+    for (const StoredBase& base : list_stored_bases(remote, system)) {
+        stored.insert(base.backup.name);
+    }
+    std::vector<BaseBackup> local = list_base_backups(backup_dir, system);
+    std::reverse(local.begin(), local.end());  // newest first
+    for (size_t i = 0; i < local.size(); ++i) {
+        const BaseBackup& b = local[i];
+        // Only what the store's retention keeps.
+        if (keep && i >= *keep) {
+            break;
+        }
+        if (stored.count(b.name) != 0) {
+            continue;
+        }
+        storage::S3Store folder = base_store_of(remote, system, b.name);
+        log::info(
+            "copying a base backup offsite",
+            {{"name", b.name}, {"to", folder.location()}, {"bytes", std::to_string(b.bytes)}});
+        std::vector<std::string> files = b.files;
+        files.emplace_back("backup_manifest");
+        nlohmann::ordered_json digests = nlohmann::ordered_json::object();
+        for (const std::string& file : files) {
+            const StoredDigest digest = upload_proven(folder, file, b.path / file, proof);
+            digests[file] = {{"size", digest.size}, {"sha256", digest.sha256}};
+            result.bytes += digest.size;
+        }
+        nlohmann::ordered_json info =
+            nlohmann::ordered_json::parse(read_file(b.path / kBaseBackupInfoFile));
+        info["stored_files"] = digests;
+        folder.client().put_text(folder.key_of(kBaseBackupInfoFile), info.dump(2) + "\n",
+                                 "application/json");
+        result.uploaded.push_back(b.name);
+        log::info("base backup copied offsite and proven",
+                  {{"name", b.name}, {"to", folder.location()}});
+    }
+
+    if (keep) {
+        const std::vector<BaseBackup> bases = list_stored_base_backups(remote, system);
+        storage::S3Store wal = wal_store_of(remote, system);
+        std::vector<std::string> wal_files;
+        for (const storage::StoredFile& file : wal.list()) {
+            if (pg::WalFileName::parse(file.name)) {
+                wal_files.push_back(file.name);
+            }
+        }
+        std::sort(wal_files.begin(), wal_files.end());
+        const BasePrunePlan plan = plan_base_prune(bases, wal_files, *keep);
+        for (const BaseBackup& old : plan.remove) {
+            remove_stored_base(remote, system, old.name);
+            result.pruned.push_back(old.name);
+            log::info("stored base backup removed by retention",
+                      {{"name", old.name}, {"store", remote.location()}});
+        }
+        for (const std::string& file : plan.wal_files) {
+            // Its sums file (if this was a batch's last) first: what it vouches for goes.
+            if (wal.stat(sums_file_of(file))) {
+                wal.remove(sums_file_of(file));
+            }
+            wal.remove(file);
+        }
+        result.pruned_wal = plan.wal_files.size();
+        if (!plan.wal_files.empty()) {
+            log::info("stored WAL removed by retention",
+                      {{"files", std::to_string(plan.wal_files.size())},
+                       {"first", plan.wal_files.front()},
+                       {"last", plan.wal_files.back()}});
+        }
+    }
+    return result;
+}
+
+FetchedPitrArchive::FetchedPitrArchive(const storage::S3Store& remote,
+                                       std::optional<uint64_t> system,
+                                       const std::string& target_text, const fs::path& parent) {
+    // A bad --to is told before anything is fetched.
+    const std::optional<ParsedFileName> as_backup = parse_backup_file_name(target_text);
+    if (!as_backup) {
+        target_ = RecoveryTarget::parse(target_text.empty() ? "latest" : target_text);
+    }
+    if (system) {
+        system_ = *system;
+    } else {
+        const std::vector<uint64_t> systems = stored_base_systems(remote);
+        if (systems.empty()) {
+            throw failure(fmt::format("no base backups in {}base/", remote.location()),
+                          "point-in-time recovery starts from one: pgward basebackup, with the "
+                          "service's --remote set (or pgward push) to copy it");
+        }
+        if (systems.size() > 1) {
+            std::string names;
+            for (uint64_t s : systems) {
+                names += (names.empty() ? "" : ", ") + std::to_string(s);
+            }
+            throw usage_error(fmt::format("{} holds base backups of several servers ({})",
+                                          remote.location(), names),
+                              "choose one with --system");
+        }
+        system_ = systems.front();
+    }
+    const std::vector<StoredBase> bases = list_stored_bases(remote, system_);
+    if (bases.empty()) {
+        throw failure(
+            fmt::format("no base backups of system {} in {}base/", system_, remote.location()),
+            "point-in-time recovery starts from one: pgward basebackup");
+    }
+    const storage::S3Store wal = wal_store_of(remote, system_);
+    wal_location_ = wal.location();
+
+    dir_ = make_private_dir(parent, ".pgward-fetch-", "the fetched base backup and WAL");
+    try {
+        // The dumps' manifests: where their restore points lie.
+        for (const storage::StoredFile& file : remote.list()) {
+            auto parsed = parse_backup_file_name(file.name);
+            if (parsed && parsed->role == FileRole::Manifest && !parsed->temporary) {
+                write_file_atomically(dir_ / file.name, read_text(remote, file.name),
+                                      AtomicFile::Publish::NoReplace);
+            }
+        }
+        if (as_backup) {
+            target_ = *backup_restore_point(dir_, target_text);
+        }
+        std::vector<BaseBackup> backups;
+        for (const StoredBase& base : bases) {
+            backups.push_back(base.backup);
+        }
+        const BaseBackup* chosen =
+            choose_base_backup(backups, target_, target_position(dir_, target_));
+        if (chosen == nullptr) {
+            throw failure(
+                fmt::format("{} is before every base backup in {}base/{}/: the oldest, "
+                            "{}, finished at {}",
+                            target_.describe(), remote.location(), system_, backups.front().name,
+                            format_iso_utc(backups.front().finished)),
+                "recover to a later target, or keep base backups longer");
+        }
+        const StoredBase& base =
+            *std::find_if(bases.begin(), bases.end(),
+                          [&](const StoredBase& b) { return b.backup.name == chosen->name; });
+
+        // The base backup, every file checked against base.json's digests.
+        const storage::S3Store folder = base_store_of(remote, system_, chosen->name);
+        const fs::path base_dir = dir_ / "base" / std::to_string(system_) / chosen->name;
+        fs::create_directories(base_dir);
+        std::vector<std::string> needed = chosen->files;
+        needed.emplace_back("backup_manifest");
+        for (const std::string& file : needed) {
+            auto digest = base.files.find(file);
+            if (digest == base.files.end()) {
+                throw failure(fmt::format("{} names no SHA-256 for {}: it cannot be proven",
+                                          folder.location_of(kBaseBackupInfoFile), file),
+                              "recover from the local backup directory");
+            }
+            log::info("fetching the base backup from the remote store",
+                      {{"object", folder.location_of(file)},
+                       {"bytes", std::to_string(digest->second.size)}});
+            fetch_checked(folder, file, digest->second, base_dir / file);
+        }
+        write_file_atomically(base_dir / kBaseBackupInfoFile, base_backup_info_text(*chosen),
+                              AtomicFile::Publish::NoReplace);
+
+        // The WAL from the base backup's start on, and every history file.
+        const std::map<std::string, StoredDigest> sums = read_wal_sums(wal);
+        const uint64_t first = pg::segment_of(chosen->start, chosen->segment_size);
+        std::vector<std::pair<std::string, StoredDigest>> wanted;
+        for (const auto& [file, digest] : sums) {
+            auto name = pg::WalFileName::parse(file);
+            if (name && (name->kind == pg::WalFileName::Kind::History ||
+                         (name->kind == pg::WalFileName::Kind::Segment &&
+                          name->segment_number(chosen->segment_size) >= first))) {
+                wanted.emplace_back(file, digest);
+            }
+        }
+        size_t unproven = 0;
+        for (const storage::StoredFile& file : wal.list()) {
+            auto name = pg::WalFileName::parse(file.name);
+            if (name && name->kind == pg::WalFileName::Kind::Segment &&
+                name->segment_number(chosen->segment_size) >= first && sums.count(file.name) == 0) {
+                ++unproven;
+            }
+        }
+        if (unproven > 0) {
+            log::warn(
+                "WAL files in the store that no sums file vouches for are not used (an "
+                "upload that stopped before its sums went up)",
+                {{"store", wal.location()}, {"files", std::to_string(unproven)}});
+        }
+        const fs::path wal_dir = dir_ / "wal" / std::to_string(system_);
+        fs::create_directories(wal_dir);
+        const WalArchive fetched = WalArchive::at(wal_dir, system_);
+        log::info("fetching WAL from the remote store",
+                  {{"store", wal.location()},
+                   {"files", std::to_string(wanted.size())},
+                   {"from", wanted.empty() ? "none" : wanted.front().first}});
+        for (size_t i = 0; i < wanted.size(); ++i) {
+            const auto& [file, digest] = wanted[i];
+            fetch_checked(wal, file, digest, wal_dir / file);
+            if (pg::WalFileName::parse(file)->kind == pg::WalFileName::Kind::Segment) {
+                fetched.check_segment(file);
+            }
+            if ((i + 1) % 64 == 0) {
+                log::info("fetching WAL", {{"fetched", std::to_string(i + 1)},
+                                           {"of", std::to_string(wanted.size())}});
+            }
+        }
+    } catch (...) {
+        std::error_code ec;
+        fs::remove_all(dir_, ec);
+        throw;
+    }
+}
+
+FetchedPitrArchive::~FetchedPitrArchive() {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+}
+
+}  // namespace pgward
