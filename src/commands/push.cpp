@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "commands/command.hpp"
+#include "commands/encryption_options.hpp"
 #include "commands/registry.hpp"
 #include "commands/remote_options.hpp"
 #include "domain/base_backup.hpp"
@@ -33,6 +34,8 @@ class PushCommand : public Command {
                      "the database whose backups to copy (default: the only one in the "
                      "directory)");
         add_remote_options(options_, app);
+        // Dumps are encrypted when they are taken; the WAL and base backups as they go up.
+        add_encryption_options(options_, app);
     }
 
     int run() override {
@@ -52,7 +55,7 @@ class PushCommand : public Command {
         }
         BackupRepository repo(dir);
         if (!systems.empty() && repo.databases().empty() && !options_.get("dbname")) {
-            copy_pitr_offsite(dir, systems, *config);
+            copy_pitr_offsite(dir, systems, *config, encryption_keys(options_));
             return 0;
         }
         const std::string database = database_or_only_one(options_, repo);
@@ -67,22 +70,23 @@ class PushCommand : public Command {
                 fmt::print("{}\n", id.dump_file());
             }
         }
-        copy_pitr_offsite(dir, systems, *config);
+        copy_pitr_offsite(dir, systems, *config, encryption_keys(options_));
         return 0;
     }
 
   private:
     // Prints what went up: base backups as base/<system>/<name>, WAL files by name.
     static void copy_pitr_offsite(const std::filesystem::path& dir,
-                                  const std::set<uint64_t>& systems, const RemoteConfig& config) {
+                                  const std::set<uint64_t>& systems, const RemoteConfig& config,
+                                  const EncryptionKeys& keys) {
         const storage::S3Store store(storage::S3Client(config.s3), config.prefix);
         for (uint64_t system : systems) {
-            const BaseOffsiteResult bases =
-                copy_base_backups_offsite(dir, system, store, config.offsite.proof, std::nullopt);
+            const BaseOffsiteResult bases = copy_base_backups_offsite(
+                dir, system, store, config.offsite.proof, std::nullopt, keys);
             for (const std::string& name : bases.uploaded) {
                 fmt::print("base/{}/{}\n", system, name);
             }
-            WalOffsiteCopier wal(dir, system, store, config.offsite.proof);
+            WalOffsiteCopier wal(dir, system, store, config.offsite.proof, keys);
             const WalOffsiteResult copied = wal.copy();
             for (const std::string& file : copied.uploaded) {
                 fmt::print("wal/{}/{}\n", system, file);

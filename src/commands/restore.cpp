@@ -214,7 +214,8 @@ class RestoreCommand : public Command {
             const RemoteConfig config = required_remote_config(options_);
             const storage::S3Store store(storage::S3Client(config.s3), config.prefix);
             // Fetched beside the new data directory: it is copied from there.
-            fetched.emplace(store, request.system, pitr_target_, request.pgdata.parent_path());
+            fetched.emplace(store, request.system, pitr_target_, request.pgdata.parent_path(),
+                            decryption_keys(options_));
             request.dir = fetched->dir();
             request.system = fetched->system();
             request.target = fetched->target();

@@ -48,59 +48,183 @@ std::string read_text(const storage::Store& store, std::string_view name) {
     return text;
 }
 
-// Uploads `source` as `name` and proves the copy: read back and hashed, or
-// its size. An unproven copy is removed (the next run uploads it again).
+nlohmann::ordered_json digest_json(const StoredDigest& digest) {
+    nlohmann::ordered_json out{
+        {"object", digest.object}, {"size", digest.size}, {"sha256", digest.sha256}};
+    if (digest.plain_sha256) {
+        out["plain_sha256"] = *digest.plain_sha256;
+    }
+    return out;
+}
+
+StoredDigest digest_from_json(const std::string& name, const nlohmann::json& doc) {
+    StoredDigest digest{doc.value("object", name), doc.at("size").get<uint64_t>(),
+                        doc.at("sha256").get<std::string>(), std::nullopt};
+    if (doc.contains("plain_sha256")) {
+        digest.plain_sha256 = doc.at("plain_sha256").get<std::string>();
+    }
+    return digest;
+}
+
+// A private folder (0700) for the encrypted copies on their way up, removed
+// with the object; one a killed run left is removed by the next.
+class UploadScratch {
+  public:
+    UploadScratch(fs::path parent) : parent_(std::move(parent)) {}
+    ~UploadScratch() {
+        if (!dir_.empty()) {
+            std::error_code ec;
+            fs::remove_all(dir_, ec);
+        }
+    }
+    UploadScratch(const UploadScratch&) = delete;
+    UploadScratch& operator=(const UploadScratch&) = delete;
+    const fs::path& dir() {
+        if (dir_.empty()) {
+            dir_ = make_private_dir(parent_, ".pgward-upload-", "files encrypted for upload");
+        }
+        return dir_;
+    }
+
+  private:
+    fs::path parent_;
+    fs::path dir_;
+};
+
+// `source` encrypted to `keys` into `destination` (0600); the ciphertext's
+// digest.
+StoredDigest encrypt_to(const fs::path& source, const EncryptionKeys& keys,
+                        const fs::path& destination) {
+    AtomicFile out(destination, AtomicFile::Publish::NoReplace);
+    Sha256 cipher;
+    Sha256 plain;
+    auto encryptor = keys.encryptor([&](const char* data, size_t size) {
+        cipher.update(data, size);
+        out.write(data, size);
+    });
+    read_file_chunks(source, [&](const char* data, size_t size) {
+        plain.update(data, size);
+        encryptor->write(data, size);
+    });
+    encryptor->finish();
+    out.commit();
+    return {destination.filename().string(), out.bytes_written(), cipher.hex_digest(),
+            plain.hex_digest()};
+}
+
+// Uploads `source` as `name` (encrypted to `keys` as <name>.age when they
+// are set) and proves the copy: read back and hashed, or its size. An
+// unproven copy is removed (the next run uploads it again).
 StoredDigest upload_proven(storage::Store& store, const std::string& name, const fs::path& source,
-                           RemoteProof proof) {
-    const StoredDigest local{fs::file_size(source), sha256_file_hex(source)};
-    store.put_file(name, source);
-    std::string problem;
-    if (proof == RemoteProof::Read) {
-        Sha256 hash;
-        const uint64_t bytes =
-            store.read(name, [&](const char* data, size_t size) { hash.update(data, size); });
-        const std::string digest = hash.hex_digest();
-        if (bytes != local.size || digest != local.sha256) {
-            problem = fmt::format("read back {} bytes, SHA-256 {}; the local file has {} bytes, {}",
-                                  bytes, digest, local.size, local.sha256);
-        }
+                           RemoteProof proof, const EncryptionKeys& keys, UploadScratch& scratch) {
+    StoredDigest local;
+    fs::path upload = source;
+    if (keys.enabled()) {
+        upload = scratch.dir() / (name + ".age");
+        local = encrypt_to(source, keys, upload);
     } else {
-        const std::optional<storage::StoredFile> stored = store.stat(name);
-        if (!stored || stored->size != local.size) {
-            problem = fmt::format("it has {} bytes; the local file {}",
-                                  stored ? std::to_string(stored->size) : "none", local.size);
+        local = {name, fs::file_size(source), sha256_file_hex(source), std::nullopt};
+    }
+    std::string problem;
+    try {
+        store.put_file(local.object, upload);
+        if (proof == RemoteProof::Read) {
+            Sha256 hash;
+            const uint64_t bytes = store.read(
+                local.object, [&](const char* data, size_t size) { hash.update(data, size); });
+            const std::string digest = hash.hex_digest();
+            if (bytes != local.size || digest != local.sha256) {
+                problem =
+                    fmt::format("read back {} bytes, SHA-256 {}; what went up was {} bytes, {}",
+                                bytes, digest, local.size, local.sha256);
+            }
+        } else {
+            const std::optional<storage::StoredFile> stored = store.stat(local.object);
+            if (!stored || stored->size != local.size) {
+                problem = fmt::format("it has {} bytes; what went up {}",
+                                      stored ? std::to_string(stored->size) : "none", local.size);
+            }
         }
+    } catch (...) {
+        if (upload != source) {
+            std::error_code ec;
+            fs::remove(upload, ec);
+        }
+        throw;
+    }
+    if (upload != source) {
+        std::error_code ec;
+        fs::remove(upload, ec);
     }
     if (!problem.empty()) {
         try {
-            store.remove(name);
+            store.remove(local.object);
         } catch (const Error& e) {
             log::warn("could not remove an unproven copy; the next run replaces it",
                       {{"reason", e.what()}});
         }
-        throw failure(fmt::format("the offsite copy {} is not {}: {}", store.location_of(name),
-                                  source.string(), problem),
+        throw failure(fmt::format("the offsite copy {} is not {}: {}",
+                                  store.location_of(local.object), source.string(), problem),
                       "the local file is kept; the next run uploads it again");
     }
     return local;
 }
 
-// Streams `name` from the store into `destination` (a new file), checking
-// its size and SHA-256 against `expected` before it is published.
-void fetch_checked(const storage::Store& store, const std::string& name,
-                   const StoredDigest& expected, const fs::path& destination) {
+// Streams a stored file into `destination` (a new file), decrypting one that
+// went up encrypted, and checks the object's size and SHA-256 (and the
+// plaintext's) before it is published.
+void fetch_checked(const storage::Store& store, const StoredDigest& expected,
+                   const DecryptionKeys& keys, const fs::path& destination) {
+    const std::string location = store.location_of(expected.object);
+    if (expected.plain_sha256 && !keys.present()) {
+        throw usage_error(fmt::format("{} is encrypted, and no key to open it was given", location),
+                          "give the identity file (--identity / PGWARD_AGE_IDENTITY_FILE) or the "
+                          "passphrase file (--passphrase-file)");
+    }
     AtomicFile out(destination, AtomicFile::Publish::NoReplace);
     Sha256 hash;
-    store.read(name, [&](const char* data, size_t size) {
-        hash.update(data, size);
-        out.write(data, size);
-    });
+    Sha256 plain;
+    std::unique_ptr<crypto::AgeDecryptor> decryptor;
+    if (expected.plain_sha256) {
+        decryptor = keys.decryptor([&](const char* data, size_t size) {
+            plain.update(data, size);
+            out.write(data, size);
+        });
+    }
+    uint64_t bytes = 0;
+    try {
+        bytes = store.read(expected.object, [&](const char* data, size_t size) {
+            hash.update(data, size);
+            if (decryptor) {
+                decryptor->write(data, size);
+            } else {
+                out.write(data, size);
+            }
+        });
+        if (decryptor) {
+            decryptor->finish();
+        }
+    } catch (const Error& e) {
+        if (decryptor && decryptor->key_refused()) {
+            throw failure(fmt::format("{} cannot be opened with the keys from {}: they are not "
+                                      "the keys it was encrypted to",
+                                      location, keys.origin),
+                          "give the identity the WAL and base backups were encrypted to");
+        }
+        if (decryptor) {
+            throw failure(fmt::format("{} cannot be decrypted: {}", location, e.what()),
+                          "the copy in the store was changed or damaged; recover from the local "
+                          "backup directory, or an older base backup");
+        }
+        throw;
+    }
     const std::string digest = hash.hex_digest();
-    if (out.bytes_written() != expected.size || digest != expected.sha256) {
+    const std::string plain_digest = expected.plain_sha256 ? plain.hex_digest() : digest;
+    if (bytes != expected.size || digest != expected.sha256 ||
+        plain_digest != expected.plain_sha256.value_or(digest)) {
         throw failure(fmt::format("{} is not the file that was uploaded and proven: {} bytes, "
                                   "SHA-256 {}; it was {} bytes, {}",
-                                  store.location_of(name), out.bytes_written(), digest,
-                                  expected.size, expected.sha256),
+                                  location, bytes, digest, expected.size, expected.sha256),
                       "the copy in the store was changed or damaged; recover from the local "
                       "backup directory, or an older base backup");
     }
@@ -132,8 +256,7 @@ std::vector<StoredBase> list_stored_bases(const storage::S3Store& remote, uint64
             const nlohmann::json doc = nlohmann::json::parse(text);
             const nlohmann::json stored = doc.value("stored_files", nlohmann::json::object());
             for (const auto& [file, digest] : stored.items()) {
-                base.files[file] = {digest.at("size").get<uint64_t>(),
-                                    digest.at("sha256").get<std::string>()};
+                base.files[file] = digest_from_json(file, digest);
             }
             found.push_back(std::move(base));
         } catch (const std::exception& e) {
@@ -181,8 +304,7 @@ std::map<std::string, StoredDigest> read_wal_sums(const storage::Store& wal_stor
                 throw failure("not a pgward WAL sums file");
             }
             for (const auto& [name, digest] : doc.at("files").items()) {
-                sums[name] = {digest.at("size").get<uint64_t>(),
-                              digest.at("sha256").get<std::string>()};
+                sums[name] = digest_from_json(name, digest);
             }
         } catch (const std::exception& e) {
             log::warn("a WAL sums file cannot be read; the files it names count as not proven",
@@ -193,11 +315,13 @@ std::map<std::string, StoredDigest> read_wal_sums(const storage::Store& wal_stor
 }
 
 WalOffsiteCopier::WalOffsiteCopier(fs::path backup_dir, uint64_t system,
-                                   const storage::S3Store& remote, RemoteProof proof)
+                                   const storage::S3Store& remote, RemoteProof proof,
+                                   EncryptionKeys keys)
     : backup_dir_(std::move(backup_dir)),
       system_(system),
       store_(wal_store_of(remote, system)),
-      proof_(proof) {}
+      proof_(proof),
+      keys_(std::move(keys)) {}
 
 WalOffsiteResult WalOffsiteCopier::copy() {
     if (!proven_) {
@@ -234,14 +358,16 @@ WalOffsiteResult WalOffsiteCopier::copy() {
                                                     {"last", last}});
         batch = nlohmann::ordered_json::object();
     };
+    UploadScratch scratch(backup_dir_);
     for (const std::string& file : pending) {
         if (pg::WalFileName::parse(file)->kind == pg::WalFileName::Kind::Segment) {
             // A damaged segment never goes up as if it were proven.
             archive.check_segment(file);
         }
-        const StoredDigest digest = upload_proven(store_, file, archive.dir() / file, proof_);
+        const StoredDigest digest =
+            upload_proven(store_, file, archive.dir() / file, proof_, keys_, scratch);
         result.bytes += digest.size;
-        batch[file] = {{"size", digest.size}, {"sha256", digest.sha256}};
+        batch[file] = digest_json(digest);
         if (batch.size() >= kSumsBatch) {
             publish_batch();
         }
@@ -279,8 +405,10 @@ std::vector<uint64_t> stored_base_systems(const storage::S3Store& remote) {
 
 BaseOffsiteResult copy_base_backups_offsite(const fs::path& backup_dir, uint64_t system,
                                             const storage::S3Store& remote, RemoteProof proof,
-                                            std::optional<size_t> keep) {
+                                            std::optional<size_t> keep,
+                                            const EncryptionKeys& keys) {
     BaseOffsiteResult result;
+    UploadScratch scratch(backup_dir);
     std::set<std::string> stored;
     for (const StoredBase& base : list_stored_bases(remote, system)) {
         stored.insert(base.backup.name);
@@ -304,8 +432,9 @@ BaseOffsiteResult copy_base_backups_offsite(const fs::path& backup_dir, uint64_t
         files.emplace_back("backup_manifest");
         nlohmann::ordered_json digests = nlohmann::ordered_json::object();
         for (const std::string& file : files) {
-            const StoredDigest digest = upload_proven(folder, file, b.path / file, proof);
-            digests[file] = {{"size", digest.size}, {"sha256", digest.sha256}};
+            const StoredDigest digest =
+                upload_proven(folder, file, b.path / file, proof, keys, scratch);
+            digests[file] = digest_json(digest);
             result.bytes += digest.size;
         }
         nlohmann::ordered_json info =
@@ -355,7 +484,8 @@ BaseOffsiteResult copy_base_backups_offsite(const fs::path& backup_dir, uint64_t
 
 FetchedPitrArchive::FetchedPitrArchive(const storage::S3Store& remote,
                                        std::optional<uint64_t> system,
-                                       const std::string& target_text, const fs::path& parent) {
+                                       const std::string& target_text, const fs::path& parent,
+                                       const DecryptionKeys& keys) {
     // A bad --to is told before anything is fetched.
     const std::optional<ParsedFileName> as_backup = parse_backup_file_name(target_text);
     if (!as_backup) {
@@ -437,7 +567,7 @@ FetchedPitrArchive::FetchedPitrArchive(const storage::S3Store& remote,
             log::info("fetching the base backup from the remote store",
                       {{"object", folder.location_of(file)},
                        {"bytes", std::to_string(digest->second.size)}});
-            fetch_checked(folder, file, digest->second, base_dir / file);
+            fetch_checked(folder, digest->second, keys, base_dir / file);
         }
         write_file_atomically(base_dir / kBaseBackupInfoFile, base_backup_info_text(*chosen),
                               AtomicFile::Publish::NoReplace);
@@ -477,7 +607,7 @@ FetchedPitrArchive::FetchedPitrArchive(const storage::S3Store& remote,
                    {"from", wanted.empty() ? "none" : wanted.front().first}});
         for (size_t i = 0; i < wanted.size(); ++i) {
             const auto& [file, digest] = wanted[i];
-            fetch_checked(wal, file, digest, wal_dir / file);
+            fetch_checked(wal, digest, keys, wal_dir / file);
             if (pg::WalFileName::parse(file)->kind == pg::WalFileName::Kind::Segment) {
                 fetched.check_segment(file);
             }

@@ -8,7 +8,8 @@
 // was proven) names its size and SHA-256; a base backup only once its
 // base.json, uploaded last with every file's SHA-256, is there. Recovery
 // from the store fetches only what the sums and base.json vouch for, checked
-// as it streams.
+// as it streams. With encryption keys set, every file goes up encrypted to
+// them (age, as <name>.age); locally they stay as PostgreSQL wrote them.
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -18,16 +19,20 @@
 #include <vector>
 
 #include "domain/base_backup.hpp"
+#include "domain/encryption.hpp"
 #include "domain/offsite.hpp"
 #include "domain/pitr.hpp"
 #include "storage/store.hpp"
 
 namespace pgward {
 
-// What a stored file must be: its size and SHA-256.
+// What a stored file must be: the object's name, size and SHA-256; when it
+// went up encrypted (<name>.age), also the SHA-256 of what decrypts from it.
 struct StoredDigest {
+    std::string object;
     uint64_t size = 0;
     std::string sha256;
+    std::optional<std::string> plain_sha256;
 };
 
 // The stores under a remote store's prefix holding one server's WAL and
@@ -53,7 +58,7 @@ struct WalOffsiteResult {
 class WalOffsiteCopier {
   public:
     WalOffsiteCopier(std::filesystem::path backup_dir, uint64_t system,
-                     const storage::S3Store& remote, RemoteProof proof);
+                     const storage::S3Store& remote, RemoteProof proof, EncryptionKeys keys);
     WalOffsiteResult copy();
 
   private:
@@ -61,6 +66,7 @@ class WalOffsiteCopier {
     uint64_t system_;
     storage::S3Store store_;
     RemoteProof proof_;
+    EncryptionKeys keys_;
     std::optional<std::set<std::string>> proven_;  // read from the sums at first use
 };
 
@@ -83,20 +89,22 @@ struct BaseOffsiteResult {
 // (never a segment a kept base backup needs).
 BaseOffsiteResult copy_base_backups_offsite(const std::filesystem::path& backup_dir,
                                             uint64_t system, const storage::S3Store& remote,
-                                            RemoteProof proof, std::optional<size_t> keep);
+                                            RemoteProof proof, std::optional<size_t> keep,
+                                            const EncryptionKeys& keys);
 
 // What point-in-time recovery from the store needs, fetched into a private
 // directory (0700) under `parent` laid out as a backup directory: the dumps'
 // manifests (their restore points), the base backup the target needs, and
 // the WAL from its start on, each file checked against its SHA-256 as it
-// streams (a mismatch throws naming the object, leaving nothing). The
-// directory goes with the object.
+// streams (a mismatch throws naming the object, leaving nothing), an
+// encrypted one decrypted with `keys`. The directory goes with the object.
 class FetchedPitrArchive {
   public:
     // `target_text` as --to takes it (a backup's file name: its restore
     // point). `system`: needed when the store holds several servers.
     FetchedPitrArchive(const storage::S3Store& remote, std::optional<uint64_t> system,
-                       const std::string& target_text, const std::filesystem::path& parent);
+                       const std::string& target_text, const std::filesystem::path& parent,
+                       const DecryptionKeys& keys);
     ~FetchedPitrArchive();
     FetchedPitrArchive(const FetchedPitrArchive&) = delete;
     FetchedPitrArchive& operator=(const FetchedPitrArchive&) = delete;

@@ -498,7 +498,8 @@ void upload_wal_offsite(const ServiceConfig& config, SharedState& shared, Notifi
                         copier =
                             copiers
                                 .emplace(system, WalOffsiteCopier(config.backup.dir, system, store,
-                                                                  config.offsite->offsite.proof))
+                                                                  config.offsite->offsite.proof,
+                                                                  config.backup.encryption))
                                 .first;
                     }
                     const WalOffsiteResult copied = copier->second.copy();
@@ -509,7 +510,8 @@ void upload_wal_offsite(const ServiceConfig& config, SharedState& shared, Notifi
                         continue;
                     }
                     copy_base_backups_offsite(config.backup.dir, base.system, store,
-                                              config.offsite->offsite.proof, config.base_retention);
+                                              config.offsite->offsite.proof, config.base_retention,
+                                              config.backup.encryption);
                     for (const BaseBackup& b : list_base_backups(config.backup.dir, base.system)) {
                         bases_stored.insert(b.name);
                     }

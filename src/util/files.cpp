@@ -13,6 +13,9 @@
 #include <fstream>
 #include <sstream>
 
+#include <functional>
+#include <vector>
+
 #include <fmt/format.h>
 
 #include "util/error.hpp"
@@ -229,30 +232,39 @@ std::string read_file_start(const fs::path& path, size_t limit) {
     return text;
 }
 
-std::string read_file(const fs::path& path) {
+void read_file_chunks(const fs::path& path, const std::function<void(const char*, size_t)>& sink,
+                      size_t chunk) {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         throw os_error("cannot read", path.string(), errno);
     }
-    // Sidecars are small: one read usually takes all of it, a second sees EOF.
-    std::string text;
-    char buffer[16384];
-    for (;;) {
-        ssize_t n = ::read(fd, buffer, sizeof buffer);
-        if (n < 0 && errno == EINTR) {
-            continue;
+    std::vector<char> buffer(chunk);
+    try {
+        for (;;) {
+            ssize_t n = ::read(fd, buffer.data(), buffer.size());
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            if (n < 0) {
+                throw os_error("cannot read", path.string(), errno);
+            }
+            if (n == 0) {
+                break;
+            }
+            sink(buffer.data(), static_cast<size_t>(n));
         }
-        if (n < 0) {
-            int err = errno;
-            ::close(fd);
-            throw os_error("cannot read", path.string(), err);
-        }
-        if (n == 0) {
-            break;
-        }
-        text.append(buffer, static_cast<size_t>(n));
+    } catch (...) {
+        ::close(fd);
+        throw;
     }
     ::close(fd);
+}
+
+std::string read_file(const fs::path& path) {
+    // Sidecars are small: one read usually takes all of it, a second sees EOF.
+    std::string text;
+    read_file_chunks(
+        path, [&](const char* data, size_t size) { text.append(data, size); }, 16384);
     return text;
 }
 

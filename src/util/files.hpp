@@ -3,6 +3,7 @@
 #include <sys/types.h>
 
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -77,6 +78,9 @@ void remove_file(const fs::path& path);
 void remove_file_or_warn(const fs::path& path);
 
 std::string read_file(const fs::path& path);
+// Hands the file to `sink` in pieces of at most `chunk` bytes.
+void read_file_chunks(const fs::path& path, const std::function<void(const char*, size_t)>& sink,
+                      size_t chunk = size_t{1} << 20);
 
 // A private directory (0700) under `parent` for one run's temporary files,
 // named for its process: <prefix><pid>-XXXXXX. Directories of that prefix

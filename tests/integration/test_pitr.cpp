@@ -1441,5 +1441,77 @@ TEST_F(PitrOffsiteTest, TheServiceCopiesWalAsItStreamsAndAlertsWhileTheStoreFail
     EXPECT_TRUE(s3_->list(later, "prod/wal/" + system() + "/" + switched).size() == 1) << switched;
 }
 
+TEST_F(PitrOffsiteTest, EncryptedOnTheWayUpAndOpenedOnlyWithItsIdentity) {
+    const fs::path keys_dir = shared_subdir("keys");
+    std::vector<std::string> recipients;
+    for (const char* name : {"right.txt", "wrong.txt"}) {
+        RunResult k = run_pgward({"keygen", "-o", (keys_dir / name).string()});
+        ASSERT_EQ(k.exit_code, 0) << k.err;
+        recipients.push_back(k.out.substr(0, k.out.find('\n')));
+    }
+    start_streaming();
+    RunResult base = run_pgward({"basebackup"}, env());
+    ASSERT_EQ(base.exit_code, 0) << base.err;
+    const fs::path base_dir = base.out.substr(0, base.out.find('\n'));
+    mark(1);
+    mark(2);
+    PgCluster::instance().exec("postgres", "SELECT pg_switch_wal()");
+    ASSERT_TRUE(wait_streamed());
+    ASSERT_EQ(stop_streaming().exit_code, 0);
+
+    RunResult push =
+        run_pgward({"push"}, env({{"POSTGRES_BACKUP_ENCRYPT_RECIPIENTS", recipients[0]}}));
+    ASSERT_EQ(push.exit_code, 0) << push.err;
+    // Only ciphertext in the bucket, and the reference age opens it to the local file.
+    size_t sealed = 0;
+    for (const std::string& key : keys("")) {
+        if (contains(key, "/sums-") || key.ends_with("/base.json")) {
+            continue;
+        }
+        EXPECT_TRUE(key.ends_with(".age")) << key;
+        ++sealed;
+    }
+    EXPECT_GE(sealed, 5U);  // 3 base backup files and at least 2 WAL segments
+    std::string segment;
+    for (const std::string& file : list_dir(archive())) {
+        segment = file.size() == 24 ? file : segment;
+    }
+    ASSERT_FALSE(segment.empty());
+    s3_->get(bucket_, "prod/wal/" + system() + "/" + segment + ".age", dir_ / "sealed");
+    Command age{{"/usr/bin/age", "-d", "-i", (keys_dir / "right.txt").string(), "-o",
+                 (dir_ / "opened").string(), (dir_ / "sealed").string()},
+                {},
+                {}};
+    CapturedRun opened = run_captured(age, std::chrono::seconds(60));
+    ASSERT_EQ(opened.status.code, 0) << opened.err;
+    EXPECT_EQ(sha256_file_hex(dir_ / "opened"), sha256_file_hex(archive() / segment));
+    for (const std::string& name : list_dir(backups_)) {
+        EXPECT_FALSE(name.starts_with(".pgward-upload-")) << name;
+    }
+
+    fs::rename(backups_, dir_ / "lost");
+    fs::create_directories(backups_);
+    // Without a key, and with the wrong one: refused, nothing laid out.
+    RunResult no_key = run_pgward(
+        {"restore", "--pitr", "--remote", "--pgdata", (dir_ / "no-key").string()}, env());
+    EXPECT_EQ(no_key.exit_code, 2);
+    EXPECT_TRUE(contains(no_key.err, ".age is encrypted, and no key to open it was given"))
+        << no_key.err;
+    RunResult wrong =
+        run_pgward({"restore", "--pitr", "--remote", "--identity",
+                    (keys_dir / "wrong.txt").string(), "--pgdata", (dir_ / "wrong-key").string()},
+                   env());
+    EXPECT_EQ(wrong.exit_code, 1);
+    EXPECT_TRUE(contains(wrong.err, "they are not the keys it was encrypted to")) << wrong.err;
+    EXPECT_FALSE(fs::exists(dir_ / "no-key"));
+    EXPECT_FALSE(fs::exists(dir_ / "wrong-key"));
+    EXPECT_EQ(
+        recovered_marks({"--remote", "--identity", (keys_dir / "right.txt").string()}, "to-latest"),
+        "1,2");
+    for (const std::string& name : list_dir(dir_)) {
+        EXPECT_FALSE(name.starts_with(".pgward-fetch-")) << name;
+    }
+}
+
 }  // namespace
 }  // namespace pgward::test
