@@ -6,6 +6,7 @@
 #include "commands/remote_options.hpp"
 #include "domain/drill.hpp"
 #include "domain/offsite.hpp"
+#include "domain/pitr_offsite.hpp"
 #include "domain/repository.hpp"
 #include "domain/verify.hpp"
 #include "pg/catalog.hpp"
@@ -56,7 +57,8 @@ class DrillCommand : public Command {
         add_watchdog_options(options_, app);
         app.add_flag("--remote", remote_,
                      "drill a backup from the remote store (--backup latest by default): the "
-                     "host-loss rehearsal, with no local backup needed");
+                     "host-loss rehearsal, with no local backup needed; with --pitr, the base "
+                     "backup and WAL copied there");
         add_remote_options(options_, app, RemoteFlag::SelectsTheStore);
         add_identity_options(options_, app);
     }
@@ -79,9 +81,9 @@ class DrillCommand : public Command {
         auto migrate_cmd = options_.get("migrate_cmd");
         auto backup = options_.get("backup");
         if (pitr_) {
-            if (migrations || migrate_cmd || backup || remote_) {
+            if (migrations || migrate_cmd || backup) {
                 throw usage_error(
-                    "--pitr recovers base backups and WAL; it takes no --backup, --remote, "
+                    "--pitr recovers base backups and WAL; it takes no --backup, "
                     "--migrations or --migrate-cmd",
                     "choose the moment with --to");
             }
@@ -93,6 +95,29 @@ class DrillCommand : public Command {
             }
             if (!system_.empty()) {
                 request.system = parse_number(Setting{system_, "--system", true}, 1, UINT64_MAX);
+            }
+            std::optional<FetchedPitrArchive> fetched;
+            if (remote_) {
+                const RemoteConfig config = required_remote_config(options_);
+                const storage::S3Store store(storage::S3Client(config.s3), config.prefix);
+                const uint64_t system = stored_system(store, request.system);
+                if (!request.pitr_target) {
+                    // The newest dump's restore point decides which base backup is fetched.
+                    request.pitr_target = newest_stored_dump_with_restore_point(
+                        store, request.source_database, system);
+                    if (!request.pitr_target) {
+                        throw failure(
+                            fmt::format("no backup of \"{}\" in {} made a restore point on "
+                                        "server {}: nothing to prove the recovery against",
+                                        request.source_database, store.location(), system),
+                            "take a backup while WAL is streamed, or give --to");
+                    }
+                }
+                ensure_directory(request.backup_dir);
+                fetched.emplace(store, system, *request.pitr_target, request.backup_dir,
+                                request.keys);
+                request.backup_dir = fetched->dir();
+                request.system = system;
             }
             return finish(request);
         }

@@ -403,6 +403,47 @@ std::vector<uint64_t> stored_base_systems(const storage::S3Store& remote) {
     return {systems.begin(), systems.end()};
 }
 
+uint64_t stored_system(const storage::S3Store& remote, std::optional<uint64_t> system) {
+    if (system) {
+        return *system;
+    }
+    const std::vector<uint64_t> systems = stored_base_systems(remote);
+    if (systems.empty()) {
+        throw failure(fmt::format("no base backups in {}base/", remote.location()),
+                      "point-in-time recovery starts from one: pgward basebackup, with the "
+                      "service's --remote set (or pgward push) to copy it");
+    }
+    if (systems.size() > 1) {
+        std::string names;
+        for (uint64_t s : systems) {
+            names += (names.empty() ? "" : ", ") + std::to_string(s);
+        }
+        throw usage_error(
+            fmt::format("{} holds base backups of several servers ({})", remote.location(), names),
+            "choose one with --system");
+    }
+    return systems.front();
+}
+
+std::optional<std::string> newest_stored_dump_with_restore_point(const storage::S3Store& remote,
+                                                                 const std::string& database,
+                                                                 uint64_t system) {
+    for (const RemoteBackup& backup : list_remote(remote, database)) {
+        if (!backup.has_manifest) {
+            continue;
+        }
+        try {
+            const Manifest manifest = read_stored_manifest(remote, backup.id);
+            if (manifest.restore_point && manifest.system_identifier == std::to_string(system)) {
+                return backup.id.manifest_file();
+            }
+        } catch (const Error&) {
+            continue;  // a damaged manifest is verify's to report
+        }
+    }
+    return std::nullopt;
+}
+
 BaseOffsiteResult copy_base_backups_offsite(const fs::path& backup_dir, uint64_t system,
                                             const storage::S3Store& remote, RemoteProof proof,
                                             std::optional<size_t> keep,
@@ -491,26 +532,7 @@ FetchedPitrArchive::FetchedPitrArchive(const storage::S3Store& remote,
     if (!as_backup) {
         target_ = RecoveryTarget::parse(target_text.empty() ? "latest" : target_text);
     }
-    if (system) {
-        system_ = *system;
-    } else {
-        const std::vector<uint64_t> systems = stored_base_systems(remote);
-        if (systems.empty()) {
-            throw failure(fmt::format("no base backups in {}base/", remote.location()),
-                          "point-in-time recovery starts from one: pgward basebackup, with the "
-                          "service's --remote set (or pgward push) to copy it");
-        }
-        if (systems.size() > 1) {
-            std::string names;
-            for (uint64_t s : systems) {
-                names += (names.empty() ? "" : ", ") + std::to_string(s);
-            }
-            throw usage_error(fmt::format("{} holds base backups of several servers ({})",
-                                          remote.location(), names),
-                              "choose one with --system");
-        }
-        system_ = systems.front();
-    }
+    system_ = stored_system(remote, system);
     const std::vector<StoredBase> bases = list_stored_bases(remote, system_);
     if (bases.empty()) {
         throw failure(

@@ -75,6 +75,15 @@ class WalOffsiteCopier {
 std::vector<BaseBackup> list_stored_base_backups(const storage::S3Store& remote, uint64_t system);
 // The systems with base backups in the store.
 std::vector<uint64_t> stored_base_systems(const storage::S3Store& remote);
+// `system`, else the only one with base backups in the store (a failure
+// when there is none, a usage error naming them when there are several).
+uint64_t stored_system(const storage::S3Store& remote, std::optional<uint64_t> system);
+// The manifest file of the newest complete backup of `database` in the
+// store that made a restore point on `system`'s WAL (drill --pitr
+// --remote's target when none is given).
+std::optional<std::string> newest_stored_dump_with_restore_point(const storage::S3Store& remote,
+                                                                 const std::string& database,
+                                                                 uint64_t system);
 
 struct BaseOffsiteResult {
     std::vector<std::string> uploaded;  // base backups uploaded and proven

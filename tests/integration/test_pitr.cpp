@@ -1290,6 +1290,9 @@ TEST_F(PitrOffsiteTest, TheWalAndBaseBackupsArePushedProvenAndRecoveredFromTheBu
     ASSERT_EQ(base.exit_code, 0) << base.err;
     const fs::path base_dir = base.out.substr(0, base.out.find('\n'));
     mark(1);
+    // A dump with its restore point: what drill --pitr --remote proves against.
+    RunResult dump = run_pgward({"backup"}, env());
+    ASSERT_EQ(dump.exit_code, 0) << dump.err;
     std::this_thread::sleep_for(1100ms);
     const std::string between = server_time();
     std::this_thread::sleep_for(1100ms);
@@ -1338,6 +1341,16 @@ TEST_F(PitrOffsiteTest, TheWalAndBaseBackupsArePushedProvenAndRecoveredFromTheBu
     for (const std::string& name : list_dir(dir_)) {
         EXPECT_FALSE(name.starts_with(".pgward-fetch-")) << name;
     }
+    // The PITR drill from the bucket alone: recovered to the dump's restore
+    // point, table by table as the dump's manifest says.
+    const fs::path reports = dir_ / "reports";
+    RunResult drill = run_pgward({"drill", "--pitr", "--remote", "--report-dir", reports.string()},
+                                 env({{"TMPDIR", shared_subdir("tmp").string()}}));
+    ASSERT_EQ(drill.exit_code, 0) << drill.err;
+    const auto report = nlohmann::json::parse(slurp(drill.out.substr(0, drill.out.find('\n'))));
+    EXPECT_EQ(report.at("kind"), "pitr");
+    EXPECT_EQ(report.at("restore_success"), true) << report.dump(2);
+    EXPECT_TRUE(list_dir(backups_).empty());
 
     // A target before every stored base backup is refused before anything is fetched.
     RunResult early = run_pgward({"restore", "--pitr", "--remote", "--to", "2001-01-01T00:00:00Z",
