@@ -1526,5 +1526,69 @@ TEST_F(PitrOffsiteTest, EncryptedOnTheWayUpAndOpenedOnlyWithItsIdentity) {
     }
 }
 
+TEST_F(PitrOffsiteTest, RetentionInTheBucketKeepsTheNewestBaseBackupsAndTheWalTheyNeed) {
+    start_streaming();
+    RunResult first = run_pgward({"basebackup"}, env());
+    ASSERT_EQ(first.exit_code, 0) << first.err;
+    mark(1);
+    PgCluster::instance().exec("postgres", "SELECT pg_switch_wal()");
+    ASSERT_TRUE(wait_streamed());
+    ASSERT_EQ(run_pgward({"push"}, env()).exit_code, 0);
+    const std::string first_name = fs::path(first.out.substr(0, first.out.find('\n'))).filename();
+    std::vector<std::string> old_wal = keys("wal/" + system() + "/0");
+    ASSERT_FALSE(old_wal.empty());
+
+    PgCluster::instance().exec("postgres", "SELECT pg_switch_wal()");
+    RunResult second = run_pgward({"basebackup", "--retention", "1"}, env());
+    ASSERT_EQ(second.exit_code, 0) << second.err;
+    const std::string second_name =
+        fs::path(second.out.substr(0, second.out.find('\n'))).filename();
+    mark(2);
+    PgCluster::instance().exec("postgres", "SELECT pg_switch_wal()");
+    ASSERT_TRUE(wait_streamed());
+    ASSERT_EQ(stop_streaming().exit_code, 0);
+
+    // The service finds the new base backup, copies it, then keeps one there.
+    Receiver receiver;
+    start_service(receiver, {{"POSTGRES_BACKUP_BASE_RETENTION_COUNT", "1"},
+                             {"POSTGRES_BACKUP_ON_START", "false"}});
+    const std::string base_prefix = "base/" + system() + "/";
+    ASSERT_TRUE(eventually(
+        [&] {
+            return !keys(base_prefix + second_name + "/base.json").empty() &&
+                   keys(base_prefix + first_name + "/").empty();
+        },
+        60s))
+        << stop_streaming().out;
+    RunResult stopped = stop_streaming();
+    EXPECT_TRUE(
+        contains(stopped.out, "msg=\"stored base backup removed by retention\" name=" + first_name))
+        << stopped.out;
+    // The WAL before the kept base backup's start went with the old one; the
+    // rest, and the sums that vouch for it, stay.
+    const auto info =
+        nlohmann::json::parse(slurp(backups_ / base_prefix / second_name / "base.json"));
+    const uint64_t segment_size = info.at("wal_segment_size").get<uint64_t>();
+    const uint64_t kept_from =
+        pg::segment_of(*pg::Lsn::parse(info.at("start_lsn").get<std::string>()), segment_size);
+    size_t removed = 0;
+    for (const std::string& key : old_wal) {
+        const auto name = pg::WalFileName::parse(fs::path(key).filename().string());
+        if (name && name->kind == pg::WalFileName::Kind::Segment &&
+            name->segment_number(segment_size) < kept_from) {
+            EXPECT_TRUE(keys(key).empty()) << key;
+            EXPECT_TRUE(keys(fs::path(key).parent_path().string() + "/sums-" +
+                             fs::path(key).filename().string() + ".json")
+                            .empty())
+                << key;
+            ++removed;
+        }
+    }
+    EXPECT_GE(removed, 1U);
+    fs::rename(backups_, dir_ / "lost");
+    fs::create_directories(backups_);
+    EXPECT_EQ(recovered_marks({"--remote"}, "to-latest"), "1,2");
+}
+
 }  // namespace
 }  // namespace pgward::test
