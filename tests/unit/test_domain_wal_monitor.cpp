@@ -230,5 +230,54 @@ TEST(WalMonitor, StateHealthAndMetricsCarryIt) {
     EXPECT_NE(metrics.find("# TYPE pgward_wal_alerts_total counter"), std::string::npos);
 }
 
+TEST(WalMonitor, TheOffsiteCopyOfTheWalIsInTheStateHealthAndMetrics) {
+    ServiceState s;
+    s.database = "app";
+    s.service_started_at = "2026-12-04T10:00:00Z";
+    s.remote = "s3://bucket/prod/";
+    s.last_remote_success_at = "2026-12-04T10:05:00Z";
+    s.wal = streaming_since("2026-12-04T10:00:00Z");
+    s.wal->offsite_newest = "000000010000000000000007";
+    s.wal->offsite_at = "2026-12-04T10:06:00Z";
+    ServiceState back = state_from_json(state_to_json(s), "test");
+    ASSERT_TRUE(back.wal);
+    EXPECT_EQ(back.wal->offsite_newest, "000000010000000000000007");
+    EXPECT_EQ(back.wal->offsite_at, "2026-12-04T10:06:00Z");
+    EXPECT_FALSE(back.wal->offsite_failure);
+
+    HealthPolicy policy;
+    const TimePoint now = at("2026-12-04T10:10:00Z");
+    Health h = evaluate_health(s, now, now, policy);
+    EXPECT_TRUE(h.healthy) << h.reason;
+    std::string metrics = render_metrics(s, h);
+    EXPECT_NE(metrics.find("pgward_wal_offsite_healthy{database=\"app\"} 1\n"), std::string::npos)
+        << metrics;
+    EXPECT_NE(metrics.find("pgward_wal_offsite_last_success_timestamp_seconds{database=\"app\"} "
+                           "1796378760\n"),
+              std::string::npos)
+        << metrics;
+
+    s.wal->offsite_failure = "copying the WAL and base backups to s3://bucket/prod/: HTTP 503";
+    s.wal->offsite_failure_at = "2026-12-04T10:09:00Z";
+    s.wal->offsite_failures = 3;
+    back = state_from_json(state_to_json(s), "test");
+    EXPECT_EQ(back.wal->offsite_failure, s.wal->offsite_failure);
+    EXPECT_EQ(back.wal->offsite_failure_at, "2026-12-04T10:09:00Z");
+    EXPECT_EQ(back.wal->offsite_failures, 3U);
+    h = evaluate_health(s, now, now, policy);
+    EXPECT_FALSE(h.healthy);
+    EXPECT_EQ(h.status, "wal-offsite-failing");
+    EXPECT_EQ(h.reason,
+              "the last 3 offsite cop(y/ies) of the WAL and base backups failed, the latest at "
+              "2026-12-04T10:09:00Z: copying the WAL and base backups to s3://bucket/prod/: HTTP "
+              "503 (the local archive is kept)");
+    metrics = render_metrics(s, h);
+    EXPECT_NE(metrics.find("pgward_wal_offsite_healthy{database=\"app\"} 0\n"), std::string::npos)
+        << metrics;
+    // A streaming problem is told first: without WAL there is nothing to copy.
+    s.wal->problem = "WAL has not been streamed since X";
+    EXPECT_EQ(evaluate_health(s, now, now, policy).status, "wal-failing");
+}
+
 }  // namespace
 }  // namespace pgward

@@ -18,6 +18,7 @@
 #include "domain/manifest.hpp"
 #include "domain/naming.hpp"
 #include "domain/offsite.hpp"
+#include "domain/pitr_offsite.hpp"
 #include "storage/store.hpp"
 #include "support/temp_dir.hpp"
 #include "util/sha256.hpp"
@@ -220,6 +221,33 @@ TEST_F(LocalStoreTest, AFetchRemovesOnlyTheFetchDirectoriesOfProcessesThatAreGon
     std::vector<std::string> expected = kept;
     std::sort(expected.begin(), expected.end());
     EXPECT_EQ(left, expected) << "the fetch's own directory went with it";
+}
+
+// What vouches for stored WAL: every sums file's entries together; one that
+// cannot be read vouches for nothing (its files count as not proven).
+TEST_F(LocalStoreTest, WalSumsVouchForTheFilesTheyNameAndABadOneForNothing) {
+    const fs::path wal = dir_ / "wal";
+    fs::create_directories(wal);
+    std::ofstream(wal / "sums-000000010000000000000002.json")
+        << R"({"format":"pgward-wal-sums/1","files":{)"
+        << R"("000000010000000000000001":{"object":"000000010000000000000001","size":16777216,"sha256":"aa"},)"
+        << R"("000000010000000000000002":{"object":"000000010000000000000002.age","size":16777500,"sha256":"bb","plain_sha256":"cc"}}})";
+    std::ofstream(wal / "sums-000000010000000000000003.json")
+        << R"({"format":"pgward-wal-sums/1","files":{"000000010000000000000003":{"size":5,"sha256":"dd"}}})";
+    std::ofstream(wal / "sums-000000010000000000000004.json") << "{ cut";
+    std::ofstream(wal / "sums-000000010000000000000005.json") << R"({"format":"other"})";
+    std::ofstream(wal / "000000010000000000000004") << "not vouched for";
+    const storage::LocalStore store(wal);
+    const auto sums = read_wal_sums(store);
+    ASSERT_EQ(sums.size(), 3U);
+    EXPECT_EQ(sums.at("000000010000000000000001").object, "000000010000000000000001");
+    EXPECT_EQ(sums.at("000000010000000000000001").size, 16777216U);
+    EXPECT_FALSE(sums.at("000000010000000000000001").plain_sha256);
+    EXPECT_EQ(sums.at("000000010000000000000002").object, "000000010000000000000002.age");
+    EXPECT_EQ(sums.at("000000010000000000000002").plain_sha256, "cc");
+    // (An entry without "object" names the file itself.)
+    EXPECT_EQ(sums.at("000000010000000000000003").object, "000000010000000000000003");
+    EXPECT_EQ(sums.count("000000010000000000000004"), 0U);
 }
 
 }  // namespace
