@@ -175,6 +175,16 @@ class StatusCommand : public Command {
                 if (w.problem) {
                     fmt::print("WAL problem:     {}\n", *w.problem);
                 }
+                if (s.remote) {
+                    fmt::print("WAL offsite:     newest segment {} (copied {})\n",
+                               w.offsite_newest.value_or("none yet"),
+                               w.offsite_at.value_or("never"));
+                }
+                if (w.offsite_failure) {
+                    fmt::print("WAL offsite failure: {}: {} ({} in a row)\n",
+                               w.offsite_failure_at.value_or("?"), *w.offsite_failure,
+                               w.offsite_failures);
+                }
             }
         } else {
             fmt::print("service state:   none (pgward run has not written one here)\n");

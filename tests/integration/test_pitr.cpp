@@ -1425,6 +1425,8 @@ TEST_F(PitrOffsiteTest, TheServiceCopiesWalAsItStreamsAndAlertsWhileTheStoreFail
                          "unhealthy: the last 1 offsite cop(y/ies) of the WAL and base backups "
                          "failed"))
         << health.out << health.err;
+    RunResult failing = run_pgward({"status"}, env());
+    EXPECT_TRUE(contains(failing.out, "WAL offsite failure: ")) << failing.out;
 
     s3_->make_bucket(later);
     mark(1);
@@ -1441,6 +1443,9 @@ TEST_F(PitrOffsiteTest, TheServiceCopiesWalAsItStreamsAndAlertsWhileTheStoreFail
     ASSERT_TRUE(
         eventually([&] { return receiver.last_event("offsite_recovered").has_value(); }, 30s));
     EXPECT_EQ(wal_state().value("offsite_failures", 99), 0) << slurp(state_path);
+    RunResult status = run_pgward({"status"}, env());
+    EXPECT_TRUE(contains(status.out, "WAL offsite:     newest segment ")) << status.out;
+    EXPECT_FALSE(contains(status.out, "WAL offsite failure")) << status.out;
     RunResult stopped = stop_streaming();
     EXPECT_EQ(stopped.exit_code, 0) << stopped.err;
 
