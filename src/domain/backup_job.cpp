@@ -65,6 +65,12 @@ class SnapshotSession {
         // As pg_dump runs: a table whose policies would hide rows from this
         // role is an error for both, never a smaller count.
         conn_.exec("SET LOCAL row_security = off");
+        if (restore_point_name) {
+            // At the snapshot (this first query takes it): the counters a
+            // table written before the restore point changes.
+            counters_at_snapshot_ = read_write_counters();
+        }
+        snapshot_at_ = std::chrono::steady_clock::now();
         std::string snapshot = conn_.query_value("SELECT pg_catalog.pg_export_snapshot()").value();
         if (restore_point_name) {
             create_restore_point(*restore_point_name);
@@ -87,6 +93,9 @@ class SnapshotSession {
     void start_counting() {
         worker_ = std::thread([this] {
             try {
+                if (restore_point_ && counters_at_snapshot_) {
+                    find_tables_written_around_restore_point();
+                }
                 // In savepoints (pg/catalog.hpp): no lock kept beside pg_dump's.
                 std::vector<uint64_t> rows = pg::count_dumped_rows(conn_, dumped_);
                 for (size_t i = 0; i < rows.size(); ++i) {
@@ -126,10 +135,54 @@ class SnapshotSession {
 
     const std::optional<std::string>& schema_version() const { return schema_version_; }
     const std::optional<Manifest::RestorePoint>& restore_point() const { return restore_point_; }
+    const std::optional<std::vector<std::pair<std::string, std::string>>>& written_around() const {
+        return written_around_;
+    }
     uint64_t large_objects() const { return large_objects_; }
     const SmokeFindings& conditions() const { return conditions_; }
 
   private:
+    // Statistics reach pg_stat_all_tables when a backend's transaction ends,
+    // at most once a second: read again this long after the restore point,
+    // they have the writes committed between it and the snapshot.
+    static constexpr std::chrono::milliseconds kCountersSettle{1500};
+
+    // Best effort (in a savepoint): without the counters every table is
+    // compared, as before.
+    std::optional<std::map<std::pair<std::string, std::string>, uint64_t>> read_write_counters() {
+        conn_.exec("SAVEPOINT pgward_counters");
+        try {
+            auto counters = pg::table_write_counters(conn_);
+            conn_.exec("RELEASE SAVEPOINT pgward_counters");
+            return counters;
+        } catch (const Error& e) {
+            conn_.exec("ROLLBACK TO SAVEPOINT pgward_counters");
+            log::warn("cannot read the tables' write counters", {{"error", e.what()}});
+            return std::nullopt;
+        }
+    }
+
+    void find_tables_written_around_restore_point() {
+        const auto settled = restore_point_at_ + kCountersSettle;
+        while (std::chrono::steady_clock::now() < settled && pending_interrupt() == 0) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+        auto later = read_write_counters();
+        if (!later) {
+            return;
+        }
+        restore_point_->counters_window_ms = std::chrono::duration<double, std::milli>(
+                                                 std::chrono::steady_clock::now() - snapshot_at_)
+                                                 .count();
+        written_around_.emplace();
+        for (const auto& [table, count] : *later) {
+            auto before = counters_at_snapshot_->find(table);
+            if (before == counters_at_snapshot_->end() || before->second != count) {
+                written_around_->push_back(table);
+            }
+        }
+    }
+
     // In a savepoint: a refusal (a role without EXECUTE on the function, a
     // server with wal_level=minimal) leaves the snapshot's transaction usable.
     void create_restore_point(const std::string& name) {
@@ -138,7 +191,10 @@ class SnapshotSession {
             auto lsn =
                 conn_.query_value("SELECT pg_catalog.pg_create_restore_point($1)::text", {name});
             conn_.exec("RELEASE SAVEPOINT pgward_restore_point");
+            restore_point_at_ = std::chrono::steady_clock::now();
             restore_point_ = Manifest::RestorePoint{name, lsn.value_or("")};
+            restore_point_->gap_ms =
+                std::chrono::duration<double, std::milli>(restore_point_at_ - snapshot_at_).count();
         } catch (const Error& e) {
             conn_.exec("ROLLBACK TO SAVEPOINT pgward_restore_point");
             log::warn(
@@ -164,6 +220,10 @@ class SnapshotSession {
     std::vector<TableEntry> tables_;
     std::optional<std::string> schema_version_;
     std::optional<Manifest::RestorePoint> restore_point_;
+    std::chrono::steady_clock::time_point snapshot_at_;
+    std::chrono::steady_clock::time_point restore_point_at_;
+    std::optional<std::map<std::pair<std::string, std::string>, uint64_t>> counters_at_snapshot_;
+    std::optional<std::vector<std::pair<std::string, std::string>>> written_around_;
     uint64_t large_objects_ = 0;
     SmokeFindings conditions_;
     std::thread worker_;
@@ -801,6 +861,7 @@ BackupResult run_backup_job(const BackupRequest& request) {
     manifest.compression = archive::to_string(summary.header.compression);
     manifest.large_objects = summary.large_objects;
     manifest.restore_point = snapshot.restore_point();
+    manifest.written_around_restore_point = snapshot.written_around();
     manifest.large_objects_fingerprint = summary.large_objects_fingerprint();
     manifest.sequences_behind = snapshot.conditions().sequences_behind;
     manifest.invalid_indexes = snapshot.conditions().invalid_indexes;

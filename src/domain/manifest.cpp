@@ -31,6 +31,13 @@ nlohmann::ordered_json manifest_private_to_json(const Manifest& m) {
         tables.push_back(std::move(entry));
     }
     doc["tables"] = std::move(tables);
+    if (m.written_around_restore_point) {
+        nlohmann::ordered_json written = nlohmann::ordered_json::array();
+        for (const auto& [schema, name] : *m.written_around_restore_point) {
+            written.push_back({{"schema", schema}, {"name", name}});
+        }
+        doc["written_around_restore_point"] = std::move(written);
+    }
     return doc;
 }
 
@@ -57,6 +64,12 @@ nlohmann::ordered_json manifest_to_json(const Manifest& m) {
     doc["large_objects"] = optional_json(m.large_objects);
     if (m.restore_point) {
         doc["restore_point"] = {{"name", m.restore_point->name}, {"lsn", m.restore_point->lsn}};
+        if (m.restore_point->gap_ms) {
+            doc["restore_point"]["gap_ms"] = *m.restore_point->gap_ms;
+        }
+        if (m.restore_point->counters_window_ms) {
+            doc["restore_point"]["counters_window_ms"] = *m.restore_point->counters_window_ms;
+        }
     }
     if (m.encryption) {
         // Nothing that names a table or holds a row stays readable.
@@ -94,6 +107,13 @@ void manifest_private_from_json(const nlohmann::json& doc, Manifest& m, const st
             entry.extension = optional_string(t, "extension");
             m.tables.push_back(std::move(entry));
         }
+        if (doc.contains("written_around_restore_point")) {
+            m.written_around_restore_point.emplace();
+            for (const auto& t : doc.at("written_around_restore_point")) {
+                m.written_around_restore_point->emplace_back(t.at("schema").get<std::string>(),
+                                                             t.at("name").get<std::string>());
+            }
+        }
     } catch (const nlohmann::json::exception& e) {
         throw failure("manifest " + source + " is malformed: " + e.what(),
                       "the sidecar was edited or damaged; `pgward verify --deep` still reads the "
@@ -129,6 +149,12 @@ Manifest manifest_from_json(const nlohmann::json& doc, const std::string& source
             const nlohmann::json& point = doc.at("restore_point");
             m.restore_point = Manifest::RestorePoint{point.at("name").get<std::string>(),
                                                      point.at("lsn").get<std::string>()};
+            if (point.contains("gap_ms")) {
+                m.restore_point->gap_ms = point.at("gap_ms").get<double>();
+            }
+            if (point.contains("counters_window_ms")) {
+                m.restore_point->counters_window_ms = point.at("counters_window_ms").get<double>();
+            }
         }
         if (doc.contains("encryption")) {
             const nlohmann::json& e = doc.at("encryption");

@@ -70,9 +70,20 @@ struct Manifest {
     struct RestorePoint {
         std::string name;
         std::string lsn;
+        // Milliseconds from the snapshot to the restore point: what a write
+        // committed in between is in the recovery and not in the dump.
+        std::optional<double> gap_ms;
+        // How long after the snapshot the write counters were read again
+        // (written_around_restore_point).
+        std::optional<double> counters_window_ms;
         bool operator==(const RestorePoint&) const = default;
     };
     std::optional<RestorePoint> restore_point;
+    // The tables the server's write counters saw written between the
+    // snapshot and counters_window_ms later (schema, name): a recovery to the
+    // restore point may differ from the dump there, and the PITR drill says
+    // so instead of failing. Unset when the counters were not read.
+    std::optional<std::vector<std::pair<std::string, std::string>>> written_around_restore_point;
     // lo1 of every large object (oid and content), as in the archive.
     std::optional<std::string> large_objects_fingerprint;
     // Conditions that already held in the source when it was dumped, so that

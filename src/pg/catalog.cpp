@@ -48,6 +48,19 @@ std::string DumpedTable::qualified() const {
     return quote_identifier(schema) + "." + quote_identifier(name);
 }
 
+std::map<std::pair<std::string, std::string>, uint64_t> table_write_counters(Connection& conn) {
+    // The statistics a transaction reads are cached for its duration.
+    conn.exec("SELECT pg_catalog.pg_stat_clear_snapshot()");
+    Result r = conn.exec(
+        "SELECT schemaname, relname, (n_tup_ins + n_tup_upd + n_tup_del)::text "
+        "FROM pg_catalog.pg_stat_all_tables");
+    std::map<std::pair<std::string, std::string>, uint64_t> counters;
+    for (int row = 0; row < r.rows(); ++row) {
+        counters[{r.get(row, 0), r.get(row, 1)}] = std::stoull(r.get(row, 2));
+    }
+    return counters;
+}
+
 std::vector<DumpedTable> list_dumped_tables(Connection& conn) {
     Result rows = conn.exec(kDumpedTablesQuery);
     std::vector<DumpedTable> out;

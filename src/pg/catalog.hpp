@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -46,6 +47,13 @@ std::vector<std::string> dumped_columns(Connection& conn, const DumpedTable& tab
 // The COPY ... TO STDOUT that yields the rows pg_dump writes, over `columns`
 // in that order (the archive's column list, or dumped_columns()).
 std::string copy_out_sql(const DumpedTable& table, const std::vector<std::string>& columns);
+
+// Every table's count of rows inserted, updated and deleted as the server's
+// statistics have it now (pg_stat_all_tables, read afresh even inside a
+// transaction), by schema and name. Each backend reports its counts when a
+// transaction ends, at most once a second (when idle, up to some seconds
+// later): a write seen here happened, a write not seen yet may have.
+std::map<std::pair<std::string, std::string>, uint64_t> table_write_counters(Connection& conn);
 
 // The cluster's pg_control system identifier, in decimal: one per initdb, so
 // two servers that both have a database "app" are told apart. nullopt when
