@@ -132,35 +132,28 @@ bool prepare_empty_directory(const fs::path& pgdata) {
     return created;
 }
 
-// The archive's segments from the base backup's start to the plan's last
-// (the newest served from its .partial), and every timeline history file,
-// each checked as it is copied.
+// The plan's WAL files (the newest served from its .partial) and every
+// timeline history file, each checked as it is copied.
 void copy_wal_into(const PitrPlan& plan, const fs::path& pg_wal) {
     const WalArchive archive = WalArchive::at(plan.archive, plan.base.system);
-    auto first = pg::WalFileName::parse(plan.first_segment);
-    auto last = pg::WalFileName::parse(plan.last_segment);
-    size_t copied = 0;
+    std::vector<std::string> files;
     for (const WalArchive::Entry& entry : archive.entries()) {
-        const bool history = entry.name.kind == pg::WalFileName::Kind::History;
-        const uint64_t number = entry.name.segment_number(plan.segment_size);
-        if (!history && (entry.name.timeline != first->timeline ||
-                         number < first->segment_number(plan.segment_size) ||
-                         number > last->segment_number(plan.segment_size))) {
-            continue;
+        if (entry.name.kind == pg::WalFileName::Kind::History) {
+            files.push_back(entry.file);
         }
-        std::string file = entry.file;
-        if (entry.name.kind == pg::WalFileName::Kind::PartialSegment) {
+    }
+    files.insert(files.end(), plan.wal_files.begin(), plan.wal_files.end());
+    size_t copied = 0;
+    for (std::string file : files) {
+        if (file.ends_with(".partial")) {
             file = file.substr(0, file.size() - std::string_view(".partial").size());
-            std::error_code ec;
-            if (fs::exists(archive.dir() / file, ec)) {
-                continue;  // the complete segment is there too
-            }
         }
         if (archive.fetch(file, pg_wal / file)) {
             ++copied;
         }
     }
-    log::info("WAL copied into the data directory", {{"files", std::to_string(copied)}});
+    log::info("WAL copied into the data directory",
+              {{"files", std::to_string(copied)}, {"timeline", std::to_string(plan.timeline)}});
 }
 
 }  // namespace
@@ -353,6 +346,39 @@ std::optional<std::string> RecoveryTarget::setting() const {
     return std::nullopt;
 }
 
+uint32_t TimelinePath::timeline_of(uint64_t segment) const {
+    uint32_t timeline = target;
+    for (const auto& [tli, first] : begins) {
+        if (first <= segment) {
+            timeline = tli;
+        }
+    }
+    return timeline;
+}
+
+TimelinePath timeline_path(const std::map<uint32_t, std::vector<pg::TimelineSwitch>>& histories,
+                           uint32_t from, uint64_t segment_size) {
+    TimelinePath path{from, {{from, 0}}};
+    for (const auto& [timeline, switches] : histories) {
+        if (timeline <= path.target) {
+            continue;
+        }
+        auto branch = std::find_if(switches.begin(), switches.end(),
+                                   [&](const pg::TimelineSwitch& s) { return s.parent == from; });
+        if (branch == switches.end()) {
+            continue;  // not a descendant of `from`
+        }
+        path.target = timeline;
+        path.begins = {{from, 0}};
+        for (auto it = branch; it != switches.end(); ++it) {
+            const uint32_t next =
+                std::next(it) != switches.end() ? std::next(it)->parent : timeline;
+            path.begins.emplace_back(next, pg::segment_of(it->switch_point, segment_size));
+        }
+    }
+    return path;
+}
+
 std::optional<pg::Lsn> target_position(const fs::path& dir, const RecoveryTarget& target) {
     if (target.kind == RecoveryTarget::Kind::Lsn) {
         return target.lsn;
@@ -417,30 +443,60 @@ PitrPlan plan_pitr(const PitrRequest& request) {
     const BaseBackup* chosen = choose_base_backup(backups, request.target, target_lsn);
 
     // The WAL from the base backup on: its own (start to end, in pg_wal.tar)
-    // then the archive's, with no segment missing.
+    // then the archive's, with no segment missing, along the timelines
+    // recovery follows (recovery_target_timeline = 'latest').
     const BaseBackup& oldest = backups.front();
     const uint64_t size = oldest.segment_size;
-    std::map<uint64_t, const WalArchive::Entry*> segments;
+    std::map<uint32_t, std::vector<pg::TimelineSwitch>> histories;
     for (const WalArchive::Entry& e : entries) {
-        if (e.name.kind != pg::WalFileName::Kind::History && e.name.timeline == oldest.timeline) {
-            segments.emplace(e.name.segment_number(size), &e);
+        if (e.name.kind == pg::WalFileName::Kind::History) {
+            try {
+                histories[e.name.timeline] = pg::parse_history(read_file(archive.dir() / e.file));
+            } catch (const Error& error) {
+                throw failure(fmt::format("timeline history file {} in {} cannot be read: {}",
+                                          e.file, archive_name, error.what()));
+            }
         }
     }
+    struct Segments {
+        TimelinePath path;
+        std::map<uint64_t, const WalArchive::Entry*> files;
+    };
+    auto segments_from = [&](const BaseBackup& from) {
+        Segments out{timeline_path(histories, from.timeline, size), {}};
+        for (const WalArchive::Entry& e : entries) {
+            if (e.name.kind != pg::WalFileName::Kind::History &&
+                e.name.timeline == out.path.timeline_of(e.name.segment_number(size))) {
+                out.files.emplace(e.name.segment_number(size), &e);
+            }
+        }
+        return out;
+    };
     auto reach = [&](const BaseBackup& from) {
+        const Segments found = segments_from(from);
+        const auto& segments = found.files;
         struct Reach {
             uint64_t last_segment;
             SystemTime written;
             std::optional<std::string> missing;
-        } r{pg::segment_of(from.end, size), SystemTime(from.finished), std::nullopt};
+            std::vector<std::string> files;
+            uint32_t timeline;
+        } r{pg::segment_of(from.end, size),
+            SystemTime(from.finished),
+            std::nullopt,
+            {},
+            found.path.target};
         for (auto it = segments.lower_bound(pg::segment_of(from.start, size)); it != segments.end();
              ++it) {
             if (it->first > r.last_segment + 1) {
                 r.missing = fmt::format(
                     "WAL segment {} is missing from {}",
-                    pg::WalFileName::segment_name(from.timeline, r.last_segment + 1, size),
+                    pg::WalFileName::segment_name(found.path.timeline_of(r.last_segment + 1),
+                                                  r.last_segment + 1, size),
                     archive_name);
                 break;
             }
+            r.files.push_back(it->second->file);
             r.last_segment = std::max(r.last_segment, it->first);
             r.written = std::max(r.written, to_system(it->second->modified));
             // A .partial with later segments after it: streaming stopped in
@@ -486,9 +542,13 @@ PitrPlan plan_pitr(const PitrRequest& request) {
                       "is pgward streaming WAL (pgward wal stream, or run --wal)?");
     }
     plan.base = *chosen;
-    plan.first_segment =
-        pg::WalFileName::segment_name(chosen->timeline, pg::segment_of(chosen->start, size), size);
-    plan.last_segment = pg::WalFileName::segment_name(chosen->timeline, r.last_segment, size);
+    const TimelinePath path = timeline_path(histories, chosen->timeline, size);
+    const uint64_t first = pg::segment_of(chosen->start, size);
+    plan.first_segment = pg::WalFileName::segment_name(path.timeline_of(first), first, size);
+    plan.last_segment =
+        pg::WalFileName::segment_name(path.timeline_of(r.last_segment), r.last_segment, size);
+    plan.wal_files = r.files;
+    plan.timeline = r.timeline;
     plan.wal_written = fs::file_time_type(std::chrono::file_clock::from_sys(r.written));
     plan.segment_size = size;
     return plan;

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -90,7 +91,23 @@ struct PitrPlan {
     std::string last_segment;
     std::filesystem::file_time_type wal_written;
     uint64_t segment_size = pg::kDefaultSegmentSize;
+    // The archive's files recovery reads, from first to last segment, each of
+    // the timeline recovery is on there; and the timeline it ends on.
+    std::vector<std::string> wal_files;
+    uint32_t timeline = 0;
 };
+
+// The timelines a recovery from `from` follows to the newest one descending
+// from it (recovery_target_timeline = 'latest'), as the archive's history
+// files say (`histories`, by timeline): each with the segment it begins in.
+// A segment is read from the newest timeline begun by then.
+struct TimelinePath {
+    uint32_t target = 0;
+    std::vector<std::pair<uint32_t, uint64_t>> begins;  // (timeline, first segment), ascending
+    uint32_t timeline_of(uint64_t segment) const;
+};
+TimelinePath timeline_path(const std::map<uint32_t, std::vector<pg::TimelineSwitch>>& histories,
+                           uint32_t from, uint64_t segment_size);
 
 // Chooses the base backup (the newest that finished before the target) and
 // checks the WAL from it on: no gap, and a target inside the window the

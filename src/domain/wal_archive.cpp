@@ -150,7 +150,39 @@ ServerIdentity identify_server(const pg::ConnectionOptions& connection) {
     identity.system = *system;
     identity.timeline = static_cast<uint32_t>(std::stoul(result.get(0, 1)));
     identity.flushed = *flushed;
+    if (identity.timeline > 1) {
+        pg::Result history = conn.exec(fmt::format("TIMELINE_HISTORY {}", identity.timeline));
+        if (history.rows() == 1 && history.columns() >= 2) {
+            identity.history_file = history.get(0, 0);
+            identity.history = history.get(0, 1);
+        }
+    }
     return identity;
+}
+
+std::optional<TimelineFork> plan_timeline_fork(
+    const std::vector<WalArchive::Entry>& entries, uint32_t archive_timeline,
+    const std::vector<pg::TimelineSwitch>& server_history, uint32_t server_timeline,
+    uint64_t segment_size) {
+    auto ended =
+        std::find_if(server_history.begin(), server_history.end(),
+                     [&](const pg::TimelineSwitch& s) { return s.parent == archive_timeline; });
+    if (ended == server_history.end()) {
+        return std::nullopt;
+    }
+    TimelineFork fork;
+    fork.switch_point = ended->switch_point;
+    fork.timeline = server_timeline;
+    const uint64_t fork_segment = pg::segment_of(ended->switch_point, segment_size);
+    for (const WalArchive::Entry& e : entries) {
+        if (e.name.kind != pg::WalFileName::Kind::History && e.name.timeline == archive_timeline &&
+            e.name.segment_number(segment_size) > fork_segment) {
+            fork.set_aside.push_back(e.file);
+        }
+    }
+    fork.resume_segment =
+        pg::WalFileName::segment_name(server_timeline, fork_segment, segment_size);
+    return fork;
 }
 
 WalArchive::WalArchive(const fs::path& backup_dir, uint64_t system)
@@ -394,6 +426,68 @@ void resume_past_gap(const WalStreamRequest& request, const WalArchive& archive,
     }
 }
 
+// A server on a newer timeline than the archive's newest (promoted after a
+// point-in-time recovery, or a failover): pg_receivewal would resume on the
+// old timeline past the point where the server's history left it, and fail
+// there for ever. The old timeline's files past the fork are another
+// history: kept, in forked-timeline-<N>/ beside the archive; the new
+// timeline's history file goes in, and streaming resumes in the new
+// timeline's segment holding the fork.
+void follow_timeline_fork(const WalStreamRequest& request, const WalArchive& archive,
+                          uint64_t segment_size) {
+    const std::vector<WalArchive::Entry> entries = archive.entries();
+    uint32_t archive_timeline = 0;
+    for (const WalArchive::Entry& e : entries) {
+        if (e.name.kind != pg::WalFileName::Kind::History) {
+            archive_timeline = std::max(archive_timeline, e.name.timeline);
+        }
+    }
+    if (archive_timeline == 0) {
+        return;
+    }
+    const ServerIdentity server = identify_server(request.connection);
+    if (server.timeline <= archive_timeline || server.history.empty()) {
+        return;
+    }
+    const std::vector<pg::TimelineSwitch> history = pg::parse_history(server.history);
+    const std::optional<TimelineFork> fork =
+        plan_timeline_fork(entries, archive_timeline, history, server.timeline, segment_size);
+    if (!fork) {
+        throw failure(fmt::format("the server is on timeline {}, whose history does not pass "
+                                  "through timeline {} of the archive {}",
+                                  server.timeline, archive_timeline, archive.dir().string()),
+                      "is this the same server? Point-in-time recovery of its old timeline "
+                      "stays possible; stream the new one into a backup directory of its own");
+    }
+    if (!fork->set_aside.empty()) {
+        const fs::path aside = archive.dir() / fmt::format("forked-timeline-{}", archive_timeline);
+        ensure_directory(aside);
+        for (const std::string& file : fork->set_aside) {
+            fs::rename(archive.dir() / file, aside / file);
+        }
+        fsync_directory(aside);
+    }
+    write_file_atomically(archive.dir() / server.history_file, server.history,
+                          AtomicFile::Publish::Replace);
+    std::error_code ec;
+    if (!fs::exists(archive.dir() / fork->resume_segment, ec) &&
+        !fs::exists(archive.dir() / (fork->resume_segment + ".partial"), ec)) {
+        write_file_atomically(archive.dir() / (fork->resume_segment + ".partial"), "",
+                              AtomicFile::Publish::NoReplace);
+    }
+    fsync_directory(archive.dir());
+    log::warn(
+        fmt::format("the server moved to timeline {}, which left timeline {} at {}: streaming "
+                    "follows it from segment {}",
+                    server.timeline, archive_timeline, fork->switch_point.text(),
+                    fork->resume_segment),
+        {{"set_aside", std::to_string(fork->set_aside.size())},
+         {"kept_in",
+          fork->set_aside.empty()
+              ? std::string("none")
+              : (archive.dir() / fmt::format("forked-timeline-{}", archive_timeline)).string()}});
+}
+
 }  // namespace
 
 void stream_wal(const WalStreamRequest& request) {
@@ -436,6 +530,7 @@ void stream_wal(const WalStreamRequest& request) {
         ArchiveMark before;
         try {
             remove_unfinished_partials(archive);
+            follow_timeline_fork(request, archive, segment_size);
             if (!std::exchange(first_start, false)) {
                 try {
                     if (!slot_session) {

@@ -19,6 +19,9 @@ struct ServerIdentity {
     uint64_t system = 0;
     uint32_t timeline = 0;
     pg::Lsn flushed;  // the server's current WAL flush position
+    // The current timeline's history file (TIMELINE_HISTORY) after the first.
+    std::string history_file;
+    std::string history;
 };
 ServerIdentity identify_server(const pg::ConnectionOptions& connection);
 
@@ -66,6 +69,23 @@ std::vector<uint64_t> wal_archive_systems(const std::filesystem::path& backup_di
 // A usage error unless `slot` is a replication slot's name: 1 to 63
 // lower-case letters, digits and underscores.
 void check_slot_name(const std::string& slot);
+
+// What following a server that moved to a newer timeline asks of the
+// archive (its newest timeline `archive_timeline`): where that timeline
+// ended in the server's history, the files of it past that point (another
+// history: set aside, kept), and the new timeline's segment streaming
+// resumes in. nullopt when the server's history does not pass through
+// `archive_timeline` (not this archive's history).
+struct TimelineFork {
+    pg::Lsn switch_point;
+    uint32_t timeline = 0;               // the server's
+    std::vector<std::string> set_aside;  // archive files of the old timeline past the fork
+    std::string resume_segment;          // the new timeline's segment holding the fork
+};
+std::optional<TimelineFork> plan_timeline_fork(
+    const std::vector<WalArchive::Entry>& entries, uint32_t archive_timeline,
+    const std::vector<pg::TimelineSwitch>& server_history, uint32_t server_timeline,
+    uint64_t segment_size);
 
 // Where pg_receivewal resumes streaming into an archive holding `entries`
 // (segment numbers for `segment_size`): the start of the newest .partial

@@ -3,6 +3,8 @@
 #include <chrono>
 #include <filesystem>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "pg/connection.hpp"
 
@@ -27,6 +29,10 @@ class DataDirServer {
     // The test cluster's superuser and password: the recovered copy has them.
     pg::ConnectionOptions options(const std::string& dbname) const;
     std::string query_value(const std::string& dbname, const std::string& sql) const;
+    // POSTGRES_HOST and POSTGRES_PORT for a pgward that connects to it.
+    std::vector<std::pair<std::string, std::string>> env() const {
+        return {{"POSTGRES_HOST", socket_dir_.string()}, {"POSTGRES_PORT", std::to_string(port_)}};
+    }
 
   private:
     std::filesystem::path pgdata_;

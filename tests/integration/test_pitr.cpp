@@ -1249,6 +1249,65 @@ TEST_F(PitrTest, TheScheduledDrillAlsoProvesPointInTimeRecovery) {
     EXPECT_TRUE(contains(alone.err, "--drill-pitr goes with --wal")) << alone.err;
 }
 
+// A timeline switch: the server recovered to a moment in the past and
+// promoted (timeline 2), then streamed into the same archive. The streamer
+// follows it (the old timeline's WAL past the fork set aside and kept), and
+// recovery to latest from the old base backup follows it too.
+TEST_F(PitrTest, ATimelineSwitchIsFollowedByTheStreamerAndByRecovery) {
+    start_streaming();
+    ASSERT_EQ(run_pgward({"basebackup"}, env()).exit_code, 0);
+    mark(1);
+    std::this_thread::sleep_for(1100ms);
+    const std::string between = server_time();
+    std::this_thread::sleep_for(1100ms);
+    mark(2);
+    PgCluster::instance().exec("postgres", "SELECT pg_switch_wal()");
+    mark(20);
+    PgCluster::instance().exec("postgres", "SELECT pg_switch_wal()");
+    ASSERT_TRUE(wait_streamed());
+    ASSERT_EQ(stop_streaming().exit_code, 0);
+
+    // The operator goes back to `between` (a bad migration after it): timeline 2.
+    EXPECT_EQ(recovered_marks({"--to", between}, "promoted"), "1");
+    DataDirServer promoted(dir_ / "promoted");
+    ASSERT_TRUE(promoted.start()) << promoted.log();
+    ASSERT_EQ(promoted.query_value("postgres",
+                                   "SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)"),
+              "00000002");
+    promoted.query_value("pitr_app", "INSERT INTO marks(id) VALUES (3) RETURNING id");
+    promoted.query_value("postgres", "SELECT pg_switch_wal()");
+    promoted.query_value("pitr_app", "INSERT INTO marks(id) VALUES (4) RETURNING id");
+    const std::string promoted_lsn =
+        promoted.query_value("postgres", "SELECT pg_current_wal_lsn()::text");
+
+    Env promoted_env = env(promoted.env());
+    streamer_ =
+        std::make_unique<BackgroundPgward>(std::vector<std::string>{"wal", "stream"}, promoted_env);
+    ASSERT_TRUE(eventually(
+        [&] {
+            return promoted.query_value(
+                       "postgres",
+                       "SELECT count(*) > 0 FROM pg_stat_replication WHERE application_name = "
+                       "'pgward_wal' AND write_lsn >= '" +
+                           promoted_lsn + "'::pg_lsn") == "t";
+        },
+        60s))
+        << stop_streaming().err;
+    RunResult streamed = stop_streaming();
+    EXPECT_EQ(streamed.exit_code, 0) << streamed.err;
+    EXPECT_TRUE(contains(streamed.err, "the server moved to timeline 2, which left timeline 1 at "))
+        << streamed.err;
+    EXPECT_FALSE(contains(streamed.err, "level=error")) << streamed.err;
+    EXPECT_TRUE(fs::exists(archive() / "00000002.history"));
+    // The old timeline's WAL past the fork (marks 2 and 20) is kept aside.
+    ASSERT_TRUE(fs::is_directory(archive() / "forked-timeline-1"));
+    EXPECT_FALSE(list_dir(archive() / "forked-timeline-1").empty());
+
+    // Recovery to latest from the timeline 1 base backup follows timeline 2.
+    EXPECT_EQ(recovered_marks({}, "to-latest"), "1,3,4");
+    EXPECT_EQ(recovered_marks({"--to", between}, "to-between"), "1");
+}
+
 // A dump's restore point comes a moment after its snapshot: what commits in
 // between is in the recovery and not in the dump. The server's write
 // counters, read at the snapshot and again after the restore point, name

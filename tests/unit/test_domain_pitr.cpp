@@ -6,6 +6,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "domain/manifest.hpp"
 #include "domain/pitr.hpp"
@@ -322,6 +323,44 @@ TEST(WalResume, StartsWherePgReceivewalDoesAndAGapIsOnlyWhatTheSlotNoLongerHolds
     ASSERT_TRUE(gap);
     EXPECT_EQ(gap->first_missing, 0x1CU);
     EXPECT_EQ(gap->resumes_at, 0x1FU);
+}
+
+TEST(Timelines, RecoveryFollowsTheNewestDescendantAndReadsEachSegmentFromTheNewestBegunTimeline) {
+    constexpr uint64_t size = pg::kDefaultSegmentSize;
+    std::map<uint32_t, std::vector<pg::TimelineSwitch>> histories;
+    EXPECT_EQ(timeline_path(histories, 1, size).target, 1U) << "no history: the base's timeline";
+    EXPECT_EQ(timeline_path(histories, 1, size).timeline_of(0x40), 1U);
+    // 2 left 1 at 0/5000100; 3 left 2 at 0/9000000; 4 left 1 (a sibling branch of 2).
+    histories[2] = pg::parse_history("1\t0/5000100\tno recovery target specified\n");
+    histories[3] = pg::parse_history(
+        "1\t0/5000100\tno recovery target specified\n"
+        "2\t0/9000000\tbefore 2026-12-05 00:00:00+00\n");
+    TimelinePath from1 = timeline_path(histories, 1, size);
+    EXPECT_EQ(from1.target, 3U);
+    EXPECT_EQ(from1.timeline_of(0x4), 1U);
+    EXPECT_EQ(from1.timeline_of(0x5), 2U) << "the segment holding the switch: the new timeline's";
+    EXPECT_EQ(from1.timeline_of(0x8), 2U);
+    EXPECT_EQ(from1.timeline_of(0x9), 3U);
+    EXPECT_EQ(timeline_path(histories, 2, size).target, 3U);
+    EXPECT_EQ(timeline_path(histories, 2, size).timeline_of(0x6), 2U);
+    EXPECT_EQ(timeline_path(histories, 3, size).target, 3U) << "nothing descends from 3";
+    histories[4] = pg::parse_history("3\t0/A000000\tx\n");  // not from 1 by this file
+    EXPECT_EQ(timeline_path(histories, 2, size).target, 3U);
+}
+
+TEST(Timelines, AForkSetsAsideTheOldTimelinesFilesPastItAndResumesOnTheNewOne) {
+    constexpr uint64_t size = pg::kDefaultSegmentSize;
+    const auto entries = archive_of({"000000010000000000000004", "000000010000000000000005",
+                                     "000000010000000000000006", "000000010000000000000007.partial",
+                                     "00000001.history"});
+    auto fork = plan_timeline_fork(entries, 1, pg::parse_history("1\t0/5000100\tx\n"), 2, size);
+    ASSERT_TRUE(fork);
+    EXPECT_EQ(fork->switch_point.text(), "0/5000100");
+    EXPECT_EQ(fork->set_aside, (std::vector<std::string>{"000000010000000000000006",
+                                                         "000000010000000000000007.partial"}));
+    EXPECT_EQ(fork->resume_segment, "000000020000000000000005");
+    // A server whose history never passed through the archive's timeline.
+    EXPECT_FALSE(plan_timeline_fork(entries, 1, pg::parse_history("3\t0/5000100\tx\n"), 4, size));
 }
 
 }  // namespace
