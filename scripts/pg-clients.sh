@@ -10,7 +10,8 @@
 #   because the servers run as the `postgres` user, who cannot enter /root).
 # For each major it makes bin folders that --pg-bin / PGWARD_PG_BIN and the
 # test harness can point at:
-#   client-N/bin  pg_dump, pg_restore, psql (wrappers)
+#   client-N/bin  pg_dump, pg_restore, psql, and the point-in-time recovery tools
+#                 (pg_receivewal, pg_basebackup, pg_verifybackup) (wrappers)
 #   server-N/bin  initdb, pg_ctl, postgres
 #   pg-N/bin      both: the server of major N and the oldest client >= N that
 #                 is here (16 gets client 17): the --pg-bin of an upgrade
@@ -66,13 +67,16 @@ client_bin() { echo "$cache/client-$1/bin"; }
 server_bin() { echo "$cache/server-$1/bin"; }
 combined_bin() { echo "$cache/pg-$1/bin"; }
 
+# The client tools pgward calls (and psql for the tests).
+CLIENT_TOOLS=(pg_dump pg_restore psql pg_dumpall pg_receivewal pg_basebackup pg_verifybackup)
+
 ensure_client() { # major
   local major=$1 bin
   bin=$(client_bin "$major")
   mkdir -p "$bin"
   if [[ $major == 15 ]]; then
     [[ -x $SYSTEM_BIN/pg_dump ]] || die "client-15: $SYSTEM_BIN/pg_dump missing (apt install postgresql-client-15)"
-    for tool in pg_dump pg_restore psql pg_dumpall; do ln -sfn "$SYSTEM_BIN/$tool" "$bin/$tool"; done
+    for tool in "${CLIENT_TOOLS[@]}"; do ln -sfn "$SYSTEM_BIN/$tool" "$bin/$tool"; done
     return 0
   fi
   local suite=${CLIENT_SUITE[$major]:-}
@@ -90,7 +94,7 @@ ensure_client() { # major
     rm -rf "$tree"
     mv "$tree.partial" "$tree"
   fi
-  for tool in pg_dump pg_restore psql pg_dumpall; do write_wrapper "$tree" "$major" "$tool" "$bin/$tool"; done
+  for tool in "${CLIENT_TOOLS[@]}"; do write_wrapper "$tree" "$major" "$tool" "$bin/$tool"; done
   "$bin/pg_dump" --version >/dev/null || die "client-$major: $bin/pg_dump does not run"
 }
 
@@ -142,7 +146,7 @@ ensure_combined() { # major
   bin=$(combined_bin "$major")
   mkdir -p "$bin"
   for tool in initdb pg_ctl postgres; do ln -sfn "$(server_bin "$major")/$tool" "$bin/$tool"; done
-  for tool in pg_dump pg_restore psql pg_dumpall; do ln -sfn "$(client_bin "$client")/$tool" "$bin/$tool"; done
+  for tool in "${CLIENT_TOOLS[@]}"; do ln -sfn "$(client_bin "$client")/$tool" "$bin/$tool"; done
 }
 
 ensure_item() { # item

@@ -33,8 +33,11 @@ std::filesystem::path combined_bin_dir(const std::filesystem::path& server_bin,
     for (const char* tool : {"initdb", "pg_ctl", "postgres"}) {
         std::filesystem::create_symlink(server_bin / tool, dir / tool);
     }
-    for (const char* tool : {"pg_dump", "pg_restore", "pg_dumpall", "psql"}) {
-        std::filesystem::create_symlink(client_bin / tool, dir / tool);
+    for (const char* tool : {"pg_dump", "pg_restore", "pg_dumpall", "psql", "pg_receivewal",
+                             "pg_basebackup", "pg_verifybackup"}) {
+        if (std::filesystem::exists(client_bin / tool)) {
+            std::filesystem::create_symlink(client_bin / tool, dir / tool);
+        }
     }
     return dir;
 }
