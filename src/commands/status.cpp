@@ -180,6 +180,10 @@ class StatusCommand : public Command {
                                w.offsite_newest.value_or("none yet"),
                                w.offsite_at.value_or("never"));
                 }
+                if (w.base_failure) {
+                    fmt::print("base backup failure: {}: {} ({} in a row)\n",
+                               w.base_failure_at.value_or("?"), *w.base_failure, w.base_failures);
+                }
                 if (w.offsite_failure) {
                     fmt::print("WAL offsite failure: {}: {} ({} in a row)\n",
                                w.offsite_failure_at.value_or("?"), *w.offsite_failure,

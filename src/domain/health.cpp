@@ -107,6 +107,13 @@ Health evaluate_health_of_real_backups(const std::optional<ServiceState>& state,
     if (state && state->wal && state->wal->problem) {
         return {false, "wal-failing", *state->wal->problem};
     }
+    if (state && state->wal && state->wal->base_failure) {
+        return {false, "base-backup-failing",
+                fmt::format("the last {} scheduled base backup(s) failed, the latest at {}: {} "
+                            "(recovery still starts from the older ones)",
+                            state->wal->base_failures, state->wal->base_failure_at.value_or("?"),
+                            *state->wal->base_failure)};
+    }
     if (state && state->wal && state->wal->offsite_failure) {
         return {
             false, "wal-offsite-failing",
@@ -249,6 +256,8 @@ std::string render_metrics(const ServiceState& s, const Health& health) {
         gauge("pgward_wal_healthy", "1 when WAL streaming has no problem.", db, w.problem ? 0 : 1);
         gauge("pgward_wal_alerts_total", "WAL streaming problems alerted.", db,
               static_cast<double>(w.alerts_total), "counter");
+        gauge("pgward_base_backup_healthy", "1 when the last scheduled base backup succeeded.", db,
+              w.base_failure ? 0 : 1);
         if (s.remote) {
             gauge("pgward_wal_offsite_healthy",
                   "1 when the last offsite copy of the WAL and base backups succeeded.", db,

@@ -83,7 +83,11 @@ std::string state_to_json(const ServiceState& s) {
                       {"offsite_at", optional_json(w.offsite_at)},
                       {"offsite_failure", optional_json(w.offsite_failure)},
                       {"offsite_failure_at", optional_json(w.offsite_failure_at)},
-                      {"offsite_failures", w.offsite_failures}};
+                      {"offsite_failures", w.offsite_failures},
+                      {"base_failure", optional_json(w.base_failure)},
+                      {"base_failure_at", optional_json(w.base_failure_at)},
+                      {"base_failures", w.base_failures},
+                      {"last_base_backup_at", optional_json(w.last_base_backup_at)}};
     } else {
         doc["wal"] = nullptr;
     }
@@ -164,6 +168,10 @@ ServiceState state_from_json(const std::string& text, const std::string& source)
             wal.offsite_failure = optional_string(w, "offsite_failure");
             wal.offsite_failure_at = optional_string(w, "offsite_failure_at");
             wal.offsite_failures = w.value("offsite_failures", uint64_t{0});
+            wal.base_failure = optional_string(w, "base_failure");
+            wal.base_failure_at = optional_string(w, "base_failure_at");
+            wal.base_failures = w.value("base_failures", uint64_t{0});
+            wal.last_base_backup_at = optional_string(w, "last_base_backup_at");
             s.wal = std::move(wal);
         }
         return s;

@@ -45,6 +45,11 @@ struct WalStreamState {
     std::optional<std::string> offsite_failure;
     std::optional<std::string> offsite_failure_at;
     uint64_t offsite_failures = 0;  // in a row
+    // Why the last scheduled base backups failed (until one succeeds).
+    std::optional<std::string> base_failure;
+    std::optional<std::string> base_failure_at;
+    uint64_t base_failures = 0;                      // in a row
+    std::optional<std::string> last_base_backup_at;  // the last scheduled one that succeeded
 };
 
 // What the service knows about its backups, kept in a small file in the

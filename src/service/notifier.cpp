@@ -124,6 +124,21 @@ void Notifier::wal_changed(const Event& event, bool healthy) {
     enqueue({*notify_url_, body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)});
 }
 
+void Notifier::base_backup_changed(const Event& event, bool healthy) {
+    if (!notify_url_) {
+        return;
+    }
+    nlohmann::ordered_json body{{"event", healthy ? "base_backup_recovered" : "base_backup_failed"},
+                                {"database", event.database},
+                                {"at", event.at}};
+    if (!healthy) {
+        body["reason"] = event.detail;
+        body["consecutive_failures"] = event.consecutive_failures;
+    }
+    body["healthy"] = healthy;
+    enqueue({*notify_url_, body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)});
+}
+
 void Notifier::cycle_finished(bool success) {
     if (!ping_url_) {
         return;

@@ -42,6 +42,8 @@ class Notifier {
     void offsite_finished(const Event& event, bool success, bool recovered);
     // wal_failing (a new problem) or wal_recovered.
     void wal_changed(const Event& event, bool healthy);
+    // base_backup_failed (the first of a run of failures) or base_backup_recovered.
+    void base_backup_changed(const Event& event, bool healthy);
     // The ping of a cycle.
     void cycle_finished(bool success);
 

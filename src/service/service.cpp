@@ -521,26 +521,63 @@ void upload_wal_offsite(const ServiceConfig& config, SharedState& shared, Notifi
     }
 }
 
-// A scheduled base backup, then base backup retention; a failure is logged
-// and tried again with the schedule's backoff (no alert of its own yet).
-bool take_scheduled_base_backup(const ServiceConfig& config) {
-    try {
-        BaseBackupRequest request;
-        request.connection = config.backup.connection;
-        request.dir = config.backup.dir;
-        request.pg_bin = config.backup.pg_bin;
-        request.limits = {config.backup.timeout, config.backup.stall};
-        const BaseBackup backup = take_base_backup(request);
-        if (config.base_retention) {
-            prune_base_backups(config.backup.dir, backup.system, *config.base_retention);
-        }
-        return true;
-    } catch (const Error& e) {
-        if (pending_interrupt() == 0) {
-            log::error("scheduled base backup failed", {{"error", e.what()}});
-        }
-        return false;
+// pg_basebackup, proven, then retention.
+void take_and_prune_base_backup(const ServiceConfig& config) {
+    BaseBackupRequest request;
+    request.connection = config.backup.connection;
+    request.dir = config.backup.dir;
+    request.pg_bin = config.backup.pg_bin;
+    request.limits = {config.backup.timeout, config.backup.stall};
+    const BaseBackup backup = take_base_backup(request);
+    if (config.base_retention) {
+        prune_base_backups(config.backup.dir, backup.system, *config.base_retention);
     }
+}
+
+// A scheduled base backup, then base backup retention. A failure is in the
+// state (wal.base_failure), alerted when it starts and when one succeeds
+// again, and tried again with the schedule's backoff.
+bool take_scheduled_base_backup(const ServiceConfig& config, SharedState& shared,
+                                Notifier& notifier) {
+    std::string failure;
+    try {
+        take_and_prune_base_backup(config);
+    } catch (const Error& e) {
+        if (pending_interrupt() != 0) {
+            return false;
+        }
+        failure = e.what();
+        log::error("scheduled base backup failed", {{"error", failure}});
+    }
+    const std::string at = format_iso_utc(now_seconds());
+    bool started_failing = false;
+    bool recovered = false;
+    uint64_t failures = 0;
+    shared.update([&](ServiceState& s) {
+        if (!s.wal) {
+            return;
+        }
+        WalStreamState& w = *s.wal;
+        if (failure.empty()) {
+            recovered = w.base_failure.has_value();
+            w.base_failure.reset();
+            w.base_failure_at.reset();
+            w.base_failures = 0;
+            w.last_base_backup_at = at;
+        } else {
+            started_failing = !w.base_failure.has_value();
+            w.base_failure = failure;
+            w.base_failure_at = at;
+            failures = ++w.base_failures;
+        }
+    });
+    if (started_failing) {
+        notifier.base_backup_changed({"", config.database, at, failure, failures}, false);
+    } else if (recovered) {
+        log::info("scheduled base backups work again", {{"database", config.database}});
+        notifier.base_backup_changed({"", config.database, at, "", 0}, true);
+    }
+    return failure.empty();
 }
 
 }  // namespace
@@ -674,7 +711,8 @@ int run_service(const ServiceConfig& config) {
         const Schedule::Duration base_start =
             due_now ? std::min(boot_clock_now(), schedule.next_run() - Ms(1))
                     : boot_clock_now() - std::chrono::duration_cast<Ms>(*newest_age);
-        bases.emplace(config.base_interval, base_start, due_now, Ms(60000), Ms(3600000));
+        bases.emplace(config.base_interval, base_start, due_now, config.retry_initial,
+                      config.retry_max);
         // Past a gap in the WAL only a base backup taken after it recovers:
         // one at once (and again after a failure, with backoff).
         base_after_gap = shared.get().wal->gap.has_value();
@@ -724,7 +762,7 @@ int run_service(const ServiceConfig& config) {
         if (base_due) {
             auto started = boot_clock_now();
             const std::string started_at = format_iso_utc(now_seconds());
-            if (take_scheduled_base_backup(config)) {
+            if (take_scheduled_base_backup(config, shared, notifier)) {
                 bases->on_success(started, boot_clock_now());
                 // The gap is behind the newest base backup now.
                 shared.update([&](ServiceState& s) {

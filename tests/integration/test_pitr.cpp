@@ -1249,6 +1249,43 @@ TEST_F(PitrTest, TheScheduledDrillAlsoProvesPointInTimeRecovery) {
     EXPECT_TRUE(contains(alone.err, "--drill-pitr goes with --wal")) << alone.err;
 }
 
+// A scheduled base backup that fails is alerted once, shown in healthcheck
+// and status, retried with the service's backoff, and its recovery alerted.
+TEST_F(PitrTest, AFailingScheduledBaseBackupIsAlertedAndItsRecoveryToo) {
+    fs::create_directories(backups_);
+    write_text(backups_ / "base", "in the way");  // base/ cannot be made
+    Receiver receiver;
+    start_service(receiver, {{"POSTGRES_BACKUP_RETRY_SECONDS", "1"},
+                             {"POSTGRES_BACKUP_RETRY_MAX_SECONDS", "2"}});
+    ASSERT_TRUE(
+        eventually([&] { return receiver.last_event("base_backup_failed").has_value(); }, 60s));
+    const auto failed = *receiver.last_event("base_backup_failed");
+    EXPECT_EQ(failed.at("consecutive_failures"), 1) << failed.dump();
+    EXPECT_TRUE(contains(failed.at("reason").get<std::string>(), (backups_ / "base").string()))
+        << failed.dump();
+    RunResult health = run_pgward({"healthcheck"}, env());
+    EXPECT_EQ(health.exit_code, 1);
+    EXPECT_TRUE(contains(health.out, "scheduled base backup(s) failed")) << health.out;
+    RunResult status = run_pgward({"status"}, env());
+    EXPECT_TRUE(contains(status.out, "base backup failure: ")) << status.out;
+
+    fs::remove(backups_ / "base");
+    ASSERT_TRUE(
+        eventually([&] { return receiver.last_event("base_backup_recovered").has_value(); }, 60s));
+    // One alert for the run of failures, however many retries it took.
+    size_t failed_alerts = 0;
+    for (const auto& request : receiver.requests()) {
+        failed_alerts += contains(request.body, "\"base_backup_failed\"");
+    }
+    EXPECT_EQ(failed_alerts, 1U);
+    RunResult stopped = stop_streaming();
+    EXPECT_EQ(stopped.exit_code, 0) << stopped.err;
+    EXPECT_EQ(published_base_backups(), 1U);
+    const auto state = nlohmann::json::parse(slurp(backups_ / ".pgward-pitr_app.state.json"));
+    EXPECT_TRUE(state.at("wal").at("base_failure").is_null()) << state.dump(2);
+    EXPECT_TRUE(state.at("wal").at("last_base_backup_at").is_string()) << state.dump(2);
+}
+
 // A timeline switch: the server recovered to a moment in the past and
 // promoted (timeline 2), then streamed into the same archive. The streamer
 // follows it (the old timeline's WAL past the fork set aside and kept), and

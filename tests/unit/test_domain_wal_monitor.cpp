@@ -279,5 +279,32 @@ TEST(WalMonitor, TheOffsiteCopyOfTheWalIsInTheStateHealthAndMetrics) {
     EXPECT_EQ(evaluate_health(s, now, now, policy).status, "wal-failing");
 }
 
+TEST(WalMonitor, AFailingScheduledBaseBackupIsInTheStateHealthAndMetrics) {
+    ServiceState s;
+    s.database = "app";
+    s.service_started_at = "2026-12-04T10:00:00Z";
+    s.wal = streaming_since("2026-12-04T10:00:00Z");
+    s.wal->base_failure = "pg_basebackup: error: could not create directory";
+    s.wal->base_failure_at = "2026-12-04T10:09:00Z";
+    s.wal->base_failures = 2;
+    ServiceState back = state_from_json(state_to_json(s), "test");
+    EXPECT_EQ(back.wal->base_failure, s.wal->base_failure);
+    EXPECT_EQ(back.wal->base_failures, 2U);
+    const TimePoint now = at("2026-12-04T10:10:00Z");
+    Health h = evaluate_health(s, now, now, HealthPolicy{});
+    EXPECT_EQ(h.status, "base-backup-failing");
+    EXPECT_EQ(h.reason,
+              "the last 2 scheduled base backup(s) failed, the latest at 2026-12-04T10:09:00Z: "
+              "pg_basebackup: error: could not create directory (recovery still starts from the "
+              "older ones)");
+    EXPECT_NE(render_metrics(s, h).find("pgward_base_backup_healthy{database=\"app\"} 0\n"),
+              std::string::npos);
+    s.wal->base_failure.reset();
+    h = evaluate_health(s, now, now, HealthPolicy{});
+    EXPECT_TRUE(h.healthy) << h.reason;
+    EXPECT_NE(render_metrics(s, h).find("pgward_base_backup_healthy{database=\"app\"} 1\n"),
+              std::string::npos);
+}
+
 }  // namespace
 }  // namespace pgward
