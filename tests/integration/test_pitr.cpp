@@ -140,6 +140,22 @@ class PitrTest : public ScratchDirTest {
         return streamed;
     }
 
+    // Stops (SIGSTOP) the streamer's pg_receivewal; its pid, or 0 when the
+    // streamer did not run exactly one within 10 s.
+    [[nodiscard]] pid_t freeze_receiver() const {
+        std::vector<pid_t> receivers;
+        if (!eventually(
+                [&] {
+                    receivers = children_named(streamer_->pid(), "pg_receivewal");
+                    return receivers.size() == 1;
+                },
+                10s)) {
+            return 0;
+        }
+        ::kill(receivers[0], SIGSTOP);
+        return receivers[0];
+    }
+
     RunResult stop_streaming() {
         if (!streamer_) {
             return RunResult{};
@@ -432,14 +448,8 @@ TEST_F(PitrTest, TheServiceStreamsWalBesideItsBackupsAndAlertsWhenStreamingStops
     EXPECT_TRUE(contains(status.out, "WAL lag:         ")) << status.out;
 
     // pg_receivewal frozen, its connection cut: nothing streams.
-    std::vector<pid_t> receivers;
-    ASSERT_TRUE(eventually(
-        [&] {
-            receivers = children_named(streamer_->pid(), "pg_receivewal");
-            return receivers.size() == 1;
-        },
-        10s));
-    ::kill(receivers[0], SIGSTOP);
+    const pid_t frozen = freeze_receiver();
+    ASSERT_NE(frozen, 0) << "the streamer runs no pg_receivewal";
     PgCluster::instance().exec(
         "postgres",
         "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = "
@@ -454,7 +464,7 @@ TEST_F(PitrTest, TheServiceStreamsWalBesideItsBackupsAndAlertsWhenStreamingStops
     EXPECT_TRUE(contains(health.out + health.err, "WAL has not been streamed since"))
         << health.out << health.err;
 
-    ::kill(receivers[0], SIGCONT);
+    ::kill(frozen, SIGCONT);
     ASSERT_TRUE(eventually([&] { return receiver.first_event("wal_recovered").has_value(); }, 30s));
     auto w = wal_state();
     ASSERT_TRUE(w);
@@ -605,14 +615,8 @@ TEST_F(PitrTest, AServerRestartAndASlotDroppedBySomeoneElseAreNamedAndLeaveNoGap
     ASSERT_TRUE(wait_streamed());
 
     // The slot dropped while nothing streams on it: named at once.
-    std::vector<pid_t> receivers;
-    ASSERT_TRUE(eventually(
-        [&] {
-            receivers = children_named(streamer_->pid(), "pg_receivewal");
-            return receivers.size() == 1;
-        },
-        10s));
-    ::kill(receivers[0], SIGSTOP);
+    const pid_t frozen = freeze_receiver();
+    ASSERT_NE(frozen, 0) << "the streamer runs no pg_receivewal";
     PgCluster::instance().exec(
         "postgres",
         "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = "
@@ -634,7 +638,7 @@ TEST_F(PitrTest, AServerRestartAndASlotDroppedBySomeoneElseAreNamedAndLeaveNoGap
                                        "the replication slot \"pgward\" does not exist");
         },
         30s));
-    ::kill(receivers[0], SIGCONT);
+    ::kill(frozen, SIGCONT);
     ASSERT_TRUE(eventually([&] { return receiver.first_event("wal_recovered").has_value(); }, 30s));
     mark(4);
     PgCluster::instance().exec("postgres", "SELECT pg_switch_wal()");
@@ -1002,14 +1006,8 @@ TEST_F(PitrTest, WalTheServerRemovedIsAGapNamedAndStreamingResumesPastItWithABas
     PgCluster::instance().exec("pitr_app", "CREATE TABLE filler(x text)");  // a commit after it
     ASSERT_TRUE(wait_streamed());
 
-    std::vector<pid_t> receivers;
-    ASSERT_TRUE(eventually(
-        [&] {
-            receivers = children_named(streamer_->pid(), "pg_receivewal");
-            return receivers.size() == 1;
-        },
-        10s));
-    ::kill(receivers[0], SIGSTOP);
+    const pid_t frozen = freeze_receiver();
+    ASSERT_NE(frozen, 0) << "the streamer runs no pg_receivewal";
     mark(2);
     {
         SmallSlotWalKeep small;
@@ -1021,7 +1019,7 @@ TEST_F(PitrTest, WalTheServerRemovedIsAGapNamedAndStreamingResumesPastItWithABas
             PgCluster::instance().exec("postgres", "CHECKPOINT");
         }
     }
-    ::kill(receivers[0], SIGCONT);
+    ::kill(frozen, SIGCONT);
 
     ASSERT_TRUE(eventually(
         [&] {
