@@ -332,10 +332,10 @@ WalOffsiteResult WalOffsiteCopier::copy() {
     }
     const WalArchive archive(backup_dir_, system_);
     std::vector<std::string> pending;
-    for (const WalArchive::Entry& entry : archive.entries()) {
-        if (entry.name.kind != pg::WalFileName::Kind::PartialSegment &&
-            proven_->count(entry.file) == 0) {
-            pending.push_back(entry.file);
+    for (const std::string& file : archive.file_names()) {
+        if (pg::WalFileName::parse(file)->kind != pg::WalFileName::Kind::PartialSegment &&
+            proven_->count(file) == 0) {
+            pending.push_back(file);
         }
     }
     WalOffsiteResult result;

@@ -54,9 +54,12 @@ class SegmentWatcher {
     explicit SegmentWatcher(const WalArchive& archive) : archive_(archive) {}
 
     void look() {
-        for (const WalArchive::Entry& entry : archive_.entries()) {
-            if (entry.name.kind != pg::WalFileName::Kind::Segment ||
-                checked_.count(entry.file) != 0) {
+        for (const std::string& file : archive_.file_names()) {
+            if (checked_.count(file) != 0) {
+                continue;
+            }
+            const WalArchive::Entry entry{file, *pg::WalFileName::parse(file), 0, {}};
+            if (entry.name.kind != pg::WalFileName::Kind::Segment) {
                 continue;
             }
             checked_.insert(entry.file);
@@ -81,6 +84,22 @@ class SegmentWatcher {
             }
             log::info("WAL segment archived", {{"segment", entry.file}});
         }
+    }
+
+    // At start: what earlier runs streamed was checked then (reading a
+    // week of segments again would hold up streaming); the newest few are
+    // checked again, for a run killed just after it completed one.
+    void look_at_start(size_t recheck = 8) {
+        std::vector<std::string> segments;
+        for (const std::string& file : archive_.file_names()) {
+            if (pg::WalFileName::parse(file)->kind == pg::WalFileName::Kind::Segment) {
+                segments.push_back(file);
+            }
+        }
+        for (size_t i = 0; i + recheck < segments.size(); ++i) {
+            checked_.insert(segments[i]);
+        }
+        look();
     }
 
   private:
@@ -215,6 +234,22 @@ std::vector<WalArchive::Entry> WalArchive::entries() const {
     }
     std::sort(found.begin(), found.end(),
               [](const Entry& a, const Entry& b) { return a.file < b.file; });
+    return found;
+}
+
+std::vector<std::string> WalArchive::file_names() const {
+    std::vector<std::string> found;
+    std::error_code ec;
+    for (fs::directory_iterator it(dir_, ec), end; !ec && it != end; it.increment(ec)) {
+        std::string file = it->path().filename().string();
+        if (pg::WalFileName::parse(file)) {
+            found.push_back(std::move(file));
+        }
+    }
+    if (ec && ec != std::errc::no_such_file_or_directory) {
+        throw os_error("cannot list the WAL archive", dir_.string(), ec.value());
+    }
+    std::sort(found.begin(), found.end());
     return found;
 }
 
@@ -509,7 +544,7 @@ void stream_wal(const WalStreamRequest& request) {
     std::optional<pg::Connection> slot_session;
 
     SegmentWatcher watcher(archive);
-    watcher.look();
+    watcher.look_at_start();
     bool first_start = true;
     // pg_receivewal runs in a row that ended having streamed nothing.
     int fruitless_runs = 0;

@@ -46,6 +46,9 @@ class WalArchive {
     };
     // WAL files, by name; anything else in the folder is ignored.
     std::vector<Entry> entries() const;
+    // Their names only, sorted, without a stat of each: what the streamer's
+    // and the uploader's frequent looks need (an archive holds thousands).
+    std::vector<std::string> file_names() const;
 
     // Reads a segment and checks it against its name and this system; throws
     // a failure naming the file and what is wrong. Returns its header.
