@@ -86,8 +86,16 @@ class PushCommand : public Command {
             for (const std::string& name : bases.uploaded) {
                 fmt::print("base/{}/{}\n", system, name);
             }
+            if (bases.busy) {
+                log::warn("another pgward is copying these base backups offsite now; left to it",
+                          {{"system", std::to_string(system)}});
+            }
             WalOffsiteCopier wal(dir, system, store, config.offsite.proof, keys);
             const WalOffsiteResult copied = wal.copy();
+            if (copied.busy) {
+                log::warn("another pgward is copying this WAL offsite now; left to it",
+                          {{"system", std::to_string(system)}});
+            }
             for (const std::string& file : copied.uploaded) {
                 fmt::print("wal/{}/{}\n", system, file);
             }

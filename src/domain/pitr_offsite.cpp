@@ -11,6 +11,7 @@
 #include "pg/wal.hpp"
 #include "util/error.hpp"
 #include "util/files.hpp"
+#include "util/lock.hpp"
 #include "util/log.hpp"
 #include "util/sha256.hpp"
 
@@ -31,6 +32,19 @@ std::string sums_file_of(const std::string& last_file) {
 
 bool is_sums_file(std::string_view name) {
     return name.starts_with(kSumsPrefix) && name.ends_with(kSumsSuffix);
+}
+
+// The WAL file an object in wal/<system>/ holds: its name, or without the
+// .age of one that went up encrypted.
+std::optional<std::string> wal_name_of_object(std::string_view object) {
+    std::string name(object);
+    if (name.ends_with(".age")) {
+        name.resize(name.size() - 4);
+    }
+    if (!pg::WalFileName::parse(name)) {
+        return std::nullopt;
+    }
+    return name;
 }
 
 std::optional<uint64_t> parse_system(std::string_view text) {
@@ -330,6 +344,16 @@ WalOffsiteResult WalOffsiteCopier::copy() {
             proven_->insert(name);
         }
     }
+    WalOffsiteResult result;
+    // One copier per archive at a time (the service's and a `push`): with
+    // encryption, each upload of a file is another ciphertext, and the sums
+    // of one must not vouch for the other's object.
+    const std::optional<FileLock> lock =
+        FileLock::try_acquire(backup_dir_ / fmt::format(".pgward-offsite-wal-{}.lock", system_));
+    if (!lock) {
+        result.busy = true;
+        return result;
+    }
     const WalArchive archive(backup_dir_, system_);
     std::vector<std::string> pending;
     for (const std::string& file : archive.file_names()) {
@@ -338,7 +362,6 @@ WalOffsiteResult WalOffsiteCopier::copy() {
             pending.push_back(file);
         }
     }
-    WalOffsiteResult result;
     nlohmann::ordered_json batch = nlohmann::ordered_json::object();
     auto publish_batch = [&] {
         if (batch.empty()) {
@@ -359,20 +382,46 @@ WalOffsiteResult WalOffsiteCopier::copy() {
         batch = nlohmann::ordered_json::object();
     };
     UploadScratch scratch(backup_dir_);
-    for (const std::string& file : pending) {
-        if (pg::WalFileName::parse(file)->kind == pg::WalFileName::Kind::Segment) {
-            // A damaged segment never goes up as if it were proven.
-            archive.check_segment(file);
+    std::vector<std::string> damaged;
+    try {
+        for (const std::string& file : pending) {
+            if (pg::WalFileName::parse(file)->kind == pg::WalFileName::Kind::Segment) {
+                // A damaged segment never goes up as if it were proven; the
+                // ones after it still do (a base backup after it needs them).
+                try {
+                    archive.check_segment(file);
+                } catch (const Error& e) {
+                    damaged.emplace_back(e.what());
+                    continue;
+                }
+            }
+            const StoredDigest digest =
+                upload_proven(store_, file, archive.dir() / file, proof_, keys_, scratch);
+            result.bytes += digest.size;
+            batch[file] = digest_json(digest);
+            if (batch.size() >= kSumsBatch) {
+                publish_batch();
+            }
         }
-        const StoredDigest digest =
-            upload_proven(store_, file, archive.dir() / file, proof_, keys_, scratch);
-        result.bytes += digest.size;
-        batch[file] = digest_json(digest);
-        if (batch.size() >= kSumsBatch) {
+    } catch (...) {
+        // What went up and was proven before the failure counts.
+        try {
             publish_batch();
+        } catch (const Error& e) {
+            log::warn(
+                "cannot write the sums of the WAL copied before a failure; the next run "
+                "copies it again",
+                {{"error", e.what()}});
         }
+        throw;
     }
     publish_batch();
+    if (!damaged.empty()) {
+        throw failure(
+            fmt::format("{} WAL segment(s) not copied: {}", damaged.size(), damaged.front()),
+            "the later ones were; take a base backup (pgward basebackup) so that "
+            "recovery does not need the damaged one");
+    }
     for (auto it = proven_->rbegin(); it != proven_->rend(); ++it) {
         auto name = pg::WalFileName::parse(*it);
         if (name && name->kind == pg::WalFileName::Kind::Segment) {
@@ -449,6 +498,12 @@ BaseOffsiteResult copy_base_backups_offsite(const fs::path& backup_dir, uint64_t
                                             std::optional<size_t> keep,
                                             const EncryptionKeys& keys) {
     BaseOffsiteResult result;
+    const std::optional<FileLock> lock =
+        FileLock::try_acquire(backup_dir / fmt::format(".pgward-offsite-base-{}.lock", system));
+    if (!lock) {
+        result.busy = true;
+        return result;
+    }
     UploadScratch scratch(backup_dir);
     std::set<std::string> stored;
     for (const StoredBase& base : list_stored_bases(remote, system)) {
@@ -491,13 +546,18 @@ BaseOffsiteResult copy_base_backups_offsite(const fs::path& backup_dir, uint64_t
     if (keep) {
         const std::vector<BaseBackup> bases = list_stored_base_backups(remote, system);
         storage::S3Store wal = wal_store_of(remote, system);
-        std::vector<std::string> wal_files;
+        // By WAL file name: the objects that hold it (X, or X.age when it
+        // went up encrypted).
+        std::map<std::string, std::vector<std::string>> objects;
         for (const storage::StoredFile& file : wal.list()) {
-            if (pg::WalFileName::parse(file.name)) {
-                wal_files.push_back(file.name);
+            if (auto name = wal_name_of_object(file.name)) {
+                objects[*name].push_back(file.name);
             }
         }
-        std::sort(wal_files.begin(), wal_files.end());
+        std::vector<std::string> wal_files;
+        for (const auto& [name, stored] : objects) {
+            wal_files.push_back(name);
+        }
         const BasePrunePlan plan = plan_base_prune(bases, wal_files, *keep);
         for (const BaseBackup& old : plan.remove) {
             remove_stored_base(remote, system, old.name);
@@ -510,7 +570,9 @@ BaseOffsiteResult copy_base_backups_offsite(const fs::path& backup_dir, uint64_t
             if (wal.stat(sums_file_of(file))) {
                 wal.remove(sums_file_of(file));
             }
-            wal.remove(file);
+            for (const std::string& object : objects[file]) {
+                wal.remove(object);
+            }
         }
         result.pruned_wal = plan.wal_files.size();
         if (!plan.wal_files.empty()) {
@@ -608,9 +670,10 @@ FetchedPitrArchive::FetchedPitrArchive(const storage::S3Store& remote,
         }
         size_t unproven = 0;
         for (const storage::StoredFile& file : wal.list()) {
-            auto name = pg::WalFileName::parse(file.name);
+            const std::optional<std::string> stored = wal_name_of_object(file.name);
+            auto name = stored ? pg::WalFileName::parse(*stored) : std::nullopt;
             if (name && name->kind == pg::WalFileName::Kind::Segment &&
-                name->segment_number(chosen->segment_size) >= first && sums.count(file.name) == 0) {
+                name->segment_number(chosen->segment_size) >= first && sums.count(*stored) == 0) {
                 ++unproven;
             }
         }

@@ -48,6 +48,7 @@ struct WalOffsiteResult {
     std::vector<std::string> uploaded;  // WAL files uploaded and proven, oldest first
     uint64_t bytes = 0;
     std::optional<std::string> newest;  // the newest segment proven offsite
+    bool busy = false;                  // another pgward was copying this archive: nothing done
 };
 
 // Copies a server's completed WAL files (segments and history files; never
@@ -90,6 +91,7 @@ struct BaseOffsiteResult {
     std::vector<std::string> pruned;    // removed from the store by retention
     size_t pruned_wal = 0;
     uint64_t bytes = 0;
+    bool busy = false;  // another pgward was copying them: nothing done
 };
 
 // Copies every local base backup of `system` the store lacks (its files

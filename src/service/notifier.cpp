@@ -124,13 +124,21 @@ void Notifier::wal_changed(const Event& event, bool healthy) {
     enqueue({*notify_url_, body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)});
 }
 
+void Notifier::wal_offsite_changed(const Event& event, bool healthy) {
+    failing_or_recovered(event, healthy, "wal_offsite_failed", "wal_offsite_recovered");
+}
+
 void Notifier::base_backup_changed(const Event& event, bool healthy) {
+    failing_or_recovered(event, healthy, "base_backup_failed", "base_backup_recovered");
+}
+
+void Notifier::failing_or_recovered(const Event& event, bool healthy, const char* failed,
+                                    const char* recovered) {
     if (!notify_url_) {
         return;
     }
-    nlohmann::ordered_json body{{"event", healthy ? "base_backup_recovered" : "base_backup_failed"},
-                                {"database", event.database},
-                                {"at", event.at}};
+    nlohmann::ordered_json body{
+        {"event", healthy ? recovered : failed}, {"database", event.database}, {"at", event.at}};
     if (!healthy) {
         body["reason"] = event.detail;
         body["consecutive_failures"] = event.consecutive_failures;

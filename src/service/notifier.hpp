@@ -42,6 +42,9 @@ class Notifier {
     void offsite_finished(const Event& event, bool success, bool recovered);
     // wal_failing (a new problem) or wal_recovered.
     void wal_changed(const Event& event, bool healthy);
+    // wal_offsite_failed (the first of a run of failures) or wal_offsite_recovered:
+    // the offsite copy of the WAL and base backups.
+    void wal_offsite_changed(const Event& event, bool healthy);
     // base_backup_failed (the first of a run of failures) or base_backup_recovered.
     void base_backup_changed(const Event& event, bool healthy);
     // The ping of a cycle.
@@ -51,6 +54,9 @@ class Notifier {
     void drain(std::chrono::milliseconds timeout);
 
   private:
+    // `failed` with the reason and the count in a row, or `recovered`.
+    void failing_or_recovered(const Event& event, bool healthy, const char* failed,
+                              const char* recovered);
     struct Request {
         std::string url;
         std::optional<std::string> json_body;  // POST when set, else GET

@@ -425,99 +425,130 @@ void watch_wal_stream(const ServiceConfig& config, SharedState& shared, Notifier
         }
     }
 }
-// One offsite copy of the WAL or the base backups: its outcome in the state
-// (wal.offsite_*), an alert when copies start failing and when they work
-// again. `copy` returns the newest segment proven offsite, if it knows it.
-void copy_pitr_offsite_recorded(const ServiceConfig& config, SharedState& shared,
-                                Notifier& notifier, const char* what,
-                                const std::function<std::optional<std::string>()>& copy) {
-    const std::string location = config.offsite->location();
-    std::optional<std::string> newest;
-    std::string failure;
-    try {
-        newest = copy();
-    } catch (const std::exception& e) {
-        failure = fmt::format("{} to {}: {}", what, location, e.what());
-    }
-    if (pending_interrupt() != 0 && !failure.empty()) {
-        return;  // stopped halfway: not a failure of the store
-    }
-    const std::string at = format_iso_utc(now_seconds());
-    bool started_failing = false;
-    bool recovered = false;
-    uint64_t failures = 0;
-    shared.update([&](ServiceState& s) {
-        if (!s.wal) {
-            return;
+// What one pass of the WAL uploader did.
+struct PitrOffsitePass {
+    std::optional<std::string> newest;  // the newest segment proven offsite
+    bool uploaded = false;              // something new went up
+    std::vector<std::string> failures;  // each part that failed, with why
+};
+
+// Copies the completed WAL of each server here, then any new base backup.
+// Each part on its own: a damaged segment or one server's failure does not
+// keep the others from going up.
+PitrOffsitePass copy_pitr_offsite_once(const ServiceConfig& config, const storage::S3Store& store,
+                                       std::map<uint64_t, WalOffsiteCopier>& copiers,
+                                       std::set<std::string>& bases_stored) {
+    PitrOffsitePass pass;
+    auto attempt = [&](const std::string& part, const std::function<void()>& copy) {
+        try {
+            copy();
+        } catch (const std::exception& e) {
+            pass.failures.push_back(fmt::format("{}: {}", part, e.what()));
         }
-        WalStreamState& w = *s.wal;
-        if (failure.empty()) {
-            recovered = w.offsite_failure.has_value();
-            w.offsite_at = at;
-            if (newest) {
-                w.offsite_newest = newest;
+    };
+    attempt("listing the backup directory", [&] {
+        for (uint64_t system : wal_archive_systems(config.backup.dir)) {
+            attempt(fmt::format("the WAL of server {}", system), [&] {
+                auto copier = copiers.find(system);
+                if (copier == copiers.end()) {
+                    copier = copiers
+                                 .emplace(system, WalOffsiteCopier(config.backup.dir, system, store,
+                                                                   config.offsite->offsite.proof,
+                                                                   config.backup.encryption))
+                                 .first;
+                }
+                const WalOffsiteResult copied = copier->second.copy();
+                pass.uploaded = pass.uploaded || !copied.uploaded.empty();
+                pass.newest = copied.newest ? copied.newest : pass.newest;
+            });
+        }
+        for (const BaseBackup& base : list_base_backups(config.backup.dir)) {
+            if (bases_stored.count(base.name) != 0) {
+                continue;
             }
-            w.offsite_failure.reset();
-            w.offsite_failure_at.reset();
-            w.offsite_failures = 0;
-        } else {
-            started_failing = !w.offsite_failure.has_value();
-            w.offsite_failure = failure;
-            w.offsite_failure_at = at;
-            w.offsite_failures += 1;
-            failures = w.offsite_failures;
+            attempt(fmt::format("base backup {}", base.name), [&] {
+                const BaseOffsiteResult copied = copy_base_backups_offsite(
+                    config.backup.dir, base.system, store, config.offsite->offsite.proof,
+                    config.base_retention, config.backup.encryption);
+                if (copied.busy) {
+                    return;  // another pgward copies them now; looked at again next pass
+                }
+                pass.uploaded = pass.uploaded || !copied.uploaded.empty();
+                for (const BaseBackup& b : list_base_backups(config.backup.dir, base.system)) {
+                    bases_stored.insert(b.name);
+                }
+            });
         }
     });
-    if (!failure.empty()) {
-        log::error("offsite copy of the WAL or base backups failed; the local archive is kept",
-                   {{"reason", failure}, {"consecutive_failures", std::to_string(failures)}});
-        if (started_failing) {
-            notifier.offsite_finished({"", config.database, at, failure, failures}, false, false);
-        }
-    } else if (recovered) {
-        log::info("offsite copies of the WAL and base backups work again", {{"store", location}});
-        notifier.offsite_finished({"", config.database, at, location, 0}, true, true);
-    }
+    return pass;
 }
 
 // Copies the completed WAL, then any new base backup, offsite every check
 // interval: what a lost host loses is at most what is not there yet, and a
-// copy that failed is tried again on the next pass.
+// copy that failed is tried again on the next pass. Its outcome is in the
+// state (wal.offsite_*), alerted when copies start failing and when they
+// work again.
 void upload_wal_offsite(const ServiceConfig& config, SharedState& shared, Notifier& notifier) {
     const storage::S3Store store(storage::S3Client(config.offsite->s3), config.offsite->prefix);
+    const std::string location = config.offsite->location();
     std::map<uint64_t, WalOffsiteCopier> copiers;
     std::set<std::string> bases_stored;  // base backups known to be in the store
     while (wait_uninterrupted(config.wal_check_interval)) {
-        // (copy_pitr_offsite_recorded lets nothing escape: it would end the process.)
-        copy_pitr_offsite_recorded(
-            config, shared, notifier, "copying the WAL and base backups", [&] {
-                std::optional<std::string> newest;
-                for (uint64_t system : wal_archive_systems(config.backup.dir)) {
-                    auto copier = copiers.find(system);
-                    if (copier == copiers.end()) {
-                        copier =
-                            copiers
-                                .emplace(system, WalOffsiteCopier(config.backup.dir, system, store,
-                                                                  config.offsite->offsite.proof,
-                                                                  config.backup.encryption))
-                                .first;
-                    }
-                    const WalOffsiteResult copied = copier->second.copy();
-                    newest = copied.newest ? copied.newest : newest;
-                }
-                for (const BaseBackup& base : list_base_backups(config.backup.dir)) {
-                    if (bases_stored.count(base.name) != 0) {
-                        continue;
-                    }
-                    copy_base_backups_offsite(config.backup.dir, base.system, store,
-                                              config.offsite->offsite.proof, config.base_retention,
-                                              config.backup.encryption);
-                    for (const BaseBackup& b : list_base_backups(config.backup.dir, base.system)) {
-                        bases_stored.insert(b.name);
-                    }
-                }
-                return newest;
-            });
+        PitrOffsitePass pass;
+        try {
+            pass = copy_pitr_offsite_once(config, store, copiers, bases_stored);
+        } catch (const std::exception& e) {
+            // Nothing may escape a thread: it would end the process.
+            pass.failures.emplace_back(e.what());
+        }
+        if (pending_interrupt() != 0) {
+            return;  // stopped halfway: not a failure of the store
+        }
+        std::string failure;
+        for (const std::string& f : pass.failures) {
+            failure += (failure.empty() ? "" : "; ") + f;
+        }
+        if (!failure.empty()) {
+            failure = fmt::format("copying the WAL and base backups to {}: {}", location, failure);
+        }
+        const std::string at = format_iso_utc(now_seconds());
+        bool started_failing = false;
+        bool recovered = false;
+        uint64_t failures = 0;
+        shared.update([&](ServiceState& s) {
+            if (!s.wal) {
+                return;
+            }
+            WalStreamState& w = *s.wal;
+            if (pass.newest) {
+                w.offsite_newest = pass.newest;
+            }
+            if (pass.uploaded) {
+                w.offsite_at = at;
+            }
+            if (failure.empty()) {
+                recovered = w.offsite_failure.has_value();
+                w.offsite_failure.reset();
+                w.offsite_failure_at.reset();
+                w.offsite_failures = 0;
+            } else {
+                started_failing = !w.offsite_failure.has_value();
+                w.offsite_failure = failure;
+                w.offsite_failure_at = at;
+                failures = ++w.offsite_failures;
+            }
+        });
+        if (!failure.empty()) {
+            log::error("offsite copy of the WAL or base backups failed; the local archive is kept",
+                       {{"reason", failure}, {"consecutive_failures", std::to_string(failures)}});
+            if (started_failing) {
+                notifier.wal_offsite_changed({"", config.database, at, failure, failures}, false);
+            }
+        } else if (recovered) {
+            log::info("offsite copies of the WAL and base backups work again",
+                      {{"store", location}});
+            notifier.wal_offsite_changed({"", config.database, at, location, 0}, true);
+        }
     }
 }
 

@@ -1604,7 +1604,7 @@ TEST_F(PitrOffsiteTest, TheServiceCopiesWalAsItStreamsAndAlertsWhileTheStoreFail
     ASSERT_TRUE(eventually(
         [&] {
             for (const auto& request : receiver.requests()) {
-                if (contains(request.body, "offsite_failed") &&
+                if (contains(request.body, "wal_offsite_failed") &&
                     contains(request.body, "copying the WAL and base backups to s3://" + later)) {
                     failed = nlohmann::json::parse(request.body);
                 }
@@ -1636,7 +1636,7 @@ TEST_F(PitrOffsiteTest, TheServiceCopiesWalAsItStreamsAndAlertsWhileTheStoreFail
         90s))
         << slurp(state_path);
     ASSERT_TRUE(
-        eventually([&] { return receiver.last_event("offsite_recovered").has_value(); }, 30s));
+        eventually([&] { return receiver.last_event("wal_offsite_recovered").has_value(); }, 30s));
     EXPECT_EQ(wal_state().value("offsite_failures", 99), 0) << slurp(state_path);
     RunResult status = run_pgward({"status"}, env());
     EXPECT_TRUE(contains(status.out, "WAL offsite:     newest segment ")) << status.out;
@@ -1727,6 +1727,12 @@ TEST_F(PitrOffsiteTest, EncryptedOnTheWayUpAndOpenedOnlyWithItsIdentity) {
 }
 
 TEST_F(PitrOffsiteTest, RetentionInTheBucketKeepsTheNewestBaseBackupsAndTheWalTheyNeed) {
+    // Encrypted: what retention removes are the .age objects.
+    const fs::path key = shared_subdir("keys") / "key.txt";
+    RunResult k = run_pgward({"keygen", "-o", key.string()});
+    ASSERT_EQ(k.exit_code, 0) << k.err;
+    extra_env_.emplace_back("POSTGRES_BACKUP_ENCRYPT_RECIPIENTS",
+                            k.out.substr(0, k.out.find('\n')));
     start_streaming();
     RunResult first = run_pgward({"basebackup"}, env());
     ASSERT_EQ(first.exit_code, 0) << first.err;
@@ -1755,8 +1761,9 @@ TEST_F(PitrOffsiteTest, RetentionInTheBucketKeepsTheNewestBaseBackupsAndTheWalTh
     const std::string base_prefix = "base/" + system() + "/";
     ASSERT_TRUE(eventually(
         [&] {
+            // (The WAL goes after the base backup it was kept for.)
             return !keys(base_prefix + second_name + "/base.json").empty() &&
-                   keys(base_prefix + first_name + "/").empty();
+                   keys(base_prefix + first_name + "/").empty() && keys(old_wal.front()).empty();
         },
         60s))
         << stop_streaming().out;
@@ -1772,22 +1779,23 @@ TEST_F(PitrOffsiteTest, RetentionInTheBucketKeepsTheNewestBaseBackupsAndTheWalTh
     const uint64_t kept_from =
         pg::segment_of(*pg::Lsn::parse(info.at("start_lsn").get<std::string>()), segment_size);
     size_t removed = 0;
-    for (const std::string& key : old_wal) {
-        const auto name = pg::WalFileName::parse(fs::path(key).filename().string());
+    for (const std::string& object : old_wal) {
+        ASSERT_TRUE(object.ends_with(".age")) << object;
+        const std::string file = fs::path(object).stem().string();
+        const auto name = pg::WalFileName::parse(file);
         if (name && name->kind == pg::WalFileName::Kind::Segment &&
             name->segment_number(segment_size) < kept_from) {
-            EXPECT_TRUE(keys(key).empty()) << key;
-            EXPECT_TRUE(keys(fs::path(key).parent_path().string() + "/sums-" +
-                             fs::path(key).filename().string() + ".json")
-                            .empty())
-                << key;
+            EXPECT_TRUE(keys(object).empty()) << object;
+            EXPECT_TRUE(
+                keys(fs::path(object).parent_path().string() + "/sums-" + file + ".json").empty())
+                << object;
             ++removed;
         }
     }
     EXPECT_GE(removed, 1U);
     fs::rename(backups_, dir_ / "lost");
     fs::create_directories(backups_);
-    EXPECT_EQ(recovered_marks({"--remote"}, "to-latest"), "1,2");
+    EXPECT_EQ(recovered_marks({"--remote", "--identity", key.string()}, "to-latest"), "1,2");
 }
 
 }  // namespace
