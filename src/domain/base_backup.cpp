@@ -108,7 +108,11 @@ std::string verify_base_backup(const fs::path& partial, const std::vector<std::s
                                Watchdog& watchdog) {
     const pg::Tool verifier = pg::ToolFinder(pg_bin).find("pg_verifybackup");
     const int server_major = std::atoi(backup.server_version.c_str());
-    const bool parse_wal = verifier.version.major() == server_major;
+    // pg_verifybackup runs the pg_waldump beside it, which Debian ships with
+    // the server, not the client.
+    std::error_code exists_ec;
+    const bool has_waldump = fs::exists(verifier.path.parent_path() / "pg_waldump", exists_ec);
+    const bool parse_wal = verifier.version.major() == server_major && has_waldump;
     const fs::path unpacked = partial / "unpacked";
     ensure_directory(unpacked);
     for (const std::string& tar : tars) {
@@ -127,25 +131,39 @@ std::string verify_base_backup(const fs::path& partial, const std::vector<std::s
     watchdog.check();
     std::string wal_checked;
     if (!parse_wal) {
-        size_t segments = 0;
-        std::error_code ec;
-        for (fs::directory_iterator it(unpacked / "pg_wal", ec), end; !ec && it != end;
-             it.increment(ec)) {
-            const auto name = pg::WalFileName::parse(it->path().filename().string());
-            if (!name || name->kind != pg::WalFileName::Kind::Segment) {
-                continue;
-            }
-            if (auto problem = pg::check_segment(read_file(it->path()), *name, backup.system)) {
-                throw failure(fmt::format("the base backup's WAL segment {} is damaged: {}",
-                                          it->path().filename().string(), *problem),
+        // Every segment from the backup's start to its end, each by its page headers.
+        const uint64_t first = pg::segment_of(backup.start, backup.segment_size);
+        // (An end on a segment boundary is the end of the segment before it.)
+        const uint64_t last =
+            pg::segment_of(pg::Lsn{backup.end.value > backup.start.value ? backup.end.value - 1
+                                                                         : backup.end.value},
+                           backup.segment_size);
+        for (uint64_t number = first; number <= last; ++number) {
+            const std::string file =
+                pg::WalFileName::segment_name(backup.timeline, number, backup.segment_size);
+            const fs::path path = unpacked / "pg_wal" / file;
+            std::error_code ec;
+            if (!fs::is_regular_file(path, ec)) {
+                throw failure(fmt::format("the base backup lacks WAL segment {}, which it needs "
+                                          "from {} to {}",
+                                          file, backup.start.text(), backup.end.text()),
                               "nothing was published");
             }
-            ++segments;
+            if (auto problem = pg::check_segment(read_file(path), *pg::WalFileName::parse(file),
+                                                 backup.system)) {
+                throw failure(
+                    fmt::format("the base backup's WAL segment {} is damaged: {}", file, *problem),
+                    "nothing was published");
+            }
         }
         wal_checked = fmt::format(
-            "; its WAL ({} segment(s)) checked by page headers, not parsed: pg_waldump {} reads "
-            "only PostgreSQL {}'s WAL, the server is {}",
-            segments, verifier.version.major(), verifier.version.major(), server_major);
+            "; its WAL ({} segment(s)) checked by page headers, not parsed: {}", last - first + 1,
+            has_waldump
+                ? fmt::format("pg_waldump {} reads only PostgreSQL {}'s WAL, the server "
+                              "is {}",
+                              verifier.version.major(), verifier.version.major(), server_major)
+                : fmt::format("no pg_waldump beside {} (Debian ships it with the server)",
+                              verifier.path.string()));
     }
     Command command{
         {verifier.path.string(), "--manifest-path=" + (partial / "backup_manifest").string(),
