@@ -177,7 +177,9 @@ std::optional<pg::Lsn> find_restore_point(const fs::path& dir, const std::string
     return std::nullopt;
 }
 
-std::optional<RecoveryTarget> backup_restore_point(const fs::path& dir, std::string_view text) {
+std::optional<RecoveryTarget> backup_restore_point(const fs::path& dir, std::string_view text,
+                                                   const std::optional<std::string>& shown_as) {
+    const std::string where = shown_as.value_or(dir.string());
     auto parsed = parse_backup_file_name(fs::path(text).filename().string());
     if (!parsed || parsed->temporary) {
         return std::nullopt;
@@ -192,15 +194,16 @@ std::optional<RecoveryTarget> backup_restore_point(const fs::path& dir, std::str
     const fs::path manifest_path = dir / parsed->id.manifest_file();
     std::error_code ec;
     if (!fs::exists(manifest_path, ec)) {
-        throw failure(fmt::format("--to {}: there is no such backup in {}", text, dir.string()),
-                      "pgward list shows the backups");
+        throw failure(
+            fmt::format("--to {}: there is no such backup in {}", text, where),
+            shown_as ? "pgward list --remote shows them" : "pgward list shows the backups");
     }
     const Manifest manifest = read_manifest(manifest_path);
     if (!manifest.restore_point) {
         throw failure(
             fmt::format("--to {}: that backup made no restore point (the server's WAL was not "
                         "being archived into {} then, or the role may not create one)",
-                        text, dir.string()),
+                        text, where),
             "recover to the time it started instead: --to " + manifest.started_at);
     }
     RecoveryTarget target;
@@ -346,6 +349,27 @@ std::optional<std::string> RecoveryTarget::setting() const {
     return std::nullopt;
 }
 
+std::vector<BaseBackup> base_backups_on_newest_timeline(
+    const std::vector<BaseBackup>& backups,
+    const std::map<uint32_t, std::vector<pg::TimelineSwitch>>& histories) {
+    if (histories.empty()) {
+        return backups;
+    }
+    const auto& [newest, switches] = *histories.rbegin();
+    std::vector<BaseBackup> out;
+    for (const BaseBackup& b : backups) {
+        const bool on_it =
+            b.timeline >= newest ||
+            std::any_of(switches.begin(), switches.end(), [&](const pg::TimelineSwitch& s) {
+                return s.parent == b.timeline && s.switch_point >= b.end;
+            });
+        if (on_it) {
+            out.push_back(b);
+        }
+    }
+    return out;
+}
+
 uint32_t TimelinePath::timeline_of(uint64_t segment) const {
     uint32_t timeline = target;
     for (const auto& [tli, first] : begins) {
@@ -427,8 +451,8 @@ PitrPlan plan_pitr(const PitrRequest& request) {
         }
         system = systems.front();
     }
-    const std::vector<BaseBackup> backups = list_base_backups(request.dir, system);
-    if (backups.empty()) {
+    const std::vector<BaseBackup> all_backups = list_base_backups(request.dir, system);
+    if (all_backups.empty()) {
         throw failure(fmt::format("no base backups of system {} in {}", system,
                                   (request.dir / "base").string()),
                       "point-in-time recovery starts from one: pgward basebackup");
@@ -438,15 +462,6 @@ PitrPlan plan_pitr(const PitrRequest& request) {
     plan.archive = archive.dir();
     const std::string archive_name = request.archive_location.value_or(archive.dir().string());
     const std::vector<WalArchive::Entry> entries = archive.entries();
-
-    const std::optional<pg::Lsn> target_lsn = target_position(request.dir, request.target);
-    const BaseBackup* chosen = choose_base_backup(backups, request.target, target_lsn);
-
-    // The WAL from the base backup on: its own (start to end, in pg_wal.tar)
-    // then the archive's, with no segment missing, along the timelines
-    // recovery follows (recovery_target_timeline = 'latest').
-    const BaseBackup& oldest = backups.front();
-    const uint64_t size = oldest.segment_size;
     std::map<uint32_t, std::vector<pg::TimelineSwitch>> histories;
     for (const WalArchive::Entry& e : entries) {
         if (e.name.kind == pg::WalFileName::Kind::History) {
@@ -458,6 +473,24 @@ PitrPlan plan_pitr(const PitrRequest& request) {
             }
         }
     }
+    // Recovery goes to the newest timeline: only a base backup on its history can.
+    const std::vector<BaseBackup> backups = base_backups_on_newest_timeline(all_backups, histories);
+    if (backups.empty()) {
+        throw failure(
+            fmt::format("no base backup of system {} can reach timeline {}, the newest in {}: "
+                        "each was taken on a timeline that timeline {} left before it ended",
+                        system, histories.rbegin()->first, archive_name, histories.rbegin()->first),
+            "take a base backup now (pgward basebackup)");
+    }
+
+    const std::optional<pg::Lsn> target_lsn = target_position(request.dir, request.target);
+    const BaseBackup* chosen = choose_base_backup(backups, request.target, target_lsn);
+
+    // The WAL from the base backup on: its own (start to end, in pg_wal.tar)
+    // then the archive's, with no segment missing, along the timelines
+    // recovery follows (recovery_target_timeline = 'latest').
+    const BaseBackup& oldest = backups.front();
+    const uint64_t size = oldest.segment_size;
     struct Segments {
         TimelinePath path;
         std::map<uint64_t, const WalArchive::Entry*> files;

@@ -50,8 +50,10 @@ std::optional<pg::Lsn> find_restore_point(const std::filesystem::path& dir,
 // A backup's file name (its dump or manifest, in `dir`) as a target: the
 // restore point that backup made. nullopt when `text` is no backup's file
 // name; a failure when that backup is missing or made no restore point.
-std::optional<RecoveryTarget> backup_restore_point(const std::filesystem::path& dir,
-                                                   std::string_view text);
+// `shown_as` names `dir` in messages (the store it was fetched from).
+std::optional<RecoveryTarget> backup_restore_point(
+    const std::filesystem::path& dir, std::string_view text,
+    const std::optional<std::string>& shown_as = std::nullopt);
 
 struct PitrRequest {
     std::filesystem::path dir;     // the backup directory
@@ -108,6 +110,14 @@ struct TimelinePath {
 };
 TimelinePath timeline_path(const std::map<uint32_t, std::vector<pg::TimelineSwitch>>& histories,
                            uint32_t from, uint64_t segment_size);
+
+// The base backups (of `backups`) a recovery to the newest timeline in
+// `histories` can start from: taken on it, or on a timeline its history left
+// after the base backup ended. PostgreSQL refuses the others ("requested
+// timeline is not a child of this server's history").
+std::vector<BaseBackup> base_backups_on_newest_timeline(
+    const std::vector<BaseBackup>& backups,
+    const std::map<uint32_t, std::vector<pg::TimelineSwitch>>& histories);
 
 // Chooses the base backup (the newest that finished before the target) and
 // checks the WAL from it on: no gap, and a target inside the window the

@@ -34,6 +34,11 @@ bool is_sums_file(std::string_view name) {
     return name.starts_with(kSumsPrefix) && name.ends_with(kSumsSuffix);
 }
 
+// One file of a folder: no path, not hidden.
+bool is_plain_file_name(std::string_view name) {
+    return !name.empty() && name.find('/') == std::string_view::npos && !name.starts_with(".");
+}
+
 // The WAL file an object in wal/<system>/ holds: its name, or without the
 // .age of one that went up encrypted.
 std::optional<std::string> wal_name_of_object(std::string_view object) {
@@ -267,6 +272,15 @@ std::vector<StoredBase> list_stored_bases(const storage::S3Store& remote, uint64
         try {
             const std::string text = read_text(folder, kBaseBackupInfoFile);
             StoredBase base{parse_base_backup_info(text, fs::path(folder.location())), {}};
+            // What the store says becomes paths on this host: plain names only.
+            if (base.backup.name != name) {
+                throw failure(fmt::format("it names base backup \"{}\"", base.backup.name));
+            }
+            for (const std::string& file : base.backup.files) {
+                if (!is_plain_file_name(file)) {
+                    throw failure(fmt::format("it names a file \"{}\"", file));
+                }
+            }
             const nlohmann::json doc = nlohmann::json::parse(text);
             const nlohmann::json stored = doc.value("stored_files", nlohmann::json::object());
             for (const auto& [file, digest] : stored.items()) {
@@ -590,7 +604,10 @@ FetchedPitrArchive::FetchedPitrArchive(const storage::S3Store& remote,
                                        const std::string& target_text, const fs::path& parent,
                                        const DecryptionKeys& keys) {
     // A bad --to is told before anything is fetched.
-    const std::optional<ParsedFileName> as_backup = parse_backup_file_name(target_text);
+    std::optional<ParsedFileName> as_backup = parse_backup_file_name(target_text);
+    if (as_backup && as_backup->temporary) {
+        as_backup.reset();  // a name being written is nobody's restore point
+    }
     if (!as_backup) {
         target_ = RecoveryTarget::parse(target_text.empty() ? "latest" : target_text);
     }
@@ -615,11 +632,39 @@ FetchedPitrArchive::FetchedPitrArchive(const storage::S3Store& remote,
             }
         }
         if (as_backup) {
-            target_ = *backup_restore_point(dir_, target_text);
+            std::optional<RecoveryTarget> point =
+                backup_restore_point(dir_, target_text, remote.location());
+            if (!point) {
+                throw failure(fmt::format("{} has no backup {} with a restore point",
+                                          remote.location(), target_text),
+                              "list what is there with: pgward list --remote");
+            }
+            target_ = *point;
         }
-        std::vector<BaseBackup> backups;
+        // The timelines' history files first: recovery goes to the newest
+        // timeline, and only a base backup on its history can.
+        const std::map<std::string, StoredDigest> sums = read_wal_sums(wal);
+        const fs::path wal_dir = dir_ / "wal" / std::to_string(system_);
+        fs::create_directories(wal_dir);
+        std::map<uint32_t, std::vector<pg::TimelineSwitch>> histories;
+        for (const auto& [file, digest] : sums) {
+            auto name = pg::WalFileName::parse(file);
+            if (name && name->kind == pg::WalFileName::Kind::History) {
+                fetch_checked(wal, digest, keys, wal_dir / file);
+                histories[name->timeline] = pg::parse_history(read_file(wal_dir / file));
+            }
+        }
+        std::vector<BaseBackup> every;
         for (const StoredBase& base : bases) {
-            backups.push_back(base.backup);
+            every.push_back(base.backup);
+        }
+        const std::vector<BaseBackup> backups = base_backups_on_newest_timeline(every, histories);
+        if (backups.empty()) {
+            throw failure(
+                fmt::format("no base backup in {}base/{}/ can reach timeline {}, the "
+                            "newest in {}",
+                            remote.location(), system_, histories.rbegin()->first, wal.location()),
+                "take a base backup now (pgward basebackup) and copy it there");
         }
         const BaseBackup* chosen =
             choose_base_backup(backups, target_, target_position(dir_, target_));
@@ -656,15 +701,13 @@ FetchedPitrArchive::FetchedPitrArchive(const storage::S3Store& remote,
         write_file_atomically(base_dir / kBaseBackupInfoFile, base_backup_info_text(*chosen),
                               AtomicFile::Publish::NoReplace);
 
-        // The WAL from the base backup's start on, and every history file.
-        const std::map<std::string, StoredDigest> sums = read_wal_sums(wal);
+        // The WAL from the base backup's start on (the history files are here).
         const uint64_t first = pg::segment_of(chosen->start, chosen->segment_size);
         std::vector<std::pair<std::string, StoredDigest>> wanted;
         for (const auto& [file, digest] : sums) {
             auto name = pg::WalFileName::parse(file);
-            if (name && (name->kind == pg::WalFileName::Kind::History ||
-                         (name->kind == pg::WalFileName::Kind::Segment &&
-                          name->segment_number(chosen->segment_size) >= first))) {
+            if (name && name->kind == pg::WalFileName::Kind::Segment &&
+                name->segment_number(chosen->segment_size) >= first) {
                 wanted.emplace_back(file, digest);
             }
         }
@@ -683,8 +726,6 @@ FetchedPitrArchive::FetchedPitrArchive(const storage::S3Store& remote,
                 "upload that stopped before its sums went up)",
                 {{"store", wal.location()}, {"files", std::to_string(unproven)}});
         }
-        const fs::path wal_dir = dir_ / "wal" / std::to_string(system_);
-        fs::create_directories(wal_dir);
         const WalArchive fetched = WalArchive::at(wal_dir, system_);
         log::info("fetching WAL from the remote store",
                   {{"store", wal.location()},

@@ -1344,6 +1344,11 @@ TEST_F(PitrTest, ATimelineSwitchIsFollowedByTheStreamerAndByRecovery) {
     ASSERT_TRUE(fs::is_directory(archive() / "forked-timeline-1"));
     EXPECT_FALSE(list_dir(archive() / "forked-timeline-1").empty());
 
+    // A base backup of the old timeline taken after the fork (the nightly
+    // one, before anyone noticed): recovery along timeline 2 cannot start
+    // from it, so it starts from the one before the fork.
+    RunResult late_base = run_pgward({"basebackup"}, env());
+    ASSERT_EQ(late_base.exit_code, 0) << late_base.err;
     // Recovery to latest from the timeline 1 base backup follows timeline 2.
     EXPECT_EQ(recovered_marks({}, "to-latest"), "1,3,4");
     EXPECT_EQ(recovered_marks({"--to", between}, "to-between"), "1");

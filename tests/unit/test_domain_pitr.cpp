@@ -348,6 +348,28 @@ TEST(Timelines, RecoveryFollowsTheNewestDescendantAndReadsEachSegmentFromTheNewe
     EXPECT_EQ(timeline_path(histories, 2, size).target, 3U);
 }
 
+TEST(Timelines, OnlyABaseBackupOnTheNewestTimelinesHistoryCanReachIt) {
+    auto base = [](const std::string& name, uint32_t timeline, const std::string& end) {
+        BaseBackup b;
+        b.name = name;
+        b.timeline = timeline;
+        b.end = *pg::Lsn::parse(end);
+        return b;
+    };
+    const std::vector<BaseBackup> backups = {base("before-fork", 1, "0/3000100"),
+                                             base("after-fork", 1, "0/7000100"),
+                                             base("on-two", 2, "0/8000100")};
+    std::map<uint32_t, std::vector<pg::TimelineSwitch>> histories;
+    EXPECT_EQ(base_backups_on_newest_timeline(backups, histories).size(), 3U)
+        << "one timeline: every base backup";
+    histories[2] = pg::parse_history("1\t0/5000100\tx\n");
+    std::vector<std::string> names;
+    for (const BaseBackup& b : base_backups_on_newest_timeline(backups, histories)) {
+        names.push_back(b.name);
+    }
+    EXPECT_EQ(names, (std::vector<std::string>{"before-fork", "on-two"}));
+}
+
 TEST(Timelines, AForkSetsAsideTheOldTimelinesFilesPastItAndResumesOnTheNewOne) {
     constexpr uint64_t size = pg::kDefaultSegmentSize;
     const auto entries = archive_of({"000000010000000000000004", "000000010000000000000005",
