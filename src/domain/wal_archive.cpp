@@ -169,14 +169,19 @@ ServerIdentity identify_server(const pg::ConnectionOptions& connection) {
     identity.system = *system;
     identity.timeline = static_cast<uint32_t>(std::stoul(result.get(0, 1)));
     identity.flushed = *flushed;
-    if (identity.timeline > 1) {
-        pg::Result history = conn.exec(fmt::format("TIMELINE_HISTORY {}", identity.timeline));
-        if (history.rows() == 1 && history.columns() >= 2) {
-            identity.history_file = history.get(0, 0);
-            identity.history = history.get(0, 1);
-        }
-    }
     return identity;
+}
+
+std::string timeline_history(const pg::ConnectionOptions& connection, uint32_t timeline) {
+    pg::ConnectionOptions replication = connection;
+    replication.replication = "true";
+    pg::Connection conn = pg::Connection::open(replication, "pgward");
+    pg::Result history = conn.exec(fmt::format("TIMELINE_HISTORY {}", timeline));
+    if (history.rows() != 1 || history.columns() < 2) {
+        throw failure(
+            fmt::format("TIMELINE_HISTORY {} returned no file on {}", timeline, conn.target()));
+    }
+    return history.get(0, 1);
 }
 
 std::optional<TimelineFork> plan_timeline_fork(
@@ -191,7 +196,10 @@ std::optional<TimelineFork> plan_timeline_fork(
     }
     TimelineFork fork;
     fork.switch_point = ended->switch_point;
-    fork.timeline = server_timeline;
+    // The timeline that followed the archive's: pg_receivewal follows the
+    // later switches itself.
+    fork.timeline =
+        std::next(ended) != server_history.end() ? std::next(ended)->parent : server_timeline;
     const uint64_t fork_segment = pg::segment_of(ended->switch_point, segment_size);
     for (const WalArchive::Entry& e : entries) {
         if (e.name.kind != pg::WalFileName::Kind::History && e.name.timeline == archive_timeline &&
@@ -199,8 +207,7 @@ std::optional<TimelineFork> plan_timeline_fork(
             fork.set_aside.push_back(e.file);
         }
     }
-    fork.resume_segment =
-        pg::WalFileName::segment_name(server_timeline, fork_segment, segment_size);
+    fork.resume_segment = pg::WalFileName::segment_name(fork.timeline, fork_segment, segment_size);
     return fork;
 }
 
@@ -481,10 +488,11 @@ void follow_timeline_fork(const WalStreamRequest& request, const WalArchive& arc
         return;
     }
     const ServerIdentity server = identify_server(request.connection);
-    if (server.timeline <= archive_timeline || server.history.empty()) {
+    if (server.timeline <= archive_timeline) {
         return;
     }
-    const std::vector<pg::TimelineSwitch> history = pg::parse_history(server.history);
+    const std::string history_text = timeline_history(request.connection, server.timeline);
+    const std::vector<pg::TimelineSwitch> history = pg::parse_history(history_text);
     const std::optional<TimelineFork> fork =
         plan_timeline_fork(entries, archive_timeline, history, server.timeline, segment_size);
     if (!fork) {
@@ -502,8 +510,14 @@ void follow_timeline_fork(const WalStreamRequest& request, const WalArchive& arc
         }
         fsync_directory(aside);
     }
-    write_file_atomically(archive.dir() / server.history_file, server.history,
-                          AtomicFile::Publish::Replace);
+    // Every history file from the one that followed the archive's on.
+    for (uint32_t timeline = fork->timeline; timeline <= server.timeline; ++timeline) {
+        write_file_atomically(archive.dir() / pg::WalFileName::history_name(timeline),
+                              timeline == server.timeline
+                                  ? history_text
+                                  : timeline_history(request.connection, timeline),
+                              AtomicFile::Publish::Replace);
+    }
     std::error_code ec;
     if (!fs::exists(archive.dir() / fork->resume_segment, ec) &&
         !fs::exists(archive.dir() / (fork->resume_segment + ".partial"), ec)) {
@@ -514,7 +528,7 @@ void follow_timeline_fork(const WalStreamRequest& request, const WalArchive& arc
     log::warn(
         fmt::format("the server moved to timeline {}, which left timeline {} at {}: streaming "
                     "follows it from segment {}",
-                    server.timeline, archive_timeline, fork->switch_point.text(),
+                    fork->timeline, archive_timeline, fork->switch_point.text(),
                     fork->resume_segment),
         {{"set_aside", std::to_string(fork->set_aside.size())},
          {"kept_in",

@@ -19,11 +19,10 @@ struct ServerIdentity {
     uint64_t system = 0;
     uint32_t timeline = 0;
     pg::Lsn flushed;  // the server's current WAL flush position
-    // The current timeline's history file (TIMELINE_HISTORY) after the first.
-    std::string history_file;
-    std::string history;
 };
 ServerIdentity identify_server(const pg::ConnectionOptions& connection);
+// The server's history file of `timeline` (TIMELINE_HISTORY; from timeline 2).
+std::string timeline_history(const pg::ConnectionOptions& connection, uint32_t timeline);
 
 // The WAL of one database system: <backup dir>/wal/<system identifier>/,
 // complete segments, the one pg_receivewal is writing (.partial) and
@@ -81,7 +80,7 @@ void check_slot_name(const std::string& slot);
 // `archive_timeline` (not this archive's history).
 struct TimelineFork {
     pg::Lsn switch_point;
-    uint32_t timeline = 0;               // the server's
+    uint32_t timeline = 0;               // the one that followed the archive's
     std::vector<std::string> set_aside;  // archive files of the old timeline past the fork
     std::string resume_segment;          // the new timeline's segment holding the fork
 };

@@ -381,6 +381,13 @@ TEST(Timelines, AForkSetsAsideTheOldTimelinesFilesPastItAndResumesOnTheNewOne) {
     EXPECT_EQ(fork->set_aside, (std::vector<std::string>{"000000010000000000000006",
                                                          "000000010000000000000007.partial"}));
     EXPECT_EQ(fork->resume_segment, "000000020000000000000005");
+    // Two switches since (1, then 2, then 3): streaming resumes on 2, and
+    // pg_receivewal follows 2's switch to 3 itself.
+    auto hops = plan_timeline_fork(
+        entries, 1, pg::parse_history("1\t0/5000100\tx\n2\t0/9000000\ty\n"), 3, size);
+    ASSERT_TRUE(hops);
+    EXPECT_EQ(hops->timeline, 2U);
+    EXPECT_EQ(hops->resume_segment, "000000020000000000000005");
     // A server whose history never passed through the archive's timeline.
     EXPECT_FALSE(plan_timeline_fork(entries, 1, pg::parse_history("3\t0/5000100\tx\n"), 4, size));
 }
