@@ -582,7 +582,7 @@ S3Client::Response S3Client::perform_once(Request& request, uint64_t resume_from
     return response;
 }
 
-std::vector<ObjectInfo> S3Client::list(std::string_view prefix) const {
+std::vector<ObjectInfo> S3Client::list(std::string_view prefix, bool direct_only) const {
     std::vector<ObjectInfo> out;
     std::string token;
     for (;;) {
@@ -590,6 +590,10 @@ std::vector<ObjectInfo> S3Client::list(std::string_view prefix) const {
         request.method = "GET";
         request.what = fmt::format("list s3://{}/{}", settings_.bucket, prefix);
         request.query = {{"list-type", "2"}, {"prefix", std::string(prefix)}};
+        if (direct_only) {
+            // The "folders" below come back as CommonPrefixes, not paged through.
+            request.query.emplace_back("delimiter", "/");
+        }
         if (!token.empty()) {
             request.query.emplace_back("continuation-token", token);
         }

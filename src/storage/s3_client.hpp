@@ -78,8 +78,9 @@ class S3Client {
 
     const S3Settings& settings() const { return settings_; }
 
-    // Every object under the prefix (all pages), in key order.
-    std::vector<ObjectInfo> list(std::string_view prefix) const;
+    // Every object under the prefix (all pages), in key order; with
+    // direct_only, only those with no '/' after the prefix.
+    std::vector<ObjectInfo> list(std::string_view prefix, bool direct_only = false) const;
     std::optional<ObjectInfo> head(std::string_view key) const;
     // Single PUT or multipart, by plan_upload; a failed multipart upload is
     // aborted before this throws.

@@ -102,7 +102,7 @@ std::string S3Store::location() const {
 
 std::vector<StoredFile> S3Store::list() const {
     std::vector<StoredFile> out;
-    for (const ObjectInfo& object : client_.list(prefix_)) {
+    for (const ObjectInfo& object : client_.list(prefix_, true)) {
         std::string_view name = std::string_view(object.key).substr(prefix_.size());
         if (!name.empty() && name.find('/') == std::string_view::npos) {
             out.push_back({std::string(name), object.size});
