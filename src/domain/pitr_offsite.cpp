@@ -52,15 +52,6 @@ std::optional<std::string> wal_name_of_object(std::string_view object) {
     return name;
 }
 
-std::optional<uint64_t> parse_system(std::string_view text) {
-    uint64_t value = 0;
-    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (ec != std::errc() || end != text.data() + text.size() || text.empty() || value == 0) {
-        return std::nullopt;
-    }
-    return value;
-}
-
 std::string read_text(const storage::Store& store, std::string_view name) {
     std::string text;
     store.read(name, [&](const char* data, size_t size) { text.append(data, size); });
@@ -472,7 +463,7 @@ std::vector<uint64_t> stored_base_systems(const storage::S3Store& remote) {
     const std::string prefix = remote.prefix() + "base/";
     for (const storage::ObjectInfo& object : remote.client().list(prefix)) {
         const std::string_view rest = std::string_view(object.key).substr(prefix.size());
-        if (auto system = parse_system(rest.substr(0, rest.find('/')))) {
+        if (auto system = parse_system_identifier(rest.substr(0, rest.find('/')))) {
             systems.insert(*system);
         }
     }

@@ -21,15 +21,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::optional<uint64_t> parse_system(std::string_view text) {
-    uint64_t value = 0;
-    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (ec != std::errc() || end != text.data() + text.size() || text.empty() || value == 0) {
-        return std::nullopt;
-    }
-    return value;
-}
-
 // The streamer's application_name: what synchronous_standby_names lists.
 constexpr const char* kStreamerName = "pgward_wal";
 
@@ -160,7 +151,7 @@ ServerIdentity identify_server(const pg::ConnectionOptions& connection) {
         throw failure("IDENTIFY_SYSTEM returned no row on " + conn.target());
     }
     ServerIdentity identity;
-    auto system = parse_system(result.get(0, 0));
+    auto system = parse_system_identifier(result.get(0, 0));
     auto flushed = pg::Lsn::parse(result.get(0, 2));
     if (!system || !flushed) {
         throw failure(fmt::format("IDENTIFY_SYSTEM on {} returned \"{}\", \"{}\"", conn.target(),
@@ -211,13 +202,22 @@ std::optional<TimelineFork> plan_timeline_fork(
     return fork;
 }
 
+std::optional<uint64_t> parse_system_identifier(std::string_view text) {
+    uint64_t value = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc() || end != text.data() + text.size() || text.empty() || value == 0) {
+        return std::nullopt;
+    }
+    return value;
+}
+
 WalArchive::WalArchive(const fs::path& backup_dir, uint64_t system)
     : dir_(backup_dir / "wal" / std::to_string(system)), system_(system) {}
 
 WalArchive WalArchive::at(fs::path archive_dir, std::optional<uint64_t> system) {
     WalArchive archive;
     archive.dir_ = std::move(archive_dir);
-    archive.system_ = system ? system : parse_system(archive.dir_.filename().string());
+    archive.system_ = system ? system : parse_system_identifier(archive.dir_.filename().string());
     return archive;
 }
 
@@ -328,7 +328,7 @@ std::vector<uint64_t> wal_archive_systems(const fs::path& backup_dir) {
     std::error_code ec;
     for (fs::directory_iterator it(backup_dir / "wal", ec), end; !ec && it != end;
          it.increment(ec)) {
-        if (auto system = parse_system(it->path().filename().string())) {
+        if (auto system = parse_system_identifier(it->path().filename().string())) {
             systems.push_back(*system);
         }
     }

@@ -65,6 +65,9 @@ class WalArchive {
     std::optional<uint64_t> system_;
 };
 
+// A folder's name as a system identifier (decimal, not 0).
+std::optional<uint64_t> parse_system_identifier(std::string_view text);
+
 // Systems with a WAL archive under <backup dir>/wal/.
 std::vector<uint64_t> wal_archive_systems(const std::filesystem::path& backup_dir);
 

@@ -425,6 +425,31 @@ void watch_wal_stream(const ServiceConfig& config, SharedState& shared, Notifier
         }
     }
 }
+// A run of failures of something retried: a failure starts or lengthens
+// it, a success ends it. What changed, for the alerts.
+struct FailureRun {
+    bool started = false;
+    bool ended = false;
+    uint64_t length = 0;
+};
+FailureRun record_outcome(std::optional<std::string>& failure,
+                          std::optional<std::string>& failure_at, uint64_t& in_a_row,
+                          const std::string& failed, const std::string& at) {
+    FailureRun run;
+    if (failed.empty()) {
+        run.ended = failure.has_value();
+        failure.reset();
+        failure_at.reset();
+        in_a_row = 0;
+    } else {
+        run.started = !failure.has_value();
+        failure = failed;
+        failure_at = at;
+        run.length = ++in_a_row;
+    }
+    return run;
+}
+
 // What one pass of the WAL uploader did.
 struct PitrOffsitePass {
     std::optional<std::string> newest;  // the newest segment proven offsite
@@ -512,9 +537,7 @@ void upload_wal_offsite(const ServiceConfig& config, SharedState& shared, Notifi
             failure = fmt::format("copying the WAL and base backups to {}: {}", location, failure);
         }
         const std::string at = format_iso_utc(now_seconds());
-        bool started_failing = false;
-        bool recovered = false;
-        uint64_t failures = 0;
+        FailureRun run;
         shared.update([&](ServiceState& s) {
             if (!s.wal) {
                 return;
@@ -526,25 +549,16 @@ void upload_wal_offsite(const ServiceConfig& config, SharedState& shared, Notifi
             if (pass.uploaded) {
                 w.offsite_at = at;
             }
-            if (failure.empty()) {
-                recovered = w.offsite_failure.has_value();
-                w.offsite_failure.reset();
-                w.offsite_failure_at.reset();
-                w.offsite_failures = 0;
-            } else {
-                started_failing = !w.offsite_failure.has_value();
-                w.offsite_failure = failure;
-                w.offsite_failure_at = at;
-                failures = ++w.offsite_failures;
-            }
+            run = record_outcome(w.offsite_failure, w.offsite_failure_at, w.offsite_failures,
+                                 failure, at);
         });
         if (!failure.empty()) {
             log::error("offsite copy of the WAL or base backups failed; the local archive is kept",
-                       {{"reason", failure}, {"consecutive_failures", std::to_string(failures)}});
-            if (started_failing) {
-                notifier.wal_offsite_changed({"", config.database, at, failure, failures}, false);
+                       {{"reason", failure}, {"consecutive_failures", std::to_string(run.length)}});
+            if (run.started) {
+                notifier.wal_offsite_changed({"", config.database, at, failure, run.length}, false);
             }
-        } else if (recovered) {
+        } else if (run.ended) {
             log::info("offsite copies of the WAL and base backups work again",
                       {{"store", location}});
             notifier.wal_offsite_changed({"", config.database, at, location, 0}, true);
@@ -581,30 +595,20 @@ bool take_scheduled_base_backup(const ServiceConfig& config, SharedState& shared
         log::error("scheduled base backup failed", {{"error", failure}});
     }
     const std::string at = format_iso_utc(now_seconds());
-    bool started_failing = false;
-    bool recovered = false;
-    uint64_t failures = 0;
+    FailureRun run;
     shared.update([&](ServiceState& s) {
         if (!s.wal) {
             return;
         }
         WalStreamState& w = *s.wal;
         if (failure.empty()) {
-            recovered = w.base_failure.has_value();
-            w.base_failure.reset();
-            w.base_failure_at.reset();
-            w.base_failures = 0;
             w.last_base_backup_at = at;
-        } else {
-            started_failing = !w.base_failure.has_value();
-            w.base_failure = failure;
-            w.base_failure_at = at;
-            failures = ++w.base_failures;
         }
+        run = record_outcome(w.base_failure, w.base_failure_at, w.base_failures, failure, at);
     });
-    if (started_failing) {
-        notifier.base_backup_changed({"", config.database, at, failure, failures}, false);
-    } else if (recovered) {
+    if (run.started) {
+        notifier.base_backup_changed({"", config.database, at, failure, run.length}, false);
+    } else if (run.ended) {
         log::info("scheduled base backups work again", {{"database", config.database}});
         notifier.base_backup_changed({"", config.database, at, "", 0}, true);
     }

@@ -50,34 +50,7 @@ std::optional<StoredFile> LocalStore::stat(std::string_view name) const {
 }
 
 uint64_t LocalStore::read(std::string_view name, const Sink& sink) const {
-    const std::filesystem::path path = dir_ / name;
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        throw os_error("cannot open", path.string(), errno);
-    }
-    std::vector<char> buffer(1 << 20);
-    uint64_t total = 0;
-    try {
-        for (;;) {
-            ssize_t n = ::read(fd, buffer.data(), buffer.size());
-            if (n < 0 && errno == EINTR) {
-                continue;
-            }
-            if (n < 0) {
-                throw os_error("cannot read", path.string(), errno);
-            }
-            if (n == 0) {
-                break;
-            }
-            sink(buffer.data(), static_cast<size_t>(n));
-            total += static_cast<uint64_t>(n);
-        }
-    } catch (...) {
-        ::close(fd);
-        throw;
-    }
-    ::close(fd);
-    return total;
+    return read_file_chunks(dir_ / name, sink);
 }
 
 void LocalStore::put_file(std::string_view name, const std::filesystem::path& source) {

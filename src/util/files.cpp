@@ -232,13 +232,14 @@ std::string read_file_start(const fs::path& path, size_t limit) {
     return text;
 }
 
-void read_file_chunks(const fs::path& path, const std::function<void(const char*, size_t)>& sink,
-                      size_t chunk) {
+uint64_t read_file_chunks(const fs::path& path,
+                          const std::function<void(const char*, size_t)>& sink, size_t chunk) {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        throw os_error("cannot read", path.string(), errno);
+        throw os_error("cannot open", path.string(), errno);
     }
     std::vector<char> buffer(chunk);
+    uint64_t total = 0;
     try {
         for (;;) {
             ssize_t n = ::read(fd, buffer.data(), buffer.size());
@@ -252,17 +253,23 @@ void read_file_chunks(const fs::path& path, const std::function<void(const char*
                 break;
             }
             sink(buffer.data(), static_cast<size_t>(n));
+            total += static_cast<uint64_t>(n);
         }
     } catch (...) {
         ::close(fd);
         throw;
     }
     ::close(fd);
+    return total;
 }
 
 std::string read_file(const fs::path& path) {
     // Sidecars are small: one read usually takes all of it, a second sees EOF.
     std::string text;
+    std::error_code ec;
+    if (!fs::exists(path, ec)) {
+        throw os_error("cannot read", path.string(), ENOENT);
+    }
     read_file_chunks(
         path, [&](const char* data, size_t size) { text.append(data, size); }, 16384);
     return text;

@@ -78,9 +78,10 @@ void remove_file(const fs::path& path);
 void remove_file_or_warn(const fs::path& path);
 
 std::string read_file(const fs::path& path);
-// Hands the file to `sink` in pieces of at most `chunk` bytes.
-void read_file_chunks(const fs::path& path, const std::function<void(const char*, size_t)>& sink,
-                      size_t chunk = size_t{1} << 20);
+// Hands the file to `sink` in pieces of at most `chunk` bytes; returns its bytes.
+uint64_t read_file_chunks(const fs::path& path,
+                          const std::function<void(const char*, size_t)>& sink,
+                          size_t chunk = size_t{1} << 20);
 
 // A private directory (0700) under `parent` for one run's temporary files,
 // named for its process: <prefix><pid>-XXXXXX. Directories of that prefix
