@@ -573,6 +573,7 @@ BaseOffsiteResult copy_base_backups_offsite(const fs::path& backup_dir, uint64_t
             }
         }
         std::vector<std::string> wal_files;
+        wal_files.reserve(objects.size());
         for (const auto& [name, stored] : objects) {
             wal_files.push_back(name);
         }
@@ -659,6 +660,7 @@ FetchedPitrArchive::FetchedPitrArchive(const storage::S3Store& remote,
             }
         }
         std::vector<BaseBackup> every;
+        every.reserve(bases.size());
         for (const StoredBase& base : bases) {
             every.push_back(base.backup);
         }
