@@ -192,7 +192,8 @@ class SnapshotSession {
                 conn_.query_value("SELECT pg_catalog.pg_create_restore_point($1)::text", {name});
             conn_.exec("RELEASE SAVEPOINT pgward_restore_point");
             restore_point_at_ = std::chrono::steady_clock::now();
-            restore_point_ = Manifest::RestorePoint{name, lsn.value_or("")};
+            restore_point_ =
+                Manifest::RestorePoint{name, lsn.value_or(""), std::nullopt, std::nullopt};
             restore_point_->gap_ms =
                 std::chrono::duration<double, std::milli>(restore_point_at_ - snapshot_at_).count();
         } catch (const Error& e) {

@@ -148,7 +148,8 @@ Manifest manifest_from_json(const nlohmann::json& doc, const std::string& source
         if (doc.contains("restore_point") && !doc.at("restore_point").is_null()) {
             const nlohmann::json& point = doc.at("restore_point");
             m.restore_point = Manifest::RestorePoint{point.at("name").get<std::string>(),
-                                                     point.at("lsn").get<std::string>()};
+                                                     point.at("lsn").get<std::string>(),
+                                                     std::nullopt, std::nullopt};
             if (point.contains("gap_ms")) {
                 m.restore_point->gap_ms = point.at("gap_ms").get<double>();
             }

@@ -574,7 +574,7 @@ BaseOffsiteResult copy_base_backups_offsite(const fs::path& backup_dir, uint64_t
         }
         std::vector<std::string> wal_files;
         wal_files.reserve(objects.size());
-        for (const auto& [name, stored] : objects) {
+        for (const auto& [name, held_in] : objects) {
             wal_files.push_back(name);
         }
         const BasePrunePlan plan = plan_base_prune(bases, wal_files, *keep);

@@ -33,7 +33,8 @@ Manifest sample() {
     m.large_objects_fingerprint = "lo1:0123456789abcdef0123456789abcdef";
     m.sequences_behind = std::vector<std::string>{"public.s at 1 behind public.t.id max 9"};
     m.invalid_indexes = std::vector<std::string>{"public.broken_idx"};
-    m.restore_point = Manifest::RestorePoint{"pgward quiz_20261204T030000Z", "0/5A000090"};
+    m.restore_point = Manifest::RestorePoint{"pgward quiz_20261204T030000Z", "0/5A000090",
+                                             std::nullopt, std::nullopt};
     return m;
 }
 

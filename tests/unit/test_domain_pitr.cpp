@@ -168,7 +168,7 @@ TEST_F(PitrPlanTest, ADumpsRestorePointIsPlacedByItsManifest) {
         m.started_at = m.finished_at = "2026-12-01T12:00:00Z";
         m.server_version = "15.18";
         m.pg_dump_version = "pg_dump (PostgreSQL) 15.18";
-        m.restore_point = Manifest::RestorePoint{"pgward " + stem, lsn};
+        m.restore_point = Manifest::RestorePoint{"pgward " + stem, lsn, std::nullopt, std::nullopt};
         write_file_atomically(dir_ / (stem + ".json"), manifest_to_json(m).dump(),
                               AtomicFile::Publish::Replace);
     };
