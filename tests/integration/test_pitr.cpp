@@ -32,6 +32,7 @@
 #include "pg/connection.hpp"
 #include "pg/wal.hpp"
 #include "util/error.hpp"
+#include "util/lock.hpp"
 #include "util/sha256.hpp"
 
 namespace pgward::test {
@@ -171,6 +172,17 @@ class PitrTest : public ScratchDirTest {
                                    "INSERT INTO marks(id) VALUES (" + std::to_string(id) + ")");
     }
 
+    // mark(first), the server's time a second later, mark(second) a second
+    // after that: a moment between the two.
+    std::string time_between_marks(int first, int second) const {
+        mark(first);
+        std::this_thread::sleep_for(1100ms);
+        const std::string between = server_time();
+        std::this_thread::sleep_for(1100ms);
+        mark(second);
+        return between;
+    }
+
     std::string server_time() const {
         return PgCluster::instance().query_value(
             "postgres",
@@ -248,11 +260,7 @@ TEST_F(PitrTest, RecoversToATimeBetweenTwoMarkersAndToTheLastStreamedWrite) {
     EXPECT_EQ(list_dir(base_dir.parent_path()), std::vector<std::string>{base_dir.filename()})
         << "no partial folder is left";
 
-    mark(1);
-    std::this_thread::sleep_for(1100ms);
-    const std::string between = server_time();
-    std::this_thread::sleep_for(1100ms);
-    mark(2);
+    const std::string between = time_between_marks(1, 2);
     PgCluster::instance().exec("postgres", "SELECT pg_switch_wal()");
     mark(3);  // only in the segment being streamed (.partial)
     ASSERT_TRUE(wait_streamed());
@@ -1297,11 +1305,7 @@ TEST_F(PitrTest, AFailingScheduledBaseBackupIsAlertedAndItsRecoveryToo) {
 TEST_F(PitrTest, ATimelineSwitchIsFollowedByTheStreamerAndByRecovery) {
     start_streaming();
     ASSERT_EQ(run_pgward({"basebackup"}, env()).exit_code, 0);
-    mark(1);
-    std::this_thread::sleep_for(1100ms);
-    const std::string between = server_time();
-    std::this_thread::sleep_for(1100ms);
-    mark(2);
+    const std::string between = time_between_marks(1, 2);
     PgCluster::instance().exec("postgres", "SELECT pg_switch_wal()");
     mark(20);
     PgCluster::instance().exec("postgres", "SELECT pg_switch_wal()");
@@ -1657,6 +1661,51 @@ TEST_F(PitrOffsiteTest, TheServiceCopiesWalAsItStreamsAndAlertsWhileTheStoreFail
     }
     EXPECT_TRUE(base_there) << stopped.out;
     EXPECT_TRUE(s3_->list(later, "prod/wal/" + system() + "/" + switched).size() == 1) << switched;
+}
+
+// A damaged segment is not uploaded and is named, the ones after it still
+// go up; and a push while another copier holds the archive leaves it be.
+TEST_F(PitrOffsiteTest, ADamagedSegmentIsNamedAndTheLaterOnesStillGoUp) {
+    start_streaming();
+    for (int i = 1; i <= 3; ++i) {
+        mark(i);
+        PgCluster::instance().exec("postgres", "SELECT pg_switch_wal()");
+    }
+    ASSERT_TRUE(wait_streamed());
+    ASSERT_EQ(stop_streaming().exit_code, 0);
+    std::vector<std::string> segments;
+    for (const std::string& file : list_dir(archive())) {
+        if (file.size() == 24) {
+            segments.push_back(file);
+        }
+    }
+    std::sort(segments.begin(), segments.end());
+    ASSERT_GE(segments.size(), 3U);
+    const std::string damaged = segments[segments.size() - 2];
+    {
+        std::fstream f(archive() / damaged, std::ios::in | std::ios::out | std::ios::binary);
+        f.seekp(8192 + 8);
+        f.put('\x7f');
+    }
+
+    {
+        const std::optional<FileLock> held =
+            FileLock::try_acquire(backups_ / (".pgward-offsite-wal-" + system() + ".lock"));
+        ASSERT_TRUE(held);
+        RunResult busy = run_pgward({"push"}, env());
+        EXPECT_EQ(busy.exit_code, 0) << busy.err;
+        EXPECT_TRUE(contains(busy.err, "another pgward is copying this WAL offsite now"))
+            << busy.err;
+        EXPECT_TRUE(keys("wal/").empty());
+    }
+
+    RunResult push = run_pgward({"push"}, env());
+    EXPECT_EQ(push.exit_code, 1);
+    EXPECT_TRUE(contains(push.err, "1 WAL segment(s) not copied: WAL segment " + damaged))
+        << push.err;
+    EXPECT_TRUE(keys("wal/" + system() + "/" + damaged).empty());
+    EXPECT_EQ(keys("wal/" + system() + "/" + segments.back()).size(), 1U) << push.err;
+    EXPECT_FALSE(keys("wal/" + system() + "/sums-").empty()) << "what went up is vouched for";
 }
 
 TEST_F(PitrOffsiteTest, EncryptedOnTheWayUpAndOpenedOnlyWithItsIdentity) {
