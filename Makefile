@@ -91,10 +91,10 @@ build-asan: deps
 	cmake --build $(ASAN_DIR) -j $(JOBS)
 
 test-release: build
-	ctest --test-dir $(BUILD_DIR) --output-on-failure
+	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS)
 
 test-asan: build-asan
-	ctest --test-dir $(ASAN_DIR) --output-on-failure
+	ctest --test-dir $(ASAN_DIR) --output-on-failure -j $(JOBS)
 
 # The archive reader under libFuzzer (clang), seeded with small real archives
 # and the shared fixtures; `make fuzz` runs FUZZ_SECONDS, `make test` a short run.
@@ -135,7 +135,7 @@ coverage: deps
 	cmake -S . -B $(COVERAGE_DIR) -DCMAKE_BUILD_TYPE=Debug -DPGWARD_COVERAGE=ON $(CMAKE_FLAGS) >/dev/null
 	cmake --build $(COVERAGE_DIR) -j $(JOBS)
 	find $(COVERAGE_DIR) -name '*.gcda' -delete
-	ctest --test-dir $(COVERAGE_DIR) --output-on-failure -E deploy
+	ctest --test-dir $(COVERAGE_DIR) --output-on-failure -j $(JOBS) -E deploy
 	gcovr -r . --object-directory $(COVERAGE_DIR) --filter 'src/' --exclude-throw-branches --gcov-ignore-parse-errors \
 	  --exclude-unreachable-branches --json-summary $(COVERAGE_DIR)/coverage.json --txt -
 	scripts/coverage-gate.py $(COVERAGE_DIR)/coverage.json
