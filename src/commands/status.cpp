@@ -175,6 +175,10 @@ class StatusCommand : public Command {
                 if (w.problem) {
                     fmt::print("WAL problem:     {}\n", *w.problem);
                 }
+                if (w.timeline_switch) {
+                    fmt::print("timeline switch: {}: {}\n", w.timeline_switch_at.value_or("?"),
+                               *w.timeline_switch);
+                }
                 if (s.remote) {
                     fmt::print("WAL offsite:     newest segment {} (copied {})\n",
                                w.offsite_newest.value_or("none yet"),

@@ -78,6 +78,8 @@ std::string state_to_json(const ServiceState& s) {
                       {"alerts_total", w.alerts_total},
                       {"gap", optional_json(w.gap)},
                       {"gap_at", optional_json(w.gap_at)},
+                      {"timeline_switch", optional_json(w.timeline_switch)},
+                      {"timeline_switch_at", optional_json(w.timeline_switch_at)},
                       {"stopped_because", optional_json(w.stopped_because)},
                       {"offsite_newest", optional_json(w.offsite_newest)},
                       {"offsite_at", optional_json(w.offsite_at)},
@@ -162,6 +164,8 @@ ServiceState state_from_json(const std::string& text, const std::string& source)
             wal.alerts_total = w.value("alerts_total", uint64_t{0});
             wal.gap = optional_string(w, "gap");
             wal.gap_at = optional_string(w, "gap_at");
+            wal.timeline_switch = optional_string(w, "timeline_switch");
+            wal.timeline_switch_at = optional_string(w, "timeline_switch_at");
             wal.stopped_because = optional_string(w, "stopped_because");
             wal.offsite_newest = optional_string(w, "offsite_newest");
             wal.offsite_at = optional_string(w, "offsite_at");

@@ -34,6 +34,10 @@ struct WalStreamState {
     // lacked), and when: a problem until a base backup taken after it.
     std::optional<std::string> gap;
     std::optional<std::string> gap_at;
+    // The last time the server moved to a newer timeline (a promotion or a
+    // failover) and the streamer followed it: what happened, and when.
+    std::optional<std::string> timeline_switch;
+    std::optional<std::string> timeline_switch_at;
     // What pg_receivewal said when it last stopped (until it streams again):
     // a stopped stream's problem says why (a full disk, a refused slot...).
     std::optional<std::string> stopped_because;

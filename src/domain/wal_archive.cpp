@@ -525,16 +525,22 @@ void follow_timeline_fork(const WalStreamRequest& request, const WalArchive& arc
                               AtomicFile::Publish::NoReplace);
     }
     fsync_directory(archive.dir());
-    log::warn(
-        fmt::format("the server moved to timeline {}, which left timeline {} at {}: streaming "
-                    "follows it from segment {}",
-                    fork->timeline, archive_timeline, fork->switch_point.text(),
-                    fork->resume_segment),
-        {{"set_aside", std::to_string(fork->set_aside.size())},
-         {"kept_in",
-          fork->set_aside.empty()
-              ? std::string("none")
-              : (archive.dir() / fmt::format("forked-timeline-{}", archive_timeline)).string()}});
+    const std::string kept_in =
+        fork->set_aside.empty()
+            ? std::string()
+            : (archive.dir() / fmt::format("forked-timeline-{}", archive_timeline)).string();
+    const std::string message = fmt::format(
+        "the server moved to timeline {}, which left timeline {} at {}: streaming follows it "
+        "from segment {}{}",
+        fork->timeline, archive_timeline, fork->switch_point.text(), fork->resume_segment,
+        kept_in.empty() ? std::string()
+                        : fmt::format("; {} segment(s) of timeline {} past the fork kept in {}",
+                                      fork->set_aside.size(), archive_timeline, kept_in));
+    log::warn(message, {{"set_aside", std::to_string(fork->set_aside.size())},
+                        {"kept_in", kept_in.empty() ? std::string("none") : kept_in}});
+    if (request.on_timeline_switch) {
+        request.on_timeline_switch(message);
+    }
 }
 
 }  // namespace

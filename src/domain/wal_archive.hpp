@@ -141,6 +141,8 @@ struct WalStreamRequest {
     // Called when streaming resumes past a gap (the server removed WAL the
     // archive did not have yet); the message names it.
     std::function<void(const std::string& message)> on_gap;
+    // Called when the server moved to a newer timeline and streaming follows it.
+    std::function<void(const std::string& message)> on_timeline_switch;
     // Called when pg_receivewal stops, with what it said first went wrong
     // (its first error line, else its last line).
     std::function<void(const std::string& said)> on_stop;

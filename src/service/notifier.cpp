@@ -124,6 +124,18 @@ void Notifier::wal_changed(const Event& event, bool healthy) {
     enqueue({*notify_url_, body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)});
 }
 
+void Notifier::wal_timeline_switched(const Event& event) {
+    if (!notify_url_) {
+        return;
+    }
+    const nlohmann::ordered_json body{{"event", "wal_timeline_switched"},
+                                      {"database", event.database},
+                                      {"at", event.at},
+                                      {"detail", event.detail},
+                                      {"healthy", true}};
+    enqueue({*notify_url_, body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)});
+}
+
 void Notifier::wal_offsite_changed(const Event& event, bool healthy) {
     failing_or_recovered(event, healthy, "wal_offsite_failed", "wal_offsite_recovered");
 }

@@ -42,6 +42,10 @@ class Notifier {
     void offsite_finished(const Event& event, bool success, bool recovered);
     // wal_failing (a new problem) or wal_recovered.
     void wal_changed(const Event& event, bool healthy);
+    // wal_timeline_switched: the server moved to a newer timeline (promoted
+    // or failed over) and streaming follows it. Not a failure: someone
+    // should know the history forked.
+    void wal_timeline_switched(const Event& event);
     // wal_offsite_failed (the first of a run of failures) or wal_offsite_recovered:
     // the offsite copy of the WAL and base backups.
     void wal_offsite_changed(const Event& event, bool healthy);

@@ -650,6 +650,8 @@ int run_service(const ServiceConfig& config) {
         // A gap stays one until a base backup after it.
         fresh.gap = wal.gap;
         fresh.gap_at = wal.gap_at;
+        fresh.timeline_switch = wal.timeline_switch;
+        fresh.timeline_switch_at = wal.timeline_switch_at;
         fresh.offsite_newest = wal.offsite_newest;
         fresh.offsite_at = wal.offsite_at;
         initial.wal = fresh;
@@ -767,6 +769,17 @@ int run_service(const ServiceConfig& config) {
             });
             notifier.wal_changed({"", config.database, at, message, 0}, false);
             base_after_gap = true;
+        };
+        streamer_request.on_timeline_switch = [&](const std::string& message) {
+            const std::string at = format_iso_utc(now_seconds());
+            shared.update([&](ServiceState& s) {
+                if (s.wal) {
+                    s.wal->timeline_switch = message;
+                    s.wal->timeline_switch_at = at;
+                    s.wal->alerts_total += 1;
+                }
+            });
+            notifier.wal_timeline_switched({"", config.database, at, message, 0});
         };
         streamer_request.on_stop = [&](const std::string& said) {
             shared.update([&](ServiceState& s) {

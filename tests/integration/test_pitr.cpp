@@ -1325,9 +1325,16 @@ TEST_F(PitrTest, ATimelineSwitchIsFollowedByTheStreamerAndByRecovery) {
     const std::string promoted_lsn =
         promoted.query_value("postgres", "SELECT pg_current_wal_lsn()::text");
 
-    Env promoted_env = env(promoted.env());
+    // The service streams the promoted server into the same archive.
+    Receiver receiver;
+    Env promoted_settings = promoted.env();
+    promoted_settings.insert(promoted_settings.end(),
+                             {{"POSTGRES_BACKUP_WAL", "true"},
+                              {"POSTGRES_BACKUP_WAL_CHECK_SECONDS", "1"},
+                              {"POSTGRES_BACKUP_ON_START", "false"},
+                              {"PGWARD_NOTIFY_URL", receiver.url("/hook")}});
     streamer_ =
-        std::make_unique<BackgroundPgward>(std::vector<std::string>{"wal", "stream"}, promoted_env);
+        std::make_unique<BackgroundPgward>(std::vector<std::string>{"run"}, env(promoted_settings));
     ASSERT_TRUE(eventually(
         [&] {
             return promoted.query_value(
@@ -1340,9 +1347,21 @@ TEST_F(PitrTest, ATimelineSwitchIsFollowedByTheStreamerAndByRecovery) {
         << stop_streaming().err;
     RunResult streamed = stop_streaming();
     EXPECT_EQ(streamed.exit_code, 0) << streamed.err;
-    EXPECT_TRUE(contains(streamed.err, "the server moved to timeline 2, which left timeline 1 at "))
-        << streamed.err;
-    EXPECT_FALSE(contains(streamed.err, "level=error")) << streamed.err;
+    // The service logs to stdout.
+    EXPECT_TRUE(contains(streamed.out, "the server moved to timeline 2, which left timeline 1 at "))
+        << streamed.out;
+    EXPECT_FALSE(contains(streamed.out, "level=error")) << streamed.out;
+    // Alerted (not a failure), and in the state `status` shows.
+    const auto switched = receiver.last_event("wal_timeline_switched");
+    ASSERT_TRUE(switched.has_value()) << streamed.out;
+    EXPECT_TRUE(contains(switched->at("detail").get<std::string>(),
+                         "the server moved to timeline 2, which left timeline 1 at "))
+        << switched->dump();
+    EXPECT_TRUE(contains(switched->at("detail").get<std::string>(), "forked-timeline-1"))
+        << switched->dump();
+    EXPECT_EQ(switched->at("healthy"), true);
+    RunResult status = run_pgward({"status"}, env());
+    EXPECT_TRUE(contains(status.out, "timeline switch: ")) << status.out;
     EXPECT_TRUE(fs::exists(archive() / "00000002.history"));
     // The old timeline's WAL past the fork (marks 2 and 20) is kept aside.
     ASSERT_TRUE(fs::is_directory(archive() / "forked-timeline-1"));
