@@ -204,6 +204,8 @@ TEST(WalMonitor, StateHealthAndMetricsCarryIt) {
     s.wal->alerts_total = 2;
     s.wal->gap = "WAL gap: A to B";
     s.wal->gap_at = "2026-12-04T10:01:00Z";
+    s.wal->timeline_switch = "the server moved to timeline 2";
+    s.wal->timeline_switch_at = "2026-12-04T10:02:00Z";
     ServiceState back = state_from_json(state_to_json(s), "test");
     ASSERT_TRUE(back.wal);
     EXPECT_EQ(back.wal->lag_bytes, 4096U);
@@ -211,6 +213,9 @@ TEST(WalMonitor, StateHealthAndMetricsCarryIt) {
     EXPECT_EQ(back.wal->alerts_total, 2U);
     EXPECT_EQ(back.wal->gap, "WAL gap: A to B");
     EXPECT_EQ(back.wal->gap_at, "2026-12-04T10:01:00Z");
+    EXPECT_EQ(back.wal->timeline_switch, "the server moved to timeline 2");
+    EXPECT_EQ(back.wal->timeline_switch_at, "2026-12-04T10:02:00Z");
+    // A switch is news, not a problem.
     s.wal->gap.reset();
     s.wal->gap_at.reset();
     EXPECT_FALSE(state_from_json(state_to_json(ServiceState{}), "test").wal);
