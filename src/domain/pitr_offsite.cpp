@@ -89,6 +89,7 @@ class UploadScratch {
     }
     UploadScratch(const UploadScratch&) = delete;
     UploadScratch& operator=(const UploadScratch&) = delete;
+    const fs::path& parent() const { return parent_; }
     const fs::path& dir() {
         if (dir_.empty()) {
             dir_ = make_private_dir(parent_, ".pgward-upload-", "files encrypted for upload");
@@ -133,14 +134,14 @@ StoredDigest upload_proven(storage::Store& store, const std::string& name, const
         // The ciphertext goes beside the archive for a while: never at the
         // cost of the room pg_receivewal needs.
         std::error_code space_ec;
-        const fs::space_info space = fs::space(scratch.dir(), space_ec);
+        const fs::space_info space = fs::space(scratch.parent(), space_ec);
         const uint64_t size = fs::file_size(source);
         const uint64_t room = size + size / 10 + (uint64_t{256} << 20);
         if (!space_ec && space.available < room) {
             throw failure(
                 fmt::format("not enough room in {} to encrypt {} for its upload: {} "
                             "bytes free, {} needed (with 256 MiB left for the WAL)",
-                            scratch.dir().string(), source.string(), space.available, room),
+                            scratch.parent().string(), source.string(), space.available, room),
                 "free space on the backup volume; nothing was uploaded");
         }
         upload = scratch.dir() / (name + ".age");

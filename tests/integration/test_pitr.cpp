@@ -1735,6 +1735,46 @@ TEST_F(PitrOffsiteTest, ADamagedSegmentIsNamedAndTheLaterOnesStillGoUp) {
     EXPECT_FALSE(keys("wal/" + system() + "/sums-").empty()) << "what went up is vouched for";
 }
 
+// Encrypting a file for its upload writes its ciphertext beside the WAL
+// first: on a volume without room for it and 256 MiB more (a small tmpfs
+// under the backup directory here), the copy is refused by name and
+// nothing fills the volume pg_receivewal writes to.
+TEST_F(PitrOffsiteTest, NoRoomToEncryptIsRefusedByNameAndFillsNothing) {
+    if (::geteuid() != 0) {
+        GTEST_SKIP() << "mounting a small file system needs root";
+    }
+    fs::create_directories(backups_);
+    if (::mount("tmpfs", backups_.c_str(), "tmpfs", 0, "size=200m,mode=0700") != 0) {
+        GTEST_SKIP() << "cannot mount a tmpfs here: " << std::strerror(errno);
+    }
+    struct Unmount {
+        fs::path at;
+        ~Unmount() { ::umount2(at.c_str(), MNT_DETACH); }
+    } unmount{backups_};
+    RunResult k = run_pgward({"keygen", "-o", (shared_subdir("keys") / "key.txt").string()});
+    ASSERT_EQ(k.exit_code, 0) << k.err;
+    const std::string recipient = k.out.substr(0, k.out.find('\n'));
+
+    start_streaming();
+    mark(1);
+    PgCluster::instance().exec("postgres", "SELECT pg_switch_wal()");
+    mark(2);
+    PgCluster::instance().exec("postgres", "SELECT pg_switch_wal()");
+    ASSERT_TRUE(wait_streamed());
+    ASSERT_EQ(stop_streaming().exit_code, 0);
+    const std::vector<std::string> before = list_dir(archive());
+
+    RunResult push = run_pgward({"push"}, env({{"POSTGRES_BACKUP_ENCRYPT_RECIPIENTS", recipient}}));
+    EXPECT_EQ(push.exit_code, 1) << push.err;
+    EXPECT_TRUE(contains(push.err, "not enough room in " + backups_.string())) << push.err;
+    EXPECT_TRUE(contains(push.err, "with 256 MiB left for the WAL")) << push.err;
+    EXPECT_TRUE(keys("wal/").empty()) << push.err;
+    EXPECT_EQ(list_dir(archive()), before);
+    for (const std::string& name : list_dir(backups_)) {
+        EXPECT_FALSE(name.starts_with(".pgward-upload-")) << name;
+    }
+}
+
 TEST_F(PitrOffsiteTest, EncryptedOnTheWayUpAndOpenedOnlyWithItsIdentity) {
     const fs::path keys_dir = shared_subdir("keys");
     std::vector<std::string> recipients;
