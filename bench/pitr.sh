@@ -2,7 +2,8 @@
 # `make bench`, point-in-time recovery (issue 22), in this one invocation:
 #   1. what streaming the WAL costs the server: pgbench tps while
 #      `pgward wal stream` runs vs without it, interleaved BENCH_RUNS times
-#      (default 3), medians and their ratio (goal: at least 0.97);
+#      (default 4; the order alternates), medians and their ratio (goal: at
+#      least 0.97);
 #   2. recovery speed: the WAL of those runs replayed by a server started on
 #      `pgward restore --pitr` (segments per second, from start to promotion)
 #      vs pg_waldump reading the same segments (its read rate, the bound).
@@ -15,7 +16,7 @@ build=$(realpath "${1:-$repo/build}")
 pgward=$build/pgward
 scale=${BENCH_SCALE:-10}
 duration=${BENCH_SECONDS:-15}
-runs=${BENCH_RUNS:-3}
+runs=${BENCH_RUNS:-4}
 source "$repo/scripts/lib/throwaway-pg.sh"
 TPG_SERVER_OPTIONS="-c shared_buffers=256MB -c max_wal_size=4GB" throwaway_pg_start
 work=$TPG_DIR/work
@@ -31,10 +32,16 @@ tpsql postgres -c 'CREATE DATABASE bench'
 echo "data: pgbench scale $scale; runs of ${duration} s, 4 clients, fsync on"
 
 tps() {
+  # Each run starts just after a checkpoint: the full-page writes a run pays
+  # for do not depend on where the last checkpoint fell.
+  tpsql postgres -qc 'CHECKPOINT'
   "$TPG_BIN/pgbench" -n -c 4 -j 2 -T "$duration" -h "$TPG_DIR/sock" -U postgres bench 2>&1 |
     awk '/^tps = / {printf "%.1f", $3}'
 }
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+median() {
+  printf '%s\n' "$@" | sort -n |
+    awk '{a[NR]=$1} END {if (NR % 2) print a[(NR+1)/2]; else printf "%.1f", (a[NR/2] + a[NR/2+1]) / 2}'
+}
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a / b}'; }
 
 # Waits until the streamer has everything the server has written.
@@ -66,15 +73,39 @@ caught_up
 stop_streamer
 
 declare -a with without
-for ((i = 0; i < runs; i++)); do
-  without+=("$(tps)")
+# CPU time (clock ticks) of a process, and of the whole machine.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+machine_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $5 + $6 + $7 + $8}' /proc/stat; }
+percent() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1f%%", 100 * a / b}'; }
+cpu_line=
+run_with() {
   # The slot kept the last run's WAL: caught up first, so the run measures
   # streaming as it goes, not a backlog.
   "$pgward" wal stream >>"$work/stream.log" 2>&1 &
   streamer=$!
   caught_up
+  # What the streaming costs, by process, over the run: the server's
+  # walsender, pg_receivewal, and pgward itself.
+  local receiver sender t0 r0 s0 p0
+  receiver=$(pgrep -P "$streamer" pg_receivewal | head -n 1)
+  sender=$(pgrep -f 'postgres: walsender' | head -n 1)
+  t0=$(machine_ticks) r0=$(ticks "$receiver") s0=$(ticks "$sender") p0=$(ticks "$streamer")
   with+=("$(tps)")
+  local total=$(($(machine_ticks) - t0))
+  cpu_line+="$(percent $(($(ticks "$sender") - s0)) $total)/$(percent $(($(ticks "$receiver") - r0)) $total)/$(percent $(($(ticks "$streamer") - p0)) $total) "
   stop_streamer
+}
+# The server slows as its tables grow and age over the runs: the order
+# alternates (without, with; with, without; ...) so neither side always
+# runs second.
+for ((i = 0; i < runs; i++)); do
+  if ((i % 2 == 0)); then
+    without+=("$(tps)")
+    run_with
+  else
+    run_with
+    without+=("$(tps)")
+  fi
 done
 if grep -q 'level=error' "$work/stream.log"; then
   echo "bench: the streamer reported an error:" >&2
@@ -124,4 +155,5 @@ read_rate=$(awk -v n="$segments" -v t="$waldump" 'BEGIN {printf "%.1f", n / t}')
 printf '%-52s %10s %10s %6sx %6s\n' "segments/s replayed (baseline: pg_waldump's read)" \
   "$replay_rate" "$read_rate" "$(ratio "$replay_rate" "$read_rate")" ""
 echo "tps runs: with ${with[*]}; without ${without[*]}"
+echo "CPU of the machine ($(nproc) cores) during each run with streaming, walsender/pg_receivewal/pgward: $cpu_line"
 echo "recovery: $segments segments of 16 MiB ($first to $last) replayed in ${replay} s from start to promotion; pg_waldump --stats read them in ${waldump} s"

@@ -204,7 +204,7 @@ class SnapshotSession {
                 {{"error", e.what()},
                  {"fix",
                   "GRANT EXECUTE ON FUNCTION pg_catalog.pg_create_restore_point(text) TO "
-                  "the backup role (docs/pitr.md)"}});
+                  "the backup role, connected to this database (docs/pitr.md)"}});
         }
     }
 

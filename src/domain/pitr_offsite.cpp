@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <charconv>
+#include <iterator>
+#include <set>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -262,17 +264,26 @@ struct StoredBase {
     std::map<std::string, StoredDigest> files;
 };
 
-std::vector<StoredBase> list_stored_bases(const storage::S3Store& remote, uint64_t system) {
+// `without_info`, when given, receives the folders holding objects but no
+// base.json: an upload that stopped before its end.
+std::vector<StoredBase> list_stored_bases(const storage::S3Store& remote, uint64_t system,
+                                          std::set<std::string>* without_info = nullptr) {
     const storage::S3Store store = base_store_of(remote, system);
     std::vector<StoredBase> found;
+    std::set<std::string> folders;
+    std::set<std::string> described;
     for (const storage::ObjectInfo& object : store.client().list(store.prefix())) {
         const std::string_view rest = std::string_view(object.key).substr(store.prefix().size());
         const size_t slash = rest.find('/');
-        if (slash == std::string_view::npos || rest.substr(slash + 1) != kBaseBackupInfoFile ||
-            rest.starts_with(".")) {
+        if (slash == std::string_view::npos || rest.starts_with(".")) {
+            continue;
+        }
+        folders.emplace(rest.substr(0, slash));
+        if (rest.substr(slash + 1) != kBaseBackupInfoFile) {
             continue;
         }
         const std::string name(rest.substr(0, slash));
+        described.insert(name);
         const storage::S3Store folder = base_store_of(remote, system, name);
         try {
             const std::string text = read_text(folder, kBaseBackupInfoFile);
@@ -301,6 +312,10 @@ std::vector<StoredBase> list_stored_bases(const storage::S3Store& remote, uint64
         return std::tie(a.backup.started, a.backup.name) <
                std::tie(b.backup.started, b.backup.name);
     });
+    if (without_info != nullptr) {
+        std::set_difference(folders.begin(), folders.end(), described.begin(), described.end(),
+                            std::inserter(*without_info, without_info->end()));
+    }
     return found;
 }
 
@@ -525,7 +540,8 @@ BaseOffsiteResult copy_base_backups_offsite(const fs::path& backup_dir, uint64_t
     }
     UploadScratch scratch(backup_dir);
     std::set<std::string> stored;
-    for (const StoredBase& base : list_stored_bases(remote, system)) {
+    std::set<std::string> unfinished;
+    for (const StoredBase& base : list_stored_bases(remote, system, &unfinished)) {
         stored.insert(base.backup.name);
     }
     std::vector<BaseBackup> local = list_base_backups(backup_dir, system);
@@ -558,8 +574,23 @@ BaseOffsiteResult copy_base_backups_offsite(const fs::path& backup_dir, uint64_t
         folder.client().put_text(folder.key_of(kBaseBackupInfoFile), info.dump(2) + "\n",
                                  "application/json");
         result.uploaded.push_back(b.name);
+        unfinished.erase(b.name);
         log::info("base backup copied offsite and proven",
                   {{"name", b.name}, {"to", folder.location()}});
+    }
+    // What an upload that stopped left (a crash, a full volume) and no pass
+    // will finish, its base backup gone from here: files without a base.json
+    // are no base backup, only cost. A local one is left for its own upload.
+    for (const BaseBackup& b : local) {
+        unfinished.erase(b.name);
+    }
+    for (const std::string& name : unfinished) {
+        remove_stored_base(remote, system, name);
+        result.swept.push_back(name);
+        log::warn(
+            "an unfinished base backup upload (files without base.json) was removed from the "
+            "store",
+            {{"name", name}, {"store", base_store_of(remote, system, name).location()}});
     }
 
     if (keep) {

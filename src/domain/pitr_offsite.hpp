@@ -89,6 +89,8 @@ std::optional<std::string> newest_stored_dump_with_restore_point(const storage::
 struct BaseOffsiteResult {
     std::vector<std::string> uploaded;  // base backups uploaded and proven
     std::vector<std::string> pruned;    // removed from the store by retention
+    // Unfinished uploads removed (files without base.json, no local base backup).
+    std::vector<std::string> swept;
     size_t pruned_wal = 0;
     uint64_t bytes = 0;
     bool busy = false;  // another pgward was copying them: nothing done

@@ -1611,6 +1611,72 @@ TEST_F(PitrOffsiteTest, TheWalAndBaseBackupsArePushedProvenAndRecoveredFromTheBu
     EXPECT_TRUE(contains(fetch_wal.err, "--fetch-wal does not go with --remote")) << fetch_wal.err;
 }
 
+// The whole way with a role that is not a superuser, as docs/pitr.md sets
+// it up (REPLICATION, pg_read_all_data for the dumps, EXECUTE on
+// pg_create_restore_point): streaming, a base backup, a dump with its
+// restore point, the copy to the bucket, and the PITR drill from the bucket.
+TEST_F(PitrOffsiteTest, ARoleThatIsNotASuperuserStreamsBacksUpAndProvesFromTheBucket) {
+    const PgCluster& cluster = PgCluster::instance();
+    cluster.exec("postgres", "DROP ROLE IF EXISTS pitr_operator");
+    cluster.exec("postgres",
+                 "CREATE ROLE pitr_operator LOGIN REPLICATION PASSWORD 'op w''rd 1'; "
+                 "GRANT pg_read_all_data TO pitr_operator");
+    // In the database pgward dumps: a function's rights are per database.
+    cluster.exec("pitr_app",
+                 "GRANT EXECUTE ON FUNCTION pg_catalog.pg_create_restore_point(text) TO "
+                 "pitr_operator");
+    struct DropRole {
+        ~DropRole() {
+            try {
+                PgCluster::instance().exec(
+                    "pitr_app",
+                    "REVOKE EXECUTE ON FUNCTION pg_catalog.pg_create_restore_point(text) FROM "
+                    "pitr_operator");
+                PgCluster::instance().exec("postgres", "DROP ROLE pitr_operator");
+            } catch (const std::exception& e) {
+                std::cerr << "cannot drop pitr_operator: " << e.what() << "\n";
+            }
+        }
+    } drop_role;
+    ASSERT_EQ(cluster.query_value("postgres",
+                                  "SELECT rolsuper FROM pg_roles WHERE rolname = 'pitr_operator'"),
+              "f");
+    extra_env_.emplace_back("POSTGRES_USER", "pitr_operator");
+    extra_env_.emplace_back("POSTGRES_PASSWORD", "op w'rd 1");
+
+    start_streaming();
+    RunResult base = run_pgward({"basebackup"}, env());
+    ASSERT_EQ(base.exit_code, 0) << base.err;
+    mark(1);
+    RunResult dump = run_pgward({"backup"}, env());
+    ASSERT_EQ(dump.exit_code, 0) << dump.err;
+    EXPECT_FALSE(contains(dump.err, "level=warn")) << dump.err;
+    fs::path manifest_path;
+    for (const std::string& file : list_dir(backups_)) {
+        if (file.ends_with(".json") && file.starts_with("pitr_app_")) {
+            manifest_path = backups_ / file;
+        }
+    }
+    ASSERT_FALSE(manifest_path.empty());
+    EXPECT_TRUE(nlohmann::json::parse(slurp(manifest_path)).at("restore_point").is_object());
+    mark(2);
+    cluster.exec("postgres", "SELECT pg_switch_wal()");
+    ASSERT_TRUE(wait_streamed());
+    ASSERT_EQ(stop_streaming().exit_code, 0);
+
+    RunResult push = run_pgward({"push"}, env());
+    ASSERT_EQ(push.exit_code, 0) << push.err;
+    fs::rename(backups_, dir_ / "lost");
+    fs::create_directories(backups_);
+    const fs::path reports = dir_ / "reports";
+    RunResult drill = run_pgward({"drill", "--pitr", "--remote", "--report-dir", reports.string()},
+                                 env({{"TMPDIR", shared_subdir("tmp").string()}}));
+    ASSERT_EQ(drill.exit_code, 0) << drill.err;
+    const auto report = nlohmann::json::parse(slurp(drill.out.substr(0, drill.out.find('\n'))));
+    EXPECT_EQ(report.at("restore_success"), true) << report.dump(2);
+    EXPECT_EQ(recovered_marks({"--remote"}, "to-latest"), "1,2");
+}
+
 TEST_F(PitrOffsiteTest, TheServiceCopiesWalAsItStreamsAndAlertsWhileTheStoreFails) {
     fs::create_directories(archive());
     Receiver receiver;
@@ -1773,6 +1839,36 @@ TEST_F(PitrOffsiteTest, NoRoomToEncryptIsRefusedByNameAndFillsNothing) {
     for (const std::string& name : list_dir(backups_)) {
         EXPECT_FALSE(name.starts_with(".pgward-upload-")) << name;
     }
+}
+
+// An upload that stopped half-way (a crash, a full volume) leaves files
+// without base.json in the bucket: of a base backup still here, the next
+// push uploads it again whole; of one gone from here, the files are removed.
+TEST_F(PitrOffsiteTest, AnUnfinishedBaseBackupUploadIsRedoneOrSwept) {
+    start_streaming();
+    RunResult base = run_pgward({"basebackup"}, env());
+    ASSERT_EQ(base.exit_code, 0) << base.err;
+    const fs::path base_dir = base.out.substr(0, base.out.find('\n'));
+    const std::string local = base_dir.filename().string();
+    ASSERT_EQ(stop_streaming().exit_code, 0);
+    write_text(dir_ / "half", "the first bytes of a base.tar");
+    const std::string stores = "prod/base/" + system() + "/";
+    s3_->put(bucket_, stores + local + "/base.tar", dir_ / "half");
+    s3_->put(bucket_, stores + "20250101T000000Z/base.tar", dir_ / "half");
+    s3_->put(bucket_, stores + "20250101T000000Z/pg_wal.tar", dir_ / "half");
+
+    RunResult push = run_pgward({"push"}, env());
+    ASSERT_EQ(push.exit_code, 0) << push.err;
+    EXPECT_TRUE(contains(push.out, "base/" + system() + "/" + local + "\n")) << push.out;
+    EXPECT_EQ(s3_->sha256(bucket_, stores + local + "/base.tar"),
+              sha256_file_hex(base_dir / "base.tar"));
+    EXPECT_EQ(keys("base/" + system() + "/" + local + "/base.json").size(), 1U);
+    EXPECT_TRUE(keys("base/" + system() + "/20250101T000000Z/").empty()) << push.err;
+    EXPECT_TRUE(contains(push.err,
+                         "an unfinished base backup upload (files without base.json) "
+                         "was removed from the store"))
+        << push.err;
+    EXPECT_TRUE(contains(push.err, "name=20250101T000000Z")) << push.err;
 }
 
 TEST_F(PitrOffsiteTest, EncryptedOnTheWayUpAndOpenedOnlyWithItsIdentity) {
