@@ -167,6 +167,18 @@ class PitrTest : public ScratchDirTest {
         return r ? *r : RunResult{};
     }
 
+    // The manifest of the newest dump of pitr_app in the backup directory
+    // (empty when there is none).
+    fs::path newest_dump_manifest() const {
+        fs::path newest;
+        for (const std::string& file : list_dir(backups_)) {
+            if (file.ends_with(".json") && file.starts_with("pitr_app_")) {
+                newest = backups_ / file;
+            }
+        }
+        return newest;
+    }
+
     void mark(int id) const {
         PgCluster::instance().exec("pitr_app",
                                    "INSERT INTO marks(id) VALUES (" + std::to_string(id) + ")");
@@ -320,12 +332,7 @@ TEST_F(PitrTest, RecoveryToADumpsRestorePointGivesTheTablesAsDumped) {
     RunResult dump = run_pgward({"backup"}, env());
     ASSERT_EQ(dump.exit_code, 0) << dump.err;
     EXPECT_FALSE(contains(dump.err, "no restore point")) << dump.err;
-    fs::path manifest_path;
-    for (const std::string& file : list_dir(backups_)) {
-        if (file.ends_with(".json")) {
-            manifest_path = backups_ / file;
-        }
-    }
+    const fs::path manifest_path = newest_dump_manifest();
     ASSERT_FALSE(manifest_path.empty());
     const auto manifest = nlohmann::json::parse(slurp(manifest_path));
     ASSERT_TRUE(manifest.contains("restore_point")) << manifest.dump(2);
@@ -1405,12 +1412,7 @@ TEST_F(PitrTest, ATableWrittenBetweenTheSnapshotAndTheRestorePointIsNamedNotFail
     writer.join();
     ASSERT_EQ(dump.exit_code, 0) << dump.err;
     EXPECT_GT(written.load(), 0U);
-    fs::path manifest_path;
-    for (const std::string& file : list_dir(backups_)) {
-        if (file.ends_with(".json") && file.starts_with("pitr_app_")) {
-            manifest_path = backups_ / file;
-        }
-    }
+    const fs::path manifest_path = newest_dump_manifest();
     ASSERT_FALSE(manifest_path.empty());
     auto manifest = nlohmann::json::parse(slurp(manifest_path));
     const auto& point = manifest.at("restore_point");
@@ -1651,12 +1653,7 @@ TEST_F(PitrOffsiteTest, ARoleThatIsNotASuperuserStreamsBacksUpAndProvesFromTheBu
     RunResult dump = run_pgward({"backup"}, env());
     ASSERT_EQ(dump.exit_code, 0) << dump.err;
     EXPECT_FALSE(contains(dump.err, "level=warn")) << dump.err;
-    fs::path manifest_path;
-    for (const std::string& file : list_dir(backups_)) {
-        if (file.ends_with(".json") && file.starts_with("pitr_app_")) {
-            manifest_path = backups_ / file;
-        }
-    }
+    const fs::path manifest_path = newest_dump_manifest();
     ASSERT_FALSE(manifest_path.empty());
     EXPECT_TRUE(nlohmann::json::parse(slurp(manifest_path)).at("restore_point").is_object());
     mark(2);
