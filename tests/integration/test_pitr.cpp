@@ -167,6 +167,17 @@ class PitrTest : public ScratchDirTest {
         return r ? *r : RunResult{};
     }
 
+    // The archive's completed segments (24-character names), oldest first.
+    std::vector<std::string> archive_segments() const {
+        std::vector<std::string> segments;
+        for (const std::string& file : list_dir(archive())) {
+            if (file.size() == 24) {
+                segments.push_back(file);
+            }
+        }
+        return segments;  // list_dir sorts
+    }
+
     // The manifest of the newest dump of pitr_app in the backup directory
     // (empty when there is none).
     fs::path newest_dump_manifest() const {
@@ -676,12 +687,7 @@ TEST_F(PitrTest, AMissingOrDamagedSegmentIsNamedAndNothingIsLaidOut) {
     ASSERT_TRUE(wait_streamed());
     ASSERT_EQ(stop_streaming().exit_code, 0);
 
-    std::vector<std::string> segments;
-    for (const std::string& file : list_dir(archive())) {
-        if (file.size() == 24) {
-            segments.push_back(file);
-        }
-    }
+    const std::vector<std::string> segments = archive_segments();
     ASSERT_GE(segments.size(), 4U);
     const std::string victim = segments[segments.size() - 2];
 
@@ -1233,13 +1239,7 @@ TEST_F(PitrTest, TheScheduledDrillAlsoProvesPointInTimeRecovery) {
 
     // The WAL the recovery needs damaged: the PITR drill fails, and so does
     // the scheduled drill, saying which part failed.
-    std::vector<std::string> segments;
-    for (const std::string& file : list_dir(archive())) {
-        if (file.size() == 24) {
-            segments.push_back(file);
-        }
-    }
-    std::sort(segments.begin(), segments.end());
+    const std::vector<std::string> segments = archive_segments();
     ASSERT_FALSE(segments.empty());
     for (const std::string& segment : segments) {
         std::fstream f(archive() / segment, std::ios::in | std::ios::out | std::ios::binary);
@@ -1763,13 +1763,7 @@ TEST_F(PitrOffsiteTest, ADamagedSegmentIsNamedAndTheLaterOnesStillGoUp) {
     }
     ASSERT_TRUE(wait_streamed());
     ASSERT_EQ(stop_streaming().exit_code, 0);
-    std::vector<std::string> segments;
-    for (const std::string& file : list_dir(archive())) {
-        if (file.size() == 24) {
-            segments.push_back(file);
-        }
-    }
-    std::sort(segments.begin(), segments.end());
+    const std::vector<std::string> segments = archive_segments();
     ASSERT_GE(segments.size(), 3U);
     const std::string damaged = segments[segments.size() - 2];
     {
