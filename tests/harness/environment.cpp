@@ -3,7 +3,17 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -37,6 +47,98 @@ void stop_cluster_and_die(int signal) {
     ::raise(signal);
 }
 
+// Every process this one started, children first removed last: the pgward
+// commands a test runs in the background and what they run in turn.
+std::vector<pid_t> descendants() {
+    std::vector<std::pair<pid_t, pid_t>> parent_of;  // (pid, ppid)
+    for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+        const std::string name = entry.path().filename().string();
+        if (name.find_first_not_of("0123456789") != std::string::npos) {
+            continue;
+        }
+        std::ifstream stat(entry.path() / "stat");
+        std::string line;
+        std::getline(stat, line);
+        // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+        const size_t close = line.rfind(')');
+        if (close == std::string::npos) {
+            continue;
+        }
+        char state = 0;
+        int ppid = 0;
+        if (std::sscanf(line.c_str() + close + 1, " %c %d", &state, &ppid) == 2) {
+            parent_of.emplace_back(std::stoi(name), ppid);
+        }
+    }
+    std::vector<pid_t> found{::getpid()};
+    for (size_t i = 0; i < found.size(); ++i) {
+        for (const auto& [pid, ppid] : parent_of) {
+            if (ppid == found[i]) {
+                found.push_back(pid);
+            }
+        }
+    }
+    found.erase(found.begin());
+    return found;
+}
+
+// A test that hangs must fail its suite, not stall make test or CI until its
+// time is up: a test still running after PGWARD_TEST_TIMEOUT_SECONDS (900
+// by default) is named, the processes it started are killed, the cluster is
+// stopped and the binary aborts (its log then ends with the test's name).
+class Watchdog : public ::testing::EmptyTestEventListener {
+  public:
+    Watchdog() {
+        const char* text = std::getenv("PGWARD_TEST_TIMEOUT_SECONDS");
+        limit_ = std::chrono::seconds(text != nullptr ? std::atoi(text) : 900);
+        std::thread([this] { watch(); }).detach();
+    }
+
+    void OnTestStart(const ::testing::TestInfo& test) override {
+        {
+            std::lock_guard lock(mutex_);
+            name_ = std::string(test.test_suite_name()) + "." + test.name();
+        }
+        started_ = std::chrono::steady_clock::now().time_since_epoch().count();
+    }
+    void OnTestEnd(const ::testing::TestInfo& /*test*/) override { started_ = 0; }
+
+  private:
+    void watch() {
+        for (;;) {
+            std::this_thread::sleep_for(std::chrono::seconds(1));
+            const auto started = started_.load();
+            if (started == 0 || limit_.count() <= 0) {
+                continue;
+            }
+            const auto running = std::chrono::steady_clock::now().time_since_epoch() -
+                                 std::chrono::steady_clock::duration(started);
+            if (running < limit_) {
+                continue;
+            }
+            std::string name;
+            {
+                std::lock_guard lock(mutex_);
+                name = name_;
+            }
+            std::fprintf(stderr,
+                         "\n[ TIMEOUT  ] %s has run for %lld s "
+                         "(PGWARD_TEST_TIMEOUT_SECONDS): killing what it started and stopping "
+                         "the suite\n",
+                         name.c_str(), static_cast<long long>(limit_.count()));
+            for (pid_t pid : descendants()) {
+                ::kill(pid, SIGKILL);
+            }
+            stop_cluster_and_die(SIGABRT);
+        }
+    }
+
+    std::chrono::seconds limit_{};
+    std::mutex mutex_;
+    std::string name_;
+    std::atomic<std::chrono::steady_clock::rep> started_{0};
+};
+
 // Test environment: one cluster per test binary: started before the first
 // test, removed after the last (kept, with its path printed, if any test failed).
 class ClusterEnvironment : public ::testing::Environment {
@@ -68,5 +170,6 @@ int main(int argc, char** argv) {
     pgward::pg::capture_operator_environment();
     ::testing::InitGoogleTest(&argc, argv);
     ::testing::AddGlobalTestEnvironment(new pgward::test::ClusterEnvironment);
+    ::testing::UnitTest::GetInstance()->listeners().Append(new pgward::test::Watchdog);
     return RUN_ALL_TESTS();
 }

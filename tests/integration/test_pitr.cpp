@@ -141,9 +141,32 @@ class PitrTest : public ScratchDirTest {
         return streamed;
     }
 
-    // Stops (SIGSTOP) the streamer's pg_receivewal; its pid, or 0 when the
-    // streamer did not run exactly one within 10 s.
-    [[nodiscard]] pid_t freeze_receiver() const {
+    // The streamer's pg_receivewal stopped (SIGSTOP) and its connection cut
+    // (its walsender terminated, the slot inactive): nothing streams until
+    // it is thawed. The connection is cut at once, while the socket holds
+    // little: a walsender terminated later, when the socket it writes to is
+    // full, can be stuck for ever, and a CHECKPOINT that invalidates its
+    // slot waits for it (a suite hung so in CI).
+    class FrozenReceiver {
+      public:
+        explicit FrozenReceiver(pid_t pid) : pid_(pid) {}
+        FrozenReceiver(const FrozenReceiver&) = delete;
+        FrozenReceiver& operator=(const FrozenReceiver&) = delete;
+        ~FrozenReceiver() { thaw(); }
+        [[nodiscard]] pid_t pid() const { return pid_; }
+        void thaw() {
+            if (pid_ != 0) {
+                ::kill(std::exchange(pid_, 0), SIGCONT);
+            }
+        }
+
+      private:
+        pid_t pid_;
+    };
+
+    // Freezes the streamer's pg_receivewal as above; pid() is 0 when the
+    // streamer did not run exactly one within 10 s or its slot stayed active.
+    [[nodiscard]] std::unique_ptr<FrozenReceiver> freeze_receiver() const {
         std::vector<pid_t> receivers;
         if (!eventually(
                 [&] {
@@ -151,10 +174,25 @@ class PitrTest : public ScratchDirTest {
                     return receivers.size() == 1;
                 },
                 10s)) {
-            return 0;
+            return std::make_unique<FrozenReceiver>(0);
         }
         ::kill(receivers[0], SIGSTOP);
-        return receivers[0];
+        auto frozen = std::make_unique<FrozenReceiver>(receivers[0]);
+        PgCluster::instance().exec(
+            "postgres",
+            "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = "
+            "'pgward'");
+        if (!eventually(
+                [] {
+                    return PgCluster::instance().query_value(
+                               "postgres",
+                               "SELECT count(*) FROM pg_replication_slots WHERE "
+                               "slot_name = 'pgward' AND NOT active") == "1";
+                },
+                10s)) {
+            frozen->thaw();
+        }
+        return frozen;
     }
 
     RunResult stop_streaming() {
@@ -474,12 +512,8 @@ TEST_F(PitrTest, TheServiceStreamsWalBesideItsBackupsAndAlertsWhenStreamingStops
     EXPECT_TRUE(contains(status.out, "WAL lag:         ")) << status.out;
 
     // pg_receivewal frozen, its connection cut: nothing streams.
-    const pid_t frozen = freeze_receiver();
-    ASSERT_NE(frozen, 0) << "the streamer runs no pg_receivewal";
-    PgCluster::instance().exec(
-        "postgres",
-        "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = "
-        "'pgward'");
+    const auto frozen = freeze_receiver();
+    ASSERT_NE(frozen->pid(), 0) << "the streamer's pg_receivewal was not frozen";
     ASSERT_TRUE(eventually([&] { return receiver.first_event("wal_failing").has_value(); }, 30s));
     const auto failing = *receiver.first_event("wal_failing");
     EXPECT_TRUE(
@@ -490,7 +524,7 @@ TEST_F(PitrTest, TheServiceStreamsWalBesideItsBackupsAndAlertsWhenStreamingStops
     EXPECT_TRUE(contains(health.out + health.err, "WAL has not been streamed since"))
         << health.out << health.err;
 
-    ::kill(frozen, SIGCONT);
+    frozen->thaw();
     ASSERT_TRUE(eventually([&] { return receiver.first_event("wal_recovered").has_value(); }, 30s));
     auto w = wal_state();
     ASSERT_TRUE(w);
@@ -641,20 +675,8 @@ TEST_F(PitrTest, AServerRestartAndASlotDroppedBySomeoneElseAreNamedAndLeaveNoGap
     ASSERT_TRUE(wait_streamed());
 
     // The slot dropped while nothing streams on it: named at once.
-    const pid_t frozen = freeze_receiver();
-    ASSERT_NE(frozen, 0) << "the streamer runs no pg_receivewal";
-    PgCluster::instance().exec(
-        "postgres",
-        "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = "
-        "'pgward'");
-    ASSERT_TRUE(eventually(
-        [] {
-            return PgCluster::instance().query_value(
-                       "postgres",
-                       "SELECT count(*) FROM pg_replication_slots WHERE "
-                       "slot_name = 'pgward' AND NOT active") == "1";
-        },
-        10s));
+    const auto frozen = freeze_receiver();
+    ASSERT_NE(frozen->pid(), 0) << "the streamer's pg_receivewal was not frozen";
     PgCluster::instance().exec("postgres", "SELECT pg_drop_replication_slot('pgward')");
     mark(3);
     ASSERT_TRUE(eventually(
@@ -664,7 +686,7 @@ TEST_F(PitrTest, AServerRestartAndASlotDroppedBySomeoneElseAreNamedAndLeaveNoGap
                                        "the replication slot \"pgward\" does not exist");
         },
         30s));
-    ::kill(frozen, SIGCONT);
+    frozen->thaw();
     ASSERT_TRUE(eventually([&] { return receiver.first_event("wal_recovered").has_value(); }, 30s));
     mark(4);
     PgCluster::instance().exec("postgres", "SELECT pg_switch_wal()");
@@ -1027,8 +1049,8 @@ TEST_F(PitrTest, WalTheServerRemovedIsAGapNamedAndStreamingResumesPastItWithABas
     PgCluster::instance().exec("pitr_app", "CREATE TABLE filler(x text)");  // a commit after it
     ASSERT_TRUE(wait_streamed());
 
-    const pid_t frozen = freeze_receiver();
-    ASSERT_NE(frozen, 0) << "the streamer runs no pg_receivewal";
+    const auto frozen = freeze_receiver();
+    ASSERT_NE(frozen->pid(), 0) << "the streamer's pg_receivewal was not frozen";
     mark(2);
     {
         SmallSlotWalKeep small;
@@ -1040,7 +1062,7 @@ TEST_F(PitrTest, WalTheServerRemovedIsAGapNamedAndStreamingResumesPastItWithABas
             PgCluster::instance().exec("postgres", "CHECKPOINT");
         }
     }
-    ::kill(frozen, SIGCONT);
+    frozen->thaw();
 
     ASSERT_TRUE(eventually(
         [&] {
