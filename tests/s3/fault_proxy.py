@@ -42,7 +42,8 @@ Actions and their parameters:
   flip_response_byte  forward, then XOR 0x01 the byte at `offset` of the
                       response body before sending it.
 
-LOG.jsonl gets one JSON line per request, written when it is done:
+LOG.jsonl gets one JSON line per request, written before its response is
+sent (or when the request ends without one):
   {"n", "method", "path", "query", "headers", "body_bytes", "status", "fault"}
 n counts requests from 1; headers are lowercased names (repeated ones joined
 with ", ") with the Authorization signature removed
@@ -311,6 +312,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def reset_connection(self):
         """Close the client connection with a RST instead of a FIN."""
+        self.log_record()
         self.close_connection = True
         sock = self.connection
         try:
@@ -334,6 +336,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         raise Aborted()
 
     def close_quietly(self):
+        self.log_record()
         self.close_connection = True
         try:
             self.wfile.flush()
@@ -346,6 +349,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         raise Aborted()
 
     def send_head(self, status, reason, headers):
+        # Logged before the client can see the response: a client that reads
+        # the log as soon as it has its answer finds the request there.
+        self.log_record()
         self.send_response_only(status, reason)
         for name, value in headers:
             self.send_header(name, value)
@@ -409,6 +415,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             "status": None,
             "fault": None,
         }
+        self.record = record
         try:
             rule = RULES.pick(method, path, query)
             action = rule["action"] if rule else None
@@ -421,6 +428,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if not isinstance(e, (BrokenPipeError, ConnectionResetError)):
                 warn(f"request {n} ({method} {target}): {e}")
         finally:
+            self.log_record()
+
+    def log_record(self):
+        record, self.record = getattr(self, "record", None), None
+        if record is not None:
             LOG.write(record)
 
     def handle_request(self, rule, action, method, target, record):
