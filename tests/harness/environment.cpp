@@ -139,6 +139,16 @@ class Watchdog : public ::testing::EmptyTestEventListener {
     std::atomic<std::chrono::steady_clock::rep> started_{0};
 };
 
+// A suite's databases are dropped when it ends (kept when it failed, with
+// the cluster, to be looked at).
+class DropSuiteDatabases : public ::testing::EmptyTestEventListener {
+    void OnTestSuiteEnd(const ::testing::TestSuite& suite) override {
+        if (suite.failed_test_count() == 0) {
+            PgCluster::instance().drop_created_databases();
+        }
+    }
+};
+
 // Test environment: one cluster per test binary: started before the first
 // test, removed after the last (kept, with its path printed, if any test failed).
 class ClusterEnvironment : public ::testing::Environment {
@@ -171,5 +181,6 @@ int main(int argc, char** argv) {
     ::testing::InitGoogleTest(&argc, argv);
     ::testing::AddGlobalTestEnvironment(new pgward::test::ClusterEnvironment);
     ::testing::UnitTest::GetInstance()->listeners().Append(new pgward::test::Watchdog);
+    ::testing::UnitTest::GetInstance()->listeners().Append(new pgward::test::DropSuiteDatabases);
     return RUN_ALL_TESTS();
 }

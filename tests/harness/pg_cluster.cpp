@@ -2,9 +2,12 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <iostream>
 #include <random>
 #include <stdexcept>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -106,6 +109,19 @@ void PgCluster::drop_database(const std::string& name) const {
 void PgCluster::create_database(const std::string& name) const {
     drop_database(name);
     exec("postgres", "CREATE DATABASE " + pg::quote_identifier(name));
+    if (std::find(created_.begin(), created_.end(), name) == created_.end()) {
+        created_.push_back(name);
+    }
+}
+
+void PgCluster::drop_created_databases() const {
+    for (const std::string& name : std::exchange(created_, {})) {
+        try {
+            drop_database(name);
+        } catch (const std::exception& e) {
+            std::cerr << "cannot drop test database " << name << ": " << e.what() << "\n";
+        }
+    }
 }
 
 std::vector<std::pair<std::string, std::string>> PgCluster::env(const std::string& dbname) const {

@@ -44,6 +44,10 @@ class PgCluster {
     std::string query_value(const std::string& dbname, const std::string& sql) const;
     void create_database(const std::string& name) const;  // drops it first if it exists
     void drop_database(const std::string& name) const;
+    // Drops every database create_database made since the last call (what
+    // cannot be dropped stays): a suite's databases go when it ends, so the
+    // cluster that later suites back up whole (base backups) stays small.
+    void drop_created_databases() const;
 
     // POSTGRES_* variables that point pgward at this cluster.
     std::vector<std::pair<std::string, std::string>> env(const std::string& dbname) const;
@@ -55,6 +59,7 @@ class PgCluster {
     int client_major_ = 0;
     int port_ = 0;
     std::string password_;
+    mutable std::vector<std::string> created_;
 };
 
 // True when the tests run as root (some failure paths need a tmpfs or
