@@ -1,6 +1,9 @@
 #include "harness/s3_server.hpp"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -12,11 +15,13 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 namespace pgward::test {
 namespace {
@@ -151,6 +156,104 @@ std::string join(const std::vector<std::string>& args) {
 
 }  // namespace
 
+// check_bucket.py serve, its stdin and stdout piped.
+struct S3Server::Checker {
+    pid_t pid = -1;
+    int to = -1;           // its stdin
+    FILE* from = nullptr;  // its stdout
+
+    Checker(const std::string& endpoint, const Env& credentials) {
+        int in_pipe[2];
+        int out_pipe[2];
+        if (::pipe2(in_pipe, O_CLOEXEC) != 0 || ::pipe2(out_pipe, O_CLOEXEC) != 0) {
+            throw std::runtime_error(std::string("check_bucket.py serve: pipe: ") +
+                                     std::strerror(errno));
+        }
+        std::vector<std::string> env_strings;
+        for (char** e = environ; *e != nullptr; ++e) {
+            env_strings.emplace_back(*e);
+        }
+        for (const auto& [name, value] : credentials) {
+            env_strings.push_back(name + "=" + value);
+        }
+        std::vector<char*> envp;
+        for (std::string& e : env_strings) {
+            envp.push_back(e.data());
+        }
+        envp.push_back(nullptr);
+        std::vector<std::string> args = {"python3", check_bucket_script().string(), "serve",
+                                         endpoint};
+        std::vector<char*> argv;
+        for (std::string& a : args) {
+            argv.push_back(a.data());
+        }
+        argv.push_back(nullptr);
+        posix_spawn_file_actions_t actions;
+        posix_spawn_file_actions_init(&actions);
+        posix_spawn_file_actions_adddup2(&actions, in_pipe[0], STDIN_FILENO);
+        posix_spawn_file_actions_adddup2(&actions, out_pipe[1], STDOUT_FILENO);
+        const int rc = posix_spawnp(&pid, "python3", &actions, nullptr, argv.data(), envp.data());
+        posix_spawn_file_actions_destroy(&actions);
+        ::close(in_pipe[0]);
+        ::close(out_pipe[1]);
+        to = in_pipe[1];
+        from = ::fdopen(out_pipe[0], "r");
+        if (rc != 0) {
+            pid = -1;
+            throw std::runtime_error(std::string("check_bucket.py serve: cannot start python3: ") +
+                                     std::strerror(rc));
+        }
+    }
+    ~Checker() {
+        if (to >= 0) {
+            ::close(to);  // end of input: it exits
+        }
+        if (from != nullptr) {
+            std::fclose(from);
+        }
+        if (pid > 0) {
+            int status = 0;
+            ::waitpid(pid, &status, 0);
+        }
+    }
+    Checker(const Checker&) = delete;
+    Checker& operator=(const Checker&) = delete;
+
+    // One command; nullopt when the server is gone (the caller starts another).
+    std::optional<RunResult> run(const std::vector<std::string>& args) const {
+        const std::string line = nlohmann::json(args).dump() + "\n";
+        const char* p = line.data();
+        size_t left = line.size();
+        while (left > 0) {
+            const ssize_t n = ::write(to, p, left);
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            if (n <= 0) {
+                return std::nullopt;
+            }
+            p += n;
+            left -= static_cast<size_t>(n);
+        }
+        std::string answer;
+        char buffer[65536];
+        while (std::fgets(buffer, sizeof buffer, from) != nullptr) {
+            answer += buffer;
+            if (answer.ends_with('\n')) {
+                break;
+            }
+        }
+        if (!answer.ends_with('\n')) {
+            return std::nullopt;
+        }
+        const nlohmann::json reply = nlohmann::json::parse(answer);
+        return RunResult{reply.at("rc").get<int>(), reply.at("out").get<std::string>(),
+                         reply.at("err").get<std::string>()};
+    }
+};
+
+S3Server::S3Server() = default;
+
 fs::path S3Server::rgw_script() {
     return fs::path(PGWARD_SOURCE_DIR) / "tests" / "s3" / "rgw.sh";
 }
@@ -255,6 +358,10 @@ const std::string& S3Server::skip_reason() {
 }
 
 void S3Server::stop(bool keep_files) {
+    {
+        std::lock_guard lock(checker_mutex_);
+        checker_.reset();
+    }
     std::vector<std::string> argv = {"/usr/bin/env", "bash", rgw_script().string(), "stop",
                                      dir_.string()};
     if (keep_files) {
@@ -286,6 +393,19 @@ Env S3Server::credentials_env() const {
 RunResult S3Server::check_bucket(const std::vector<std::string>& args, const Env& env) const {
     if (args.empty()) {
         throw std::invalid_argument("check_bucket: no subcommand");
+    }
+    if (env.empty()) {
+        std::lock_guard lock(checker_mutex_);
+        for (int attempt = 0; attempt < 2; ++attempt) {
+            if (!checker_) {
+                checker_ = std::make_unique<Checker>(endpoint_, credentials_env());
+            }
+            if (std::optional<RunResult> run = checker_->run(args)) {
+                return *run;
+            }
+            checker_.reset();  // it died: once more with a new one
+        }
+        throw std::runtime_error("check_bucket.py serve stopped answering: " + join(args));
     }
     std::vector<std::string> argv = {"/usr/bin/env", "python3", check_bucket_script().string(),
                                      args[0], endpoint_};

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -76,12 +77,19 @@ class S3Server {
     S3Server& operator=(const S3Server&) = delete;
 
   private:
-    S3Server() = default;
+    S3Server();
     // rgw.sh start in a fresh temp dir: the server, or nullptr with the
     // reason, and `failed` when that is an error rather than a skip.
     static std::unique_ptr<S3Server> start(std::string& reason, bool& failed);
 
     std::string checked(const std::vector<std::string>& args) const;
+
+    // check_bucket.py serve: one client for every check without extra
+    // variables (boto3 loads in ~0.3 s of CPU, and a suite checks hundreds
+    // of times). Started at the first check, ended with the server.
+    struct Checker;
+    mutable std::mutex checker_mutex_;
+    mutable std::unique_ptr<Checker> checker_;
 
     std::filesystem::path dir_;
     std::string endpoint_;

@@ -10,6 +10,11 @@
   check_bucket.py mkbucket ENDPOINT BUCKET [--lock]  a bucket (--lock: with object lock enabled)
   check_bucket.py put ENDPOINT BUCKET KEY FILE       FILE as the object, in one PUT
   check_bucket.py rm ENDPOINT BUCKET KEY             deletes the object
+  check_bucket.py serve ENDPOINT                     the commands above, many in one run (the
+                                                     test harness's, to load boto3 once): one
+                                                     JSON array per stdin line, [COMMAND, ARGS...]
+                                                     without ENDPOINT; one JSON line per command,
+                                                     {"rc", "out", "err"}, as a run of its own gives
 
 The credentials come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
 AWS_REGION (default us-east-1) alone: no profile, config or credentials file
@@ -177,16 +182,46 @@ COMMANDS = {
 }
 
 
-def main(argv):
-    if len(argv) < 3 or argv[1] not in COMMANDS:
-        print(__doc__.strip(), file=sys.stderr)
-        return 2
-    function, count, flags = COMMANDS[argv[1]]
-    args = argv[3:]
-    if len(args) < count or (len(args) > count and not flags):
-        fail(f"{argv[1]}: expected {count} arguments after ENDPOINT, got {len(args)}", 2)
+def serve(endpoint):
+    import contextlib
+    import io
+    import json
+
     isolate_environment()
-    s3 = client(argv[2])
+    s3 = client(endpoint)
+    for line in sys.stdin:
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                words = json.loads(line)
+                rc = run(s3, words[0], words[1:]) if words and words[0] in COMMANDS else usage()
+            except SystemExit as e:
+                rc = e.code if isinstance(e.code, int) else 1
+            except Exception as e:  # noqa: BLE001 - one bad request must not end the others
+                print(f"check_bucket.py: ERROR: {type(e).__name__}: {e}", file=sys.stderr)
+                rc = 1
+        print(json.dumps({"rc": rc, "out": out.getvalue(), "err": err.getvalue()}), flush=True)
+    return 0
+
+
+def usage():
+    print(__doc__.strip(), file=sys.stderr)
+    return 2
+
+
+def main(argv):
+    if len(argv) == 3 and argv[1] == "serve":
+        return serve(argv[2])
+    if len(argv) < 3 or argv[1] not in COMMANDS:
+        return usage()
+    isolate_environment()
+    return run(client(argv[2]), argv[1], argv[3:])
+
+
+def run(s3, command, args):
+    function, count, flags = COMMANDS[command]
+    if len(args) < count or (len(args) > count and not flags):
+        fail(f"{command}: expected {count} arguments after ENDPOINT, got {len(args)}", 2)
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
@@ -196,9 +231,9 @@ def main(argv):
         code = error.get("Code") or "?"
         status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "?")
         message = error.get("Message") or "no message"
-        fail(f"ERROR: {code}: {message} (HTTP {status}; {argv[1]} {' '.join(args)})")
+        fail(f"ERROR: {code}: {message} (HTTP {status}; {command} {' '.join(args)})")
     except BotoCoreError as e:
-        fail(f"ERROR: {e} ({argv[1]} {' '.join(args)})")
+        fail(f"ERROR: {e} ({command} {' '.join(args)})")
     except OSError as e:
         fail(f"ERROR: {e}")
     return 0
