@@ -10,6 +10,8 @@
 # PGWARD_TEST_SHARDS (default 2) splits the integration and hostile runs;
 # PGWARD_TEST_FILTER passes a gtest filter to both. The fault walks
 # (FaultWalkTest) are make check's: they run in its coverage and walk runs.
+# A test still running after PGWARD_TEST_TIMEOUT_SECONDS (default 900) fails
+# its suite, named in the log (tests/harness/environment.cpp's watchdog).
 set -uo pipefail
 build=$(realpath "${1:?usage: tests/run-tests.sh BUILD_DIR}")
 repo=$(cd "$(dirname "$0")/.." && pwd)
