@@ -124,9 +124,10 @@ torture: build walks
 
 # The fault walks (tests/integration/test_fault_walks.cpp, tests/shims/faultfs.c)
 # over every call: a kill and each errno, once and persistently, at each one.
-# `make test` walks every third call with one errno per call.
+# `make test` walks every third call with one errno per call. A full walk is
+# long by design: no per-test timeout (PGWARD_TEST_TIMEOUT_SECONDS=0).
 walks: build
-	PGWARD_WALK=full $(BUILD_DIR)/tests/pgward_integration_tests --gtest_filter='FaultWalkTest.*'
+	PGWARD_WALK=full PGWARD_TEST_TIMEOUT_SECONDS=0 $(BUILD_DIR)/tests/pgward_integration_tests --gtest_filter='FaultWalkTest.*'
 
 # Line and branch coverage of src/ by the unit and integration suites (gcovr),
 # per file, and the gate of docs/reliability.md (scripts/coverage-gate.py).

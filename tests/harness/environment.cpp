@@ -8,8 +8,6 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
-#include <fstream>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -18,6 +16,7 @@
 #include <gtest/gtest.h>
 
 #include "harness/pg_cluster.hpp"
+#include "harness/runner.hpp"
 #include "pg/environment.hpp"
 
 namespace pgward::test {
@@ -47,34 +46,15 @@ void stop_cluster_and_die(int signal) {
     ::raise(signal);
 }
 
-// Every process this one started, children first removed last: the pgward
-// commands a test runs in the background and what they run in turn.
+// Every process descended from this one, parents before their children:
+// the pgward commands a test runs in the background and what they run.
 std::vector<pid_t> descendants() {
-    std::vector<std::pair<pid_t, pid_t>> parent_of;  // (pid, ppid)
-    for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
-        const std::string name = entry.path().filename().string();
-        if (name.find_first_not_of("0123456789") != std::string::npos) {
-            continue;
-        }
-        std::ifstream stat(entry.path() / "stat");
-        std::string line;
-        std::getline(stat, line);
-        // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-        const size_t close = line.rfind(')');
-        if (close == std::string::npos) {
-            continue;
-        }
-        char state = 0;
-        int ppid = 0;
-        if (std::sscanf(line.c_str() + close + 1, " %c %d", &state, &ppid) == 2) {
-            parent_of.emplace_back(std::stoi(name), ppid);
-        }
-    }
+    const std::vector<ProcessEntry> processes = list_processes();
     std::vector<pid_t> found{::getpid()};
     for (size_t i = 0; i < found.size(); ++i) {
-        for (const auto& [pid, ppid] : parent_of) {
-            if (ppid == found[i]) {
-                found.push_back(pid);
+        for (const ProcessEntry& process : processes) {
+            if (process.parent == found[i]) {
+                found.push_back(process.pid);
             }
         }
     }

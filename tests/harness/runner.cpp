@@ -134,8 +134,8 @@ std::optional<RunResult> BackgroundPgward::wait(std::chrono::milliseconds timeou
     return state_->result;
 }
 
-std::vector<pid_t> children_named(pid_t parent, const std::string& comm) {
-    std::vector<pid_t> out;
+std::vector<ProcessEntry> list_processes() {
+    std::vector<ProcessEntry> out;
     std::error_code ec;
     for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
         std::string name = entry.path().filename().string();
@@ -145,18 +145,27 @@ std::vector<pid_t> children_named(pid_t parent, const std::string& comm) {
         std::ifstream stat(entry.path() / "stat");
         std::string line;
         std::getline(stat, line);
+        // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
         size_t open = line.find('(');
         size_t close = line.rfind(')');
-        if (open == std::string::npos || close == std::string::npos) {
+        if (open == std::string::npos || close == std::string::npos || close + 2 > line.size()) {
             continue;
         }
-        std::string child_comm = line.substr(open + 1, close - open - 1);
         std::istringstream rest(line.substr(close + 2));
         char state = 0;
-        pid_t ppid = 0;
-        rest >> state >> ppid;
-        if (ppid == parent && child_comm == comm) {
-            out.push_back(std::stoi(name));
+        pid_t parent = 0;
+        if (rest >> state >> parent) {
+            out.push_back({std::stoi(name), parent, line.substr(open + 1, close - open - 1)});
+        }
+    }
+    return out;
+}
+
+std::vector<pid_t> children_named(pid_t parent, const std::string& comm) {
+    std::vector<pid_t> out;
+    for (const ProcessEntry& process : list_processes()) {
+        if (process.parent == parent && process.comm == comm) {
+            out.push_back(process.pid);
         }
     }
     return out;

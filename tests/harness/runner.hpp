@@ -52,6 +52,15 @@ Command pgward_command(const std::vector<std::string>& args, const Env& env);
 // The pgward binary the suite runs.
 std::string pgward_binary();
 
+// A process as /proc/PID/stat tells it.
+struct ProcessEntry {
+    pid_t pid = 0;
+    pid_t parent = 0;
+    std::string comm;
+};
+// Every process of the machine (those that end while it reads are left out).
+std::vector<ProcessEntry> list_processes();
+
 // The children of a process named `comm` (e.g. the pg_dump under a pgward).
 std::vector<pid_t> children_named(pid_t parent, const std::string& comm);
 

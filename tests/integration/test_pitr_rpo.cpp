@@ -44,25 +44,9 @@ std::vector<pid_t> server_processes(const fs::path& data_dir) {
     if (postmaster <= 0) {
         return pids;
     }
-    for (const auto& entry : fs::directory_iterator("/proc")) {
-        const std::string name = entry.path().filename().string();
-        if (name.find_first_not_of("0123456789") != std::string::npos) {
-            continue;
-        }
-        std::ifstream stat(entry.path() / "stat");
-        std::string line;
-        std::getline(stat, line);
-        // pid (comm) state ppid ...: comm may hold spaces; read after ')'.
-        const size_t close = line.rfind(')');
-        if (close == std::string::npos) {
-            continue;
-        }
-        std::istringstream rest(line.substr(close + 2));
-        char state = 0;
-        pid_t parent = 0;
-        rest >> state >> parent;
-        if (parent == postmaster) {
-            pids.push_back(std::stoi(name));
+    for (const ProcessEntry& process : list_processes()) {
+        if (process.parent == postmaster) {
+            pids.push_back(process.pid);
         }
     }
     pids.push_back(postmaster);
