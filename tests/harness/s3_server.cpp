@@ -1,6 +1,7 @@
 #include "harness/s3_server.hpp"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -219,21 +220,41 @@ struct S3Server::Checker {
     Checker(const Checker&) = delete;
     Checker& operator=(const Checker&) = delete;
 
-    // One command; nullopt when the server is gone (the caller starts another).
-    std::optional<RunResult> run(const std::vector<std::string>& args) const {
-        const std::string line = nlohmann::json(args).dump() + "\n";
+    // The line to its stdin; false when it is gone. SIGPIPE, which would kill
+    // the test binary, is blocked meanwhile and taken back if it came.
+    bool send(const std::string& line) const {
+        sigset_t pipe_signal;
+        sigset_t before;
+        sigemptyset(&pipe_signal);
+        sigaddset(&pipe_signal, SIGPIPE);
+        ::pthread_sigmask(SIG_BLOCK, &pipe_signal, &before);
         const char* p = line.data();
         size_t left = line.size();
+        bool sent = true;
         while (left > 0) {
             const ssize_t n = ::write(to, p, left);
             if (n < 0 && errno == EINTR) {
                 continue;
             }
             if (n <= 0) {
-                return std::nullopt;
+                if (errno == EPIPE) {
+                    const timespec now{};
+                    ::sigtimedwait(&pipe_signal, nullptr, &now);
+                }
+                sent = false;
+                break;
             }
             p += n;
             left -= static_cast<size_t>(n);
+        }
+        ::pthread_sigmask(SIG_SETMASK, &before, nullptr);
+        return sent;
+    }
+
+    // One command; nullopt when the server is gone (the caller starts another).
+    std::optional<RunResult> run(const std::vector<std::string>& args) const {
+        if (!send(nlohmann::json(args).dump() + "\n")) {
+            return std::nullopt;
         }
         std::string answer;
         char buffer[65536];
