@@ -68,44 +68,51 @@ std::vector<pid_t> descendants() {
 // stopped and the binary aborts (its log then ends with the test's name).
 class Watchdog : public ::testing::EmptyTestEventListener {
   public:
-    Watchdog() {
+    Watchdog() : state_(new State) {  // never freed: the thread outlives gtest's listeners
         const char* text = std::getenv("PGWARD_TEST_TIMEOUT_SECONDS");
-        limit_ = std::chrono::seconds(text != nullptr ? std::atoi(text) : 900);
-        std::thread([this] { watch(); }).detach();
+        state_->limit = std::chrono::seconds(text != nullptr ? std::atoi(text) : 900);
+        std::thread([state = state_] { watch(*state); }).detach();
     }
 
     void OnTestStart(const ::testing::TestInfo& test) override {
         {
-            std::lock_guard lock(mutex_);
-            name_ = std::string(test.test_suite_name()) + "." + test.name();
+            std::lock_guard lock(state_->mutex);
+            state_->name = std::string(test.test_suite_name()) + "." + test.name();
         }
-        started_ = std::chrono::steady_clock::now().time_since_epoch().count();
+        state_->started = std::chrono::steady_clock::now().time_since_epoch().count();
     }
-    void OnTestEnd(const ::testing::TestInfo& /*test*/) override { started_ = 0; }
+    void OnTestEnd(const ::testing::TestInfo& /*test*/) override { state_->started = 0; }
 
   private:
-    void watch() {
+    struct State {
+        std::chrono::seconds limit{};
+        std::mutex mutex;
+        std::string name;
+        std::atomic<std::chrono::steady_clock::rep> started{0};
+    };
+
+    [[noreturn]] static void watch(State& state) {
         for (;;) {
             std::this_thread::sleep_for(std::chrono::seconds(1));
-            const auto started = started_.load();
-            if (started == 0 || limit_.count() <= 0) {
+            const auto started = state.started.load();
+            if (started == 0 || state.limit.count() <= 0) {
                 continue;
             }
             const auto running = std::chrono::steady_clock::now().time_since_epoch() -
                                  std::chrono::steady_clock::duration(started);
-            if (running < limit_) {
+            if (running < state.limit) {
                 continue;
             }
             std::string name;
             {
-                std::lock_guard lock(mutex_);
-                name = name_;
+                std::lock_guard lock(state.mutex);
+                name = state.name;
             }
             std::fprintf(stderr,
                          "\n[ TIMEOUT  ] %s has run for %lld s "
                          "(PGWARD_TEST_TIMEOUT_SECONDS): killing what it started and stopping "
                          "the suite\n",
-                         name.c_str(), static_cast<long long>(limit_.count()));
+                         name.c_str(), static_cast<long long>(state.limit.count()));
             for (pid_t pid : descendants()) {
                 ::kill(pid, SIGKILL);
             }
@@ -113,10 +120,7 @@ class Watchdog : public ::testing::EmptyTestEventListener {
         }
     }
 
-    std::chrono::seconds limit_{};
-    std::mutex mutex_;
-    std::string name_;
-    std::atomic<std::chrono::steady_clock::rep> started_{0};
+    State* state_;
 };
 
 // A suite's databases are dropped when it ends (kept when it failed, with
