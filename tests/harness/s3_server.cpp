@@ -175,9 +175,11 @@ struct S3Server::Checker {
             env_strings.emplace_back(*e);
         }
         for (const auto& [name, value] : credentials) {
-            env_strings.push_back(name + "=" + value);
+            env_strings.push_back(name);
+            env_strings.back().append("=").append(value);
         }
         std::vector<char*> envp;
+        envp.reserve(env_strings.size() + 1);
         for (std::string& e : env_strings) {
             envp.push_back(e.data());
         }
@@ -185,6 +187,7 @@ struct S3Server::Checker {
         std::vector<std::string> args = {"python3", check_bucket_script().string(), "serve",
                                          endpoint};
         std::vector<char*> argv;
+        argv.reserve(args.size() + 1);
         for (std::string& a : args) {
             argv.push_back(a.data());
         }
