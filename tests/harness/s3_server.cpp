@@ -3,8 +3,6 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -23,6 +21,8 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+
+#include "util/process.hpp"
 
 namespace pgward::test {
 namespace {
@@ -157,68 +157,38 @@ std::string join(const std::vector<std::string>& args) {
 
 }  // namespace
 
-// check_bucket.py serve, its stdin and stdout piped.
+// check_bucket.py serve, started as pgward starts its tools (Child): its
+// stdin a pipe of ours, its stdout read a line per command. (Its stderr pipe
+// is not read: serve answers errors in its JSON, so only a crash of its own
+// writes there.)
 struct S3Server::Checker {
-    pid_t pid = -1;
-    int to = -1;           // its stdin
-    FILE* from = nullptr;  // its stdout
+    int to = -1;  // its stdin
+    std::optional<Child> child;
+    std::string pending;  // read past the last answer
 
     Checker(const std::string& endpoint, const Env& credentials) {
         int in_pipe[2];
-        int out_pipe[2];
-        if (::pipe2(in_pipe, O_CLOEXEC) != 0 || ::pipe2(out_pipe, O_CLOEXEC) != 0) {
+        if (::pipe2(in_pipe, O_CLOEXEC) != 0) {
             throw std::runtime_error(std::string("check_bucket.py serve: pipe: ") +
                                      std::strerror(errno));
         }
-        std::vector<std::string> env_strings;
-        for (char** e = environ; *e != nullptr; ++e) {
-            env_strings.emplace_back(*e);
-        }
-        for (const auto& [name, value] : credentials) {
-            env_strings.push_back(name);
-            env_strings.back().append("=").append(value);
-        }
-        std::vector<char*> envp;
-        envp.reserve(env_strings.size() + 1);
-        for (std::string& e : env_strings) {
-            envp.push_back(e.data());
-        }
-        envp.push_back(nullptr);
-        std::vector<std::string> args = {"python3", check_bucket_script().string(), "serve",
-                                         endpoint};
-        std::vector<char*> argv;
-        argv.reserve(args.size() + 1);
-        for (std::string& a : args) {
-            argv.push_back(a.data());
-        }
-        argv.push_back(nullptr);
-        posix_spawn_file_actions_t actions;
-        posix_spawn_file_actions_init(&actions);
-        posix_spawn_file_actions_adddup2(&actions, in_pipe[0], STDIN_FILENO);
-        posix_spawn_file_actions_adddup2(&actions, out_pipe[1], STDOUT_FILENO);
-        const int rc = posix_spawnp(&pid, "python3", &actions, nullptr, argv.data(), envp.data());
-        posix_spawn_file_actions_destroy(&actions);
-        ::close(in_pipe[0]);
-        ::close(out_pipe[1]);
         to = in_pipe[1];
-        from = ::fdopen(out_pipe[0], "r");
-        if (rc != 0) {
-            pid = -1;
-            throw std::runtime_error(std::string("check_bucket.py serve: cannot start python3: ") +
-                                     std::strerror(rc));
+        Command command{
+            {"/usr/bin/env", "python3", check_bucket_script().string(), "serve", endpoint},
+            credentials,
+            {}};
+        command.stdin_fd = in_pipe[0];
+        try {
+            child.emplace(Child::spawn(command));
+        } catch (...) {
+            ::close(in_pipe[0]);
+            ::close(to);
+            throw;
         }
+        ::close(in_pipe[0]);
     }
     ~Checker() {
-        if (to >= 0) {
-            ::close(to);  // end of input: it exits
-        }
-        if (from != nullptr) {
-            std::fclose(from);
-        }
-        if (pid > 0) {
-            int status = 0;
-            ::waitpid(pid, &status, 0);
-        }
+        ::close(to);  // end of input: it exits (Child's destructor reaps it)
     }
     Checker(const Checker&) = delete;
     Checker& operator=(const Checker&) = delete;
@@ -255,22 +225,25 @@ struct S3Server::Checker {
     }
 
     // One command; nullopt when the server is gone (the caller starts another).
-    std::optional<RunResult> run(const std::vector<std::string>& args) const {
+    std::optional<RunResult> run(const std::vector<std::string>& args) {
         if (!send(nlohmann::json(args).dump() + "\n")) {
             return std::nullopt;
         }
-        std::string answer;
-        char buffer[65536];
-        while (std::fgets(buffer, sizeof buffer, from) != nullptr) {
-            answer += buffer;
-            if (answer.ends_with('\n')) {
-                break;
+        size_t end = pending.find('\n');
+        while (end == std::string::npos) {
+            char buffer[65536];
+            const ssize_t n = ::read(child->stdout_fd(), buffer, sizeof buffer);
+            if (n < 0 && errno == EINTR) {
+                continue;
             }
+            if (n <= 0) {
+                return std::nullopt;
+            }
+            pending.append(buffer, static_cast<size_t>(n));
+            end = pending.find('\n');
         }
-        if (!answer.ends_with('\n')) {
-            return std::nullopt;
-        }
-        const nlohmann::json reply = nlohmann::json::parse(answer);
+        const nlohmann::json reply = nlohmann::json::parse(pending.substr(0, end));
+        pending.erase(0, end + 1);
         return RunResult{reply.at("rc").get<int>(), reply.at("out").get<std::string>(),
                          reply.at("err").get<std::string>()};
     }
