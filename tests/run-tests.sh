@@ -11,7 +11,8 @@
 # PGWARD_TEST_FILTER passes a gtest filter to both. The fault walks
 # (FaultWalkTest) are make check's: they run in its coverage and walk runs.
 # A test still running after PGWARD_TEST_TIMEOUT_SECONDS (default 900) fails
-# its suite, named in the log (tests/harness/environment.cpp's watchdog).
+# its suite, named in the log (tests/harness/environment.cpp's watchdog;
+# tests/harness/test_watchdog.sh, run here, makes it fire).
 set -uo pipefail
 build=$(realpath "${1:?usage: tests/run-tests.sh BUILD_DIR}")
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -78,6 +79,7 @@ for ((i = 0; i < shards; i++)); do
 done
 if [[ $filter == '*' ]]; then
   launch campaigns "$repo/tests/campaigns/campaigns.sh" "$build/pgward" short
+  launch watchdog "$repo/tests/harness/test_watchdog.sh" "$build"
 fi
 
 passed=0 failed=0 skipped=0
