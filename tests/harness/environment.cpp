@@ -81,7 +81,15 @@ class Watchdog : public ::testing::EmptyTestEventListener {
         }
         state_->started = std::chrono::steady_clock::now().time_since_epoch().count();
     }
-    void OnTestEnd(const ::testing::TestInfo& /*test*/) override { state_->started = 0; }
+    void OnTestEnd(const ::testing::TestInfo& /*test*/) override {
+        // Once the watchdog has fired, the test it killed under may end (its
+        // server gone) and the binary exit 1 before the watchdog aborts: the
+        // abort is the outcome, so wait for it here.
+        while (state_->fired.load()) {
+            std::this_thread::sleep_for(std::chrono::seconds(1));
+        }
+        state_->started = 0;
+    }
 
   private:
     struct State {
@@ -89,6 +97,7 @@ class Watchdog : public ::testing::EmptyTestEventListener {
         std::mutex mutex;
         std::string name;
         std::atomic<std::chrono::steady_clock::rep> started{0};
+        std::atomic<bool> fired{false};
     };
 
     [[noreturn]] static void watch(State& state) {
@@ -103,6 +112,7 @@ class Watchdog : public ::testing::EmptyTestEventListener {
             if (running < state.limit) {
                 continue;
             }
+            state.fired = true;
             std::string name;
             {
                 std::lock_guard lock(state.mutex);

@@ -39,7 +39,7 @@ leftovers=()
 for stat in /proc/[0-9]*/stat; do
   pid=${stat#/proc/}
   pid=${pid%/stat}
-  line=$(<"$stat") 2>/dev/null || continue
+  line=$(cat "$stat" 2>/dev/null) || continue  # gone since the glob
   read -r _state _ppid _pgrp sid _ <<<"${line##*) }"
   cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || continue
   if [[ $_state != Z && ($sid == "$session" || $cmdline == *"$work"*) ]]; then
