@@ -92,7 +92,6 @@ void add_watchdog_options(OptionTable& table, CLI::App& app) {
 }
 
 WatchdogLimits watchdog_limits(const OptionTable& table) {
-    constexpr uint64_t kTenYears = 10ULL * 366 * 86400;
     return {std::chrono::seconds(table.get_number("timeout", 1, kTenYears).value_or(21600)),
             std::chrono::seconds(table.get_number("stall", 1, kTenYears).value_or(900))};
 }

@@ -14,6 +14,9 @@
 
 namespace pgward::commands {
 
+// The upper bound of every option in seconds: a typo's huge number is refused.
+constexpr uint64_t kTenYears = 10ULL * 366 * 86400;
+
 // A value and where it came from ("--retention" or
 // "POSTGRES_BACKUP_RETENTION_COUNT"), so an error names what the user set.
 struct Setting {

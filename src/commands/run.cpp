@@ -16,8 +16,6 @@
 namespace pgward::commands {
 namespace {
 
-constexpr uint64_t kTenYears = 10ULL * 366 * 86400;
-
 std::optional<std::string> http_url(const OptionTable& table, const std::string& key) {
     auto setting = table.get(key);
     if (!setting) {
@@ -111,6 +109,9 @@ class RunCommand : public Command {
         options_.add(app, "wal_stopped_limit", "--wal-stopped-limit",
                      "POSTGRES_BACKUP_WAL_STOPPED_SECONDS",
                      "with --wal: alert when nothing has streamed this long (default 60)");
+        options_.add(app, "wal_stall", "--wal-stall-timeout", "POSTGRES_BACKUP_WAL_STALL_SECONDS",
+                     "with --wal: kill pg_receivewal, and start it again, when it writes nothing "
+                     "this long while the server writes WAL (default 300; 0: never)");
         options_.add(app, "wal_drop_slot", "--wal-drop-slot-over-bytes",
                      "POSTGRES_BACKUP_WAL_DROP_SLOT_BYTES",
                      "with --wal: drop the slot when it keeps more WAL than this while nothing "
@@ -216,7 +217,7 @@ class RunCommand : public Command {
         const bool wal = wal_setting && parse_bool(*wal_setting);
         if (!wal) {
             for (const char* key :
-                 {"wal_slot", "wal_synchronous", "wal_lag_limit", "wal_stopped_limit",
+                 {"wal_slot", "wal_synchronous", "wal_lag_limit", "wal_stopped_limit", "wal_stall",
                   "wal_drop_slot", "wal_check", "base_interval", "base_retention", "drill_pitr"}) {
                 if (auto setting = options_.get(key); setting && setting->from_flag) {
                     throw usage_error(fmt::format("{} goes with --wal", setting->origin));
@@ -236,6 +237,9 @@ class RunCommand : public Command {
         check_slot_name(request.slot);
         if (auto synchronous = options_.get("wal_synchronous")) {
             request.synchronous = parse_bool(*synchronous);
+        }
+        if (auto stall = options_.get_number("wal_stall", 0, kTenYears)) {
+            request.stall_timeout = std::chrono::seconds(*stall);
         }
         config.wal = request;
         const std::optional<Setting> drill_pitr = options_.get("drill_pitr");

@@ -24,7 +24,6 @@ void add_health_options(OptionTable& table, CLI::App& app) {
 }
 
 HealthPolicy health_policy(const OptionTable& table) {
-    constexpr uint64_t kTenYears = 10ULL * 366 * 86400;
     HealthPolicy policy;
     policy.interval =
         std::chrono::seconds(table.get_number("interval", 1, kTenYears).value_or(86400));

@@ -31,6 +31,9 @@ class WalCommand : public Command {
                      "the physical replication slot (default pgward; created if missing)");
         stream_->add_flag("--synchronous", synchronous_,
                           "flush every write at once (for synchronous_standby_names: no loss)");
+        options_.add(*stream_, "stall", "--stall-timeout", "POSTGRES_BACKUP_WAL_STALL_SECONDS",
+                     "kill pg_receivewal, and start it again, when it writes nothing this long "
+                     "while the server writes WAL (default 300; 0: never)");
         options_.add(*stream_, "pg_bin", "--pg-bin", "PGWARD_PG_BIN", "directory of pg_receivewal");
 
         fetch_ = app.add_subcommand(
@@ -60,6 +63,9 @@ class WalCommand : public Command {
         request.slot = options_.get_or("slot", "pgward");
         check_slot_name(request.slot);
         request.synchronous = synchronous_;
+        if (auto stall = options_.get_number("stall", 0, kTenYears)) {
+            request.stall_timeout = std::chrono::seconds(*stall);
+        }
         if (auto pg_bin = options_.get("pg_bin")) {
             request.pg_bin = pg_bin->value;
         }

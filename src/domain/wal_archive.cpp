@@ -6,6 +6,10 @@
 
 #include <algorithm>
 #include <charconv>
+#include <chrono>
+#include <csignal>
+#include <functional>
+#include <optional>
 #include <set>
 #include <utility>
 
@@ -415,21 +419,23 @@ ReplicationSlotView ensure_replication_slot(pg::Connection& conn, const std::str
 
 namespace {
 
-// What changes in the archive while pg_receivewal streams: where it would
-// resume, and the newest write into any of its files.
-struct ArchiveMark {
-    std::optional<uint64_t> resume;
-    fs::file_time_type newest_write{};
-    bool operator==(const ArchiveMark&) const = default;
-};
-
-ArchiveMark archive_mark(const WalArchive& archive, uint64_t segment_size) {
-    const std::vector<WalArchive::Entry> entries = archive.entries();
-    ArchiveMark mark{archive_resume_segment(entries, segment_size), {}};
-    for (const WalArchive::Entry& entry : entries) {
-        mark.newest_write = std::max(mark.newest_write, entry.modified);
+// The server's flushed WAL position (on a standby, what it received);
+// nullopt when it cannot be asked just now.
+std::optional<pg::Lsn> server_flushed(const pg::ConnectionOptions& connection,
+                                      std::optional<pg::Connection>& session) {
+    try {
+        if (!session) {
+            session.emplace(pg::Connection::open(connection, "pgward"));
+        }
+        pg::Result r = session->exec(
+            "SELECT (CASE WHEN pg_catalog.pg_is_in_recovery() "
+            "THEN pg_catalog.pg_last_wal_receive_lsn() "
+            "ELSE pg_catalog.pg_current_wal_flush_lsn() END)::text");
+        return r.rows() == 1 && !r.is_null(0, 0) ? pg::Lsn::parse(r.get(0, 0)) : std::nullopt;
+    } catch (const Error&) {
+        session.reset();
+        return std::nullopt;
     }
-    return mark;
 }
 
 uint64_t server_segment_size(pg::Connection& conn) {
@@ -545,6 +551,57 @@ void follow_timeline_fork(const WalStreamRequest& request, const WalArchive& arc
 
 }  // namespace
 
+ArchiveMark archive_mark(const WalArchive& archive, uint64_t segment_size) {
+    const std::vector<WalArchive::Entry> entries = archive.entries();
+    ArchiveMark mark{archive_resume_segment(entries, segment_size), {}};
+    for (const WalArchive::Entry& entry : entries) {
+        mark.newest_write = std::max(mark.newest_write, entry.modified);
+    }
+    return mark;
+}
+
+StallWatch::StallWatch(std::chrono::seconds timeout, uint64_t segment_size)
+    : timeout_(timeout),
+      every_(std::clamp<Clock::duration>(timeout / 4, std::chrono::seconds(1),
+                                         std::chrono::seconds(5))),
+      segment_size_(segment_size) {}
+
+std::optional<std::string> StallWatch::look(
+    Clock::time_point now, const std::function<ArchiveMark()>& mark_now,
+    const std::function<std::optional<pg::Lsn>()>& server_now) {
+    if (timeout_.count() <= 0 || (looked_ && now - *looked_ < every_)) {
+        return std::nullopt;
+    }
+    looked_ = now;
+    const ArchiveMark mark = mark_now();
+    if (!quiet_since_ || mark != mark_) {
+        mark_ = mark;
+        quiet_since_ = now;
+        server_at_quiet_.reset();
+        server_ahead_.reset();
+        return std::nullopt;
+    }
+    const std::optional<pg::Lsn> server = server_now();
+    if (!server) {
+        return std::nullopt;
+    }
+    if (!server_at_quiet_) {
+        server_at_quiet_ = server;
+    }
+    const bool past_segment = mark.resume && pg::segment_of(*server, segment_size_) > *mark.resume;
+    if (!server_ahead_ && (*server > *server_at_quiet_ || past_segment)) {
+        server_ahead_ = now;
+    }
+    if (!server_ahead_ || now - *server_ahead_ < every_ || now - *quiet_since_ < timeout_) {
+        return std::nullopt;
+    }
+    const auto quiet = std::chrono::duration_cast<std::chrono::seconds>(now - *quiet_since_);
+    return fmt::format(
+        "pg_receivewal wrote nothing for {} s while the server flushed WAL up to {} "
+        "(stall timeout {} s): killed as hung, to be started again",
+        quiet.count(), server->text(), timeout_.count());
+}
+
 void stream_wal(const WalStreamRequest& request) {
     const ServerIdentity identity = identify_server(request.connection);
     WalArchive archive(request.dir, identity.system);
@@ -581,6 +638,7 @@ void stream_wal(const WalStreamRequest& request) {
         const auto started = std::chrono::steady_clock::now();
         std::string last_line;
         std::string first_error;
+        std::optional<std::string> hung_because;
         ExitStatus status;
         ArchiveMark before;
         try {
@@ -616,6 +674,7 @@ void stream_wal(const WalStreamRequest& request) {
             before = archive_mark(archive, segment_size);
             Child child =
                 Child::spawn(pg::server_tool_command(receiver, args, conn, kStreamerName));
+            StallWatch stall(request.stall_timeout, segment_size);
             PumpHandlers handlers;
             handlers.on_stderr_line = [&](std::string_view line) {
                 last_line = std::string(line);
@@ -624,7 +683,18 @@ void stream_wal(const WalStreamRequest& request) {
                 }
                 log::info("pg_receivewal", {{"said", last_line}});
             };
-            handlers.on_tick = [&] { watcher.look(); };
+            handlers.on_tick = [&] {
+                watcher.look();
+                const std::optional<std::string> hung = stall.look(
+                    std::chrono::steady_clock::now(),
+                    [&] { return archive_mark(archive, segment_size); },
+                    [&] { return server_flushed(request.connection, slot_session); });
+                if (hung && !hung_because) {
+                    hung_because = hung;
+                    log::error("pg_receivewal is hung; killing it", {{"reason", *hung}});
+                    child.signal(SIGKILL);
+                }
+            };
             status = pump(child, handlers);
         } catch (const Error& e) {
             if (pending_interrupt() != 0) {
@@ -640,7 +710,9 @@ void stream_wal(const WalStreamRequest& request) {
         if (std::chrono::steady_clock::now() - started > request.max_retry) {
             retry = request.first_retry;
         }
-        const std::string said = first_error.empty() ? last_line : first_error;
+        const std::string said = hung_because          ? *hung_because
+                                 : first_error.empty() ? last_line
+                                                       : first_error;
         log::error("pg_receivewal stopped; WAL is not being streamed",
                    {{"status", status.describe()},
                     {"said", said},

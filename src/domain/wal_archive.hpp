@@ -128,6 +128,47 @@ ReplicationSlotView read_replication_slot(pg::Connection& conn, const std::strin
 ReplicationSlotView ensure_replication_slot(pg::Connection& conn, const std::string& slot,
                                             bool* was_lost = nullptr);
 
+// What changes in the archive while pg_receivewal streams: where it would
+// resume, and the newest write into any of its files.
+struct ArchiveMark {
+    std::optional<uint64_t> resume;
+    std::filesystem::file_time_type newest_write{};
+    bool operator==(const ArchiveMark&) const = default;
+};
+
+ArchiveMark archive_mark(const WalArchive& archive, uint64_t segment_size);
+
+// A pg_receivewal that hangs (stopped, or stuck on a connection that no
+// longer moves) never exits, so it is never started again, and it can hold
+// up a checkpoint that invalidates its slot (docs/pitr.md). It is taken for
+// hung when the archive has not changed for the stall timeout while the
+// server has WAL it would have written: the server's flush position moved on
+// after the archive went quiet, or is past the segment being written. The
+// server is asked only while the archive is quiet, every few seconds, and
+// that WAL must have been seen one look before (time enough to arrive).
+class StallWatch {
+  public:
+    using Clock = std::chrono::steady_clock;
+
+    // A timeout of 0 never takes it for hung.
+    StallWatch(std::chrono::seconds timeout, uint64_t segment_size);
+
+    // Called on each tick: what to say when pg_receivewal is hung.
+    std::optional<std::string> look(Clock::time_point now,
+                                    const std::function<ArchiveMark()>& mark_now,
+                                    const std::function<std::optional<pg::Lsn>()>& server_now);
+
+  private:
+    std::chrono::seconds timeout_;
+    Clock::duration every_;
+    uint64_t segment_size_;
+    std::optional<Clock::time_point> looked_;
+    ArchiveMark mark_;
+    std::optional<Clock::time_point> quiet_since_;
+    std::optional<pg::Lsn> server_at_quiet_;         // the server's position early in the quiet
+    std::optional<Clock::time_point> server_ahead_;  // when it was first seen with WAL to write
+};
+
 struct WalStreamRequest {
     pg::ConnectionOptions connection;
     std::filesystem::path dir;  // the backup directory
@@ -138,6 +179,9 @@ struct WalStreamRequest {
     // after each quick failure, up to the maximum.
     std::chrono::milliseconds first_retry{1000};
     std::chrono::milliseconds max_retry{60000};
+    // A pg_receivewal that writes nothing for this long while the server
+    // flushes WAL is taken for hung, killed and started again; 0: never.
+    std::chrono::seconds stall_timeout{300};
     // Called when streaming resumes past a gap (the server removed WAL the
     // archive did not have yet); the message names it.
     std::function<void(const std::string& message)> on_gap;
@@ -152,7 +196,8 @@ struct WalStreamRequest {
 // physical replication slot (created if missing), until SIGTERM/SIGINT.
 // Each segment pg_receivewal completes is checked (page headers, system,
 // continuity: a gap is an error naming the missing segment). A pg_receivewal
-// that stops is restarted with backoff, each stop logged with its reason.
+// that stops is restarted with backoff, each stop logged with its reason;
+// one that hangs (stall_timeout) is killed first.
 // When the server no longer has the WAL the archive resumes at (the slot
 // was invalidated, or dropped and made again after a checkpoint), streaming
 // resumes where the slot holds WAL from, the gap named (logged and on_gap):

@@ -849,6 +849,57 @@ TEST_F(PitrTest, AStreamerWhosePgReceivewalStopsSaysSoAndStartsItAgain) {
     EXPECT_FALSE(contains(r.err, "WAL gap")) << r.err;
 }
 
+// A pg_receivewal that hangs (here SIGSTOP, its connection left open) never
+// exits, so it was never started again: streaming stopped for good, and a
+// checkpoint invalidating its slot could wait on it for ever. Once it has
+// written nothing for the stall timeout while the server flushed WAL, it is
+// killed and started again, and nothing is lost.
+TEST_F(PitrTest, AHungPgReceivewalIsKilledAndStartedAgainAndNothingIsLost) {
+    extra_env_ = {{"POSTGRES_BACKUP_WAL_STALL_SECONDS", "4"}};
+    start_streaming();
+    RunResult base = run_pgward({"basebackup"}, env());
+    ASSERT_EQ(base.exit_code, 0) << base.err;
+    mark(1);
+    ASSERT_TRUE(wait_streamed());
+    std::vector<pid_t> first;
+    ASSERT_TRUE(eventually(
+        [&] {
+            first = children_named(streamer_->pid(), "pg_receivewal");
+            return first.size() == 1;
+        },
+        10s));
+    ::kill(first[0], SIGSTOP);
+    const auto hung_at = std::chrono::steady_clock::now();
+    mark(2);
+    PgCluster::instance().exec("postgres", "SELECT pg_switch_wal()");
+    mark(3);
+    std::vector<pid_t> second;
+    const bool restarted = eventually(
+        [&] {
+            second = children_named(streamer_->pid(), "pg_receivewal");
+            return second.size() == 1 && second[0] != first[0];
+        },
+        40s);
+    const auto waited = std::chrono::steady_clock::now() - hung_at;
+    ::kill(first[0], SIGCONT);  // (a no-op once it was killed)
+    ASSERT_TRUE(restarted) << "the hung pg_receivewal was not replaced within 40 s";
+    EXPECT_GE(waited, 4s) << "killed before the stall timeout";
+    EXPECT_FALSE(fs::exists("/proc/" + std::to_string(first[0]) + "/cmdline"))
+        << "the hung pg_receivewal still runs";
+    ASSERT_TRUE(wait_streamed());
+    RunResult r = stop_streaming();
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_TRUE(contains(r.err,
+                         "level=error msg=\"pg_receivewal is hung; killing it\" "
+                         "reason=\"pg_receivewal wrote nothing for "))
+        << r.err;
+    EXPECT_TRUE(contains(r.err, "(stall timeout 4 s): killed as hung, to be started again"))
+        << r.err;
+    EXPECT_TRUE(contains(r.err, "status=\"killed by SIGKILL\"")) << r.err;
+    EXPECT_FALSE(contains(r.err, "WAL gap")) << r.err;
+    EXPECT_EQ(recovered_marks({}, "after"), "1,2,3");
+}
+
 // pg_receivewal killed while it fills a new segment with zeros leaves a
 // shorter .partial that every later pg_receivewal refused: streaming never
 // resumed (a CI run's failure). It holds no WAL and goes; nothing is lost.

@@ -6,7 +6,11 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
+#include <optional>
+#include <string>
+#include <utility>
 
 #include "domain/manifest.hpp"
 #include "domain/pitr.hpp"
@@ -245,9 +249,6 @@ TEST_F(PitrPlanTest, NoBaseBackupOrSeveralServersSayWhatToDo) {
     EXPECT_EQ(plan_pitr(request).base.system, 42U);
 }
 
-}  // namespace
-}  // namespace pgward
-
 namespace pgward {
 namespace {
 
@@ -390,6 +391,100 @@ TEST(Timelines, AForkSetsAsideTheOldTimelinesFilesPastItAndResumesOnTheNewOne) {
     EXPECT_EQ(hops->resume_segment, "000000020000000000000005");
     // A server whose history never passed through the archive's timeline.
     EXPECT_FALSE(plan_timeline_fork(entries, 1, pg::parse_history("3\t0/5000100\tx\n"), 4, size));
+}
+
+}  // namespace
+}  // namespace pgward
+
+// The streamer's hang detection (StallWatch), on a clock the test moves:
+// looks every timeout/4 (1-5 s), a stall is a quiet archive while the
+// server has WAL for it, seen at least one look before.
+class StallWatchTest : public ::testing::Test {
+  protected:
+    static constexpr uint64_t kSegment = uint64_t{16} << 20;
+
+    // Looks every second from t0 for `seconds`; the first message, and when.
+    std::optional<std::pair<int, std::string>> watch(
+        StallWatch& stall, int seconds, const std::function<ArchiveMark(int)>& mark_at,
+        const std::function<std::optional<pg::Lsn>(int)>& server_at) {
+        for (int t = 0; t <= seconds; ++t) {
+            auto said = stall.look(
+                t0_ + std::chrono::seconds(t), [&] { return mark_at(t); },
+                [&] {
+                    ++server_asked_;
+                    return server_at(t);
+                });
+            if (said) {
+                return std::make_pair(t, *said);
+            }
+        }
+        return std::nullopt;
+    }
+
+    static ArchiveMark quiet_mark(int /*t*/) { return ArchiveMark{3, {}}; }  // writing segment 3
+    static pg::Lsn lsn(uint64_t value) { return pg::Lsn{value}; }
+
+    StallWatch::Clock::time_point t0_ = StallWatch::Clock::now();
+    int server_asked_ = 0;
+};
+
+TEST_F(StallWatchTest, AQuietArchiveWhileTheServerMovesOnIsAHangAfterTheTimeout) {
+    StallWatch stall(std::chrono::seconds(8), kSegment);  // looks every 2 s
+    const uint64_t in_segment_3 = 3 * kSegment + 0x100;
+    auto hung = watch(stall, 60, quiet_mark, [&](int t) {
+        return lsn(t < 4 ? in_segment_3 : in_segment_3 + 0x80);  // moves at 4 s
+    });
+    ASSERT_TRUE(hung);
+    EXPECT_EQ(hung->first, 8);
+    EXPECT_EQ(hung->second,
+              "pg_receivewal wrote nothing for 8 s while the server flushed WAL up to 0/3000180 "
+              "(stall timeout 8 s): killed as hung, to be started again");
+    EXPECT_EQ(server_asked_, 4) << "asked at 2, 4, 6 and 8 s only";
+}
+
+TEST_F(StallWatchTest, AServerPastTheSegmentBeingWrittenHasWalForItAtOnce) {
+    StallWatch stall(std::chrono::seconds(4), kSegment);  // looks every second
+    auto hung = watch(stall, 60, quiet_mark, [](int) { return lsn(4 * kSegment + 0xD8); });
+    ASSERT_TRUE(hung);
+    EXPECT_EQ(hung->first, 4);
+}
+
+TEST_F(StallWatchTest, AQuietServerOrAWritingArchiveOrNoTimeoutIsNoHang) {
+    const uint64_t in_segment_3 = 3 * kSegment + 0x100;
+    StallWatch quiet(std::chrono::seconds(4), kSegment);
+    EXPECT_FALSE(watch(quiet, 120, quiet_mark, [&](int) { return lsn(in_segment_3); }));
+
+    EXPECT_EQ(server_asked_, 120) << "asked every second but the first";
+
+    // Each look finds a newer write while the server keeps moving on.
+    server_asked_ = 0;
+    StallWatch writing(std::chrono::seconds(4), kSegment);
+    EXPECT_FALSE(watch(
+        writing, 120,
+        [](int t) {
+            return ArchiveMark{3, std::filesystem::file_time_type(std::chrono::seconds(t))};
+        },
+        [&](int t) { return lsn(in_segment_3 + static_cast<uint64_t>(t) * 0x100); }));
+    EXPECT_EQ(server_asked_, 0) << "the server is asked only while the archive is quiet";
+
+    StallWatch never(std::chrono::seconds(0), kSegment);
+    EXPECT_FALSE(
+        watch(never, 120, quiet_mark, [](int t) { return lsn(4 * kSegment + t * 0x100ULL); }));
+
+    // A server that cannot be asked is no evidence of a hang.
+    StallWatch unreachable(std::chrono::seconds(4), kSegment);
+    EXPECT_FALSE(watch(unreachable, 120, quiet_mark, [](int) { return std::nullopt; }));
+}
+
+TEST_F(StallWatchTest, WalFlushedJustBeforeTheTimeoutGetsOneMoreLookToArrive) {
+    StallWatch stall(std::chrono::seconds(8), kSegment);  // looks every 2 s
+    const uint64_t in_segment_3 = 3 * kSegment + 0x100;
+    // The server first seen moving at 10 s, after the 8 s of quiet: a hang at
+    // the next look, not at once.
+    auto hung = watch(stall, 60, quiet_mark,
+                      [&](int t) { return lsn(t < 10 ? in_segment_3 : in_segment_3 + 0x80); });
+    ASSERT_TRUE(hung);
+    EXPECT_EQ(hung->first, 12);
 }
 
 }  // namespace
