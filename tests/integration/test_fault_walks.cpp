@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <cstdint>
 #include <cstring>
 #include <fstream>
 #include <functional>
@@ -704,7 +705,10 @@ std::string audit_write_order(const std::vector<Syscall>& calls, const std::stri
     };
     std::map<std::string, size_t> last_write;  // temp path -> index
     std::map<std::string, size_t> last_fsync;
-    std::optional<size_t> undurable_rename;  // a publish whose directory is not yet fsynced
+    // A publish whose directory is not yet fsynced (not a std::optional: GCC
+    // 12 at -O1 takes its value for uninitialized).
+    constexpr size_t kNone = SIZE_MAX;
+    size_t undurable_rename = kNone;
     bool manifest_published = false;
     for (size_t i = 0; i < calls.size(); ++i) {
         const Syscall& c = calls[i];
@@ -717,7 +721,7 @@ std::string audit_write_order(const std::vector<Syscall>& calls, const std::stri
         } else if (c.name == "fsync" || c.name == "fdatasync") {
             last_fsync[path] = i;
             if (path == dir) {
-                undurable_rename.reset();
+                undurable_rename = kNone;
             }
         } else if (c.name.rfind("rename", 0) == 0 && c.paths.size() == 2 &&
                    has_suffix(path, ".tmp")) {
@@ -726,7 +730,7 @@ std::string audit_write_order(const std::vector<Syscall>& calls, const std::stri
             if (w != last_write.end() && (f == last_fsync.end() || f->second < w->second)) {
                 return "renamed into place without an fsync after its last write:" + around(i);
             }
-            if (undurable_rename) {
+            if (undurable_rename != kNone) {
                 return "published before the previous publish's directory fsync:" + around(i);
             }
             const std::string& to = c.paths[1];
@@ -738,13 +742,13 @@ std::string audit_write_order(const std::vector<Syscall>& calls, const std::stri
             }
             undurable_rename = i;
         } else if (c.name == "unlink" || c.name == "unlinkat") {
-            if (undurable_rename && !has_suffix(path, ".tmp")) {
+            if (undurable_rename != kNone && !has_suffix(path, ".tmp")) {
                 return "a file unlinked before the new backup's directory fsync:" + around(i);
             }
         }
     }
-    if (undurable_rename) {
-        return "a publish never followed by the directory's fsync:" + around(*undurable_rename);
+    if (undurable_rename != kNone) {
+        return "a publish never followed by the directory's fsync:" + around(undurable_rename);
     }
     return "";
 }
