@@ -420,9 +420,10 @@ ReplicationSlotView ensure_replication_slot(pg::Connection& conn, const std::str
 namespace {
 
 // The server's flushed WAL position (on a standby, what it received);
-// nullopt when it cannot be asked just now.
+// nullopt when it cannot be asked just now, logged once (`told`): a hung
+// pg_receivewal goes unnoticed meanwhile.
 std::optional<pg::Lsn> server_flushed(const pg::ConnectionOptions& connection,
-                                      std::optional<pg::Connection>& session) {
+                                      std::optional<pg::Connection>& session, bool& told) {
     try {
         if (!session) {
             session.emplace(pg::Connection::open(connection, "pgward"));
@@ -432,8 +433,14 @@ std::optional<pg::Lsn> server_flushed(const pg::ConnectionOptions& connection,
             "THEN pg_catalog.pg_last_wal_receive_lsn() "
             "ELSE pg_catalog.pg_current_wal_flush_lsn() END)::text");
         return r.rows() == 1 && !r.is_null(0, 0) ? pg::Lsn::parse(r.get(0, 0)) : std::nullopt;
-    } catch (const Error&) {
+    } catch (const Error& e) {
         session.reset();
+        if (!std::exchange(told, true)) {
+            log::error(
+                "cannot ask the server how far its WAL is; a hung pg_receivewal is not "
+                "noticed meanwhile",
+                {{"error", e.what()}});
+        }
         return std::nullopt;
     }
 }
@@ -675,6 +682,7 @@ void stream_wal(const WalStreamRequest& request) {
             Child child =
                 Child::spawn(pg::server_tool_command(receiver, args, conn, kStreamerName));
             StallWatch stall(request.stall_timeout, segment_size);
+            bool told_unasked = false;
             PumpHandlers handlers;
             handlers.on_stderr_line = [&](std::string_view line) {
                 last_line = std::string(line);
@@ -688,7 +696,7 @@ void stream_wal(const WalStreamRequest& request) {
                 const std::optional<std::string> hung = stall.look(
                     std::chrono::steady_clock::now(),
                     [&] { return archive_mark(archive, segment_size); },
-                    [&] { return server_flushed(request.connection, slot_session); });
+                    [&] { return server_flushed(request.connection, slot_session, told_unasked); });
                 if (hung && !hung_because) {
                     hung_because = hung;
                     log::error("pg_receivewal is hung; killing it", {{"reason", *hung}});

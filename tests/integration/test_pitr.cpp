@@ -558,6 +558,22 @@ TEST_F(PitrTest, TheServiceStreamsWalBesideItsBackupsAndAlertsWhenStreamingStops
     EXPECT_EQ(once.exit_code, 2);
     EXPECT_TRUE(contains(once.err, "--wal streams beside the schedule and cannot run with --once"))
         << once.err;
+    RunResult stall_alone = run_pgward({"run", "--wal-stall-timeout", "5"}, env());
+    EXPECT_EQ(stall_alone.exit_code, 2);
+    EXPECT_TRUE(contains(stall_alone.err, "--wal-stall-timeout goes with --wal"))
+        << stall_alone.err;
+    // A bad stall timeout is refused by name before anything starts.
+    RunResult bad_stall = run_pgward({"run"}, env({{"POSTGRES_BACKUP_WAL", "true"},
+                                                   {"POSTGRES_BACKUP_WAL_STALL_SECONDS", "5m"}}));
+    EXPECT_EQ(bad_stall.exit_code, 2);
+    EXPECT_TRUE(contains(bad_stall.err,
+                         "invalid value \"5m\" for POSTGRES_BACKUP_WAL_STALL_SECONDS: expected a "
+                         "whole number from 0 to 316224000"))
+        << bad_stall.err;
+    RunResult bad_stream_stall = run_pgward({"wal", "stream", "--stall-timeout", "-1"}, env());
+    EXPECT_EQ(bad_stream_stall.exit_code, 2);
+    EXPECT_TRUE(contains(bad_stream_stall.err, "invalid value \"-1\" for --stall-timeout"))
+        << bad_stream_stall.err;
 }
 
 // drill --pitr: the newest base backup and the WAL recovered in a sandbox to
