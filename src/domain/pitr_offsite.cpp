@@ -417,13 +417,14 @@ WalOffsiteResult WalOffsiteCopier::copy() {
     };
     UploadScratch scratch(backup_dir_);
     std::vector<std::string> damaged;
+    std::string segment_buffer;
     try {
         for (const std::string& file : pending) {
             if (pg::WalFileName::parse(file)->kind == pg::WalFileName::Kind::Segment) {
                 // A damaged segment never goes up as if it were proven; the
                 // ones after it still do (a base backup after it needs them).
                 try {
-                    archive.check_segment(file);
+                    archive.check_segment(file, segment_buffer);
                 } catch (const Error& e) {
                     damaged.emplace_back(e.what());
                     continue;

@@ -60,7 +60,7 @@ class SegmentWatcher {
             checked_.insert(entry.file);
             uint64_t segment_size = 0;
             try {
-                segment_size = archive_.check_segment(entry.file).segment_size;
+                segment_size = archive_.check_segment(entry.file, buffer_).segment_size;
             } catch (const Error& e) {
                 log::error("a streamed WAL segment is damaged", {{"error", e.what()}});
                 continue;
@@ -103,6 +103,7 @@ class SegmentWatcher {
         uint64_t number;
     };
     const WalArchive& archive_;
+    std::string buffer_;
     std::set<std::string> checked_;
     std::optional<Position> last_;
 };
@@ -265,11 +266,16 @@ std::vector<std::string> WalArchive::file_names() const {
 }
 
 pg::SegmentHeader WalArchive::check_segment(const std::string& file) const {
+    std::string bytes;
+    return check_segment(file, bytes);
+}
+
+pg::SegmentHeader WalArchive::check_segment(const std::string& file, std::string& bytes) const {
     auto name = pg::WalFileName::parse(file);
     if (!name || name->kind == pg::WalFileName::Kind::History) {
         throw failure(fmt::format("{} is not a WAL segment's name", file));
     }
-    const std::string bytes = read_file(dir_ / file);
+    read_file_into(dir_ / file, bytes);
     if (auto problem = pg::check_segment(bytes, *name, system_)) {
         throw failure(
             fmt::format("WAL segment {} in {} is damaged: {}", file, dir_.string(), *problem),

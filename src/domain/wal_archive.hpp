@@ -52,6 +52,9 @@ class WalArchive {
     // Reads a segment and checks it against its name and this system; throws
     // a failure naming the file and what is wrong. Returns its header.
     pg::SegmentHeader check_segment(const std::string& file) const;
+    // The same, reading into `buffer`: a watcher that checks each segment as
+    // it completes reuses one buffer rather than new memory per segment.
+    pg::SegmentHeader check_segment(const std::string& file, std::string& buffer) const;
 
     // Copies `file` to `destination` (via a temp file and a rename), checking
     // a segment first. A segment that is only here as .partial (the newest,

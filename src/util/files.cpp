@@ -263,15 +263,47 @@ uint64_t read_file_chunks(const fs::path& path,
     return total;
 }
 
-std::string read_file(const fs::path& path) {
-    // Sidecars are small: one read usually takes all of it, a second sees EOF.
-    std::string text;
-    std::error_code ec;
-    if (!fs::exists(path, ec)) {
-        throw os_error("cannot read", path.string(), ENOENT);
+void read_file_into(const fs::path& path, std::string& into) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        throw os_error("cannot read", path.string(), errno);
     }
-    read_file_chunks(
-        path, [&](const char* data, size_t size) { text.append(data, size); }, 16384);
+    try {
+        struct stat st {};
+        if (::fstat(fd, &st) != 0) {
+            throw os_error("cannot read", path.string(), errno);
+        }
+        // Sized from fstat, read in place; a file that grows meanwhile is
+        // read to its end all the same.
+        into.resize(static_cast<size_t>(st.st_size) + 1);
+        size_t used = 0;
+        for (;;) {
+            if (used == into.size()) {
+                into.resize(into.size() * 2);
+            }
+            ssize_t n = ::read(fd, into.data() + used, into.size() - used);
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            if (n < 0) {
+                throw os_error("cannot read", path.string(), errno);
+            }
+            if (n == 0) {
+                break;
+            }
+            used += static_cast<size_t>(n);
+        }
+        into.resize(used);
+    } catch (...) {
+        ::close(fd);
+        throw;
+    }
+    ::close(fd);
+}
+
+std::string read_file(const fs::path& path) {
+    std::string text;
+    read_file_into(path, text);
     return text;
 }
 

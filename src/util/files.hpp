@@ -78,6 +78,9 @@ void remove_file(const fs::path& path);
 void remove_file_or_warn(const fs::path& path);
 
 std::string read_file(const fs::path& path);
+// The same into `into`, whose memory is reused: reading file after file of
+// the same size (WAL segments) then costs no new pages.
+void read_file_into(const fs::path& path, std::string& into);
 // Hands the file to `sink` in pieces of at most `chunk` bytes; returns its bytes.
 uint64_t read_file_chunks(const fs::path& path,
                           const std::function<void(const char*, size_t)>& sink,

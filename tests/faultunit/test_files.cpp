@@ -297,5 +297,30 @@ TEST_F(FilesUnderFaults, ReadsRetryAnInterruptionAndNameAnError) {
               "cannot read " + (dir_ / "missing").string() + ": No such file or directory");
 }
 
+TEST_F(FilesUnderFaults, ReadingIntoABufferReplacesItsTextAndReusesItsMemory) {
+    // The WAL watcher reads segment after segment into one buffer: new
+    // memory for each was most of its CPU time while WAL streamed.
+    const std::string big(1 << 20, 'w');
+    write_file_atomically(dir_ / "big", big, AtomicFile::Publish::NoReplace);
+    write_file_atomically(dir_ / "small", "WAL", AtomicFile::Publish::NoReplace);
+    write_file_atomically(dir_ / "empty", "", AtomicFile::Publish::NoReplace);
+    std::string buffer = "left over from before";
+    read_file_into(dir_ / "big", buffer);
+    EXPECT_EQ(buffer, big);
+    const char* memory = buffer.data();
+    read_file_into(dir_ / "small", buffer);
+    EXPECT_EQ(buffer, "WAL");
+    read_file_into(dir_ / "big", buffer);
+    EXPECT_EQ(buffer, big);
+    EXPECT_EQ(buffer.data(), memory);
+    read_file_into(dir_ / "empty", buffer);
+    EXPECT_EQ(buffer, "");
+    arm("read", 1, EIO);
+    EXPECT_EQ(test::error_message([&] { read_file_into(dir_ / "big", buffer); }),
+              "cannot read " + (dir_ / "big").string() + ": Input/output error");
+    EXPECT_EQ(test::error_message([&] { read_file_into(dir_ / "missing", buffer); }),
+              "cannot read " + (dir_ / "missing").string() + ": No such file or directory");
+}
+
 }  // namespace
 }  // namespace pgward
