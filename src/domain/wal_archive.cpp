@@ -565,10 +565,27 @@ void follow_timeline_fork(const WalStreamRequest& request, const WalArchive& arc
 }  // namespace
 
 ArchiveMark archive_mark(const WalArchive& archive, uint64_t segment_size) {
-    const std::vector<WalArchive::Entry> entries = archive.entries();
-    ArchiveMark mark{archive_resume_segment(entries, segment_size), {}};
+    // Names only, and a stat of just the files pg_receivewal writes in place
+    // (the .partial being streamed, a history file): a completed segment
+    // only ever appears by a rename, which the resume point already shows.
+    // The archive holds thousands of segments, and this runs every few
+    // seconds while streaming.
+    std::vector<WalArchive::Entry> entries;
+    for (const std::string& file : archive.file_names()) {
+        entries.push_back(WalArchive::Entry{file, *pg::WalFileName::parse(file), 0, {}});
+    }
+    // file_clock's epoch is in 2174: a default time would be later than
+    // every real write.
+    ArchiveMark mark{archive_resume_segment(entries, segment_size), fs::file_time_type::min()};
     for (const WalArchive::Entry& entry : entries) {
-        mark.newest_write = std::max(mark.newest_write, entry.modified);
+        if (entry.name.kind == pg::WalFileName::Kind::Segment) {
+            continue;
+        }
+        std::error_code ec;
+        const fs::file_time_type modified = fs::last_write_time(archive.dir() / entry.file, ec);
+        if (!ec) {
+            mark.newest_write = std::max(mark.newest_write, modified);
+        }
     }
     return mark;
 }

@@ -905,6 +905,29 @@ TEST_F(PitrTest, AHungPgReceivewalIsKilledAndStartedAgainAndNothingIsLost) {
     EXPECT_EQ(recovered_marks({}, "after"), "1,2,3");
 }
 
+// The stall watch saw only completed segments, never a write into the
+// segment being streamed: a server writing a little, too little to fill a
+// segment within the stall timeout, had its pg_receivewal killed as hung
+// every timeout (a default-configured service: every 5 minutes).
+TEST_F(PitrTest, AStreamerWritingIntoItsSegmentSlowlyIsNotTakenForHung) {
+    extra_env_ = {{"POSTGRES_BACKUP_WAL_STALL_SECONDS", "4"}};
+    start_streaming();
+    ASSERT_TRUE(wait_streamed());
+    const pid_t receiver = receiver_pid(10s);
+    ASSERT_NE(receiver, 0);
+    // A write a second for three timeouts, all within one segment.
+    for (int id = 1; id <= 12; ++id) {
+        mark(id);
+        std::this_thread::sleep_for(1s);
+    }
+    ASSERT_TRUE(wait_streamed());
+    EXPECT_EQ(receiver_pid(1s), receiver) << "pg_receivewal was started again";
+    RunResult r = stop_streaming();
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_FALSE(contains(r.err, "hung")) << r.err;
+    EXPECT_FALSE(contains(r.err, "pg_receivewal stopped")) << r.err;
+}
+
 // pg_receivewal killed while it fills a new segment with zeros leaves a
 // shorter .partial that every later pg_receivewal refused: streaming never
 // resumed (a CI run's failure). It holds no WAL and goes; nothing is lost.

@@ -259,6 +259,30 @@ BaseBackup base_at(const std::string& name, const std::string& start) {
     return b;
 }
 
+TEST_F(PitrPlanTest, TheArchiveMarkMovesWithWhatPgReceivewalWritesAndNothingElse) {
+    add_wal(1, "2026-12-04 10:00:00Z");
+    add_wal(2, "2026-12-04 10:05:00Z");
+    add_wal(3, "2026-12-04 10:06:00Z", true);
+    const WalArchive archive(dir_, kSystem);
+    const ArchiveMark at_start = archive_mark(archive, pg::kDefaultSegmentSize);
+    EXPECT_EQ(at_start.resume, 3U);
+    EXPECT_EQ(at_start.newest_write,
+              std::chrono::file_clock::from_sys(utc("2026-12-04 10:06:00Z")));
+    // A completed segment is never written again: touching one is not a
+    // sign of streaming (and it is not even looked at).
+    add_wal(1, "2026-12-04 11:00:00Z");
+    EXPECT_EQ(archive_mark(archive, pg::kDefaultSegmentSize), at_start);
+    // A write into the partial segment is.
+    add_wal(3, "2026-12-04 10:07:00Z", true);
+    const ArchiveMark written = archive_mark(archive, pg::kDefaultSegmentSize);
+    EXPECT_NE(written, at_start);
+    // So is its completion, a rename that keeps its time.
+    fs::rename(
+        archive.dir() / (pg::WalFileName::segment_name(1, 3, pg::kDefaultSegmentSize) + ".partial"),
+        archive.dir() / pg::WalFileName::segment_name(1, 3, pg::kDefaultSegmentSize));
+    EXPECT_EQ(archive_mark(archive, pg::kDefaultSegmentSize).resume, 4U);
+}
+
 TEST(BasePrune, KeepsTheNewestAndExactlyTheWalTheyNeed) {
     const std::vector<BaseBackup> backups = {base_at("a", "0/2000028"), base_at("b", "0/5000028"),
                                              base_at("c", "0/9000028")};
