@@ -2,8 +2,11 @@
 # `make bench`, point-in-time recovery (issue 22), in this one invocation:
 #   1. what streaming the WAL costs the server: pgbench tps while
 #      `pgward wal stream` runs vs without it, interleaved BENCH_RUNS times
-#      (default 4; the order alternates), medians and their ratio (goal: at
-#      least 0.97);
+#      (default 6; the order rotates), medians and their ratio (goal: at
+#      least 0.97); and, as a third arm, pg_receivewal run alone with
+#      pgward's flags on a slot of its own: the floor any streaming from
+#      PostgreSQL's own tools pays, so the ratio pgward / pg_receivewal is
+#      what pgward adds;
 #   2. recovery speed: the WAL of those runs replayed by a server started on
 #      `pgward restore --pitr` (segments per second, from start to promotion)
 #      vs pg_waldump reading the same segments (its read rate, the bound).
@@ -16,7 +19,7 @@ build=$(realpath "${1:-$repo/build}")
 pgward=$build/pgward
 scale=${BENCH_SCALE:-10}
 duration=${BENCH_SECONDS:-15}
-runs=${BENCH_RUNS:-4}
+runs=${BENCH_RUNS:-6}
 source "$repo/scripts/lib/throwaway-pg.sh"
 TPG_SERVER_OPTIONS="-c shared_buffers=256MB -c max_wal_size=4GB" throwaway_pg_start
 work=$TPG_DIR/work
@@ -44,12 +47,13 @@ median() {
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a / b}'; }
 
-# Waits until the streamer has everything the server has written.
+# Waits until the streamer of application_name $1 has everything the server
+# has written.
 caught_up() {
   local lsn
   lsn=$(tpsql postgres -Atc 'SELECT pg_current_wal_lsn()')
   for _ in $(seq 600); do
-    [[ $(tpsql postgres -Atc "SELECT count(*) FROM pg_stat_replication WHERE application_name = 'pgward_wal' AND write_lsn >= '$lsn'") == 1 ]] && return
+    [[ $(tpsql postgres -Atc "SELECT count(*) FROM pg_stat_replication WHERE application_name = '$1' AND write_lsn >= '$lsn'") == 1 ]] && return
     sleep 0.1
   done
   echo "bench: the streamer did not catch up in 60 s" >&2
@@ -68,22 +72,23 @@ trap 'stop_streamer; throwaway_pg_stop' EXIT
 
 "$pgward" wal stream >"$work/stream.log" 2>&1 &
 streamer=$!
-caught_up
+caught_up pgward_wal
 "$pgward" basebackup >/dev/null 2>"$work/base.log"
 stop_streamer
 
-declare -a with without
+declare -a with without alone
 # CPU time (clock ticks) of a process, and of the whole machine.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 machine_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $5 + $6 + $7 + $8}' /proc/stat; }
 percent() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1f%%", 100 * a / b}'; }
 cpu_line=
+alone_cpu_line=
 run_with() {
   # The slot kept the last run's WAL: caught up first, so the run measures
   # streaming as it goes, not a backlog.
   "$pgward" wal stream >>"$work/stream.log" 2>&1 &
   streamer=$!
-  caught_up
+  caught_up pgward_wal
   # What the streaming costs, by process, over the run: the server's
   # walsender, pg_receivewal, and pgward itself.
   local receiver sender t0 r0 s0 p0
@@ -95,17 +100,39 @@ run_with() {
   cpu_line+="$(percent $(($(ticks "$sender") - s0)) $total)/$(percent $(($(ticks "$receiver") - r0)) $total)/$(percent $(($(ticks "$streamer") - p0)) $total) "
   stop_streamer
 }
+# pg_receivewal alone, with the flags pgward gives it, into a folder and on
+# a slot of its own made for the run (from the server's position now): the
+# archive pgward keeps is not touched.
+run_alone() {
+  rm -rf "$work/alone"
+  mkdir -p "$work/alone"
+  tpsql postgres -qAtc "SELECT 1 FROM pg_create_physical_replication_slot('bench_alone', true)" >/dev/null
+  PGAPPNAME=bench_alone "$TPG_BIN/pg_receivewal" --directory="$work/alone" --slot=bench_alone \
+    --no-loop --verbose --status-interval=1 -h "$TPG_DIR/sock" -U postgres 2>>"$work/alone.log" &
+  streamer=$!
+  caught_up bench_alone
+  local sender t0 r0 s0
+  sender=$(pgrep -f 'postgres: walsender' | head -n 1)
+  t0=$(machine_ticks) r0=$(ticks "$streamer") s0=$(ticks "$sender")
+  alone+=("$(tps)")
+  local total=$(($(machine_ticks) - t0))
+  alone_cpu_line+="$(percent $(($(ticks "$sender") - s0)) $total)/$(percent $(($(ticks "$streamer") - r0)) $total) "
+  stop_streamer
+  for _ in $(seq 100); do
+    [[ $(tpsql postgres -Atc "SELECT active FROM pg_replication_slots WHERE slot_name = 'bench_alone'") == f ]] && break
+    sleep 0.1
+  done
+  tpsql postgres -qAtc "SELECT pg_drop_replication_slot('bench_alone')" >/dev/null
+}
+run_without() { without+=("$(tps)"); }
 # The server slows as its tables grow and age over the runs: the order
-# alternates (without, with; with, without; ...) so neither side always
-# runs second.
+# rotates (without, pgward, alone; pgward, alone, without; ...) so no arm
+# always runs first or last.
+arms=(run_without run_with run_alone)
 for ((i = 0; i < runs; i++)); do
-  if ((i % 2 == 0)); then
-    without+=("$(tps)")
-    run_with
-  else
-    run_with
-    without+=("$(tps)")
-  fi
+  for ((j = 0; j < 3; j++)); do
+    "${arms[$(((i + j) % 3))]}"
+  done
 done
 if grep -q 'level=error' "$work/stream.log"; then
   echo "bench: the streamer reported an error:" >&2
@@ -118,7 +145,7 @@ fi
 "$pgward" wal stream >>"$work/stream.log" 2>&1 &
 streamer=$!
 tpsql postgres -c 'SELECT pg_switch_wal()' >/dev/null
-caught_up
+caught_up pgward_wal
 stop_streamer
 archive=$(ls -d "$work"/backups/wal/*)
 first=$(ls "$archive" | grep -E '^[0-9A-F]{24}$' | head -n 1)
@@ -150,10 +177,15 @@ grep -q 'archive recovery complete' "$work/recovered.log" || {
 printf '\n%-52s %10s %10s %7s %6s\n' "point-in-time recovery ($runs runs, median)" "pgward" "baseline" "ratio" "goal"
 printf '%-52s %10s %10s %6sx %6s\n' "pgbench tps while WAL streams (baseline: not)" \
   "$(median "${with[@]}")" "$(median "${without[@]}")" "$(ratio "$(median "${with[@]}")" "$(median "${without[@]}")")" ">=0.97"
+printf '%-52s %10s %10s %6sx %6s\n' "  the same, pg_receivewal alone (baseline: not)" \
+  "$(median "${alone[@]}")" "$(median "${without[@]}")" "$(ratio "$(median "${alone[@]}")" "$(median "${without[@]}")")" ""
+printf '%-52s %10s %10s %6sx %6s\n' "  pgward vs pg_receivewal alone (what pgward adds)" \
+  "$(median "${with[@]}")" "$(median "${alone[@]}")" "$(ratio "$(median "${with[@]}")" "$(median "${alone[@]}")")" ""
 replay_rate=$(awk -v n="$segments" -v t="$replay" 'BEGIN {printf "%.1f", n / t}')
 read_rate=$(awk -v n="$segments" -v t="$waldump" 'BEGIN {printf "%.1f", n / t}')
 printf '%-52s %10s %10s %6sx %6s\n' "segments/s replayed (baseline: pg_waldump's read)" \
   "$replay_rate" "$read_rate" "$(ratio "$replay_rate" "$read_rate")" ""
-echo "tps runs: with ${with[*]}; without ${without[*]}"
-echo "CPU of the machine ($(nproc) cores) during each run with streaming, walsender/pg_receivewal/pgward: $cpu_line"
+echo "tps runs: pgward ${with[*]}; pg_receivewal alone ${alone[*]}; without ${without[*]}"
+echo "CPU of the machine ($(nproc) cores) during each run with pgward, walsender/pg_receivewal/pgward: $cpu_line"
+echo "CPU of the machine during each run of pg_receivewal alone, walsender/pg_receivewal: $alone_cpu_line"
 echo "recovery: $segments segments of 16 MiB ($first to $last) replayed in ${replay} s from start to promotion; pg_waldump --stats read them in ${waldump} s"
