@@ -11,7 +11,7 @@
 #      `pgward restore --pitr` (segments per second, from start to promotion)
 #      vs pg_waldump reading the same segments (its read rate, the bound).
 # Data: pgbench -i -s BENCH_SCALE (default 10); each pgbench run is
-# BENCH_SECONDS (default 15) with 4 clients.
+# BENCH_SECONDS (default 15) with BENCH_CLIENTS (default 4) clients.
 # Usage: bench/pitr.sh [BUILD_DIR]
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,6 +20,7 @@ pgward=$build/pgward
 scale=${BENCH_SCALE:-10}
 duration=${BENCH_SECONDS:-15}
 runs=${BENCH_RUNS:-6}
+clients=${BENCH_CLIENTS:-4}
 source "$repo/scripts/lib/throwaway-pg.sh"
 TPG_SERVER_OPTIONS="-c shared_buffers=256MB -c max_wal_size=4GB" throwaway_pg_start
 work=$TPG_DIR/work
@@ -32,13 +33,13 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 echo "postgres: $("$TPG_BIN/postgres" --version), $("$pgward" version | head -n 1)"
 tpsql postgres -c 'CREATE DATABASE bench'
 "$TPG_BIN/pgbench" -q -i -s "$scale" -h "$TPG_DIR/sock" -U postgres bench >/dev/null 2>&1
-echo "data: pgbench scale $scale; runs of ${duration} s, 4 clients, fsync on"
+echo "data: pgbench scale $scale; runs of ${duration} s, $clients clients, fsync on"
 
 tps() {
   # Each run starts just after a checkpoint: the full-page writes a run pays
   # for do not depend on where the last checkpoint fell.
   tpsql postgres -qc 'CHECKPOINT'
-  "$TPG_BIN/pgbench" -n -c 4 -j 2 -T "$duration" -h "$TPG_DIR/sock" -U postgres bench 2>&1 |
+  "$TPG_BIN/pgbench" -n -c "$clients" -j "$(( clients < 2 ? 1 : 2 ))" -T "$duration" -h "$TPG_DIR/sock" -U postgres bench 2>&1 |
     awk '/^tps = / {printf "%.1f", $3}'
 }
 median() {
@@ -124,7 +125,15 @@ run_alone() {
   done
   tpsql postgres -qAtc "SELECT pg_drop_replication_slot('bench_alone')" >/dev/null
 }
-run_without() { without+=("$(tps)"); }
+# How busy pgbench keeps the machine: its idle (and I/O wait) share.
+idle_ticks() { awk '/^cpu / {print $5 + $6}' /proc/stat; }
+idle_line=
+run_without() {
+  local t0 i0
+  t0=$(machine_ticks) i0=$(idle_ticks)
+  without+=("$(tps)")
+  idle_line+="$(percent $(($(idle_ticks) - i0)) $(($(machine_ticks) - t0))) "
+}
 # The server slows as its tables grow and age over the runs: the order
 # rotates (without, pgward, alone; pgward, alone, without; ...) so no arm
 # always runs first or last.
@@ -188,4 +197,5 @@ printf '%-52s %10s %10s %6sx %6s\n' "segments/s replayed (baseline: pg_waldump's
 echo "tps runs: pgward ${with[*]}; pg_receivewal alone ${alone[*]}; without ${without[*]}"
 echo "CPU of the machine ($(nproc) cores) during each run with pgward, walsender/pg_receivewal/pgward: $cpu_line"
 echo "CPU of the machine during each run of pg_receivewal alone, walsender/pg_receivewal: $alone_cpu_line"
+echo "idle CPU of the machine (idle and I/O wait) during each run without streaming: $idle_line"
 echo "recovery: $segments segments of 16 MiB ($first to $last) replayed in ${replay} s from start to promotion; pg_waldump --stats read them in ${waldump} s"
