@@ -37,7 +37,11 @@ echo "data: pgbench scale $scale; runs of ${duration} s, $clients clients, fsync
 
 tps() {
   # Each run starts just after a checkpoint: the full-page writes a run pays
-  # for do not depend on where the last checkpoint fell.
+  # for do not depend on where the last checkpoint fell. And with nothing left
+  # to write back: a streamer that just caught up on a backlog leaves
+  # hundreds of MB the kernel would write during the run, slowing every
+  # commit's fsync in that arm only.
+  sync
   tpsql postgres -qc 'CHECKPOINT'
   "$TPG_BIN/pgbench" -n -c "$clients" -j "$(( clients < 2 ? 1 : 2 ))" -T "$duration" -h "$TPG_DIR/sock" -U postgres bench 2>&1 |
     awk '/^tps = / {printf "%.1f", $3}'
@@ -87,9 +91,19 @@ alone_cpu_line=
 run_with() {
   # The slot kept the last run's WAL: caught up first, so the run measures
   # streaming as it goes, not a backlog.
+  local log_from
+  log_from=$(($(wc -l <"$work/stream.log") + 1))
   "$pgward" wal stream >>"$work/stream.log" 2>&1 &
   streamer=$!
   caught_up pgward_wal
+  # pgward checks each segment it completes, in order: the backlog's before
+  # the run.
+  local newest
+  newest=$(ls "$work"/backups/wal/*/ | grep -E '^[0-9A-F]{24}$' | tail -n 1)
+  for _ in $(seq 100); do
+    tail -n +"$log_from" "$work/stream.log" | grep -q "msg=\"WAL segment archived\" segment=$newest" && break
+    sleep 0.1
+  done
   # What the streaming costs, by process, over the run: the server's
   # walsender, pg_receivewal, and pgward itself.
   local receiver sender t0 r0 s0 p0
