@@ -232,6 +232,23 @@ std::string read_file_start(const fs::path& path, size_t limit) {
     return text;
 }
 
+namespace {
+
+// One read(2), again when a signal interrupts it; 0 at the end of the file.
+size_t read_some(int fd, char* into, size_t size, const fs::path& path) {
+    for (;;) {
+        ssize_t n = ::read(fd, into, size);
+        if (n >= 0) {
+            return static_cast<size_t>(n);
+        }
+        if (errno != EINTR) {
+            throw os_error("cannot read", path.string(), errno);
+        }
+    }
+}
+
+}  // namespace
+
 uint64_t read_file_chunks(const fs::path& path,
                           const std::function<void(const char*, size_t)>& sink, size_t chunk) {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -241,19 +258,9 @@ uint64_t read_file_chunks(const fs::path& path,
     std::vector<char> buffer(chunk);
     uint64_t total = 0;
     try {
-        for (;;) {
-            ssize_t n = ::read(fd, buffer.data(), buffer.size());
-            if (n < 0 && errno == EINTR) {
-                continue;
-            }
-            if (n < 0) {
-                throw os_error("cannot read", path.string(), errno);
-            }
-            if (n == 0) {
-                break;
-            }
-            sink(buffer.data(), static_cast<size_t>(n));
-            total += static_cast<uint64_t>(n);
+        while (const size_t n = read_some(fd, buffer.data(), buffer.size(), path)) {
+            sink(buffer.data(), n);
+            total += n;
         }
     } catch (...) {
         ::close(fd);
@@ -281,17 +288,11 @@ void read_file_into(const fs::path& path, std::string& into) {
             if (used == into.size()) {
                 into.resize(into.size() * 2);
             }
-            ssize_t n = ::read(fd, into.data() + used, into.size() - used);
-            if (n < 0 && errno == EINTR) {
-                continue;
-            }
-            if (n < 0) {
-                throw os_error("cannot read", path.string(), errno);
-            }
+            const size_t n = read_some(fd, into.data() + used, into.size() - used, path);
             if (n == 0) {
                 break;
             }
-            used += static_cast<size_t>(n);
+            used += n;
         }
         into.resize(used);
     } catch (...) {
