@@ -276,13 +276,11 @@ void read_file_into(const fs::path& path, std::string& into) {
         throw os_error("cannot read", path.string(), errno);
     }
     try {
+        // Sized from fstat, read in place. A file whose size says nothing
+        // (a pipe, /proc) or that grows meanwhile is read to its end all the
+        // same: the buffer doubles.
         struct stat st {};
-        if (::fstat(fd, &st) != 0) {
-            throw os_error("cannot read", path.string(), errno);
-        }
-        // Sized from fstat, read in place; a file that grows meanwhile is
-        // read to its end all the same.
-        into.resize(static_cast<size_t>(st.st_size) + 1);
+        into.resize((::fstat(fd, &st) == 0 ? static_cast<size_t>(st.st_size) : 0) + 1);
         size_t used = 0;
         for (;;) {
             if (used == into.size()) {

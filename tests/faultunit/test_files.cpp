@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -289,6 +291,11 @@ TEST_F(FilesUnderFaults, ReadsRetryAnInterruptionAndNameAnError) {
               "cannot read " + (dir_ / "f").string() + ": Input/output error");
     faultfs_disarm();
     arm("read", 1, EIO);
+    EXPECT_EQ(
+        test::error_message([&] { read_file_chunks(dir_ / "f", [](const char*, size_t) {}); }),
+        "cannot read " + (dir_ / "f").string() + ": Input/output error");
+    faultfs_disarm();
+    arm("read", 1, EIO);
     EXPECT_EQ(test::error_message([&] { read_file_start(dir_ / "f", 5); }),
               "cannot read " + (dir_ / "f").string() + ": Input/output error");
     EXPECT_EQ(test::error_message([&] { read_file(dir_ / "missing"); }),
@@ -315,6 +322,13 @@ TEST_F(FilesUnderFaults, ReadingIntoABufferReplacesItsTextAndReusesItsMemory) {
     EXPECT_EQ(buffer.data(), memory);
     read_file_into(dir_ / "empty", buffer);
     EXPECT_EQ(buffer, "");
+    // A file whose size fstat does not give (0 in /proc, as for a pipe).
+    std::ifstream cmdline("/proc/self/cmdline", std::ios::binary);
+    const std::string expected((std::istreambuf_iterator<char>(cmdline)),
+                               std::istreambuf_iterator<char>());
+    ASSERT_GT(expected.size(), 8U);
+    read_file_into("/proc/self/cmdline", buffer);
+    EXPECT_EQ(buffer, expected);
     arm("read", 1, EIO);
     EXPECT_EQ(test::error_message([&] { read_file_into(dir_ / "big", buffer); }),
               "cannot read " + (dir_ / "big").string() + ": Input/output error");
