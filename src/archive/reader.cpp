@@ -14,6 +14,7 @@
 
 #include "archive/decompressor.hpp"
 #include "util/error.hpp"
+#include "util/files.hpp"
 
 namespace pgward::archive {
 namespace {
@@ -471,15 +472,7 @@ FileSource::~FileSource() {
 }
 
 size_t FileSource::read(char* buffer, size_t size) {
-    for (;;) {
-        ssize_t n = ::read(fd_, buffer, size);
-        if (n >= 0) {
-            return static_cast<size_t>(n);
-        }
-        if (errno != EINTR) {
-            throw os_error("cannot read", path_.string(), errno);
-        }
-    }
+    return read_some(fd_, buffer, size, path_);
 }
 
 void FileSource::seek(uint64_t offset) {
