@@ -14,7 +14,6 @@
 
 #include "archive/decompressor.hpp"
 #include "util/error.hpp"
-#include "util/files.hpp"
 
 namespace pgward::archive {
 namespace {
@@ -472,7 +471,15 @@ FileSource::~FileSource() {
 }
 
 size_t FileSource::read(char* buffer, size_t size) {
-    return read_some(fd_, buffer, size, path_);
+    for (;;) {
+        ssize_t n = ::read(fd_, buffer, size);
+        if (n >= 0) {
+            return static_cast<size_t>(n);
+        }
+        if (errno != EINTR) {
+            throw os_error("cannot read", path_.string(), errno);
+        }
+    }
 }
 
 void FileSource::seek(uint64_t offset) {

@@ -232,6 +232,9 @@ std::string read_file_start(const fs::path& path, size_t limit) {
     return text;
 }
 
+namespace {
+
+// One read(2), again when a signal interrupts it; 0 at the end of the file.
 size_t read_some(int fd, char* into, size_t size, const fs::path& path) {
     for (;;) {
         ssize_t n = ::read(fd, into, size);
@@ -243,6 +246,8 @@ size_t read_some(int fd, char* into, size_t size, const fs::path& path) {
         }
     }
 }
+
+}  // namespace
 
 uint64_t read_file_chunks(const fs::path& path,
                           const std::function<void(const char*, size_t)>& sink, size_t chunk) {

@@ -77,10 +77,6 @@ void remove_file(const fs::path& path);
 // leftover cleanup takes it), never thrown.
 void remove_file_or_warn(const fs::path& path);
 
-// One read(2) from `fd` (the file at `path`, which errors name), again when a
-// signal interrupts it; 0 at the end of the file.
-size_t read_some(int fd, char* into, size_t size, const fs::path& path);
-
 std::string read_file(const fs::path& path);
 // The same into `into`, whose memory is reused: reading file after file of
 // the same size (WAL segments) then costs no new pages.
